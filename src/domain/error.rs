@@ -1,0 +1,58 @@
+//! Why the domain refuses a command. Each refusal has a stable `code` that the API exposes.
+
+use super::MethodKind;
+
+/// A command that breaks a rule of the domain.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DomainError {
+    #[error("{0}")]
+    InvalidPhoneNumber(String),
+    #[error("{0}")]
+    InvalidEmail(String),
+    #[error(
+        "the alternate email is in the tenant's own domain {0}; use an address outside the organisation"
+    )]
+    EmailInTenantDomain(String),
+    #[error("a {0} method already exists; change it instead of adding another")]
+    MethodKindExists(MethodKind),
+    #[error("an alternate_phone needs a mobile_phone first")]
+    AlternatePhoneRequiresMobile,
+    #[error(
+        "the mobile_phone cannot be removed while an alternate_phone exists; remove the alternate first or change the mobile number"
+    )]
+    MobilePhoneHasAlternate,
+    #[error("only an office_phone may carry an extension")]
+    ExtensionNotAllowed,
+    #[error("no method with this id")]
+    MethodNotFound,
+    #[error("the admin was offboarded; their security info cannot change")]
+    AdminOffboarded,
+    #[error(
+        "unknown method kind {0:?}; expected mobile_phone, alternate_phone, office_phone or email"
+    )]
+    UnknownMethodKind(String),
+    #[error("invalid domain {0:?}")]
+    InvalidDomain(String),
+    #[error("unknown reset policy {0:?}; expected email_and_mobile_phone or any_two_methods")]
+    UnknownResetPolicy(String),
+}
+
+impl DomainError {
+    /// The stable machine-readable code of this refusal.
+    pub fn code(&self) -> &'static str {
+        match self {
+            DomainError::InvalidPhoneNumber(_) => "invalid_phone_number",
+            DomainError::InvalidEmail(_) => "invalid_email",
+            DomainError::EmailInTenantDomain(_) => "email_in_tenant_domain",
+            DomainError::MethodKindExists(_) => "method_kind_exists",
+            DomainError::AlternatePhoneRequiresMobile => "alternate_phone_requires_mobile",
+            DomainError::MobilePhoneHasAlternate => "mobile_phone_has_alternate",
+            DomainError::ExtensionNotAllowed => "extension_not_allowed",
+            DomainError::MethodNotFound => "method_not_found",
+            DomainError::AdminOffboarded => "admin_offboarded",
+            DomainError::UnknownMethodKind(_) => "unknown_method_kind",
+            DomainError::InvalidDomain(_) => "invalid_domain",
+            DomainError::UnknownResetPolicy(_) => "unknown_reset_policy",
+        }
+    }
+}

@@ -1,0 +1,33 @@
+//! The pure domain: ids, method values, the admin and tenant deciders, reset policies, masking.
+//!
+//! Nothing here does I/O or reads the clock; the whole rule set is unit-tested in milliseconds.
+
+mod admin;
+mod error;
+mod event;
+mod ids;
+mod mask;
+mod method;
+mod policy;
+mod tenant;
+
+pub use admin::{AdminCommand, AdminState, Method};
+pub use error::DomainError;
+pub use event::{DomainEvent, EventMeta, RemovedMethod};
+pub use ids::{AdminId, MethodId, StreamId, TenantId};
+pub use mask::mask;
+pub use method::{
+    AlternateEmail, MethodKind, MethodValue, PhoneNumber, TenantDomain, email_domain,
+};
+pub use policy::{ResetPolicy, UsableMethod, Verdict, evaluate, method_counts};
+pub use tenant::{SetSettings, TenantState};
+
+/// The admin decider: `decide` and `evolve` for admin streams.
+pub mod admin_decider {
+    pub use super::admin::{decide, evolve};
+}
+
+/// The tenant decider: `decide` and `evolve` for tenant streams.
+pub mod tenant_decider {
+    pub use super::tenant::{decide, evolve};
+}

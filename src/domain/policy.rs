@@ -1,0 +1,101 @@
+//! Reset-eligibility policies and the verdict they give for an admin's methods.
+
+use super::{DomainError, MethodId};
+use super::{Method, MethodKind, TenantDomain, mask};
+use serde::{Deserialize, Serialize};
+
+/// When an admin may reset their own password.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResetPolicy {
+    /// The default admin policy: an alternate email **and** a mobile phone that count.
+    #[default]
+    EmailAndMobilePhone,
+    /// Any two distinct methods (the identity providers' two-gate rule for admins).
+    AnyTwoMethods,
+}
+
+impl ResetPolicy {
+    /// The stable name used in the API and in events.
+    pub fn name(self) -> &'static str {
+        match self {
+            ResetPolicy::EmailAndMobilePhone => "email_and_mobile_phone",
+            ResetPolicy::AnyTwoMethods => "any_two_methods",
+        }
+    }
+
+    /// Parses a policy name.
+    pub fn parse(name: &str) -> Result<Self, DomainError> {
+        [ResetPolicy::EmailAndMobilePhone, ResetPolicy::AnyTwoMethods]
+            .into_iter()
+            .find(|p| p.name() == name)
+            .ok_or_else(|| DomainError::UnknownResetPolicy(name.to_owned()))
+    }
+}
+
+/// A method a reset flow may use, with its value masked.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UsableMethod {
+    pub id: MethodId,
+    pub kind: MethodKind,
+    pub masked_value: String,
+}
+
+/// Whether an admin may reset now, what is missing, and with which methods.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Verdict {
+    pub eligible: bool,
+    pub policy: String,
+    pub missing: Vec<String>,
+    pub usable_methods: Vec<UsableMethod>,
+}
+
+/// Whether a method counts towards reset: an email inside a tenant domain does not.
+pub fn method_counts(method: &Method, domains: &[TenantDomain]) -> bool {
+    match method.kind {
+        MethodKind::Email => match super::email_domain(&method.value) {
+            Some(d) => !domains.iter().any(|td| td.contains(d)),
+            None => false,
+        },
+        _ => true,
+    }
+}
+
+/// Evaluates `policy` for an admin's current methods under the tenant's domains.
+pub fn evaluate<'a>(
+    policy: ResetPolicy,
+    domains: &[TenantDomain],
+    methods: impl IntoIterator<Item = &'a Method>,
+) -> Verdict {
+    let mut usable: Vec<&Method> = methods
+        .into_iter()
+        .filter(|m| method_counts(m, domains))
+        .collect();
+    usable.sort_by_key(|m| m.kind);
+    let has = |k: MethodKind| usable.iter().any(|m| m.kind == k);
+    let missing: Vec<String> = match policy {
+        ResetPolicy::EmailAndMobilePhone => [MethodKind::Email, MethodKind::MobilePhone]
+            .into_iter()
+            .filter(|k| !has(*k))
+            .map(|k| k.as_str().to_owned())
+            .collect(),
+        ResetPolicy::AnyTwoMethods => std::iter::repeat_n(
+            "another_method".to_owned(),
+            2usize.saturating_sub(usable.len()),
+        )
+        .collect(),
+    };
+    Verdict {
+        eligible: missing.is_empty(),
+        policy: policy.name().to_owned(),
+        missing,
+        usable_methods: usable
+            .into_iter()
+            .map(|m| UsableMethod {
+                id: m.id,
+                kind: m.kind,
+                masked_value: mask(m.kind, &m.value),
+            })
+            .collect(),
+    }
+}

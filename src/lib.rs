@@ -1,0 +1,13 @@
+//! recovery-info: the event-sourced system of record for administrators' security info.
+//!
+//! Data flows through the modules in this order:
+//! - [`domain`]: pure rules, the admin and tenant deciders, reset policies, masking;
+//! - [`events`]: the protobuf envelope of each stored event and its conversions;
+//! - [`store`]: the PostgreSQL event store (append with expected version and idempotency,
+//!   gap-free global log) and the storage of the projections;
+//! - [`projections`]: the contact-view and eligibility folds and the checkpointed runner;
+//! - [`app`]: command handling and queries, shared by every interface;
+//! - [`http`]: the axum API (auth, errors, routes);
+//! - [`config`] and [`telemetry`]: configuration and logs/metrics for the binary.
+
+pub mod domain;
