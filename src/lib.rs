@@ -11,3 +11,4 @@
 //! - [`config`] and [`telemetry`]: configuration and logs/metrics for the binary.
 
 pub mod domain;
+pub mod events;
