@@ -12,3 +12,5 @@
 
 pub mod domain;
 pub mod events;
+pub mod projections;
+pub mod store;

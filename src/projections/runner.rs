@@ -1,0 +1,135 @@
+//! The projection runner: one task per projection folds the log in batches, woken by local
+//! appends and polling as a fallback (for appends made by other replicas).
+
+use crate::store::projections::Projection;
+use crate::store::{PgStore, StoreError};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+/// Settings of the runner.
+#[derive(Clone, Copy, Debug)]
+pub struct RunnerConfig {
+    /// Events folded per transaction.
+    pub batch_size: u32,
+    /// How often an idle runner looks for events appended elsewhere.
+    pub poll_interval: Duration,
+}
+
+impl Default for RunnerConfig {
+    fn default() -> Self {
+        RunnerConfig {
+            batch_size: 500,
+            poll_interval: Duration::from_millis(100),
+        }
+    }
+}
+
+/// Handles to the running projections: wake them, and wait until they reach a position.
+#[derive(Clone)]
+pub struct Projections {
+    store: PgStore,
+    wake: Arc<HashMap<Projection, Arc<Notify>>>,
+    progress: Arc<HashMap<Projection, watch::Receiver<u64>>>,
+}
+
+impl Projections {
+    /// Starts one task per projection. The tasks stop when the returned handles are aborted.
+    pub fn spawn(store: PgStore, config: RunnerConfig) -> (Self, Vec<JoinHandle<()>>) {
+        let mut wake = HashMap::new();
+        let mut progress = HashMap::new();
+        let mut tasks = Vec::new();
+        for projection in Projection::ALL {
+            let notify = Arc::new(Notify::new());
+            let (tx, rx) = watch::channel(0);
+            wake.insert(projection, notify.clone());
+            progress.insert(projection, rx);
+            tasks.push(tokio::spawn(run(
+                store.clone(),
+                projection,
+                config,
+                notify,
+                tx,
+            )));
+        }
+        let handles = Projections {
+            store,
+            wake: Arc::new(wake),
+            progress: Arc::new(progress),
+        };
+        (handles, tasks)
+    }
+
+    /// Tells every projection that new events were committed.
+    pub fn wake(&self) {
+        for notify in self.wake.values() {
+            notify.notify_one();
+        }
+    }
+
+    /// Waits until `projection` has folded every event up to `position`; `false` on timeout.
+    pub async fn wait_for(
+        &self,
+        projection: Projection,
+        position: u64,
+        timeout: Duration,
+    ) -> Result<bool, StoreError> {
+        let deadline = Instant::now() + timeout;
+        let mut rx = self.progress[&projection].clone();
+        loop {
+            if *rx.borrow_and_update() >= position {
+                return Ok(true);
+            }
+            // Another replica may be the one projecting: its progress is only in the database.
+            if self.store.checkpoint(projection).await? >= position {
+                return Ok(true);
+            }
+            if Instant::now() >= deadline {
+                return Ok(false);
+            }
+            tokio::select! {
+                _ = rx.changed() => {}
+                _ = tokio::time::sleep(Duration::from_millis(20)) => {}
+            }
+        }
+    }
+}
+
+#[tracing::instrument(skip_all, fields(projection = projection.name()))]
+async fn run(
+    store: PgStore,
+    projection: Projection,
+    config: RunnerConfig,
+    wake: Arc<Notify>,
+    progress: watch::Sender<u64>,
+) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match store.project_batch(projection, config.batch_size).await {
+            Ok(batch) => {
+                backoff = Duration::from_millis(100);
+                progress.send_replace(batch.checkpoint);
+                if batch.applied > 0 {
+                    metrics::counter!("recovery_projection_events_total", "projection" => projection.name())
+                        .increment(batch.applied as u64);
+                    tracing::debug!(
+                        applied = batch.applied,
+                        position = batch.checkpoint,
+                        "projected"
+                    );
+                }
+                if batch.applied < config.batch_size as usize {
+                    let _ = tokio::time::timeout(config.poll_interval, wake.notified()).await;
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "projection batch failed");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}

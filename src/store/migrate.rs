@@ -1,0 +1,66 @@
+//! Schema migrations: plain SQL files under `migrations/postgres/`, applied in order, each in
+//! its own transaction, under an advisory lock so that replicas starting together do not race.
+
+use super::StoreError;
+use deadpool_postgres::Object;
+
+/// `(version, name, sql)` of every migration this build knows.
+const MIGRATIONS: &[(i32, &str, &str)] = &[(
+    1,
+    "event_log",
+    include_str!("../../migrations/postgres/0001_event_log.sql"),
+)];
+
+/// An arbitrary constant key for `pg_advisory_lock` while migrating.
+const MIGRATION_LOCK: i64 = 0x7265_636f_7665_7279; // "recovery"
+
+/// Brings the schema up to date; returns how many migrations were applied.
+pub async fn run(client: &mut Object) -> Result<usize, StoreError> {
+    client
+        .batch_execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (
+                 version    integer     PRIMARY KEY,
+                 name       text        NOT NULL,
+                 applied_at timestamptz NOT NULL DEFAULT now())",
+        )
+        .await?;
+    client
+        .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
+        .await?;
+    let result = apply_pending(client).await;
+    client
+        .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK])
+        .await?;
+    result
+}
+
+async fn apply_pending(client: &mut Object) -> Result<usize, StoreError> {
+    let row = client
+        .query_one(
+            "SELECT coalesce(max(version), 0) FROM schema_migrations",
+            &[],
+        )
+        .await?;
+    let current: i32 = row.get(0);
+    let known = MIGRATIONS.last().map_or(0, |m| m.0);
+    if current > known {
+        return Err(StoreError::SchemaTooNew {
+            found: current,
+            known,
+        });
+    }
+    let mut applied = 0;
+    for (version, name, sql) in MIGRATIONS.iter().filter(|m| m.0 > current) {
+        let tx = client.transaction().await?;
+        tx.batch_execute(sql).await?;
+        tx.execute(
+            "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
+            &[version, name],
+        )
+        .await?;
+        tx.commit().await?;
+        tracing::info!(version, name, "applied migration");
+        applied += 1;
+    }
+    Ok(applied)
+}

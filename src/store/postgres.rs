@@ -1,0 +1,305 @@
+//! The PostgreSQL event store.
+
+use super::{IdempotencyKey, IdempotentAnswer, StoreError, StoredAnswer, migrate};
+use crate::domain::StreamId;
+use crate::events::{PendingEvent, RecordedEvent};
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use sha2::{Digest, Sha256};
+use tokio_postgres::NoTls;
+use uuid::Uuid;
+
+/// The hash that precedes the first event of every stream.
+pub const GENESIS_HASH: [u8; 32] = [0; 32];
+
+/// The event store and projection storage on PostgreSQL, behind a connection pool.
+#[derive(Clone)]
+pub struct PgStore {
+    pool: Pool,
+}
+
+/// Positions and versions are `bigint` in SQL and never negative.
+pub(super) fn to_u64(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+pub(super) fn to_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+/// `sha256(prev_hash || payload)`: the link of an event in its stream's hash chain.
+pub fn chain_hash(prev_hash: &[u8], payload: &[u8]) -> Vec<u8> {
+    let mut h = Sha256::new();
+    h.update(prev_hash);
+    h.update(payload);
+    h.finalize().to_vec()
+}
+
+impl PgStore {
+    /// Builds a pool for `url` and checks that the database answers.
+    pub async fn connect(url: &str, pool_size: usize) -> Result<Self, StoreError> {
+        let config: tokio_postgres::Config = url
+            .parse()
+            .map_err(|e| StoreError::Config(format!("DATABASE_URL is malformed: {e}")))?;
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(pool_size.max(1))
+            .wait_timeout(Some(std::time::Duration::from_secs(5)))
+            .create_timeout(Some(std::time::Duration::from_secs(5)))
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .build()
+            .map_err(|e| StoreError::Config(e.to_string()))?;
+        let store = PgStore { pool };
+        store.ping().await?;
+        Ok(store)
+    }
+
+    pub(super) fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    /// Applies pending migrations; returns how many ran.
+    pub async fn migrate(&self) -> Result<usize, StoreError> {
+        let mut client = self.pool.get().await?;
+        migrate::run(&mut client).await
+    }
+
+    /// One round trip to the database (readiness).
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.pool.get().await?.simple_query("SELECT 1").await?;
+        Ok(())
+    }
+
+    /// The position of the last committed event (0 for an empty log).
+    #[tracing::instrument(skip(self), level = "debug")]
+    pub async fn head(&self) -> Result<u64, StoreError> {
+        let client = self.pool.get().await?;
+        let stmt = client
+            .prepare_cached("SELECT position FROM log_head")
+            .await?;
+        Ok(to_u64(client.query_one(&stmt, &[]).await?.get(0)))
+    }
+
+    /// Every event of the given streams, in log order (one round trip for an admin and its
+    /// tenant).
+    #[tracing::instrument(skip(self), level = "debug")]
+    pub async fn load_streams(
+        &self,
+        streams: &[StreamId],
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let client = self.pool.get().await?;
+        let names: Vec<String> = streams.iter().map(ToString::to_string).collect();
+        let stmt = client
+            .prepare_cached(
+                "SELECT payload FROM events WHERE stream_id = ANY($1) ORDER BY position",
+            )
+            .await?;
+        decode_rows(client.query(&stmt, &[&names]).await?)
+    }
+
+    /// Events of one stream after `after` (a global position), oldest first.
+    #[tracing::instrument(skip(self), level = "debug", fields(stream = %stream))]
+    pub async fn read_stream(
+        &self,
+        stream: StreamId,
+        after: u64,
+        limit: u32,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let client = self.pool.get().await?;
+        let stmt = client
+            .prepare_cached(
+                "SELECT payload FROM events WHERE stream_id = $1 AND position > $2
+                 ORDER BY position LIMIT $3",
+            )
+            .await?;
+        let rows = client
+            .query(
+                &stmt,
+                &[&stream.to_string(), &to_i64(after), &i64::from(limit)],
+            )
+            .await?;
+        decode_rows(rows)
+    }
+
+    /// A tenant's events (admin and tenant streams) after `after`, oldest first.
+    #[tracing::instrument(skip(self), level = "debug")]
+    pub async fn read_tenant(
+        &self,
+        tenant: Uuid,
+        after: u64,
+        limit: u32,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let client = self.pool.get().await?;
+        let stmt = client
+            .prepare_cached(
+                "SELECT payload FROM events WHERE tenant_id = $1 AND position > $2
+                 ORDER BY position LIMIT $3",
+            )
+            .await?;
+        let rows = client
+            .query(&stmt, &[&tenant, &to_i64(after), &i64::from(limit)])
+            .await?;
+        decode_rows(rows)
+    }
+
+    /// The global log after `after`, oldest first. Never skips an event: see the comment on
+    /// `log_head` in the first migration.
+    #[tracing::instrument(skip(self), level = "debug")]
+    pub async fn read_log(&self, after: u64, limit: u32) -> Result<Vec<RecordedEvent>, StoreError> {
+        let client = self.pool.get().await?;
+        let stmt = client
+            .prepare_cached(
+                "SELECT payload FROM events WHERE position > $1 ORDER BY position LIMIT $2",
+            )
+            .await?;
+        decode_rows(
+            client
+                .query(&stmt, &[&to_i64(after), &i64::from(limit)])
+                .await?,
+        )
+    }
+
+    /// The first answer stored under an idempotency key, if any.
+    #[tracing::instrument(skip(self, key), level = "debug")]
+    pub async fn idempotent_answer(
+        &self,
+        key: &IdempotencyKey,
+    ) -> Result<Option<StoredAnswer>, StoreError> {
+        let client = self.pool.get().await?;
+        let stmt = client
+            .prepare_cached(
+                "SELECT request_hash, status, response FROM idempotency_keys
+                 WHERE tenant_id = $1 AND subject = $2 AND key = $3",
+            )
+            .await?;
+        let row = client
+            .query_opt(&stmt, &[&key.tenant_id, &key.subject, &key.key])
+            .await?;
+        Ok(row.map(|r| StoredAnswer {
+            request_hash: r.get(0),
+            status: u16::try_from(r.get::<_, i16>(1)).unwrap_or(500),
+            body: r.get(2),
+        }))
+    }
+
+    /// Appends `events` to `stream` if the stream is at `expected_version`, and stores the
+    /// idempotent answer in the same transaction. Returns the events as placed in the log.
+    ///
+    /// Appends are serialised by the row lock on `log_head` (the global append lock): the lock
+    /// is taken first, then the stream version is checked, so the check cannot race.
+    #[tracing::instrument(skip(self, events, answer), fields(stream = %stream, expected_version, n = events.len()))]
+    pub async fn append(
+        &self,
+        stream: StreamId,
+        expected_version: u64,
+        events: Vec<PendingEvent>,
+        answer: Option<IdempotentAnswer<'_>>,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        let mut recorded = Vec::with_capacity(events.len());
+        if !events.is_empty() {
+            let n = events.len() as i64;
+            let reserve = tx
+                .prepare_cached("UPDATE log_head SET position = position + $1 RETURNING position")
+                .await?;
+            let last = to_u64(tx.query_one(&reserve, &[&n]).await?.get(0));
+            let first = last + 1 - events.len() as u64;
+
+            let tip = tx
+                .prepare_cached(
+                    "SELECT stream_version, hash FROM events WHERE stream_id = $1
+                     ORDER BY stream_version DESC LIMIT 1",
+                )
+                .await?;
+            let stream_name = stream.to_string();
+            let (actual, mut prev_hash) = match tx.query_opt(&tip, &[&stream_name]).await? {
+                Some(row) => (to_u64(row.get(0)), row.get::<_, Vec<u8>>(1)),
+                None => (0, GENESIS_HASH.to_vec()),
+            };
+            if actual != expected_version {
+                return Err(StoreError::Conflict {
+                    expected: expected_version,
+                    actual,
+                });
+            }
+
+            let insert = tx
+                .prepare_cached(
+                    "INSERT INTO events (position, stream_id, stream_version, event_id, event_type,
+                                         tenant_id, admin_id, occurred_at, payload, prev_hash, hash)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                )
+                .await?;
+            for (i, pending) in events.into_iter().enumerate() {
+                let event = RecordedEvent::place(
+                    pending,
+                    stream,
+                    expected_version + 1 + i as u64,
+                    first + i as u64,
+                );
+                let payload = event.encode();
+                let hash = chain_hash(&prev_hash, &payload);
+                tx.execute(
+                    &insert,
+                    &[
+                        &to_i64(event.position),
+                        &stream_name,
+                        &to_i64(event.version),
+                        &event.event_id,
+                        &event.type_name(),
+                        &stream.tenant().as_uuid(),
+                        &stream.admin().map(|a| a.as_uuid()),
+                        &event.occurred_at,
+                        &payload,
+                        &prev_hash,
+                        &hash,
+                    ],
+                )
+                .await?;
+                prev_hash = hash;
+                recorded.push(event);
+            }
+        }
+        if let Some(answer) = answer {
+            let (status, body) = (answer.render)(&recorded);
+            let stmt = tx
+                .prepare_cached(
+                    "INSERT INTO idempotency_keys (tenant_id, subject, key, request_hash, status, response)
+                     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+                )
+                .await?;
+            let k = &answer.key;
+            let inserted = tx
+                .execute(
+                    &stmt,
+                    &[
+                        &k.tenant_id,
+                        &k.subject,
+                        &k.key,
+                        &answer.request_hash,
+                        &i16::try_from(status).unwrap_or(500),
+                        &body,
+                    ],
+                )
+                .await?;
+            if inserted == 0 {
+                return Err(StoreError::IdempotencyRace);
+            }
+        }
+        tx.commit().await?;
+        metrics::counter!("recovery_events_appended_total").increment(recorded.len() as u64);
+        Ok(recorded)
+    }
+}
+
+fn decode_rows(rows: Vec<tokio_postgres::Row>) -> Result<Vec<RecordedEvent>, StoreError> {
+    rows.iter()
+        .map(|r| RecordedEvent::decode(r.get::<_, &[u8]>(0)).map_err(StoreError::from))
+        .collect()
+}

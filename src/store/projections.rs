@@ -1,0 +1,326 @@
+//! Projection storage on PostgreSQL: batches that fold the log into the projections' tables and
+//! move the checkpoint in the same transaction (exactly-once), and the queries that read them.
+
+use super::postgres::{to_i64, to_u64};
+use super::{PgStore, StoreError};
+use crate::domain::{AdminId, AdminState, StreamId, TenantId, TenantState, Verdict};
+use crate::events::RecordedEvent;
+use crate::projections::contact_view::{self, AdminKey};
+use crate::projections::eligibility::{AdminEligibility, EligibilityFold, verdict_for};
+use deadpool_postgres::Transaction;
+use serde_json::Value;
+use std::collections::{BTreeSet, HashMap};
+use uuid::Uuid;
+
+/// The projections kept in PostgreSQL.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Projection {
+    ContactView,
+    Eligibility,
+}
+
+impl Projection {
+    /// Every projection.
+    pub const ALL: [Projection; 2] = [Projection::ContactView, Projection::Eligibility];
+
+    /// The name of its checkpoint row.
+    pub fn name(self) -> &'static str {
+        match self {
+            Projection::ContactView => "contact_view",
+            Projection::Eligibility => "eligibility",
+        }
+    }
+}
+
+/// The outcome of one projection batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Batch {
+    pub applied: usize,
+    pub checkpoint: u64,
+}
+
+fn key_arrays(keys: &BTreeSet<AdminKey>) -> (Vec<Uuid>, Vec<Uuid>) {
+    keys.iter().map(|(t, a)| (t.as_uuid(), a.as_uuid())).unzip()
+}
+
+fn admin_key(row: &tokio_postgres::Row) -> AdminKey {
+    (
+        TenantId::from_uuid(row.get("tenant_id")),
+        AdminId::from_uuid(row.get("admin_id")),
+    )
+}
+
+impl PgStore {
+    /// Folds the next `limit` events after the projection's checkpoint into its tables and
+    /// moves the checkpoint, in one transaction. The checkpoint row is locked first, so two
+    /// replicas running the same projection take turns and never apply an event twice.
+    #[tracing::instrument(skip(self), level = "debug", fields(projection = projection.name()))]
+    pub async fn project_batch(
+        &self,
+        projection: Projection,
+        limit: u32,
+    ) -> Result<Batch, StoreError> {
+        let mut client = self.pool().get().await?;
+        let tx = client.transaction().await?;
+        let lock = tx
+            .prepare_cached(
+                "SELECT position FROM projection_checkpoints WHERE name = $1 FOR UPDATE",
+            )
+            .await?;
+        let checkpoint = to_u64(tx.query_one(&lock, &[&projection.name()]).await?.get(0));
+        let read = tx
+            .prepare_cached(
+                "SELECT payload FROM events WHERE position > $1 ORDER BY position LIMIT $2",
+            )
+            .await?;
+        let events = tx
+            .query(&read, &[&to_i64(checkpoint), &i64::from(limit)])
+            .await?
+            .iter()
+            .map(|r| RecordedEvent::decode(r.get::<_, &[u8]>(0)))
+            .collect::<Result<Vec<_>, _>>()?;
+        let Some(last) = events.last().map(|e| e.position) else {
+            return Ok(Batch {
+                applied: 0,
+                checkpoint,
+            });
+        };
+        match projection {
+            Projection::ContactView => apply_contact_view(&tx, &events).await?,
+            Projection::Eligibility => apply_eligibility(&tx, &events).await?,
+        }
+        let save = tx
+            .prepare_cached("UPDATE projection_checkpoints SET position = $2 WHERE name = $1")
+            .await?;
+        tx.execute(&save, &[&projection.name(), &to_i64(last)])
+            .await?;
+        tx.commit().await?;
+        Ok(Batch {
+            applied: events.len(),
+            checkpoint: last,
+        })
+    }
+
+    /// The projection's checkpoint: every event up to it is reflected in its tables.
+    pub async fn checkpoint(&self, projection: Projection) -> Result<u64, StoreError> {
+        let client = self.pool().get().await?;
+        let stmt = client
+            .prepare_cached("SELECT position FROM projection_checkpoints WHERE name = $1")
+            .await?;
+        Ok(to_u64(
+            client.query_one(&stmt, &[&projection.name()]).await?.get(0),
+        ))
+    }
+
+    /// An admin's contact view and the checkpoint it reflects, read in one snapshot.
+    #[tracing::instrument(skip(self), level = "debug")]
+    pub async fn contact_view(
+        &self,
+        tenant: TenantId,
+        admin: AdminId,
+    ) -> Result<(u64, Option<AdminState>), StoreError> {
+        let client = self.pool().get().await?;
+        let stmt = client
+            .prepare_cached(
+                "SELECT c.position, v.state FROM projection_checkpoints c
+                 LEFT JOIN contact_views v ON v.tenant_id = $1 AND v.admin_id = $2
+                 WHERE c.name = 'contact_view'",
+            )
+            .await?;
+        let row = client
+            .query_one(&stmt, &[&tenant.as_uuid(), &admin.as_uuid()])
+            .await?;
+        let state = row
+            .get::<_, Option<Value>>(1)
+            .map(serde_json::from_value)
+            .transpose()?;
+        Ok((to_u64(row.get(0)), state))
+    }
+
+    /// An admin's eligibility verdict and the checkpoint it reflects, read in one snapshot.
+    #[tracing::instrument(skip(self), level = "debug")]
+    pub async fn eligibility(
+        &self,
+        tenant: TenantId,
+        admin: AdminId,
+    ) -> Result<(u64, Verdict), StoreError> {
+        let client = self.pool().get().await?;
+        let stmt = client
+            .prepare_cached(
+                "SELECT c.position, a.verdict, t.state FROM projection_checkpoints c
+                 LEFT JOIN eligibility_admins a ON a.tenant_id = $1 AND a.admin_id = $2
+                 LEFT JOIN eligibility_tenants t ON t.tenant_id = $1
+                 WHERE c.name = 'eligibility'",
+            )
+            .await?;
+        let row = client
+            .query_one(&stmt, &[&tenant.as_uuid(), &admin.as_uuid()])
+            .await?;
+        let verdict = match row.get::<_, Option<Value>>(1) {
+            Some(v) => serde_json::from_value(v)?,
+            None => {
+                // No event of this admin yet: the verdict of an empty state under the tenant.
+                let tenant: TenantState = row
+                    .get::<_, Option<Value>>(2)
+                    .map(serde_json::from_value)
+                    .transpose()?
+                    .unwrap_or_default();
+                verdict_for(&tenant, &AdminState::default())
+            }
+        };
+        Ok((to_u64(row.get(0)), verdict))
+    }
+}
+
+async fn apply_contact_view(
+    tx: &Transaction<'_>,
+    events: &[RecordedEvent],
+) -> Result<(), StoreError> {
+    let keys: BTreeSet<AdminKey> = events
+        .iter()
+        .filter_map(|e| match e.stream {
+            StreamId::Admin(t, a) => Some((t, a)),
+            StreamId::Tenant(_) => None,
+        })
+        .collect();
+    if keys.is_empty() {
+        return Ok(());
+    }
+    let (tenants, admins) = key_arrays(&keys);
+    let load = tx
+        .prepare_cached(
+            "SELECT v.tenant_id, v.admin_id, v.state FROM contact_views v
+             JOIN unnest($1::uuid[], $2::uuid[]) AS k(tenant_id, admin_id)
+               ON v.tenant_id = k.tenant_id AND v.admin_id = k.admin_id",
+        )
+        .await?;
+    let mut views = HashMap::new();
+    for row in tx.query(&load, &[&tenants, &admins]).await? {
+        views.insert(admin_key(&row), serde_json::from_value(row.get("state"))?);
+    }
+    for event in events {
+        contact_view::apply(&mut views, event);
+    }
+    let (mut ts, mut as_, mut states) = (Vec::new(), Vec::new(), Vec::new());
+    for ((t, a), state) in &views {
+        ts.push(t.as_uuid());
+        as_.push(a.as_uuid());
+        states.push(serde_json::to_value(state)?);
+    }
+    let save = tx
+        .prepare_cached(
+            "INSERT INTO contact_views (tenant_id, admin_id, state)
+             SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::jsonb[])
+             ON CONFLICT (tenant_id, admin_id) DO UPDATE SET state = excluded.state",
+        )
+        .await?;
+    tx.execute(&save, &[&ts, &as_, &states]).await?;
+    Ok(())
+}
+
+async fn apply_eligibility(
+    tx: &Transaction<'_>,
+    events: &[RecordedEvent],
+) -> Result<(), StoreError> {
+    let mut admin_keys = BTreeSet::new();
+    let mut all_tenants = BTreeSet::new();
+    let mut tenants_with_settings_events = BTreeSet::new();
+    for e in events {
+        all_tenants.insert(e.stream.tenant().as_uuid());
+        match e.stream {
+            StreamId::Admin(t, a) => {
+                admin_keys.insert((t, a));
+            }
+            StreamId::Tenant(t) => {
+                tenants_with_settings_events.insert(t.as_uuid());
+            }
+        }
+    }
+    let mut fold = EligibilityFold::default();
+
+    let all_tenants: Vec<Uuid> = all_tenants.into_iter().collect();
+    let load_tenants = tx
+        .prepare_cached(
+            "SELECT tenant_id, state FROM eligibility_tenants WHERE tenant_id = ANY($1)",
+        )
+        .await?;
+    for row in tx.query(&load_tenants, &[&all_tenants]).await? {
+        fold.tenants.insert(
+            TenantId::from_uuid(row.get("tenant_id")),
+            serde_json::from_value(row.get("state"))?,
+        );
+    }
+
+    let (ts, as_) = key_arrays(&admin_keys);
+    let settings_tenants: Vec<Uuid> = tenants_with_settings_events.iter().copied().collect();
+    let load_admins = tx
+        .prepare_cached(
+            "SELECT e.tenant_id, e.admin_id, e.state, e.verdict, e.changed_position
+             FROM eligibility_admins e
+             JOIN unnest($1::uuid[], $2::uuid[]) AS k(tenant_id, admin_id)
+               ON e.tenant_id = k.tenant_id AND e.admin_id = k.admin_id
+             UNION
+             SELECT e.tenant_id, e.admin_id, e.state, e.verdict, e.changed_position
+             FROM eligibility_admins e WHERE e.tenant_id = ANY($3)",
+        )
+        .await?;
+    for row in tx
+        .query(&load_admins, &[&ts, &as_, &settings_tenants])
+        .await?
+    {
+        fold.admins.insert(
+            admin_key(&row),
+            AdminEligibility {
+                state: serde_json::from_value(row.get("state"))?,
+                verdict: serde_json::from_value(row.get("verdict"))?,
+                changed_position: to_u64(row.get("changed_position")),
+            },
+        );
+    }
+
+    for event in events {
+        fold.apply(event);
+    }
+
+    let (mut tids, mut tstates) = (Vec::new(), Vec::new());
+    for t in &tenants_with_settings_events {
+        if let Some(state) = fold.tenants.get(&TenantId::from_uuid(*t)) {
+            tids.push(*t);
+            tstates.push(serde_json::to_value(state)?);
+        }
+    }
+    if !tids.is_empty() {
+        let save = tx
+            .prepare_cached(
+                "INSERT INTO eligibility_tenants (tenant_id, state)
+                 SELECT * FROM unnest($1::uuid[], $2::jsonb[])
+                 ON CONFLICT (tenant_id) DO UPDATE SET state = excluded.state",
+            )
+            .await?;
+        tx.execute(&save, &[&tids, &tstates]).await?;
+    }
+
+    let (mut ts, mut as_, mut states, mut verdicts, mut changed) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for ((t, a), e) in &fold.admins {
+        ts.push(t.as_uuid());
+        as_.push(a.as_uuid());
+        states.push(serde_json::to_value(&e.state)?);
+        verdicts.push(serde_json::to_value(&e.verdict)?);
+        changed.push(to_i64(e.changed_position));
+    }
+    if !ts.is_empty() {
+        let save = tx
+            .prepare_cached(
+                "INSERT INTO eligibility_admins (tenant_id, admin_id, state, verdict, changed_position)
+                 SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::jsonb[], $4::jsonb[], $5::bigint[])
+                 ON CONFLICT (tenant_id, admin_id) DO UPDATE
+                 SET state = excluded.state, verdict = excluded.verdict,
+                     changed_position = excluded.changed_position",
+            )
+            .await?;
+        tx.execute(&save, &[&ts, &as_, &states, &verdicts, &changed])
+            .await?;
+    }
+    Ok(())
+}
