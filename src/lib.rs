@@ -10,7 +10,12 @@
 //! - [`http`]: the axum API (auth, errors, routes);
 //! - [`config`] and [`telemetry`]: configuration and logs/metrics for the binary.
 
+pub mod app;
+pub mod config;
 pub mod domain;
 pub mod events;
+pub mod http;
 pub mod projections;
+pub mod server;
 pub mod store;
+pub mod telemetry;

@@ -1,1 +1,86 @@
-fn main() {}
+//! The `recovery-info` binary: parses the command line and hands over to the library.
+
+use clap::Parser;
+use recovery_info::config::{Cli, Command};
+use recovery_info::http::auth::JwtKeys;
+use recovery_info::projections::runner::RunnerConfig;
+use recovery_info::server::{self, ServerConfig};
+use recovery_info::store::PgStore;
+use recovery_info::telemetry;
+use std::process::ExitCode;
+use std::time::Duration;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    telemetry::init_logs(cli.log_format);
+    match run(cli.command).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!(
+                "recovery-info: error: {}",
+                format!("{e:#}").replace('\n', " ")
+            );
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Serve(args) => {
+            tracing::debug!(config = ?args, "configuration");
+            let config = ServerConfig {
+                database_url: args.db.database_url.clone(),
+                db_pool_size: args.db.db_pool_size,
+                listen: args.listen,
+                jwt_secret: args.secret.checked()?.to_vec(),
+                freshness_timeout: Duration::from_millis(args.freshness_timeout_ms),
+                runner: RunnerConfig::default(),
+            };
+            let server = server::start(config).await?;
+            eprintln!("recovery-info listening on http://{}", server.addr);
+            shutdown_signal().await;
+            tracing::info!("shutting down");
+            server.stop().await
+        }
+        Command::Migrate(db) => {
+            let store = PgStore::connect(&db.database_url, 1).await?;
+            let applied = store.migrate().await?;
+            println!("migrations applied: {applied}");
+            Ok(())
+        }
+        Command::Token(args) => {
+            let keys = JwtKeys::new(args.secret.checked()?);
+            let token = keys.mint(
+                args.tenant,
+                &args.subject,
+                &args.roles,
+                args.ttl.as_secs() as i64,
+            )?;
+            println!("{token}");
+            Ok(())
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

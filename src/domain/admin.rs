@@ -344,6 +344,7 @@ mod tests {
             domains: vec![TenantDomain::parse("contoso.com").unwrap()],
             policy: ResetPolicy::default(),
             version: 1,
+            last_position: 1,
         };
         let err = run(
             AdminState::default(),

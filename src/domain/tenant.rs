@@ -7,6 +7,9 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TenantState {
     pub version: u64,
+    /// Global position of the last event folded (0 for an empty stream).
+    #[serde(default)]
+    pub last_position: u64,
     /// Sorted and de-duplicated.
     pub domains: Vec<TenantDomain>,
     pub policy: ResetPolicy,
@@ -50,6 +53,7 @@ pub fn evolve(mut state: TenantState, event: &DomainEvent, meta: &EventMeta) -> 
         _ => return state,
     }
     state.version = meta.version;
+    state.last_position = meta.position;
     state
 }
 

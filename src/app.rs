@@ -1,0 +1,335 @@
+//! Command handling and queries, shared by every interface (HTTP today, NATS and the CLI later).
+//!
+//! A command is handled as: replay an idempotent answer if there is one; load the streams the
+//! decision reads; fold them; decide; append with the expected version and the idempotency
+//! record in one transaction. A conflict without `If-Match` means another writer got in
+//! between our read and our append: the command is decided again on the new state.
+
+use crate::domain::{
+    AdminCommand, AdminId, AdminState, DomainError, DomainEvent, SetSettings, StreamId, TenantId,
+    TenantState, Verdict, admin_decider, tenant_decider,
+};
+use crate::events::{Actor, PendingEvent, RecordedEvent};
+use crate::projections::runner::Projections;
+use crate::store::projections::Projection;
+use crate::store::{IdempotencyKey, IdempotentAnswer, PgStore, StoreError};
+use chrono::Utc;
+use serde_json::Value;
+use std::time::Duration;
+use uuid::Uuid;
+
+/// How often a command without `If-Match` is decided again after losing a race.
+const MAX_ATTEMPTS: usize = 8;
+
+/// Why a command or query failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error(transparent)]
+    Domain(#[from] DomainError),
+    #[error("the stream is at version {actual}, not {expected} as If-Match requires")]
+    PreconditionFailed { expected: u64, actual: u64 },
+    #[error("this Idempotency-Key was already used with a different request")]
+    IdempotencyKeyReused,
+    #[error("too many concurrent writers on this stream; retry")]
+    Contention,
+    #[error("the view has not reached position {wanted} yet (it is at {reached}); retry shortly")]
+    NotFresh { wanted: u64, reached: u64 },
+    #[error("position {wanted} is beyond the end of the log ({head})")]
+    PositionBeyondLog { wanted: u64, head: u64 },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Who asks, and the request-scoped options of a command.
+#[derive(Clone, Debug)]
+pub struct CommandContext {
+    pub tenant: TenantId,
+    pub actor: Actor,
+    pub correlation_id: Uuid,
+    /// `If-Match`: the stream version the caller saw.
+    pub if_match: Option<u64>,
+    pub idempotency: Option<IdempotencyRequest>,
+}
+
+/// An `Idempotency-Key` and a hash of the request it came with.
+#[derive(Clone, Debug)]
+pub struct IdempotencyRequest {
+    pub key: String,
+    pub request_hash: Vec<u8>,
+}
+
+/// A command's answer: an HTTP-shaped status and body, and whether it is a replay of the
+/// first answer given under the same idempotency key.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Answer {
+    pub status: u16,
+    pub body: Value,
+    pub replayed: bool,
+}
+
+/// The service: the store and the running projections.
+#[derive(Clone)]
+pub struct App {
+    pub store: PgStore,
+    pub projections: Projections,
+    /// How long a query waits for a projection to reach a requested position.
+    pub freshness_timeout: Duration,
+}
+
+fn fold_admin(events: &[RecordedEvent], state: AdminState) -> AdminState {
+    events
+        .iter()
+        .filter(|e| matches!(e.stream, StreamId::Admin(..)))
+        .fold(state, |s, e| admin_decider::evolve(s, &e.event, &e.meta()))
+}
+
+fn fold_tenant(events: &[RecordedEvent], state: TenantState) -> TenantState {
+    events
+        .iter()
+        .filter(|e| matches!(e.stream, StreamId::Tenant(..)))
+        .fold(state, |s, e| tenant_decider::evolve(s, &e.event, &e.meta()))
+}
+
+impl App {
+    /// Handles a command on an admin's stream. `render` builds the answer from the admin's
+    /// state after the command.
+    #[tracing::instrument(skip_all, fields(tenant_id = %ctx.tenant, admin_id = %admin))]
+    pub async fn admin_command(
+        &self,
+        ctx: &CommandContext,
+        admin: AdminId,
+        command: AdminCommand,
+        render: impl Fn(&AdminState) -> (u16, Value) + Send + Sync,
+    ) -> Result<Answer, AppError> {
+        if let Some(answer) = self.replay(ctx).await? {
+            return Ok(answer);
+        }
+        let stream = StreamId::Admin(ctx.tenant, admin);
+        for _ in 0..MAX_ATTEMPTS {
+            let loaded = self
+                .store
+                .load_streams(&[stream, StreamId::Tenant(ctx.tenant)])
+                .await?;
+            let state = fold_admin(&loaded, AdminState::default());
+            let tenant = fold_tenant(&loaded, TenantState::default());
+            check_if_match(ctx, state.version)?;
+            let events = admin_decider::decide(&command, &state, &tenant)?;
+            let version = state.version;
+            let render = |recorded: &[RecordedEvent]| render(&fold_admin(recorded, state));
+            match self.commit(ctx, stream, version, events, render).await {
+                Err(AppError::Store(StoreError::Conflict { .. })) if ctx.if_match.is_none() => {
+                    continue;
+                }
+                other => return other,
+            }
+        }
+        Err(AppError::Contention)
+    }
+
+    /// Handles a change of tenant settings. `render` builds the answer from the new settings.
+    #[tracing::instrument(skip_all, fields(tenant_id = %ctx.tenant))]
+    pub async fn tenant_command(
+        &self,
+        ctx: &CommandContext,
+        command: SetSettings,
+        render: impl Fn(&TenantState) -> (u16, Value) + Send + Sync,
+    ) -> Result<Answer, AppError> {
+        if let Some(answer) = self.replay(ctx).await? {
+            return Ok(answer);
+        }
+        let stream = StreamId::Tenant(ctx.tenant);
+        for _ in 0..MAX_ATTEMPTS {
+            let state = fold_tenant(
+                &self.store.load_streams(&[stream]).await?,
+                TenantState::default(),
+            );
+            check_if_match(ctx, state.version)?;
+            let events = tenant_decider::decide(&command, &state)?;
+            let version = state.version;
+            let render = |recorded: &[RecordedEvent]| render(&fold_tenant(recorded, state));
+            match self.commit(ctx, stream, version, events, render).await {
+                Err(AppError::Store(StoreError::Conflict { .. })) if ctx.if_match.is_none() => {
+                    continue;
+                }
+                other => return other,
+            }
+        }
+        Err(AppError::Contention)
+    }
+
+    /// The first answer given under the context's idempotency key, if the same request was
+    /// made before; an error if the key was used for a different request.
+    async fn replay(&self, ctx: &CommandContext) -> Result<Option<Answer>, AppError> {
+        let Some(idem) = &ctx.idempotency else {
+            return Ok(None);
+        };
+        match self
+            .store
+            .idempotent_answer(&idempotency_key(ctx, idem))
+            .await?
+        {
+            None => Ok(None),
+            Some(stored) if stored.request_hash == idem.request_hash => Ok(Some(Answer {
+                status: stored.status,
+                body: stored.body,
+                replayed: true,
+            })),
+            Some(_) => Err(AppError::IdempotencyKeyReused),
+        }
+    }
+
+    async fn commit(
+        &self,
+        ctx: &CommandContext,
+        stream: StreamId,
+        expected_version: u64,
+        events: Vec<DomainEvent>,
+        render: impl FnOnce(&[RecordedEvent]) -> (u16, Value) + Send,
+    ) -> Result<Answer, AppError> {
+        let now = Utc::now();
+        let pending: Vec<PendingEvent> = events
+            .into_iter()
+            .map(|event| PendingEvent {
+                event_id: Uuid::now_v7(),
+                occurred_at: now,
+                actor: ctx.actor.clone(),
+                correlation_id: ctx.correlation_id,
+                idempotency_key: ctx.idempotency.as_ref().map(|i| i.key.clone()),
+                event,
+            })
+            .collect();
+        let mut rendered = None;
+        let result = match &ctx.idempotency {
+            Some(idem) => {
+                let answer = IdempotentAnswer {
+                    key: idempotency_key(ctx, idem),
+                    request_hash: idem.request_hash.clone(),
+                    render: Box::new(|recorded: &[RecordedEvent]| {
+                        let out = render(recorded);
+                        rendered = Some(out.clone());
+                        out
+                    }),
+                };
+                self.store
+                    .append(stream, expected_version, pending, Some(answer))
+                    .await
+                    .map(|_| rendered.take())
+            }
+            None => self
+                .store
+                .append(stream, expected_version, pending, None)
+                .await
+                .map(|recorded| Some(render(&recorded))),
+        };
+        match result {
+            Ok(out) => {
+                self.projections.wake();
+                let (status, body) = out.unwrap_or((500, Value::Null));
+                Ok(Answer {
+                    status,
+                    body,
+                    replayed: false,
+                })
+            }
+            Err(StoreError::Conflict { expected, actual }) if ctx.if_match.is_some() => {
+                Err(AppError::PreconditionFailed { expected, actual })
+            }
+            Err(StoreError::IdempotencyRace) => {
+                // A concurrent retry with the same key committed first: answer as it did.
+                self.replay(ctx).await?.ok_or(AppError::Contention)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// An admin's current contact view and the log position it reflects, at least
+    /// `min_position` fresh.
+    #[tracing::instrument(skip(self))]
+    pub async fn contact_view(
+        &self,
+        tenant: TenantId,
+        admin: AdminId,
+        min_position: Option<u64>,
+    ) -> Result<(u64, AdminState), AppError> {
+        self.ensure_fresh(Projection::ContactView, min_position)
+            .await?;
+        let (position, state) = self.store.contact_view(tenant, admin).await?;
+        Ok((position, state.unwrap_or_default()))
+    }
+
+    /// An admin's reset-eligibility verdict and the log position it reflects, at least
+    /// `min_position` fresh.
+    #[tracing::instrument(skip(self))]
+    pub async fn eligibility(
+        &self,
+        tenant: TenantId,
+        admin: AdminId,
+        min_position: Option<u64>,
+    ) -> Result<(u64, Verdict), AppError> {
+        self.ensure_fresh(Projection::Eligibility, min_position)
+            .await?;
+        Ok(self.store.eligibility(tenant, admin).await?)
+    }
+
+    /// An admin's contact view as it was at `at`: the admin's events up to that instant,
+    /// folded with the same `evolve` as the projection.
+    #[tracing::instrument(skip(self))]
+    pub async fn contact_view_as_of(
+        &self,
+        tenant: TenantId,
+        admin: AdminId,
+        at: chrono::DateTime<Utc>,
+    ) -> Result<AdminState, AppError> {
+        let events = self
+            .store
+            .load_streams(&[StreamId::Admin(tenant, admin)])
+            .await?;
+        let until: Vec<RecordedEvent> = events
+            .into_iter()
+            .take_while(|e| e.occurred_at <= at)
+            .collect();
+        Ok(fold_admin(&until, AdminState::default()))
+    }
+
+    /// The tenant's current settings, folded from its stream.
+    pub async fn settings(&self, tenant: TenantId) -> Result<TenantState, AppError> {
+        let events = self.store.load_streams(&[StreamId::Tenant(tenant)]).await?;
+        Ok(fold_tenant(&events, TenantState::default()))
+    }
+
+    async fn ensure_fresh(&self, projection: Projection, min: Option<u64>) -> Result<(), AppError> {
+        let Some(wanted) = min else { return Ok(()) };
+        // A position from a command answer is always committed; one beyond the head is a
+        // mistake of the caller's, and waiting would not help.
+        let head = self.store.head().await?;
+        if wanted > head {
+            return Err(AppError::PositionBeyondLog { wanted, head });
+        }
+        if self
+            .projections
+            .wait_for(projection, wanted, self.freshness_timeout)
+            .await?
+        {
+            return Ok(());
+        }
+        let reached = self.store.checkpoint(projection).await?;
+        Err(AppError::NotFresh { wanted, reached })
+    }
+}
+
+fn check_if_match(ctx: &CommandContext, actual: u64) -> Result<(), AppError> {
+    match ctx.if_match {
+        Some(expected) if expected != actual => {
+            Err(AppError::PreconditionFailed { expected, actual })
+        }
+        _ => Ok(()),
+    }
+}
+
+fn idempotency_key(ctx: &CommandContext, idem: &IdempotencyRequest) -> IdempotencyKey {
+    IdempotencyKey {
+        tenant_id: ctx.tenant.as_uuid(),
+        subject: ctx.actor.subject.clone(),
+        key: idem.key.clone(),
+    }
+}

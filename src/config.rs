@@ -1,0 +1,206 @@
+//! Configuration: flags with environment fallbacks, parsed by clap and checked at start.
+
+use crate::http::auth::Role;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::Duration;
+use uuid::Uuid;
+
+/// The shortest accepted `RECOVERY_JWT_SECRET`, in bytes (HS256 wants at least 256 bits).
+pub const MIN_SECRET_BYTES: usize = 32;
+
+/// recovery-info: the system of record for administrators' security info.
+#[derive(Parser, Debug)]
+#[command(name = "recovery-info", version, about, propagate_version = true)]
+pub struct Cli {
+    /// Log format.
+    #[arg(
+        long,
+        global = true,
+        env = "RECOVERY_LOG_FORMAT",
+        default_value = "text"
+    )]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// How logs are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the HTTP API and the projections (applies migrations first).
+    Serve(ServeArgs),
+    /// Apply database migrations and exit.
+    Migrate(DbArgs),
+    /// Mint a bearer token for operators and tests.
+    Token(TokenArgs),
+}
+
+/// Where the event store lives.
+#[derive(Args, Clone)]
+pub struct DbArgs {
+    /// PostgreSQL connection string, e.g. postgres://postgres@127.0.0.1:5432/recovery.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: String,
+    /// Connections in the pool.
+    #[arg(long, env = "RECOVERY_DB_POOL_SIZE", default_value_t = 16)]
+    pub db_pool_size: usize,
+}
+
+/// `serve` options.
+#[derive(Args, Clone)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub db: DbArgs,
+    /// Address to listen on.
+    #[arg(long, env = "RECOVERY_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    #[command(flatten)]
+    pub secret: SecretArgs,
+    /// NATS server (used by the publisher; optional).
+    #[arg(long, env = "NATS_URL")]
+    pub nats_url: Option<String>,
+    /// How long a query with `min_position` waits for the projection, in milliseconds.
+    #[arg(long, env = "RECOVERY_FRESHNESS_TIMEOUT_MS", default_value_t = 2000)]
+    pub freshness_timeout_ms: u64,
+}
+
+/// The JWT secret.
+#[derive(Args, Clone)]
+pub struct SecretArgs {
+    /// Shared HS256 secret for bearer tokens (at least 32 bytes).
+    #[arg(
+        long = "jwt-secret",
+        env = "RECOVERY_JWT_SECRET",
+        hide_env_values = true
+    )]
+    pub jwt_secret: String,
+}
+
+impl SecretArgs {
+    /// The secret, checked for length.
+    pub fn checked(&self) -> anyhow::Result<&[u8]> {
+        let bytes = self.jwt_secret.as_bytes();
+        anyhow::ensure!(
+            bytes.len() >= MIN_SECRET_BYTES,
+            "RECOVERY_JWT_SECRET must be at least {MIN_SECRET_BYTES} bytes long (got {})",
+            bytes.len()
+        );
+        Ok(bytes)
+    }
+}
+
+/// `token` options.
+#[derive(Args, Clone, Debug)]
+pub struct TokenArgs {
+    /// Tenant id (UUID).
+    #[arg(long)]
+    pub tenant: Uuid,
+    /// Subject: for `self_service`, the admin's own id.
+    #[arg(long)]
+    pub subject: String,
+    /// A role; repeat for several.
+    #[arg(long = "role", required = true)]
+    pub roles: Vec<Role>,
+    /// Lifetime: seconds, or a number with s, m, h or d.
+    #[arg(long, default_value = "1h", value_parser = parse_ttl)]
+    pub ttl: Duration,
+    #[command(flatten)]
+    pub secret: SecretArgs,
+}
+
+/// Parses `90`, `90s`, `15m`, `1h`, `7d`.
+pub fn parse_ttl(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (digits, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration like 90s, 15m, 1h or 7d"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86_400,
+        _ => return Err(format!("unknown unit {unit:?}; use s, m, h or d")),
+    };
+    if secs == 0 {
+        return Err("the lifetime must be positive".into());
+    }
+    Ok(Duration::from_secs(secs))
+}
+
+/// The database URL without its password.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let creds = &url[scheme + 3..at];
+            let user = creds.split(':').next().unwrap_or("");
+            format!("{}{}:***{}", &url[..scheme + 3], user, &url[at..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+impl fmt::Debug for DbArgs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DbArgs")
+            .field("database_url", &redact_url(&self.database_url))
+            .field("db_pool_size", &self.db_pool_size)
+            .finish()
+    }
+}
+
+impl fmt::Debug for SecretArgs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SecretArgs { jwt_secret: \"***\" }")
+    }
+}
+
+impl fmt::Debug for ServeArgs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServeArgs")
+            .field("db", &self.db)
+            .field("listen", &self.listen)
+            .field("secret", &self.secret)
+            .field("nats_url", &self.nats_url)
+            .field("freshness_timeout_ms", &self.freshness_timeout_ms)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ttls_take_units_and_refuse_nonsense() {
+        assert_eq!(parse_ttl("90").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_ttl("15m").unwrap(), Duration::from_secs(900));
+        assert_eq!(parse_ttl("2d").unwrap(), Duration::from_secs(172_800));
+        assert!(parse_ttl("0").is_err() && parse_ttl("1w").is_err() && parse_ttl("h").is_err());
+    }
+
+    #[test]
+    fn passwords_never_reach_the_logs() {
+        assert_eq!(
+            redact_url("postgres://u:secret@h:5432/db"),
+            "postgres://u:***@h:5432/db"
+        );
+        assert!(
+            !format!(
+                "{:?}",
+                SecretArgs {
+                    jwt_secret: "s3cr3t".into()
+                }
+            )
+            .contains("s3cr3t")
+        );
+    }
+}

@@ -1,0 +1,221 @@
+//! Bearer JWTs (HS256): who the caller is, and what each role may do.
+
+use super::error::ApiError;
+use crate::domain::{AdminId, TenantId};
+use crate::events::Actor;
+use axum::extract::{FromRef, FromRequestParts};
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use uuid::Uuid;
+
+/// The roles a token can carry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+#[value(rename_all = "snake_case")]
+pub enum Role {
+    /// An admin managing their own security info (`sub` is their admin id).
+    SelfService,
+    /// Manages any admin of the tenant and the tenant's settings.
+    AuthenticationAdmin,
+    /// The password-reset flow: reads eligibility.
+    ResetService,
+    /// Reads views, history and the event feed.
+    Auditor,
+    /// Reads the event feed and eligibility.
+    Dashboard,
+}
+
+impl Role {
+    /// The claim value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::SelfService => "self_service",
+            Role::AuthenticationAdmin => "authentication_admin",
+            Role::ResetService => "reset_service",
+            Role::Auditor => "auditor",
+            Role::Dashboard => "dashboard",
+        }
+    }
+}
+
+/// The claims of a token.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Claims {
+    /// Tenant id.
+    pub tid: Uuid,
+    /// Subject: for `self_service`, the admin's own id.
+    pub sub: String,
+    pub roles: Vec<Role>,
+    /// Expiry, seconds since the Unix epoch.
+    pub exp: i64,
+    /// Issued at, seconds since the Unix epoch.
+    #[serde(default)]
+    pub iat: i64,
+}
+
+/// The HS256 keys made from `RECOVERY_JWT_SECRET`.
+#[derive(Clone)]
+pub struct JwtKeys {
+    decoding: Arc<DecodingKey>,
+    encoding: Arc<EncodingKey>,
+}
+
+impl JwtKeys {
+    /// Keys from a shared secret.
+    pub fn new(secret: &[u8]) -> Self {
+        JwtKeys {
+            decoding: Arc::new(DecodingKey::from_secret(secret)),
+            encoding: Arc::new(EncodingKey::from_secret(secret)),
+        }
+    }
+
+    /// Mints a token for `tenant` and `subject` with `roles`, valid for `ttl_seconds`.
+    pub fn mint(
+        &self,
+        tenant: Uuid,
+        subject: &str,
+        roles: &[Role],
+        ttl_seconds: i64,
+    ) -> Result<String, jsonwebtoken::errors::Error> {
+        let now = chrono::Utc::now().timestamp();
+        let claims = Claims {
+            tid: tenant,
+            sub: subject.to_owned(),
+            roles: roles.to_vec(),
+            exp: now + ttl_seconds,
+            iat: now,
+        };
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+    }
+
+    fn verify(&self, token: &str) -> Result<Claims, jsonwebtoken::errors::Error> {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.leeway = 5;
+        validation.set_required_spec_claims(&["exp", "sub"]);
+        jsonwebtoken::decode::<Claims>(token, &self.decoding, &validation).map(|d| d.claims)
+    }
+}
+
+/// What an endpoint gives access to; each variant lists the roles allowed.
+#[derive(Clone, Copy, Debug)]
+pub enum Access {
+    /// Add, change, remove an admin's methods.
+    ManageAdmin(AdminId),
+    /// Offboard an admin.
+    Offboard,
+    /// Read an admin's contact view.
+    ReadView(AdminId),
+    /// Read an admin's reset eligibility.
+    ReadEligibility(AdminId),
+    /// Read an admin's change history.
+    ReadHistory(AdminId),
+    /// Read the tenant's event feed.
+    ReadFeed,
+    /// Change the tenant's settings.
+    ManageSettings,
+    /// Read the tenant's settings.
+    ReadSettings,
+}
+
+impl Access {
+    fn allowed(self) -> (&'static [Role], Option<AdminId>) {
+        use Role::*;
+        match self {
+            Access::ManageAdmin(a) => (&[AuthenticationAdmin], Some(a)),
+            Access::Offboard => (&[AuthenticationAdmin], None),
+            Access::ReadView(a) => (&[AuthenticationAdmin, Auditor], Some(a)),
+            Access::ReadEligibility(a) => (
+                &[ResetService, Dashboard, AuthenticationAdmin, Auditor],
+                Some(a),
+            ),
+            Access::ReadHistory(a) => (&[AuthenticationAdmin, Auditor], Some(a)),
+            Access::ReadFeed => (&[Auditor, Dashboard], None),
+            Access::ManageSettings => (&[AuthenticationAdmin], None),
+            Access::ReadSettings => (&[AuthenticationAdmin, Auditor], None),
+        }
+    }
+}
+
+/// An authenticated caller.
+#[derive(Clone, Debug)]
+pub struct Caller {
+    pub tenant: TenantId,
+    pub subject: String,
+    pub roles: Vec<Role>,
+}
+
+impl Caller {
+    /// Checks that the caller may have `access` in `tenant`. A token of another tenant never
+    /// gets in; `self_service` reaches only the admin whose id is its subject.
+    pub fn authorize(&self, tenant: TenantId, access: Access) -> Result<(), ApiError> {
+        if self.tenant != tenant {
+            return Err(ApiError::forbidden(
+                "tenant_mismatch",
+                "the token belongs to another tenant",
+            ));
+        }
+        let (roles, own_admin) = access.allowed();
+        if self.roles.iter().any(|r| roles.contains(r)) {
+            return Ok(());
+        }
+        if let Some(admin) = own_admin
+            && self.roles.contains(&Role::SelfService)
+            && self.subject == admin.to_string()
+        {
+            return Ok(());
+        }
+        Err(ApiError::forbidden(
+            "forbidden",
+            "the token's roles do not allow this request",
+        ))
+    }
+
+    /// The actor recorded in events caused by this caller.
+    pub fn actor(&self) -> Actor {
+        Actor {
+            subject: self.subject.clone(),
+            roles: self.roles.iter().map(|r| r.as_str().to_owned()).collect(),
+        }
+    }
+}
+
+impl<S> FromRequestParts<S> for Caller
+where
+    S: Send + Sync,
+    JwtKeys: FromRef<S>,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let header = parts
+            .headers
+            .get(AUTHORIZATION)
+            .ok_or_else(|| ApiError::unauthorized("an Authorization: Bearer token is required"))?;
+        let token = header
+            .to_str()
+            .ok()
+            .and_then(|h| {
+                h.strip_prefix("Bearer ")
+                    .or_else(|| h.strip_prefix("bearer "))
+            })
+            .ok_or_else(|| {
+                ApiError::unauthorized("the Authorization header must be 'Bearer <token>'")
+            })?;
+        let claims = JwtKeys::from_ref(state).verify(token.trim()).map_err(|e| {
+            ApiError::unauthorized(match e.kind() {
+                jsonwebtoken::errors::ErrorKind::ExpiredSignature => {
+                    "the token has expired".to_owned()
+                }
+                _ => format!("the token is not valid: {e}"),
+            })
+        })?;
+        Ok(Caller {
+            tenant: TenantId::from_uuid(claims.tid),
+            subject: claims.sub,
+            roles: claims.roles,
+        })
+    }
+}

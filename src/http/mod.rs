@@ -1,0 +1,159 @@
+//! The HTTP API: router, shared state, middleware (request ids, traces, metrics, body limit).
+
+pub mod auth;
+pub mod error;
+pub mod extract;
+mod routes;
+
+use crate::app::{Answer, App, CommandContext, IdempotencyRequest};
+use auth::{Caller, JwtKeys};
+use axum::extract::{FromRef, MatchedPath, Request};
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, patch, post};
+use axum::{Json, Router};
+use error::ApiError;
+use extract::{CommandHeaders, MAX_BODY_BYTES, etag};
+use metrics_exporter_prometheus::PrometheusHandle;
+use sha2::{Digest, Sha256};
+use std::time::Instant;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct HttpState {
+    pub app: App,
+    pub jwt: JwtKeys,
+    pub metrics: PrometheusHandle,
+}
+
+impl FromRef<HttpState> for JwtKeys {
+    fn from_ref(state: &HttpState) -> Self {
+        state.jwt.clone()
+    }
+}
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The whole API.
+pub fn router(state: HttpState) -> Router {
+    use routes::{eligibility, history, methods, ops, settings};
+    let tenant_routes = Router::new()
+        .route(
+            "/admins/{admin_id}/methods",
+            get(methods::list).post(methods::add),
+        )
+        .route(
+            "/admins/{admin_id}/methods/{method_id}",
+            patch(methods::change).delete(methods::remove),
+        )
+        .route("/admins/{admin_id}/offboard", post(methods::offboard))
+        .route(
+            "/admins/{admin_id}/reset-eligibility",
+            get(eligibility::get),
+        )
+        .route("/admins/{admin_id}/history", get(history::admin))
+        .route("/events", get(history::tenant))
+        .route("/settings", get(settings::get).put(settings::put));
+    Router::new()
+        .nest("/v1/tenants/{tenant_id}", tenant_routes)
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::from_fn(record_metrics))
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
+            let request_id = req
+                .headers()
+                .get(REQUEST_ID)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id)
+        }))
+        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+        .with_state(state)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        "Not found",
+        "no such resource",
+    )
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "Method not allowed",
+        "this resource does not support the request method",
+    )
+}
+
+async fn record_metrics(req: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let method = req.method().to_string();
+    let response = next.run(req).await;
+    let status = response.status().as_u16().to_string();
+    metrics::counter!("recovery_http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status)
+        .increment(1);
+    metrics::histogram!("recovery_http_request_duration_seconds", "method" => method, "route" => route)
+        .record(start.elapsed().as_secs_f64());
+    response
+}
+
+/// The command context of a request: who, which tenant, `If-Match`, and the idempotency key
+/// with a hash of the request (method, path and body) it came with.
+pub(crate) fn command_context(
+    caller: &Caller,
+    tenant: crate::domain::TenantId,
+    headers: CommandHeaders,
+    request_line: &str,
+    body: &[u8],
+) -> CommandContext {
+    let idempotency = headers.idempotency_key.map(|key| {
+        let mut h = Sha256::new();
+        h.update(request_line.as_bytes());
+        h.update([0]);
+        h.update(body);
+        IdempotencyRequest {
+            key,
+            request_hash: h.finalize().to_vec(),
+        }
+    });
+    CommandContext {
+        tenant,
+        actor: caller.actor(),
+        correlation_id: headers.correlation_id,
+        if_match: headers.if_match,
+        idempotency,
+    }
+}
+
+/// A command's answer as a response: its status and JSON body, the new `ETag`, and
+/// `Idempotent-Replayed: true` when it repeats a first answer.
+pub(crate) fn answer_response(answer: Answer) -> Response {
+    let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::OK);
+    let version = answer.body.get("version").and_then(|v| v.as_u64());
+    let mut response = (status, Json(answer.body)).into_response();
+    let headers = response.headers_mut();
+    if let Some(v) = version.and_then(|v| HeaderValue::from_str(&etag(v)).ok()) {
+        headers.insert(header::ETAG, v);
+    }
+    if answer.replayed {
+        headers.insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    response
+}

@@ -1,0 +1,206 @@
+//! `/admins/{admin_id}/methods`: an admin's security methods, and offboarding.
+
+use crate::domain::{AdminCommand, AdminId, AdminState, MethodId, MethodKind, TenantId};
+use crate::http::auth::{Access, Caller};
+use crate::http::error::ApiError;
+use crate::http::extract::{CommandHeaders, JsonBody, ValidPath, ValidQuery, etag};
+use crate::http::{HttpState, answer_response, command_context};
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddBody {
+    kind: String,
+    value: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChangeBody {
+    value: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ViewQuery {
+    /// The view as it was at this instant (RFC 3339).
+    as_of: Option<DateTime<Utc>>,
+    /// Answer from a view that reflects at least this log position.
+    min_position: Option<u64>,
+}
+
+/// The contact view's JSON.
+fn view_json(tenant: TenantId, admin: AdminId, position: u64, state: &AdminState) -> Value {
+    json!({
+        "tenant_id": tenant,
+        "admin_id": admin,
+        "version": state.version,
+        "position": position,
+        "offboarded": state.offboarded,
+        "methods": state.methods,
+    })
+}
+
+/// The answer to a command that leaves `method` in place (add, change).
+fn method_answer(
+    status: u16,
+    method: MethodId,
+) -> impl Fn(&AdminState) -> (u16, Value) + Send + Sync {
+    move |s: &AdminState| {
+        (
+            status,
+            json!({"method": s.method(method), "version": s.version, "position": s.last_position}),
+        )
+    }
+}
+
+fn version_answer(s: &AdminState) -> (u16, Value) {
+    (
+        200,
+        json!({"version": s.version, "position": s.last_position}),
+    )
+}
+
+/// `GET …/methods`: the current view (`?min_position=`) or the view at `?as_of=`.
+#[tracing::instrument(skip_all, fields(tenant_id = %tenant, admin_id = %admin))]
+pub async fn list(
+    State(s): State<HttpState>,
+    caller: Caller,
+    ValidPath((tenant, admin)): ValidPath<(TenantId, AdminId)>,
+    ValidQuery(q): ValidQuery<ViewQuery>,
+) -> Result<Response, ApiError> {
+    caller.authorize(tenant, Access::ReadView(admin))?;
+    if let Some(at) = q.as_of {
+        let state = s.app.contact_view_as_of(tenant, admin, at).await?;
+        let mut body = view_json(tenant, admin, state.last_position, &state);
+        body["as_of"] = json!(at);
+        return Ok(Json(body).into_response());
+    }
+    let (position, state) = s.app.contact_view(tenant, admin, q.min_position).await?;
+    let mut response = Json(view_json(tenant, admin, position, &state)).into_response();
+    if let Ok(v) = HeaderValue::from_str(&etag(state.version)) {
+        response.headers_mut().insert(header::ETAG, v);
+    }
+    Ok(response)
+}
+
+/// `POST …/methods`: adds a method → 201.
+#[tracing::instrument(skip_all, fields(tenant_id = %tenant, admin_id = %admin))]
+pub async fn add(
+    State(s): State<HttpState>,
+    caller: Caller,
+    ValidPath((tenant, admin)): ValidPath<(TenantId, AdminId)>,
+    headers: CommandHeaders,
+    body: Result<JsonBody<AddBody>, ApiError>,
+) -> Result<Response, ApiError> {
+    caller.authorize(tenant, Access::ManageAdmin(admin))?;
+    let body = body?;
+    let kind = MethodKind::parse(&body.value.kind)?;
+    let method_id = MethodId::from_uuid(uuid::Uuid::now_v7());
+    let ctx = command_context(
+        &caller,
+        tenant,
+        headers,
+        &format!("POST {admin}/methods"),
+        &body.raw,
+    );
+    let command = AdminCommand::AddMethod {
+        method_id,
+        kind,
+        value: body.value.value,
+    };
+    let answer = s
+        .app
+        .admin_command(&ctx, admin, command, method_answer(201, method_id))
+        .await?;
+    let location = answer.body["method"]["id"]
+        .as_str()
+        .map(|id| format!("/v1/tenants/{tenant}/admins/{admin}/methods/{id}"));
+    let mut response = answer_response(answer);
+    if let Some(v) = location.and_then(|l| HeaderValue::from_str(&l).ok()) {
+        response.headers_mut().insert(header::LOCATION, v);
+    }
+    Ok(response)
+}
+
+/// `PATCH …/methods/{method_id}`: changes a method's value.
+#[tracing::instrument(skip_all, fields(tenant_id = %tenant, admin_id = %admin, method_id = %method))]
+pub async fn change(
+    State(s): State<HttpState>,
+    caller: Caller,
+    ValidPath((tenant, admin, method)): ValidPath<(TenantId, AdminId, MethodId)>,
+    headers: CommandHeaders,
+    body: Result<JsonBody<ChangeBody>, ApiError>,
+) -> Result<Response, ApiError> {
+    caller.authorize(tenant, Access::ManageAdmin(admin))?;
+    let body = body?;
+    let ctx = command_context(
+        &caller,
+        tenant,
+        headers,
+        &format!("PATCH {admin}/methods/{method}"),
+        &body.raw,
+    );
+    let command = AdminCommand::ChangeMethod {
+        method_id: method,
+        value: body.value.value,
+    };
+    let answer = s
+        .app
+        .admin_command(&ctx, admin, command, method_answer(200, method))
+        .await?;
+    Ok(answer_response(answer))
+}
+
+/// `DELETE …/methods/{method_id}`: removes a method.
+#[tracing::instrument(skip_all, fields(tenant_id = %tenant, admin_id = %admin, method_id = %method))]
+pub async fn remove(
+    State(s): State<HttpState>,
+    caller: Caller,
+    ValidPath((tenant, admin, method)): ValidPath<(TenantId, AdminId, MethodId)>,
+    headers: CommandHeaders,
+) -> Result<Response, ApiError> {
+    caller.authorize(tenant, Access::ManageAdmin(admin))?;
+    let ctx = command_context(
+        &caller,
+        tenant,
+        headers,
+        &format!("DELETE {admin}/methods/{method}"),
+        &[],
+    );
+    let command = AdminCommand::RemoveMethod { method_id: method };
+    let answer = s
+        .app
+        .admin_command(&ctx, admin, command, version_answer)
+        .await?;
+    Ok(answer_response(answer))
+}
+
+/// `POST …/offboard`: removes every method of a former employee; the history stays.
+#[tracing::instrument(skip_all, fields(tenant_id = %tenant, admin_id = %admin))]
+pub async fn offboard(
+    State(s): State<HttpState>,
+    caller: Caller,
+    ValidPath((tenant, admin)): ValidPath<(TenantId, AdminId)>,
+    headers: CommandHeaders,
+) -> Result<Response, ApiError> {
+    caller.authorize(tenant, Access::Offboard)?;
+    let ctx = command_context(
+        &caller,
+        tenant,
+        headers,
+        &format!("POST {admin}/offboard"),
+        &[],
+    );
+    let answer = s
+        .app
+        .admin_command(&ctx, admin, AdminCommand::Offboard, version_answer)
+        .await?;
+    Ok(answer_response(answer))
+}

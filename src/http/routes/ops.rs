@@ -1,0 +1,44 @@
+//! `/healthz`, `/readyz`, `/metrics`: for load balancers and Prometheus.
+
+use crate::http::HttpState;
+use crate::http::error::ApiError;
+use crate::store::projections::Projection;
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde_json::{Value, json};
+
+/// The process is up.
+pub async fn healthz() -> Json<Value> {
+    Json(json!({"status": "ok"}))
+}
+
+/// The process can serve: PostgreSQL answers.
+pub async fn readyz(State(s): State<HttpState>) -> Result<Json<Value>, ApiError> {
+    s.app.store.ping().await.map_err(|e| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not_ready",
+            "Not ready",
+            format!("PostgreSQL does not answer: {e}"),
+        )
+    })?;
+    Ok(Json(json!({"status": "ready"})))
+}
+
+/// Prometheus text format. The log head and each projection's lag are read at scrape time,
+/// so they are right whichever replica runs the projections.
+pub async fn metrics(State(s): State<HttpState>) -> String {
+    if let Ok(head) = s.app.store.head().await {
+        metrics::gauge!("recovery_log_head_position").set(head as f64);
+        for p in Projection::ALL {
+            if let Ok(cp) = s.app.store.checkpoint(p).await {
+                metrics::gauge!("recovery_projection_checkpoint", "projection" => p.name())
+                    .set(cp as f64);
+                metrics::gauge!("recovery_projection_lag_events", "projection" => p.name())
+                    .set(head.saturating_sub(cp) as f64);
+            }
+        }
+    }
+    s.metrics.render()
+}

@@ -1,0 +1,69 @@
+//! `/settings`: the tenant's own domains and reset policy.
+
+use crate::domain::{SetSettings, TenantId, TenantState};
+use crate::http::auth::{Access, Caller};
+use crate::http::error::ApiError;
+use crate::http::extract::{CommandHeaders, JsonBody, ValidPath};
+use crate::http::{HttpState, answer_response, command_context};
+use axum::Json;
+use axum::extract::State;
+use axum::response::Response;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyBody {
+    name: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SettingsBody {
+    domains: Option<Vec<String>>,
+    reset_policy: Option<PolicyBody>,
+}
+
+fn settings_json(s: &TenantState) -> Value {
+    json!({
+        "domains": s.domains,
+        "reset_policy": {"name": s.policy.name()},
+        "version": s.version,
+        "position": s.last_position,
+    })
+}
+
+/// `GET …/settings`.
+#[tracing::instrument(skip_all, fields(tenant_id = %tenant))]
+pub async fn get(
+    State(s): State<HttpState>,
+    caller: Caller,
+    ValidPath(tenant): ValidPath<TenantId>,
+) -> Result<Json<Value>, ApiError> {
+    caller.authorize(tenant, Access::ReadSettings)?;
+    Ok(Json(settings_json(&s.app.settings(tenant).await?)))
+}
+
+/// `PUT …/settings`: sets the domains and/or the reset policy; every admin of the tenant is
+/// re-evaluated by the eligibility projection.
+#[tracing::instrument(skip_all, fields(tenant_id = %tenant))]
+pub async fn put(
+    State(s): State<HttpState>,
+    caller: Caller,
+    ValidPath(tenant): ValidPath<TenantId>,
+    headers: CommandHeaders,
+    body: Result<JsonBody<SettingsBody>, ApiError>,
+) -> Result<Response, ApiError> {
+    caller.authorize(tenant, Access::ManageSettings)?;
+    let body = body?;
+    let ctx = command_context(&caller, tenant, headers, "PUT settings", &body.raw);
+    let command = SetSettings {
+        domains: body.value.domains,
+        reset_policy: body.value.reset_policy.map(|p| p.name),
+    };
+    let answer = s
+        .app
+        .tenant_command(&ctx, command, |state| (200, settings_json(state)))
+        .await?;
+    Ok(answer_response(answer))
+}

@@ -1,0 +1,99 @@
+//! Startup: connect and migrate the store, start the projections, bind and serve the API.
+
+use crate::app::App;
+use crate::http::{self, HttpState, auth::JwtKeys};
+use crate::projections::runner::{Projections, RunnerConfig};
+use crate::store::PgStore;
+use anyhow::Context;
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// Everything `serve` needs, already validated.
+#[derive(Clone)]
+pub struct ServerConfig {
+    pub database_url: String,
+    pub db_pool_size: usize,
+    pub listen: SocketAddr,
+    pub jwt_secret: Vec<u8>,
+    pub freshness_timeout: Duration,
+    pub runner: RunnerConfig,
+}
+
+/// A running service.
+pub struct Server {
+    /// The address actually bound (useful with port 0).
+    pub addr: SocketAddr,
+    pub app: App,
+    shutdown: Option<oneshot::Sender<()>>,
+    http: JoinHandle<std::io::Result<()>>,
+    projection_tasks: Vec<JoinHandle<()>>,
+}
+
+/// Connects, migrates, starts the projections and serves the API.
+pub async fn start(config: ServerConfig) -> anyhow::Result<Server> {
+    let store = PgStore::connect(&config.database_url, config.db_pool_size)
+        .await
+        .context("cannot connect to PostgreSQL (DATABASE_URL)")?;
+    store
+        .migrate()
+        .await
+        .context("cannot migrate the database")?;
+    let (projections, projection_tasks) = Projections::spawn(store.clone(), config.runner);
+    let app = App {
+        store,
+        projections,
+        freshness_timeout: config.freshness_timeout,
+    };
+    let state = HttpState {
+        app: app.clone(),
+        jwt: JwtKeys::new(&config.jwt_secret),
+        metrics: crate::telemetry::metrics_handle(),
+    };
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    let (tx, rx) = oneshot::channel::<()>();
+    let http = tokio::spawn(async move {
+        axum::serve(listener, http::router(state))
+            .with_graceful_shutdown(async {
+                let _ = rx.await;
+            })
+            .await
+    });
+    tracing::info!(%addr, "listening");
+    Ok(Server {
+        addr,
+        app,
+        shutdown: Some(tx),
+        http,
+        projection_tasks,
+    })
+}
+
+impl Server {
+    /// Stops accepting requests, lets the ones in flight finish, and stops the projections
+    /// (a batch in flight rolls back and is redone by the next start).
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        let result = (&mut self.http).await;
+        for t in &self.projection_tasks {
+            t.abort();
+        }
+        result??;
+        Ok(())
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.http.abort();
+        for t in &self.projection_tasks {
+            t.abort();
+        }
+    }
+}
