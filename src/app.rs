@@ -15,11 +15,18 @@ use crate::store::projections::Projection;
 use crate::store::{IdempotencyKey, IdempotentAnswer, PgStore, StoreError};
 use chrono::Utc;
 use serde_json::Value;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::Mutex;
 use uuid::Uuid;
 
-/// How often a command without `If-Match` is decided again after losing a race.
-const MAX_ATTEMPTS: usize = 8;
+/// How often a command without `If-Match` is decided again after losing a race to a writer
+/// in another process (writers in this process queue on the stream's lock instead).
+const MAX_ATTEMPTS: usize = 16;
+
+/// Stripes of the in-process stream locks.
+const LOCK_STRIPES: usize = 256;
 
 /// Why a command or query failed.
 #[derive(Debug, thiserror::Error)]
@@ -74,6 +81,9 @@ pub struct App {
     pub projections: Projections,
     /// How long a query waits for a projection to reach a requested position.
     pub freshness_timeout: Duration,
+    /// Commands on one stream in this process take turns, so that they do not spin on
+    /// version conflicts; the expected version still guards against other processes.
+    stream_locks: Arc<Vec<Mutex<()>>>,
 }
 
 fn fold_admin(events: &[RecordedEvent], state: AdminState) -> AdminState {
@@ -91,6 +101,22 @@ fn fold_tenant(events: &[RecordedEvent], state: TenantState) -> TenantState {
 }
 
 impl App {
+    /// The service over a store and its projections.
+    pub fn new(store: PgStore, projections: Projections, freshness_timeout: Duration) -> Self {
+        App {
+            store,
+            projections,
+            freshness_timeout,
+            stream_locks: Arc::new((0..LOCK_STRIPES).map(|_| Mutex::new(())).collect()),
+        }
+    }
+
+    fn stream_lock(&self, stream: &StreamId) -> &Mutex<()> {
+        let mut h = std::hash::DefaultHasher::new();
+        stream.hash(&mut h);
+        &self.stream_locks[(h.finish() as usize) % LOCK_STRIPES]
+    }
+
     /// Handles a command on an admin's stream. `render` builds the answer from the admin's
     /// state after the command.
     #[tracing::instrument(skip_all, fields(tenant_id = %ctx.tenant, admin_id = %admin))]
@@ -101,15 +127,18 @@ impl App {
         command: AdminCommand,
         render: impl Fn(&AdminState) -> (u16, Value) + Send + Sync,
     ) -> Result<Answer, AppError> {
-        if let Some(answer) = self.replay(ctx).await? {
-            return Ok(answer);
-        }
         let stream = StreamId::Admin(ctx.tenant, admin);
+        let _turn = self.stream_lock(&stream).lock().await;
         for _ in 0..MAX_ATTEMPTS {
             let loaded = self
                 .store
                 .load_streams(&[stream, StreamId::Tenant(ctx.tenant)])
                 .await?;
+            // After the load: an answer committed before it is found here; one committed
+            // after it moved the stream, and the append below will conflict.
+            if let Some(answer) = self.replay(ctx).await? {
+                return Ok(answer);
+            }
             let state = fold_admin(&loaded, AdminState::default());
             let tenant = fold_tenant(&loaded, TenantState::default());
             check_if_match(ctx, state.version)?;
@@ -117,9 +146,7 @@ impl App {
             let version = state.version;
             let render = |recorded: &[RecordedEvent]| render(&fold_admin(recorded, state));
             match self.commit(ctx, stream, version, events, render).await {
-                Err(AppError::Store(StoreError::Conflict { .. })) if ctx.if_match.is_none() => {
-                    continue;
-                }
+                Err(AppError::Store(StoreError::Conflict { .. })) => {}
                 other => return other,
             }
         }
@@ -134,23 +161,22 @@ impl App {
         command: SetSettings,
         render: impl Fn(&TenantState) -> (u16, Value) + Send + Sync,
     ) -> Result<Answer, AppError> {
-        if let Some(answer) = self.replay(ctx).await? {
-            return Ok(answer);
-        }
         let stream = StreamId::Tenant(ctx.tenant);
+        let _turn = self.stream_lock(&stream).lock().await;
         for _ in 0..MAX_ATTEMPTS {
             let state = fold_tenant(
                 &self.store.load_streams(&[stream]).await?,
                 TenantState::default(),
             );
+            if let Some(answer) = self.replay(ctx).await? {
+                return Ok(answer);
+            }
             check_if_match(ctx, state.version)?;
             let events = tenant_decider::decide(&command, &state)?;
             let version = state.version;
             let render = |recorded: &[RecordedEvent]| render(&fold_tenant(recorded, state));
             match self.commit(ctx, stream, version, events, render).await {
-                Err(AppError::Store(StoreError::Conflict { .. })) if ctx.if_match.is_none() => {
-                    continue;
-                }
+                Err(AppError::Store(StoreError::Conflict { .. })) => {}
                 other => return other,
             }
         }
@@ -231,8 +257,17 @@ impl App {
                     replayed: false,
                 })
             }
-            Err(StoreError::Conflict { expected, actual }) if ctx.if_match.is_some() => {
-                Err(AppError::PreconditionFailed { expected, actual })
+            Err(StoreError::Conflict { expected, actual }) => {
+                // The same request, retried concurrently, may be the writer that got in first.
+                if let Some(answer) = self.replay(ctx).await? {
+                    return Ok(answer);
+                }
+                if ctx.if_match.is_some() {
+                    return Err(AppError::PreconditionFailed { expected, actual });
+                }
+                // Without If-Match, the caller asked for the command on the current state:
+                // the caller's loop decides it again.
+                Err(StoreError::Conflict { expected, actual }.into())
             }
             Err(StoreError::IdempotencyRace) => {
                 // A concurrent retry with the same key committed first: answer as it did.

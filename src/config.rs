@@ -70,6 +70,9 @@ pub struct ServeArgs {
     /// How long a query with `min_position` waits for the projection, in milliseconds.
     #[arg(long, env = "RECOVERY_FRESHNESS_TIMEOUT_MS", default_value_t = 2000)]
     pub freshness_timeout_ms: u64,
+    /// Serve the API only; leave the projections to other replicas.
+    #[arg(long, env = "RECOVERY_NO_PROJECTIONS")]
+    pub no_projections: bool,
 }
 
 /// The JWT secret.
@@ -171,6 +174,7 @@ impl fmt::Debug for ServeArgs {
             .field("secret", &self.secret)
             .field("nats_url", &self.nats_url)
             .field("freshness_timeout_ms", &self.freshness_timeout_ms)
+            .field("no_projections", &self.no_projections)
             .finish()
     }
 }

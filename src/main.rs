@@ -37,6 +37,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 jwt_secret: args.secret.checked()?.to_vec(),
                 freshness_timeout: Duration::from_millis(args.freshness_timeout_ms),
                 runner: RunnerConfig::default(),
+                run_projections: !args.no_projections,
             };
             let server = server::start(config).await?;
             eprintln!("recovery-info listening on http://{}", server.addr);

@@ -19,6 +19,8 @@ pub struct ServerConfig {
     pub jwt_secret: Vec<u8>,
     pub freshness_timeout: Duration,
     pub runner: RunnerConfig,
+    /// Whether this process runs the projections (an API-only replica does not).
+    pub run_projections: bool,
 }
 
 /// A running service.
@@ -40,12 +42,12 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Server> {
         .migrate()
         .await
         .context("cannot migrate the database")?;
-    let (projections, projection_tasks) = Projections::spawn(store.clone(), config.runner);
-    let app = App {
-        store,
-        projections,
-        freshness_timeout: config.freshness_timeout,
+    let (projections, projection_tasks) = if config.run_projections {
+        Projections::spawn(store.clone(), config.runner)
+    } else {
+        (Projections::external(store.clone()), Vec::new())
     };
+    let app = App::new(store, projections, config.freshness_timeout);
     let state = HttpState {
         app: app.clone(),
         jwt: JwtKeys::new(&config.jwt_secret),

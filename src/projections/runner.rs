@@ -63,6 +63,20 @@ impl Projections {
         (handles, tasks)
     }
 
+    /// Handles for a process that does not run the projections itself: waiting for a
+    /// position then watches the checkpoints in the database only.
+    pub fn external(store: PgStore) -> Self {
+        let progress = Projection::ALL
+            .into_iter()
+            .map(|p| (p, watch::channel(0).1))
+            .collect();
+        Projections {
+            store,
+            wake: Arc::new(HashMap::new()),
+            progress: Arc::new(progress),
+        }
+    }
+
     /// Tells every projection that new events were committed.
     pub fn wake(&self) {
         for notify in self.wake.values() {

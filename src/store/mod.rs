@@ -62,10 +62,13 @@ pub struct StoredAnswer {
     pub body: Value,
 }
 
+/// Builds the answer of a command from its events as placed in the log.
+pub type RenderAnswer<'a> = Box<dyn FnOnce(&[RecordedEvent]) -> (u16, Value) + Send + 'a>;
+
 /// An idempotency record to write in the same transaction as the append. `render` builds the
 /// answer from the events as placed in the log (their versions and positions).
 pub struct IdempotentAnswer<'a> {
     pub key: IdempotencyKey,
     pub request_hash: Vec<u8>,
-    pub render: Box<dyn FnOnce(&[RecordedEvent]) -> (u16, Value) + Send + 'a>,
+    pub render: RenderAnswer<'a>,
 }

@@ -101,6 +101,31 @@ impl PgStore {
         })
     }
 
+    /// Empties the projection's tables and sets its checkpoint to 0, in one transaction, so
+    /// that the runner rebuilds it from the start of the log.
+    pub async fn reset_projection(&self, projection: Projection) -> Result<(), StoreError> {
+        let mut client = self.pool().get().await?;
+        let tx = client.transaction().await?;
+        // Lock the checkpoint first: a batch in flight finishes before the tables are emptied.
+        tx.execute(
+            "SELECT position FROM projection_checkpoints WHERE name = $1 FOR UPDATE",
+            &[&projection.name()],
+        )
+        .await?;
+        tx.batch_execute(match projection {
+            Projection::ContactView => "TRUNCATE contact_views",
+            Projection::Eligibility => "TRUNCATE eligibility_admins, eligibility_tenants",
+        })
+        .await?;
+        tx.execute(
+            "UPDATE projection_checkpoints SET position = 0 WHERE name = $1",
+            &[&projection.name()],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// The projection's checkpoint: every event up to it is reflected in its tables.
     pub async fn checkpoint(&self, projection: Projection) -> Result<u64, StoreError> {
         let client = self.pool().get().await?;

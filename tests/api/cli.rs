@@ -1,0 +1,142 @@
+//! The binary: `token`, `migrate`, and one clear line for bad configuration.
+
+use crate::support::{SECRET, fresh_database, spawn_app};
+use std::process::{Command, Output};
+use uuid::Uuid;
+
+fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_recovery-info"));
+    cmd.args(args)
+        .env_remove("DATABASE_URL")
+        .env_remove("RECOVERY_JWT_SECRET")
+        .env("RUST_LOG", "warn");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("run the binary")
+}
+
+fn stderr_line(out: &Output) -> String {
+    let text = String::from_utf8_lossy(&out.stderr).trim().to_owned();
+    assert_eq!(text.lines().count(), 1, "one line: {text}");
+    text
+}
+
+#[tokio::test]
+async fn a_minted_token_is_accepted_by_the_service() {
+    let app = spawn_app().await;
+    let tenant = app.tenant.to_string();
+    let out = run(
+        &[
+            "token",
+            "--tenant",
+            &tenant,
+            "--subject",
+            "ops",
+            "--role",
+            "auditor",
+            "--ttl",
+            "5m",
+        ],
+        &[("RECOVERY_JWT_SECRET", SECRET)],
+    );
+    assert!(out.status.success(), "{out:?}");
+    let token = String::from_utf8(out.stdout).unwrap();
+    let r = app
+        .client
+        .get(app.admin_path(Uuid::now_v7(), "/methods"))
+        .bearer_auth(token.trim())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+#[test]
+fn bad_token_arguments_fail_with_a_reason() {
+    let tenant = Uuid::now_v7().to_string();
+    let out = run(
+        &[
+            "token",
+            "--tenant",
+            &tenant,
+            "--subject",
+            "s",
+            "--role",
+            "auditor",
+        ],
+        &[("RECOVERY_JWT_SECRET", "short")],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr_line(&out).contains("at least 32 bytes"));
+
+    let out = run(
+        &[
+            "token",
+            "--tenant",
+            &tenant,
+            "--subject",
+            "s",
+            "--role",
+            "root",
+        ],
+        &[("RECOVERY_JWT_SECRET", SECRET)],
+    );
+    assert_eq!(out.status.code(), Some(2), "clap refuses an unknown role");
+    let out = run(
+        &[
+            "token",
+            "--tenant",
+            "nope",
+            "--subject",
+            "s",
+            "--role",
+            "auditor",
+        ],
+        &[("RECOVERY_JWT_SECRET", SECRET)],
+    );
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[tokio::test]
+async fn migrate_applies_the_schema_once() {
+    let url = fresh_database().await;
+    let out = run(&["migrate"], &[("DATABASE_URL", &url)]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "migrations applied: 1"
+    );
+    let out = run(&["migrate", "--database-url", &url], &[]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "migrations applied: 0"
+    );
+}
+
+#[test]
+fn a_malformed_or_unreachable_database_fails_with_one_line() {
+    let out = run(
+        &["migrate"],
+        &[("DATABASE_URL", "postgres://postgres@127.0.0.1:notaport/x")],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr_line(&out).contains("DATABASE_URL"), "{out:?}");
+
+    let out = run(
+        &["migrate"],
+        &[("DATABASE_URL", "postgres://postgres@127.0.0.1:1/x")],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    stderr_line(&out);
+
+    let out = run(
+        &["serve", "--listen", "127.0.0.1:0"],
+        &[
+            ("DATABASE_URL", "postgres://postgres@127.0.0.1:1/x"),
+            ("RECOVERY_JWT_SECRET", "short"),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr_line(&out).contains("RECOVERY_JWT_SECRET"));
+}

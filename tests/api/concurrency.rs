@@ -1,0 +1,457 @@
+//! Optimistic concurrency, idempotency, the gap-free global log and exactly-once projections.
+
+use crate::support::{Options, assert_problem, fresh_database, spawn_app, spawn_on};
+use futures::future::join_all;
+use recovery_info::domain::{AdminId, DomainEvent, MethodId, MethodKind, StreamId, TenantId};
+use recovery_info::events::{Actor, PendingEvent};
+use recovery_info::store::projections::Projection;
+use reqwest::Method;
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+use uuid::Uuid;
+
+#[tokio::test]
+async fn two_writers_with_the_same_if_match_exactly_one_wins() {
+    let app = spawn_app().await;
+    let admin = Uuid::now_v7();
+    let phone = app.add_ok(admin, "mobile_phone", "+45 20 12 34 56").await;
+    let r = app
+        .send(
+            Method::GET,
+            &app.admin_path(admin, "/methods?min_position=1"),
+            &app.all_roles(),
+            None,
+        )
+        .await;
+    assert_eq!(r.headers()["etag"], "\"1\"");
+
+    let url = app.admin_path(admin, &format!("/methods/{phone}"));
+    let token = app.admin_token();
+    let writers = (0..8).map(|i| {
+        app.client
+            .patch(&url)
+            .bearer_auth(&token)
+            .header("if-match", "\"1\"")
+            .json(&json!({"value": format!("+45 20 12 34 {:02}", 60 + i)}))
+            .send()
+    });
+    let statuses: Vec<u16> = join_all(writers)
+        .await
+        .into_iter()
+        .map(|r| r.unwrap().status().as_u16())
+        .collect();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 412).count(),
+        7,
+        "{statuses:?}"
+    );
+    assert_eq!(app.history(admin).await.len(), 2);
+
+    // A stale ETag is refused before anything is decided.
+    let r = app
+        .client
+        .patch(&url)
+        .bearer_auth(&token)
+        .header("if-match", "\"1\"")
+        .json(&json!({"value": "+45 20 12 34 99"}))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(r, 412, "version_mismatch").await;
+    let r = app
+        .client
+        .delete(&url)
+        .bearer_auth(&token)
+        .header("if-match", "\"2\"")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["etag"], "\"3\"");
+}
+
+#[tokio::test]
+async fn concurrent_writers_without_if_match_lose_no_update() {
+    let app = spawn_app().await;
+    let admin = Uuid::now_v7();
+    let phone = app.add_ok(admin, "mobile_phone", "+45 20 12 34 56").await;
+    let values: Vec<String> = (0..12)
+        .map(|i| format!("+45 20 12 34 {:02}", 70 + i))
+        .collect();
+    let changes = values.iter().map(|v| app.change(admin, &phone, v));
+    for r in join_all(changes).await {
+        assert_eq!(r.status(), 200);
+    }
+    let history = app.history(admin).await;
+    assert_eq!(history.len(), 13, "every change is in the log");
+    let versions: Vec<u64> = history
+        .iter()
+        .map(|h| h["version"].as_u64().unwrap())
+        .collect();
+    assert_eq!(versions, (1..=13).collect::<Vec<_>>());
+    // Each change's old value is the previous change's new value: none was decided on stale state.
+    let values: Vec<(String, String)> = app
+        .store()
+        .read_stream(
+            StreamId::Admin(TenantId::from_uuid(app.tenant), AdminId::from_uuid(admin)),
+            0,
+            100,
+        )
+        .await
+        .unwrap()
+        .into_iter()
+        .filter_map(|e| match e.event {
+            DomainEvent::MethodChanged {
+                old_value,
+                new_value,
+                ..
+            } => Some((old_value, new_value)),
+            _ => None,
+        })
+        .collect();
+    for pair in values.windows(2) {
+        assert_eq!(pair[0].1, pair[1].0);
+    }
+}
+
+#[tokio::test]
+async fn a_retried_command_returns_the_first_answer_and_appends_nothing() {
+    let app = spawn_app().await;
+    let admin = Uuid::now_v7();
+    let url = app.admin_path(admin, "/methods");
+    let token = app.admin_token();
+    let post = |key: &'static str, value: &'static str| {
+        app.client
+            .post(&url)
+            .bearer_auth(&token)
+            .header("idempotency-key", key)
+            .json(&json!({"kind": "email", "value": value}))
+            .send()
+    };
+    let first = post("k-1", "jane@example.com").await.unwrap();
+    assert_eq!(first.status(), 201);
+    assert!(first.headers().get("idempotent-replayed").is_none());
+    let first: Value = first.json().await.unwrap();
+
+    let again = post("k-1", "jane@example.com").await.unwrap();
+    assert_eq!(again.status(), 201);
+    assert_eq!(again.headers()["idempotent-replayed"], "true");
+    assert_eq!(again.json::<Value>().await.unwrap(), first);
+    assert_eq!(app.store().head().await.unwrap(), 1);
+
+    assert_problem(
+        post("k-1", "other@example.com").await.unwrap(),
+        422,
+        "idempotency_key_reused",
+    )
+    .await;
+    assert_eq!(app.store().head().await.unwrap(), 1);
+
+    // Keys are scoped per subject: another caller's key of the same name is independent.
+    let other = app.token(
+        "helpdesk-2",
+        &[recovery_info::http::auth::Role::AuthenticationAdmin],
+    );
+    let r = app
+        .client
+        .post(app.admin_path(Uuid::now_v7(), "/methods"))
+        .bearer_auth(other)
+        .header("idempotency-key", "k-1")
+        .json(&json!({"kind": "email", "value": "jane@example.com"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+}
+
+#[tokio::test]
+async fn concurrent_retries_with_one_key_append_once() {
+    let app = spawn_app().await;
+    let admin = Uuid::now_v7();
+    let url = app.admin_path(admin, "/methods");
+    let token = app.admin_token();
+    let tries = (0..8).map(|_| {
+        app.client
+            .post(&url)
+            .bearer_auth(&token)
+            .header("idempotency-key", "same-key")
+            .json(&json!({"kind": "mobile_phone", "value": "+45 20 12 34 56"}))
+            .send()
+    });
+    let mut bodies = Vec::new();
+    for r in join_all(tries).await {
+        let r = r.unwrap();
+        assert_eq!(r.status(), 201);
+        bodies.push(r.json::<Value>().await.unwrap());
+    }
+    assert!(bodies.windows(2).all(|w| w[0] == w[1]), "{bodies:?}");
+    assert_eq!(app.history(admin).await.len(), 1);
+}
+
+fn pending(kind: MethodKind, value: String) -> PendingEvent {
+    PendingEvent {
+        event_id: Uuid::now_v7(),
+        occurred_at: chrono::Utc::now(),
+        actor: Actor {
+            subject: "load".into(),
+            roles: vec![],
+        },
+        correlation_id: Uuid::now_v7(),
+        idempotency_key: None,
+        event: DomainEvent::MethodAdded {
+            method_id: MethodId::from_uuid(Uuid::now_v7()),
+            kind,
+            value,
+        },
+    }
+}
+
+#[tokio::test]
+async fn a_reader_of_the_global_log_never_skips_an_event_under_concurrent_writers() {
+    const WRITERS: u64 = 16;
+    const EACH: u64 = 40;
+    let app = spawn_app().await;
+    let store = app.store().clone();
+    let tenant = TenantId::from_uuid(app.tenant);
+
+    let reader = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let mut seen = Vec::new();
+            let mut after = 0;
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+            while (seen.len() as u64) < WRITERS * EACH && tokio::time::Instant::now() < deadline {
+                let batch = store.read_log(after, 7).await.unwrap();
+                for e in &batch {
+                    seen.push(e.position);
+                    after = e.position;
+                }
+                if batch.is_empty() {
+                    tokio::task::yield_now().await;
+                }
+            }
+            seen
+        })
+    };
+    let writers = (0..WRITERS).map(|w| {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let stream = StreamId::Admin(tenant, AdminId::from_uuid(Uuid::now_v7()));
+            for v in 0..EACH {
+                // Kinds repeat, but the store does not decide: it only places events.
+                let e = pending(MethodKind::Email, format!("w{w}-{v}@example.com"));
+                store.append(stream, v, vec![e], None).await.unwrap();
+            }
+        })
+    });
+    for w in join_all(writers).await {
+        w.unwrap();
+    }
+    let seen = reader.await.unwrap();
+    let expected: Vec<u64> = (1..=WRITERS * EACH).collect();
+    assert_eq!(
+        seen, expected,
+        "the reader saw every position exactly once, in order"
+    );
+}
+
+#[tokio::test]
+async fn a_stale_expected_version_is_a_conflict_in_the_store() {
+    let app = spawn_app().await;
+    let stream = StreamId::Admin(
+        TenantId::from_uuid(app.tenant),
+        AdminId::from_uuid(Uuid::now_v7()),
+    );
+    let store = app.store();
+    store
+        .append(
+            stream,
+            0,
+            vec![pending(MethodKind::Email, "a@example.com".into())],
+            None,
+        )
+        .await
+        .unwrap();
+    let err = store
+        .append(
+            stream,
+            0,
+            vec![pending(MethodKind::Email, "b@example.com".into())],
+            None,
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            recovery_info::store::StoreError::Conflict {
+                expected: 0,
+                actual: 1
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(
+        store.head().await.unwrap(),
+        1,
+        "the failed append left no hole and no event"
+    );
+    store
+        .append(
+            stream,
+            1,
+            vec![pending(MethodKind::Email, "c@example.com".into())],
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .read_log(0, 10)
+            .await
+            .unwrap()
+            .iter()
+            .map(|e| e.position)
+            .collect::<Vec<_>>(),
+        [1, 2]
+    );
+}
+
+async fn table(db: &tokio_postgres::Client, sql: &str) -> BTreeMap<String, String> {
+    db.query(sql, &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get::<_, String>(0), r.get::<_, String>(1)))
+        .collect()
+}
+
+async fn snapshot(
+    db: &tokio_postgres::Client,
+) -> (BTreeMap<String, String>, BTreeMap<String, String>) {
+    (
+        table(db, "SELECT tenant_id::text || admin_id::text, state::text FROM contact_views").await,
+        table(
+            db,
+            "SELECT tenant_id::text || admin_id::text, state::text || verdict::text || changed_position::text
+             FROM eligibility_admins",
+        )
+        .await,
+    )
+}
+
+#[tokio::test]
+async fn two_replicas_project_each_event_once_and_a_rebuild_comes_out_identical() {
+    let database_url = fresh_database().await;
+    let a = Arc::new(spawn_on(database_url.clone(), Options::default()).await);
+    let mut b = spawn_on(database_url.clone(), Options::default()).await;
+    b.tenant = a.tenant;
+
+    // A mixed workload through both replicas, with a settings change in the middle.
+    let admins: Vec<Uuid> = (0..12).map(|_| Uuid::now_v7()).collect();
+    for (i, admin) in admins.iter().enumerate() {
+        let app = if i % 2 == 0 { &*a } else { &b };
+        let phone = app
+            .add_ok(
+                *admin,
+                "mobile_phone",
+                &format!("+45 20 12 34 {:02}", 10 + i),
+            )
+            .await;
+        app.add_ok(
+            *admin,
+            "email",
+            &format!(
+                "admin{i}@{}",
+                if i % 3 == 0 && i < 6 {
+                    "contoso.com"
+                } else {
+                    "example.com"
+                }
+            ),
+        )
+        .await;
+        if i % 4 == 0 {
+            assert_eq!(
+                app.change(*admin, &phone, &format!("+45 20 12 35 {:02}", 10 + i))
+                    .await
+                    .status(),
+                200
+            );
+        }
+        if i == 6 {
+            assert_eq!(
+                app.put_settings(json!({"domains": ["contoso.com"]}))
+                    .await
+                    .status(),
+                200
+            );
+        }
+    }
+    assert_eq!(
+        b.put_settings(json!({"reset_policy": {"name": "any_two_methods"}}))
+            .await
+            .status(),
+        200
+    );
+    let head = a.store().head().await.unwrap();
+    for p in Projection::ALL {
+        assert!(
+            a.server
+                .app
+                .projections
+                .wait_for(p, head, Duration::from_secs(10))
+                .await
+                .unwrap()
+        );
+    }
+
+    let (db, conn) = tokio_postgres::connect(&database_url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let live = snapshot(&db).await;
+    assert_eq!(live.0.len(), admins.len());
+    assert_eq!(live.1.len(), admins.len());
+    // Exactly once: every contact view's version equals the number of events in its stream.
+    let versions: i64 = db
+        .query_one(
+            "SELECT sum((state->>'version')::bigint)::bigint FROM contact_views",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let admin_events: i64 = db
+        .query_one(
+            "SELECT count(*) FROM events WHERE admin_id IS NOT NULL",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(versions, admin_events);
+
+    for p in Projection::ALL {
+        a.store().reset_projection(p).await.unwrap();
+    }
+    for p in Projection::ALL {
+        assert!(
+            a.server
+                .app
+                .projections
+                .wait_for(p, head, Duration::from_secs(10))
+                .await
+                .unwrap()
+        );
+    }
+    let rebuilt = snapshot(&db).await;
+    assert_eq!(rebuilt, live);
+}

@@ -1,0 +1,164 @@
+//! Reset eligibility: the default policy, tenant domains and policies, read-your-writes.
+
+use crate::support::{Options, assert_problem, spawn_app, spawn_app_with};
+use recovery_info::http::auth::Role;
+use reqwest::Method;
+use serde_json::{Value, json};
+use std::time::Duration;
+use uuid::Uuid;
+
+#[tokio::test]
+async fn the_alternate_phone_does_not_count_by_default() {
+    let app = spawn_app().await;
+    let admin = Uuid::now_v7();
+    app.add_ok(admin, "mobile_phone", "+45 20 12 34 56").await;
+    app.add_ok(admin, "alternate_phone", "+45 20 12 34 57")
+        .await;
+    app.add_ok(admin, "office_phone", "+45 33 12 34 56").await;
+    let e = app.eligibility(admin).await;
+    assert_eq!(e["eligible"], false);
+    assert_eq!(e["missing"], json!(["email"]));
+    assert_eq!(e["usable_methods"].as_array().unwrap().len(), 3);
+}
+
+#[tokio::test]
+async fn an_email_inside_a_newly_added_tenant_domain_stops_counting() {
+    let app = spawn_app().await;
+    let admin = Uuid::now_v7();
+    app.add_ok(admin, "mobile_phone", "+45 20 12 34 56").await;
+    app.add_ok(admin, "email", "jane@contoso.com").await;
+    assert_eq!(app.eligibility(admin).await["eligible"], true);
+
+    let r = app.put_settings(json!({"domains": ["Contoso.com"]})).await;
+    assert_eq!(r.status(), 200);
+    let settings: Value = r.json().await.unwrap();
+    assert_eq!(settings["domains"], json!(["contoso.com"]));
+
+    let e = app.eligibility(admin).await;
+    assert_eq!(e["eligible"], false, "{e}");
+    assert_eq!(e["missing"], json!(["email"]));
+    // A new email in the domain is refused outright.
+    let other = Uuid::now_v7();
+    assert_problem(
+        app.add(other, "email", "joe@sales.contoso.com").await,
+        422,
+        "email_in_tenant_domain",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_policy_change_re_evaluates_every_admin_of_the_tenant() {
+    let app = spawn_app().await;
+    let (a, b, c) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+    app.add_ok(a, "mobile_phone", "+45 20 12 34 56").await;
+    app.add_ok(a, "office_phone", "+45 33 12 34 56").await;
+    app.add_ok(b, "email", "b@example.com").await;
+    app.add_ok(c, "mobile_phone", "+45 20 12 34 58").await;
+    app.add_ok(c, "email", "c@example.com").await;
+    assert_eq!(app.eligibility(a).await["eligible"], false);
+    assert_eq!(app.eligibility(c).await["eligible"], true);
+
+    let r = app
+        .put_settings(json!({"reset_policy": {"name": "any_two_methods"}}))
+        .await;
+    assert_eq!(r.status(), 200);
+    let ea = app.eligibility(a).await;
+    assert_eq!(ea["eligible"], true, "{ea}");
+    assert_eq!(ea["policy"], "any_two_methods");
+    let eb = app.eligibility(b).await;
+    assert_eq!(eb["eligible"], false);
+    assert_eq!(eb["missing"], json!(["another_method"]));
+    assert_eq!(app.eligibility(c).await["eligible"], true);
+    // An admin with no methods at all answers under the tenant's policy too.
+    let nobody = app.eligibility(Uuid::now_v7()).await;
+    assert_eq!(nobody["policy"], "any_two_methods");
+    assert_eq!(
+        nobody["missing"],
+        json!(["another_method", "another_method"])
+    );
+
+    assert_problem(
+        app.put_settings(json!({"reset_policy": {"name": "yolo"}}))
+            .await,
+        422,
+        "unknown_reset_policy",
+    )
+    .await;
+    assert_problem(
+        app.put_settings(json!({"domains": ["not a domain"]})).await,
+        422,
+        "invalid_domain",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_command_answer_position_gives_read_your_writes() {
+    let app = spawn_app().await;
+    let admin = Uuid::now_v7();
+    app.add_ok(admin, "mobile_phone", "+45 20 12 34 56").await;
+    let reset = app.token("reset-flow", &[Role::ResetService]);
+    for _ in 0..20 {
+        let r = app.add(admin, "email", "jane@example.com").await;
+        let body: Value = r.json().await.unwrap();
+        let position = body["position"].as_u64().unwrap();
+        let url = app.admin_path(
+            admin,
+            &format!("/reset-eligibility?min_position={position}"),
+        );
+        let e: Value = app
+            .send(Method::GET, &url, &reset, None)
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(e["eligible"], true, "{e}");
+        assert!(e["position"].as_u64().unwrap() >= position);
+        let email = body["method"]["id"].as_str().unwrap();
+        let r: Value = app.remove(admin, email).await.json().await.unwrap();
+        let position = r["position"].as_u64().unwrap();
+        let url = app.admin_path(
+            admin,
+            &format!("/reset-eligibility?min_position={position}"),
+        );
+        let e: Value = app
+            .send(Method::GET, &url, &reset, None)
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(e["eligible"], false, "{e}");
+    }
+}
+
+#[tokio::test]
+async fn a_position_beyond_the_log_is_refused_at_once() {
+    let app = spawn_app().await;
+    let url = app.admin_path(Uuid::now_v7(), "/reset-eligibility?min_position=99");
+    let r = app.send(Method::GET, &url, &app.all_roles(), None).await;
+    assert_problem(r, 400, "position_beyond_log").await;
+}
+
+#[tokio::test]
+async fn a_view_that_cannot_catch_up_in_time_says_so() {
+    let app = spawn_app_with(Options {
+        run_projections: false,
+        freshness_timeout: Duration::from_millis(300),
+    })
+    .await;
+    let admin = Uuid::now_v7();
+    let r: Value = app
+        .add(admin, "mobile_phone", "+45 20 12 34 56")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let url = app.admin_path(
+        admin,
+        &format!("/reset-eligibility?min_position={}", r["position"]),
+    );
+    let r = app.send(Method::GET, &url, &app.all_roles(), None).await;
+    assert_eq!(r.headers()["retry-after"], "1");
+    assert_problem(r, 503, "view_not_fresh").await;
+}

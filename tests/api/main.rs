@@ -1,0 +1,12 @@
+//! Black-box tests: the service on a real listener against a real PostgreSQL, a fresh
+//! database per test. `scripts/test` provides the servers (TEST_PG_URL, TEST_NATS_URL).
+
+mod support;
+
+mod access;
+mod cli;
+mod concurrency;
+mod eligibility;
+mod errors;
+mod methods;
+mod operations;

@@ -1,0 +1,232 @@
+//! Spawns the app on port 0 against a fresh database, and speaks its API.
+
+#![allow(dead_code)]
+
+use recovery_info::http::auth::{JwtKeys, Role};
+use recovery_info::projections::runner::RunnerConfig;
+use recovery_info::server::{self, Server, ServerConfig};
+use recovery_info::store::PgStore;
+use reqwest::{Method, Response};
+use serde_json::Value;
+use std::time::Duration;
+use uuid::Uuid;
+
+pub const SECRET: &str = "test-secret-test-secret-test-secret-0123456789";
+
+/// The PostgreSQL server the tests use, without a database name.
+pub fn pg_url() -> String {
+    std::env::var("TEST_PG_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
+}
+
+/// Creates an empty database and returns its URL.
+pub async fn fresh_database() -> String {
+    let name = format!("ri_test_{}", Uuid::new_v4().simple());
+    let (client, conn) =
+        tokio_postgres::connect(&format!("{}/postgres", pg_url()), tokio_postgres::NoTls)
+            .await
+            .expect("PostgreSQL must run for the tests: use scripts/test");
+    tokio::spawn(conn);
+    client
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .await
+        .expect("create test database");
+    format!("{}/{name}", pg_url())
+}
+
+pub struct TestApp {
+    pub base: String,
+    pub tenant: Uuid,
+    pub database_url: String,
+    pub client: reqwest::Client,
+    pub keys: JwtKeys,
+    pub server: Server,
+}
+
+pub struct Options {
+    pub run_projections: bool,
+    pub freshness_timeout: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            run_projections: true,
+            freshness_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(Options::default()).await
+}
+
+pub async fn spawn_app_with(options: Options) -> TestApp {
+    let database_url = fresh_database().await;
+    spawn_on(database_url, options).await
+}
+
+/// Starts the app on an existing database.
+pub async fn spawn_on(database_url: String, options: Options) -> TestApp {
+    let server = server::start(ServerConfig {
+        database_url: database_url.clone(),
+        db_pool_size: 16,
+        listen: "127.0.0.1:0".parse().unwrap(),
+        jwt_secret: SECRET.as_bytes().to_vec(),
+        freshness_timeout: options.freshness_timeout,
+        runner: RunnerConfig::default(),
+        run_projections: options.run_projections,
+    })
+    .await
+    .expect("start the service");
+    TestApp {
+        base: format!("http://{}", server.addr),
+        tenant: Uuid::now_v7(),
+        database_url,
+        client: reqwest::Client::new(),
+        keys: JwtKeys::new(SECRET.as_bytes()),
+        server,
+    }
+}
+
+impl TestApp {
+    pub fn store(&self) -> &PgStore {
+        &self.server.app.store
+    }
+
+    /// A token of this app's tenant.
+    pub fn token(&self, subject: &str, roles: &[Role]) -> String {
+        self.token_for(self.tenant, subject, roles)
+    }
+
+    pub fn token_for(&self, tenant: Uuid, subject: &str, roles: &[Role]) -> String {
+        self.keys.mint(tenant, subject, roles, 600).unwrap()
+    }
+
+    /// A token of an authentication admin of this tenant.
+    pub fn admin_token(&self) -> String {
+        self.token("helpdesk-1", &[Role::AuthenticationAdmin])
+    }
+
+    /// A token with every role (for reading what a test wrote).
+    pub fn all_roles(&self) -> String {
+        self.token(
+            "root",
+            &[
+                Role::AuthenticationAdmin,
+                Role::Auditor,
+                Role::ResetService,
+                Role::Dashboard,
+            ],
+        )
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}/v1/tenants/{}{}", self.base, self.tenant, path)
+    }
+
+    pub fn admin_path(&self, admin: Uuid, rest: &str) -> String {
+        self.url(&format!("/admins/{admin}{rest}"))
+    }
+
+    pub async fn send(
+        &self,
+        method: Method,
+        url: &str,
+        token: &str,
+        body: Option<Value>,
+    ) -> Response {
+        let mut req = self.client.request(method, url).bearer_auth(token);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        req.send().await.expect("request")
+    }
+
+    pub async fn add(&self, admin: Uuid, kind: &str, value: &str) -> Response {
+        self.send(
+            Method::POST,
+            &self.admin_path(admin, "/methods"),
+            &self.admin_token(),
+            Some(serde_json::json!({"kind": kind, "value": value})),
+        )
+        .await
+    }
+
+    /// Adds a method and returns its id; panics on failure.
+    pub async fn add_ok(&self, admin: Uuid, kind: &str, value: &str) -> String {
+        let r = self.add(admin, kind, value).await;
+        let status = r.status();
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(status, 201, "{body}");
+        body["method"]["id"].as_str().unwrap().to_owned()
+    }
+
+    pub async fn change(&self, admin: Uuid, method: &str, value: &str) -> Response {
+        self.send(
+            Method::PATCH,
+            &self.admin_path(admin, &format!("/methods/{method}")),
+            &self.admin_token(),
+            Some(serde_json::json!({"value": value})),
+        )
+        .await
+    }
+
+    pub async fn remove(&self, admin: Uuid, method: &str) -> Response {
+        self.send(
+            Method::DELETE,
+            &self.admin_path(admin, &format!("/methods/{method}")),
+            &self.admin_token(),
+            None,
+        )
+        .await
+    }
+
+    pub async fn get_json(&self, url: &str) -> Value {
+        let r = self.send(Method::GET, url, &self.all_roles(), None).await;
+        assert_eq!(r.status(), 200, "GET {url}");
+        r.json().await.unwrap()
+    }
+
+    /// The contact view, at least as fresh as the log's head.
+    pub async fn view(&self, admin: Uuid) -> Value {
+        let head = self.store().head().await.unwrap();
+        self.get_json(&self.admin_path(admin, &format!("/methods?min_position={head}")))
+            .await
+    }
+
+    /// Eligibility at least as fresh as the log's head.
+    pub async fn eligibility(&self, admin: Uuid) -> Value {
+        let head = self.store().head().await.unwrap();
+        self.get_json(&self.admin_path(admin, &format!("/reset-eligibility?min_position={head}")))
+            .await
+    }
+
+    pub async fn history(&self, admin: Uuid) -> Vec<Value> {
+        self.get_json(&self.admin_path(admin, "/history")).await["events"]
+            .as_array()
+            .unwrap()
+            .clone()
+    }
+
+    pub async fn put_settings(&self, body: Value) -> Response {
+        self.send(
+            Method::PUT,
+            &self.url("/settings"),
+            &self.admin_token(),
+            Some(body),
+        )
+        .await
+    }
+}
+
+/// Reads a problem+json answer, checking its content type, status and code.
+pub async fn assert_problem(r: Response, status: u16, code: &str) -> Value {
+    assert_eq!(r.status(), status, "expected {status} {code}");
+    let ct = r.headers()["content-type"].to_str().unwrap().to_owned();
+    assert_eq!(ct, "application/problem+json");
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["code"], code, "{body}");
+    assert_eq!(body["status"], status);
+    assert!(body["title"].is_string() && body["detail"].is_string() && body["type"].is_string());
+    body
+}
