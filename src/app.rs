@@ -12,7 +12,7 @@ use crate::domain::{
 use crate::events::{Actor, PendingEvent, RecordedEvent};
 use crate::projections::runner::Projections;
 use crate::store::projections::Projection;
-use crate::store::{IdempotencyKey, IdempotentAnswer, PgStore, StoreError};
+use crate::store::{IdempotencyKey, IdempotentAnswer, RenderAnswer, Store, StoreError};
 use chrono::Utc;
 use serde_json::Value;
 use std::hash::{Hash, Hasher};
@@ -77,7 +77,7 @@ pub struct Answer {
 /// The service: the store and the running projections.
 #[derive(Clone)]
 pub struct App {
-    pub store: PgStore,
+    pub store: Store,
     pub projections: Projections,
     /// How long a query waits for a projection to reach a requested position.
     pub freshness_timeout: Duration,
@@ -102,7 +102,7 @@ fn fold_tenant(events: &[RecordedEvent], state: TenantState) -> TenantState {
 
 impl App {
     /// The service over a store and its projections.
-    pub fn new(store: PgStore, projections: Projections, freshness_timeout: Duration) -> Self {
+    pub fn new(store: Store, projections: Projections, freshness_timeout: Duration) -> Self {
         App {
             store,
             projections,
@@ -125,8 +125,9 @@ impl App {
         ctx: &CommandContext,
         admin: AdminId,
         command: AdminCommand,
-        render: impl Fn(&AdminState) -> (u16, Value) + Send + Sync,
+        render: impl Fn(&AdminState) -> (u16, Value) + Send + Sync + 'static,
     ) -> Result<Answer, AppError> {
+        let render = Arc::new(render);
         let stream = StreamId::Admin(ctx.tenant, admin);
         let _turn = self.stream_lock(&stream).lock().await;
         for _ in 0..MAX_ATTEMPTS {
@@ -144,7 +145,9 @@ impl App {
             check_if_match(ctx, state.version)?;
             let events = admin_decider::decide(&command, &state, &tenant)?;
             let version = state.version;
-            let render = |recorded: &[RecordedEvent]| render(&fold_admin(recorded, state));
+            let render = render.clone();
+            let render: RenderAnswer =
+                Box::new(move |recorded: &[RecordedEvent]| render(&fold_admin(recorded, state)));
             match self.commit(ctx, stream, version, events, render).await {
                 Err(AppError::Store(StoreError::Conflict { .. })) => {}
                 other => return other,
@@ -159,8 +162,9 @@ impl App {
         &self,
         ctx: &CommandContext,
         command: SetSettings,
-        render: impl Fn(&TenantState) -> (u16, Value) + Send + Sync,
+        render: impl Fn(&TenantState) -> (u16, Value) + Send + Sync + 'static,
     ) -> Result<Answer, AppError> {
+        let render = Arc::new(render);
         let stream = StreamId::Tenant(ctx.tenant);
         let _turn = self.stream_lock(&stream).lock().await;
         for _ in 0..MAX_ATTEMPTS {
@@ -174,7 +178,9 @@ impl App {
             check_if_match(ctx, state.version)?;
             let events = tenant_decider::decide(&command, &state)?;
             let version = state.version;
-            let render = |recorded: &[RecordedEvent]| render(&fold_tenant(recorded, state));
+            let render = render.clone();
+            let render: RenderAnswer =
+                Box::new(move |recorded: &[RecordedEvent]| render(&fold_tenant(recorded, state)));
             match self.commit(ctx, stream, version, events, render).await {
                 Err(AppError::Store(StoreError::Conflict { .. })) => {}
                 other => return other,
@@ -210,7 +216,7 @@ impl App {
         stream: StreamId,
         expected_version: u64,
         events: Vec<DomainEvent>,
-        render: impl FnOnce(&[RecordedEvent]) -> (u16, Value) + Send,
+        render: RenderAnswer,
     ) -> Result<Answer, AppError> {
         let now = Utc::now();
         let pending: Vec<PendingEvent> = events
@@ -224,28 +230,23 @@ impl App {
                 event,
             })
             .collect();
-        let mut rendered = None;
         let result = match &ctx.idempotency {
             Some(idem) => {
                 let answer = IdempotentAnswer {
                     key: idempotency_key(ctx, idem),
                     request_hash: idem.request_hash.clone(),
-                    render: Box::new(|recorded: &[RecordedEvent]| {
-                        let out = render(recorded);
-                        rendered = Some(out.clone());
-                        out
-                    }),
+                    render,
                 };
                 self.store
                     .append(stream, expected_version, pending, Some(answer))
                     .await
-                    .map(|_| rendered.take())
+                    .map(|appended| appended.answer)
             }
             None => self
                 .store
                 .append(stream, expected_version, pending, None)
                 .await
-                .map(|recorded| Some(render(&recorded))),
+                .map(|appended| Some(render(&appended.events))),
         };
         match result {
             Ok(out) => {

@@ -1,9 +1,11 @@
 //! Configuration: flags with environment fallbacks, parsed by clap and checked at start.
 
 use crate::http::auth::Role;
+use crate::store::StoreConfig;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::fmt;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 use uuid::Uuid;
 
@@ -38,27 +40,46 @@ pub enum Command {
     /// Run the HTTP API and the projections (applies migrations first).
     Serve(ServeArgs),
     /// Apply database migrations and exit.
-    Migrate(DbArgs),
+    Migrate(StoreArgs),
     /// Mint a bearer token for operators and tests.
     Token(TokenArgs),
 }
 
 /// Where the event store lives.
 #[derive(Args, Clone)]
-pub struct DbArgs {
+pub struct StoreArgs {
     /// PostgreSQL connection string, e.g. postgres://postgres@127.0.0.1:5432/recovery.
+    /// Without it, the embedded store in --data-dir is used.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
-    pub database_url: String,
-    /// Connections in the pool.
+    pub database_url: Option<String>,
+    /// Directory of the embedded store (used when no DATABASE_URL is given).
+    #[arg(long, env = "RECOVERY_DATA_DIR", default_value = "data")]
+    pub data_dir: PathBuf,
+    /// Connections in the PostgreSQL pool.
     #[arg(long, env = "RECOVERY_DB_POOL_SIZE", default_value_t = 16)]
     pub db_pool_size: usize,
+}
+
+impl StoreArgs {
+    /// The backend these arguments choose.
+    pub fn store_config(&self) -> StoreConfig {
+        match &self.database_url {
+            Some(url) => StoreConfig::Postgres {
+                url: url.clone(),
+                pool_size: self.db_pool_size,
+            },
+            None => StoreConfig::Embedded {
+                data_dir: self.data_dir.clone(),
+            },
+        }
+    }
 }
 
 /// `serve` options.
 #[derive(Args, Clone)]
 pub struct ServeArgs {
     #[command(flatten)]
-    pub db: DbArgs,
+    pub store: StoreArgs,
     /// Address to listen on.
     #[arg(long, env = "RECOVERY_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
@@ -78,26 +99,59 @@ pub struct ServeArgs {
 /// The JWT secret.
 #[derive(Args, Clone)]
 pub struct SecretArgs {
-    /// Shared HS256 secret for bearer tokens (at least 32 bytes).
+    /// Shared HS256 secret for bearer tokens (at least 32 bytes). Required with DATABASE_URL;
+    /// with the embedded store, a random one is kept in the data directory when none is given.
     #[arg(
         long = "jwt-secret",
         env = "RECOVERY_JWT_SECRET",
         hide_env_values = true
     )]
-    pub jwt_secret: String,
+    pub jwt_secret: Option<String>,
 }
 
+/// The file in the data directory that keeps the embedded mode's generated secret.
+pub const SECRET_FILE: &str = "jwt-secret";
+
 impl SecretArgs {
-    /// The secret, checked for length.
-    pub fn checked(&self) -> anyhow::Result<&[u8]> {
-        let bytes = self.jwt_secret.as_bytes();
+    /// The secret to sign and check tokens with, checked for length.
+    pub fn resolve(&self, store: &StoreConfig) -> anyhow::Result<Vec<u8>> {
+        let secret = match (&self.jwt_secret, store) {
+            (Some(s), _) => s.clone().into_bytes(),
+            (None, StoreConfig::Embedded { data_dir }) => load_or_create_secret(data_dir)?,
+            (None, StoreConfig::Postgres { .. }) => {
+                anyhow::bail!("RECOVERY_JWT_SECRET (or --jwt-secret) is required with DATABASE_URL")
+            }
+        };
         anyhow::ensure!(
-            bytes.len() >= MIN_SECRET_BYTES,
+            secret.len() >= MIN_SECRET_BYTES,
             "RECOVERY_JWT_SECRET must be at least {MIN_SECRET_BYTES} bytes long (got {})",
-            bytes.len()
+            secret.len()
         );
-        Ok(bytes)
+        Ok(secret)
     }
+}
+
+fn load_or_create_secret(data_dir: &std::path::Path) -> anyhow::Result<Vec<u8>> {
+    use anyhow::Context;
+    let path = data_dir.join(SECRET_FILE);
+    if let Ok(existing) = std::fs::read(&path) {
+        return Ok(existing.trim_ascii().to_vec());
+    }
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
+    // Three random UUIDs: 366 random bits from the operating system's generator.
+    let secret: String = (0..3)
+        .map(|_| Uuid::new_v4().simple().to_string())
+        .collect();
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options
+        .open(&path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    std::io::Write::write_all(&mut file, secret.as_bytes())?;
+    Ok(secret.into_bytes())
 }
 
 /// `token` options.
@@ -117,6 +171,8 @@ pub struct TokenArgs {
     pub ttl: Duration,
     #[command(flatten)]
     pub secret: SecretArgs,
+    #[command(flatten)]
+    pub store: StoreArgs,
 }
 
 /// Parses `90`, `90s`, `15m`, `1h`, `7d`.
@@ -151,10 +207,14 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
-impl fmt::Debug for DbArgs {
+impl fmt::Debug for StoreArgs {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("DbArgs")
-            .field("database_url", &redact_url(&self.database_url))
+        f.debug_struct("StoreArgs")
+            .field(
+                "database_url",
+                &self.database_url.as_deref().map(redact_url),
+            )
+            .field("data_dir", &self.data_dir)
             .field("db_pool_size", &self.db_pool_size)
             .finish()
     }
@@ -162,14 +222,14 @@ impl fmt::Debug for DbArgs {
 
 impl fmt::Debug for SecretArgs {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("SecretArgs { jwt_secret: \"***\" }")
+        f.write_str("SecretArgs { jwt_secret: *** }")
     }
 }
 
 impl fmt::Debug for ServeArgs {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ServeArgs")
-            .field("db", &self.db)
+            .field("store", &self.store)
             .field("listen", &self.listen)
             .field("secret", &self.secret)
             .field("nats_url", &self.nats_url)
@@ -197,14 +257,9 @@ mod tests {
             redact_url("postgres://u:secret@h:5432/db"),
             "postgres://u:***@h:5432/db"
         );
-        assert!(
-            !format!(
-                "{:?}",
-                SecretArgs {
-                    jwt_secret: "s3cr3t".into()
-                }
-            )
-            .contains("s3cr3t")
-        );
+        let args = SecretArgs {
+            jwt_secret: Some("s3cr3t".into()),
+        };
+        assert!(!format!("{args:?}").contains("s3cr3t"));
     }
 }

@@ -5,7 +5,7 @@ use recovery_info::config::{Cli, Command};
 use recovery_info::http::auth::JwtKeys;
 use recovery_info::projections::runner::RunnerConfig;
 use recovery_info::server::{self, ServerConfig};
-use recovery_info::store::PgStore;
+use recovery_info::store::{Store, StoreConfig};
 use recovery_info::telemetry;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -30,29 +30,29 @@ async fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Serve(args) => {
             tracing::debug!(config = ?args, "configuration");
+            let store = args.store.store_config();
             let config = ServerConfig {
-                database_url: args.db.database_url.clone(),
-                db_pool_size: args.db.db_pool_size,
+                jwt_secret: args.secret.resolve(&store)?,
+                store: store.clone(),
                 listen: args.listen,
-                jwt_secret: args.secret.checked()?.to_vec(),
                 freshness_timeout: Duration::from_millis(args.freshness_timeout_ms),
                 runner: RunnerConfig::default(),
                 run_projections: !args.no_projections,
             };
             let server = server::start(config).await?;
-            eprintln!("recovery-info listening on http://{}", server.addr);
+            print_banner(server.addr, &store, args.secret.jwt_secret.is_some());
             shutdown_signal().await;
             tracing::info!("shutting down");
             server.stop().await
         }
-        Command::Migrate(db) => {
-            let store = PgStore::connect(&db.database_url, 1).await?;
+        Command::Migrate(args) => {
+            let store = Store::open(&args.store_config()).await?;
             let applied = store.migrate().await?;
             println!("migrations applied: {applied}");
             Ok(())
         }
         Command::Token(args) => {
-            let keys = JwtKeys::new(args.secret.checked()?);
+            let keys = JwtKeys::new(&args.secret.resolve(&args.store.store_config())?);
             let token = keys.mint(
                 args.tenant,
                 &args.subject,
@@ -63,6 +63,25 @@ async fn run(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// What a first-time user needs to go on: where it listens, where the data is, how to get in.
+fn print_banner(addr: std::net::SocketAddr, store: &StoreConfig, explicit_secret: bool) {
+    println!("recovery-info listening on http://{addr}");
+    println!("  store: {}", store.describe());
+    let secret = match (store, explicit_secret) {
+        (_, true) => "signed with RECOVERY_JWT_SECRET".to_owned(),
+        (StoreConfig::Embedded { data_dir }, false) => format!(
+            "signed with the secret kept in {}",
+            data_dir.join(recovery_info::config::SECRET_FILE).display()
+        ),
+        (StoreConfig::Postgres { .. }, false) => "signed with RECOVERY_JWT_SECRET".to_owned(),
+    };
+    println!("  tokens: {secret}; mint one with");
+    println!(
+        "    recovery-info token --tenant <tenant-uuid> --subject <admin-uuid> --role self_service"
+    );
+    println!("  (roles: self_service, authentication_admin, reset_service, auditor, dashboard)");
 }
 
 async fn shutdown_signal() {

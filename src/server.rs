@@ -3,7 +3,7 @@
 use crate::app::App;
 use crate::http::{self, HttpState, auth::JwtKeys};
 use crate::projections::runner::{Projections, RunnerConfig};
-use crate::store::PgStore;
+use crate::store::{Store, StoreConfig};
 use anyhow::Context;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -13,8 +13,7 @@ use tokio::task::JoinHandle;
 /// Everything `serve` needs, already validated.
 #[derive(Clone)]
 pub struct ServerConfig {
-    pub database_url: String,
-    pub db_pool_size: usize,
+    pub store: StoreConfig,
     pub listen: SocketAddr,
     pub jwt_secret: Vec<u8>,
     pub freshness_timeout: Duration,
@@ -35,9 +34,9 @@ pub struct Server {
 
 /// Connects, migrates, starts the projections and serves the API.
 pub async fn start(config: ServerConfig) -> anyhow::Result<Server> {
-    let store = PgStore::connect(&config.database_url, config.db_pool_size)
+    let store = Store::open(&config.store)
         .await
-        .context("cannot connect to PostgreSQL (DATABASE_URL)")?;
+        .with_context(|| format!("cannot open the store ({})", config.store.describe()))?;
     store
         .migrate()
         .await

@@ -2,7 +2,7 @@
 
 use crate::domain::{AdminId, AdminState, StreamId, TenantId, admin_decider};
 use crate::events::RecordedEvent;
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 /// An admin, as the projections key it.
 pub type AdminKey = (TenantId, AdminId);
@@ -17,4 +17,15 @@ pub fn apply(views: &mut HashMap<AdminKey, AdminState>, event: &RecordedEvent) {
             admin_decider::evolve(state, &event.event, &event.meta()),
         );
     }
+}
+
+/// The admins whose views a batch of events touches (their rows must be loaded first).
+pub fn touched(events: &[RecordedEvent]) -> BTreeSet<AdminKey> {
+    events
+        .iter()
+        .filter_map(|e| match e.stream {
+            StreamId::Admin(t, a) => Some((t, a)),
+            StreamId::Tenant(_) => None,
+        })
+        .collect()
 }

@@ -7,7 +7,7 @@ use crate::domain::{
 };
 use crate::events::RecordedEvent;
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 /// One admin's row of the eligibility projection.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -58,6 +58,35 @@ impl EligibilityFold {
             }
         }
     }
+}
+
+/// The rows a batch of events needs loaded before it is folded.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Needs {
+    /// Every tenant with an event in the batch.
+    pub tenants: BTreeSet<TenantId>,
+    /// Every admin with an event in the batch.
+    pub admins: BTreeSet<AdminKey>,
+    /// Tenants with a settings event: all their admins are re-evaluated, and their settings
+    /// row is written back.
+    pub settings_changed: BTreeSet<TenantId>,
+}
+
+/// What [`EligibilityFold`] must hold before folding `events`.
+pub fn needs(events: &[RecordedEvent]) -> Needs {
+    let mut needs = Needs::default();
+    for e in events {
+        needs.tenants.insert(e.stream.tenant());
+        match e.stream {
+            StreamId::Admin(t, a) => {
+                needs.admins.insert((t, a));
+            }
+            StreamId::Tenant(t) => {
+                needs.settings_changed.insert(t);
+            }
+        }
+    }
+    needs
 }
 
 /// The verdict of the tenant's policy for an admin's state.

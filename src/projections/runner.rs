@@ -2,7 +2,7 @@
 //! appends and polling as a fallback (for appends made by other replicas).
 
 use crate::store::projections::Projection;
-use crate::store::{PgStore, StoreError};
+use crate::store::{Store, StoreError};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,14 +31,14 @@ impl Default for RunnerConfig {
 /// Handles to the running projections: wake them, and wait until they reach a position.
 #[derive(Clone)]
 pub struct Projections {
-    store: PgStore,
+    store: Store,
     wake: Arc<HashMap<Projection, Arc<Notify>>>,
     progress: Arc<HashMap<Projection, watch::Receiver<u64>>>,
 }
 
 impl Projections {
     /// Starts one task per projection. The tasks stop when the returned handles are aborted.
-    pub fn spawn(store: PgStore, config: RunnerConfig) -> (Self, Vec<JoinHandle<()>>) {
+    pub fn spawn(store: Store, config: RunnerConfig) -> (Self, Vec<JoinHandle<()>>) {
         let mut wake = HashMap::new();
         let mut progress = HashMap::new();
         let mut tasks = Vec::new();
@@ -65,7 +65,7 @@ impl Projections {
 
     /// Handles for a process that does not run the projections itself: waiting for a
     /// position then watches the checkpoints in the database only.
-    pub fn external(store: PgStore) -> Self {
+    pub fn external(store: Store) -> Self {
         let progress = Projection::ALL
             .into_iter()
             .map(|p| (p, watch::channel(0).1))
@@ -114,7 +114,7 @@ impl Projections {
 
 #[tracing::instrument(skip_all, fields(projection = projection.name()))]
 async fn run(
-    store: PgStore,
+    store: Store,
     projection: Projection,
     config: RunnerConfig,
     wake: Arc<Notify>,

@@ -1,11 +1,21 @@
 //! The event store: append with expected version and idempotency, a gap-free global log, and
-//! the storage of the projections. PostgreSQL is the production backend ([`PgStore`]).
+//! the storage of the projections. One interface ([`Store`]), two backends: PostgreSQL for
+//! production ([`PgStore`]) and an embedded SQLite store for a zero-setup start
+//! ([`SqliteStore`]). Both pass the same conformance tests.
 
 mod migrate;
-mod postgres;
+pub mod postgres;
 pub mod projections;
+pub mod sqlite;
 
 pub use postgres::PgStore;
+pub use sqlite::SqliteStore;
+
+use crate::domain::{AdminId, AdminState, StreamId, TenantId, Verdict};
+use crate::events::PendingEvent;
+use projections::{Batch, Projection};
+use std::path::PathBuf;
+use uuid::Uuid;
 
 use crate::events::RecordedEvent;
 use serde_json::Value;
@@ -21,6 +31,8 @@ pub enum StoreError {
     IdempotencyRace,
     #[error("database: {0}")]
     Db(#[from] tokio_postgres::Error),
+    #[error("embedded database: {0}")]
+    Sqlite(#[from] rusqlite::Error),
     #[error("database pool: {0}")]
     Pool(#[from] deadpool_postgres::PoolError),
     #[error(transparent)]
@@ -63,12 +75,118 @@ pub struct StoredAnswer {
 }
 
 /// Builds the answer of a command from its events as placed in the log.
-pub type RenderAnswer<'a> = Box<dyn FnOnce(&[RecordedEvent]) -> (u16, Value) + Send + 'a>;
+pub type RenderAnswer = Box<dyn FnOnce(&[RecordedEvent]) -> (u16, Value) + Send>;
 
 /// An idempotency record to write in the same transaction as the append. `render` builds the
 /// answer from the events as placed in the log (their versions and positions).
-pub struct IdempotentAnswer<'a> {
+pub struct IdempotentAnswer {
     pub key: IdempotencyKey,
     pub request_hash: Vec<u8>,
-    pub render: RenderAnswer<'a>,
+    pub render: RenderAnswer,
+}
+
+/// What an append placed in the log, and the answer stored with it.
+#[derive(Debug)]
+pub struct Appended {
+    pub events: Vec<RecordedEvent>,
+    /// The rendered answer, when an idempotency record was written.
+    pub answer: Option<(u16, Value)>,
+}
+
+/// Which backend to open.
+#[derive(Clone, Debug)]
+pub enum StoreConfig {
+    /// PostgreSQL at `url` with a pool of `pool_size` connections.
+    Postgres { url: String, pool_size: usize },
+    /// The embedded store in `data_dir`.
+    Embedded { data_dir: PathBuf },
+}
+
+impl StoreConfig {
+    /// A one-line description for the start banner, without secrets.
+    pub fn describe(&self) -> String {
+        match self {
+            StoreConfig::Postgres { url, .. } => {
+                format!("PostgreSQL at {}", crate::config::redact_url(url))
+            }
+            StoreConfig::Embedded { data_dir } => {
+                format!("embedded SQLite in {}", data_dir.display())
+            }
+        }
+    }
+}
+
+/// The event store, on either backend.
+#[derive(Clone)]
+pub enum Store {
+    Postgres(PgStore),
+    Embedded(SqliteStore),
+}
+
+impl Store {
+    /// Opens the configured backend and checks that it answers.
+    pub async fn open(config: &StoreConfig) -> Result<Self, StoreError> {
+        Ok(match config {
+            StoreConfig::Postgres { url, pool_size } => {
+                Store::Postgres(PgStore::connect(url, *pool_size).await?)
+            }
+            StoreConfig::Embedded { data_dir } => {
+                Store::Embedded(SqliteStore::open(data_dir).await?)
+            }
+        })
+    }
+}
+
+/// Forwards each listed method to the backend.
+macro_rules! delegate {
+    ($($(#[$doc:meta])* fn $name:ident(&self $(, $arg:ident: $ty:ty)*) -> $ret:ty;)*) => {
+        impl Store {
+            $(
+                $(#[$doc])*
+                pub async fn $name(&self $(, $arg: $ty)*) -> Result<$ret, StoreError> {
+                    match self {
+                        Store::Postgres(s) => s.$name($($arg),*).await,
+                        Store::Embedded(s) => s.$name($($arg),*).await,
+                    }
+                }
+            )*
+        }
+    };
+}
+
+delegate! {
+    /// Applies pending migrations; returns how many ran.
+    fn migrate(&self) -> usize;
+    /// One round trip to the database (readiness).
+    fn ping(&self) -> ();
+    /// The position of the last committed event (0 for an empty log).
+    fn head(&self) -> u64;
+    /// Every event of the given streams, in log order.
+    fn load_streams(&self, streams: &[StreamId]) -> Vec<crate::events::RecordedEvent>;
+    /// Events of one stream after a global position, oldest first.
+    fn read_stream(&self, stream: StreamId, after: u64, limit: u32) -> Vec<crate::events::RecordedEvent>;
+    /// A tenant's events after a global position, oldest first.
+    fn read_tenant(&self, tenant: Uuid, after: u64, limit: u32) -> Vec<crate::events::RecordedEvent>;
+    /// The global log after a position, oldest first; never skips an event.
+    fn read_log(&self, after: u64, limit: u32) -> Vec<crate::events::RecordedEvent>;
+    /// The first answer stored under an idempotency key.
+    fn idempotent_answer(&self, key: &IdempotencyKey) -> Option<StoredAnswer>;
+    /// Appends if the stream is at the expected version, with the idempotency record.
+    fn append(
+        &self,
+        stream: StreamId,
+        expected_version: u64,
+        events: Vec<PendingEvent>,
+        answer: Option<IdempotentAnswer>
+    ) -> Appended;
+    /// Folds the next events into a projection and moves its checkpoint, in one transaction.
+    fn project_batch(&self, projection: Projection, limit: u32) -> Batch;
+    /// A projection's checkpoint.
+    fn checkpoint(&self, projection: Projection) -> u64;
+    /// Empties a projection and zeroes its checkpoint, so that it is rebuilt.
+    fn reset_projection(&self, projection: Projection) -> ();
+    /// An admin's contact view and the checkpoint it reflects.
+    fn contact_view(&self, tenant: TenantId, admin: AdminId) -> (u64, Option<AdminState>);
+    /// An admin's eligibility verdict and the checkpoint it reflects.
+    fn eligibility(&self, tenant: TenantId, admin: AdminId) -> (u64, Verdict);
 }

@@ -1,6 +1,6 @@
 //! The PostgreSQL event store.
 
-use super::{IdempotencyKey, IdempotentAnswer, StoreError, StoredAnswer, migrate};
+use super::{Appended, IdempotencyKey, IdempotentAnswer, StoreError, StoredAnswer, migrate};
 use crate::domain::StreamId;
 use crate::events::{PendingEvent, RecordedEvent};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
@@ -198,8 +198,8 @@ impl PgStore {
         stream: StreamId,
         expected_version: u64,
         events: Vec<PendingEvent>,
-        answer: Option<IdempotentAnswer<'_>>,
-    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        answer: Option<IdempotentAnswer>,
+    ) -> Result<Appended, StoreError> {
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
         let mut recorded = Vec::with_capacity(events.len());
@@ -266,6 +266,7 @@ impl PgStore {
                 recorded.push(event);
             }
         }
+        let mut rendered = None;
         if let Some(answer) = answer {
             let (status, body) = (answer.render)(&recorded);
             let stmt = tx
@@ -291,10 +292,14 @@ impl PgStore {
             if inserted == 0 {
                 return Err(StoreError::IdempotencyRace);
             }
+            rendered = Some((status, body));
         }
         tx.commit().await?;
         metrics::counter!("recovery_events_appended_total").increment(recorded.len() as u64);
-        Ok(recorded)
+        Ok(Appended {
+            events: recorded,
+            answer: rendered,
+        })
     }
 }
 

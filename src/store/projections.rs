@@ -3,10 +3,10 @@
 
 use super::postgres::{to_i64, to_u64};
 use super::{PgStore, StoreError};
-use crate::domain::{AdminId, AdminState, StreamId, TenantId, TenantState, Verdict};
+use crate::domain::{AdminId, AdminState, TenantId, TenantState, Verdict};
 use crate::events::RecordedEvent;
 use crate::projections::contact_view::{self, AdminKey};
-use crate::projections::eligibility::{AdminEligibility, EligibilityFold, verdict_for};
+use crate::projections::eligibility::{self, AdminEligibility, EligibilityFold, verdict_for};
 use deadpool_postgres::Transaction;
 use serde_json::Value;
 use std::collections::{BTreeSet, HashMap};
@@ -201,13 +201,7 @@ async fn apply_contact_view(
     tx: &Transaction<'_>,
     events: &[RecordedEvent],
 ) -> Result<(), StoreError> {
-    let keys: BTreeSet<AdminKey> = events
-        .iter()
-        .filter_map(|e| match e.stream {
-            StreamId::Admin(t, a) => Some((t, a)),
-            StreamId::Tenant(_) => None,
-        })
-        .collect();
+    let keys = contact_view::touched(events);
     if keys.is_empty() {
         return Ok(());
     }
@@ -247,23 +241,10 @@ async fn apply_eligibility(
     tx: &Transaction<'_>,
     events: &[RecordedEvent],
 ) -> Result<(), StoreError> {
-    let mut admin_keys = BTreeSet::new();
-    let mut all_tenants = BTreeSet::new();
-    let mut tenants_with_settings_events = BTreeSet::new();
-    for e in events {
-        all_tenants.insert(e.stream.tenant().as_uuid());
-        match e.stream {
-            StreamId::Admin(t, a) => {
-                admin_keys.insert((t, a));
-            }
-            StreamId::Tenant(t) => {
-                tenants_with_settings_events.insert(t.as_uuid());
-            }
-        }
-    }
+    let needs = eligibility::needs(events);
     let mut fold = EligibilityFold::default();
 
-    let all_tenants: Vec<Uuid> = all_tenants.into_iter().collect();
+    let all_tenants: Vec<Uuid> = needs.tenants.iter().map(|t| t.as_uuid()).collect();
     let load_tenants = tx
         .prepare_cached(
             "SELECT tenant_id, state FROM eligibility_tenants WHERE tenant_id = ANY($1)",
@@ -276,8 +257,8 @@ async fn apply_eligibility(
         );
     }
 
-    let (ts, as_) = key_arrays(&admin_keys);
-    let settings_tenants: Vec<Uuid> = tenants_with_settings_events.iter().copied().collect();
+    let (ts, as_) = key_arrays(&needs.admins);
+    let settings_tenants: Vec<Uuid> = needs.settings_changed.iter().map(|t| t.as_uuid()).collect();
     let load_admins = tx
         .prepare_cached(
             "SELECT e.tenant_id, e.admin_id, e.state, e.verdict, e.changed_position
@@ -308,9 +289,9 @@ async fn apply_eligibility(
     }
 
     let (mut tids, mut tstates) = (Vec::new(), Vec::new());
-    for t in &tenants_with_settings_events {
-        if let Some(state) = fold.tenants.get(&TenantId::from_uuid(*t)) {
-            tids.push(*t);
+    for t in &needs.settings_changed {
+        if let Some(state) = fold.tenants.get(t) {
+            tids.push(t.as_uuid());
             tstates.push(serde_json::to_value(state)?);
         }
     }

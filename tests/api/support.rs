@@ -5,7 +5,7 @@
 use recovery_info::http::auth::{JwtKeys, Role};
 use recovery_info::projections::runner::RunnerConfig;
 use recovery_info::server::{self, Server, ServerConfig};
-use recovery_info::store::PgStore;
+use recovery_info::store::{Store, StoreConfig};
 use reqwest::{Method, Response};
 use serde_json::Value;
 use std::time::Duration;
@@ -68,8 +68,10 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
 /// Starts the app on an existing database.
 pub async fn spawn_on(database_url: String, options: Options) -> TestApp {
     let server = server::start(ServerConfig {
-        database_url: database_url.clone(),
-        db_pool_size: 16,
+        store: StoreConfig::Postgres {
+            url: database_url.clone(),
+            pool_size: 16,
+        },
         listen: "127.0.0.1:0".parse().unwrap(),
         jwt_secret: SECRET.as_bytes().to_vec(),
         freshness_timeout: options.freshness_timeout,
@@ -89,7 +91,7 @@ pub async fn spawn_on(database_url: String, options: Options) -> TestApp {
 }
 
 impl TestApp {
-    pub fn store(&self) -> &PgStore {
+    pub fn store(&self) -> &Store {
         &self.server.app.store
     }
 

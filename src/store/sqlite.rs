@@ -1,0 +1,625 @@
+//! The embedded event store: SQLite (bundled) in a data directory, WAL journal, full sync.
+//!
+//! The zero-setup default when no `DATABASE_URL` is given. Same semantics as the PostgreSQL
+//! store: expected-version appends, idempotency records in the append's transaction, a dense
+//! gap-free global position, the hash chain, and projections checkpointed in the same
+//! transaction as their rows. SQLite serialises writers itself (`BEGIN IMMEDIATE`), which is
+//! the embedded equivalent of the global append lock. Every call runs on the blocking pool.
+
+use super::postgres::{GENESIS_HASH, chain_hash};
+use super::projections::{Batch, Projection};
+use super::{Appended, IdempotencyKey, IdempotentAnswer, StoreError, StoredAnswer};
+use crate::domain::{AdminId, AdminState, StreamId, TenantId, TenantState, Verdict};
+use crate::events::{DecodeError, PendingEvent, RecordedEvent};
+use crate::projections::contact_view::{self, AdminKey};
+use crate::projections::eligibility::{self, AdminEligibility, EligibilityFold, verdict_for};
+use rusqlite::{Connection, OptionalExtension, Row, Transaction, TransactionBehavior, params};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use uuid::Uuid;
+
+/// The database file inside the data directory.
+pub const DB_FILE: &str = "recovery-info.sqlite3";
+
+/// `(version, name, sql)` of every embedded migration this build knows.
+const MIGRATIONS: &[(i64, &str, &str)] = &[(
+    1,
+    "event_log",
+    include_str!("../../migrations/sqlite/0001_event_log.sql"),
+)];
+
+/// The embedded store.
+#[derive(Clone)]
+pub struct SqliteStore {
+    conn: Arc<Mutex<Connection>>,
+    data_dir: PathBuf,
+}
+
+fn i64_of(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn u64_of(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+fn uuid_at(row: &Row<'_>, idx: usize) -> Result<Uuid, StoreError> {
+    let text: String = row.get(idx)?;
+    Uuid::parse_str(&text).map_err(|_| DecodeError(format!("{text:?} is not a UUID")).into())
+}
+
+fn decode_payloads(rows: Vec<Vec<u8>>) -> Result<Vec<RecordedEvent>, StoreError> {
+    rows.iter()
+        .map(|p| RecordedEvent::decode(p).map_err(StoreError::from))
+        .collect()
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the store in `data_dir`.
+    pub async fn open(data_dir: &Path) -> Result<Self, StoreError> {
+        let dir = data_dir.to_path_buf();
+        let conn = tokio::task::spawn_blocking(move || open_connection(&dir))
+            .await
+            .map_err(|e| StoreError::Config(format!("cannot open the data directory: {e}")))??;
+        Ok(SqliteStore {
+            conn: Arc::new(Mutex::new(conn)),
+            data_dir: data_dir.to_path_buf(),
+        })
+    }
+
+    /// Where the data lives.
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// Runs `f` with the connection on the blocking pool.
+    async fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let conn = self.conn.clone();
+        tokio::task::spawn_blocking(move || {
+            // A panic inside `f` rolled its transaction back when it unwound: the connection
+            // is still consistent, so a poisoned lock is taken over.
+            let mut guard = conn.lock().unwrap_or_else(|p| p.into_inner());
+            f(&mut guard)
+        })
+        .await
+        .map_err(|e| StoreError::Config(format!("embedded store task failed: {e}")))?
+    }
+
+    /// Applies pending migrations; returns how many ran.
+    pub async fn migrate(&self) -> Result<usize, StoreError> {
+        self.run(migrate).await
+    }
+
+    /// Checks the database answers.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.run(|c| Ok(c.query_row("SELECT 1", [], |_| Ok(()))?))
+            .await
+    }
+
+    pub async fn head(&self) -> Result<u64, StoreError> {
+        self.run(|c| {
+            Ok(u64_of(c.query_row(
+                "SELECT position FROM log_head",
+                [],
+                |r| r.get(0),
+            )?))
+        })
+        .await
+    }
+
+    pub async fn load_streams(
+        &self,
+        streams: &[StreamId],
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let names: Vec<String> = streams.iter().map(ToString::to_string).collect();
+        self.run(move |c| {
+            let mut payloads = Vec::new();
+            let mut stmt = c.prepare_cached(
+                "SELECT position, payload FROM events WHERE stream_id = ?1 ORDER BY stream_version",
+            )?;
+            for name in &names {
+                let rows = stmt.query_map([name], |r| {
+                    Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?))
+                })?;
+                for row in rows {
+                    payloads.push(row?);
+                }
+            }
+            payloads.sort_by_key(|(p, _)| *p);
+            decode_payloads(payloads.into_iter().map(|(_, p)| p).collect())
+        })
+        .await
+    }
+
+    pub async fn read_stream(
+        &self,
+        stream: StreamId,
+        after: u64,
+        limit: u32,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let name = stream.to_string();
+        self.run(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT payload FROM events WHERE stream_id = ?1 AND position > ?2 ORDER BY position LIMIT ?3",
+            )?;
+            let rows = stmt
+                .query_map(params![name, i64_of(after), limit], |r| r.get(0))?
+                .collect::<Result<Vec<Vec<u8>>, _>>()?;
+            decode_payloads(rows)
+        })
+        .await
+    }
+
+    pub async fn read_tenant(
+        &self,
+        tenant: Uuid,
+        after: u64,
+        limit: u32,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        self.run(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT payload FROM events WHERE tenant_id = ?1 AND position > ?2 ORDER BY position LIMIT ?3",
+            )?;
+            let rows = stmt
+                .query_map(params![tenant.to_string(), i64_of(after), limit], |r| r.get(0))?
+                .collect::<Result<Vec<Vec<u8>>, _>>()?;
+            decode_payloads(rows)
+        })
+        .await
+    }
+
+    pub async fn read_log(&self, after: u64, limit: u32) -> Result<Vec<RecordedEvent>, StoreError> {
+        self.run(move |c| read_log(c, after, limit)).await
+    }
+
+    pub async fn idempotent_answer(
+        &self,
+        key: &IdempotencyKey,
+    ) -> Result<Option<StoredAnswer>, StoreError> {
+        let key = key.clone();
+        self.run(move |c| {
+            let row = c
+                .query_row(
+                    "SELECT request_hash, status, response FROM idempotency_keys
+                     WHERE tenant_id = ?1 AND subject = ?2 AND key = ?3",
+                    params![key.tenant_id.to_string(), key.subject, key.key],
+                    |r| {
+                        Ok((
+                            r.get::<_, Vec<u8>>(0)?,
+                            r.get::<_, i64>(1)?,
+                            r.get::<_, String>(2)?,
+                        ))
+                    },
+                )
+                .optional()?;
+            row.map(|(request_hash, status, body)| {
+                Ok(StoredAnswer {
+                    request_hash,
+                    status: u16::try_from(status).unwrap_or(500),
+                    body: serde_json::from_str(&body)?,
+                })
+            })
+            .transpose()
+        })
+        .await
+    }
+
+    pub async fn append(
+        &self,
+        stream: StreamId,
+        expected_version: u64,
+        events: Vec<PendingEvent>,
+        answer: Option<IdempotentAnswer>,
+    ) -> Result<Appended, StoreError> {
+        let appended = self
+            .run(move |c| append(c, stream, expected_version, events, answer))
+            .await?;
+        metrics::counter!("recovery_events_appended_total").increment(appended.events.len() as u64);
+        Ok(appended)
+    }
+
+    pub async fn project_batch(
+        &self,
+        projection: Projection,
+        limit: u32,
+    ) -> Result<Batch, StoreError> {
+        self.run(move |c| project_batch(c, projection, limit)).await
+    }
+
+    pub async fn checkpoint(&self, projection: Projection) -> Result<u64, StoreError> {
+        self.run(move |c| checkpoint(c, projection)).await
+    }
+
+    pub async fn reset_projection(&self, projection: Projection) -> Result<(), StoreError> {
+        self.run(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            match projection {
+                Projection::ContactView => tx.execute_batch("DELETE FROM contact_views")?,
+                Projection::Eligibility => tx.execute_batch(
+                    "DELETE FROM eligibility_admins; DELETE FROM eligibility_tenants",
+                )?,
+            }
+            tx.execute(
+                "UPDATE projection_checkpoints SET position = 0 WHERE name = ?1",
+                [projection.name()],
+            )?;
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    pub async fn contact_view(
+        &self,
+        tenant: TenantId,
+        admin: AdminId,
+    ) -> Result<(u64, Option<AdminState>), StoreError> {
+        self.run(move |c| {
+            // One read transaction: the checkpoint and the row come from the same snapshot.
+            let tx = c.transaction()?;
+            let position = checkpoint(&tx, Projection::ContactView)?;
+            let state: Option<String> = tx
+                .query_row(
+                    "SELECT state FROM contact_views WHERE tenant_id = ?1 AND admin_id = ?2",
+                    params![tenant.to_string(), admin.to_string()],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            Ok((
+                position,
+                state.map(|s| serde_json::from_str(&s)).transpose()?,
+            ))
+        })
+        .await
+    }
+
+    pub async fn eligibility(
+        &self,
+        tenant: TenantId,
+        admin: AdminId,
+    ) -> Result<(u64, Verdict), StoreError> {
+        self.run(move |c| {
+            let tx = c.transaction()?;
+            let position = checkpoint(&tx, Projection::Eligibility)?;
+            let verdict: Option<String> = tx
+                .query_row(
+                    "SELECT verdict FROM eligibility_admins WHERE tenant_id = ?1 AND admin_id = ?2",
+                    params![tenant.to_string(), admin.to_string()],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            let verdict = match verdict {
+                Some(v) => serde_json::from_str(&v)?,
+                None => {
+                    let tenant_state = load_tenant(&tx, tenant)?.unwrap_or_default();
+                    verdict_for(&tenant_state, &AdminState::default())
+                }
+            };
+            Ok((position, verdict))
+        })
+        .await
+    }
+}
+
+fn open_connection(dir: &Path) -> Result<Connection, StoreError> {
+    std::fs::create_dir_all(dir).map_err(|e| {
+        StoreError::Config(format!(
+            "cannot create the data directory {}: {e}",
+            dir.display()
+        ))
+    })?;
+    let probe = dir.join(".write-probe");
+    std::fs::write(&probe, b"ok")
+        .and_then(|_| std::fs::remove_file(&probe))
+        .map_err(|e| {
+            StoreError::Config(format!(
+                "the data directory {} is not writable: {e}",
+                dir.display()
+            ))
+        })?;
+    let conn = Connection::open(dir.join(DB_FILE))?;
+    // WAL lets readers run beside the writer; FULL sync makes every commit durable (an
+    // acknowledged command survives a power cut, not only a process crash).
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    Ok(conn)
+}
+
+fn migrate(c: &mut Connection) -> Result<usize, StoreError> {
+    c.execute_batch(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (
+             version       INTEGER PRIMARY KEY,
+             name          TEXT    NOT NULL,
+             applied_at_ms INTEGER NOT NULL)",
+    )?;
+    let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let current: i64 = tx.query_row(
+        "SELECT coalesce(max(version), 0) FROM schema_migrations",
+        [],
+        |r| r.get(0),
+    )?;
+    let known = MIGRATIONS.last().map_or(0, |m| m.0);
+    if current > known {
+        return Err(StoreError::SchemaTooNew {
+            found: current as i32,
+            known: known as i32,
+        });
+    }
+    let mut applied = 0;
+    for (version, name, sql) in MIGRATIONS.iter().filter(|m| m.0 > current) {
+        tx.execute_batch(sql)?;
+        tx.execute(
+            "INSERT INTO schema_migrations (version, name, applied_at_ms) VALUES (?1, ?2, ?3)",
+            params![version, name, chrono::Utc::now().timestamp_millis()],
+        )?;
+        tracing::info!(version, name, "applied embedded migration");
+        applied += 1;
+    }
+    tx.commit()?;
+    Ok(applied)
+}
+
+fn read_log(c: &Connection, after: u64, limit: u32) -> Result<Vec<RecordedEvent>, StoreError> {
+    let mut stmt = c.prepare_cached(
+        "SELECT payload FROM events WHERE position > ?1 ORDER BY position LIMIT ?2",
+    )?;
+    let rows = stmt
+        .query_map(params![i64_of(after), limit], |r| r.get(0))?
+        .collect::<Result<Vec<Vec<u8>>, _>>()?;
+    decode_payloads(rows)
+}
+
+fn checkpoint(c: &Connection, projection: Projection) -> Result<u64, StoreError> {
+    Ok(u64_of(c.query_row(
+        "SELECT position FROM projection_checkpoints WHERE name = ?1",
+        [projection.name()],
+        |r| r.get(0),
+    )?))
+}
+
+fn append(
+    c: &mut Connection,
+    stream: StreamId,
+    expected_version: u64,
+    events: Vec<PendingEvent>,
+    answer: Option<IdempotentAnswer>,
+) -> Result<Appended, StoreError> {
+    // IMMEDIATE takes the write lock now: the version check and the position are decided
+    // under it, like the PostgreSQL store's global append lock.
+    let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let mut recorded = Vec::with_capacity(events.len());
+    if !events.is_empty() {
+        let name = stream.to_string();
+        let (actual, mut prev_hash) = tx
+            .query_row(
+                "SELECT stream_version, hash FROM events WHERE stream_id = ?1
+                 ORDER BY stream_version DESC LIMIT 1",
+                [&name],
+                |r| Ok((u64_of(r.get(0)?), r.get::<_, Vec<u8>>(1)?)),
+            )
+            .optional()?
+            .unwrap_or((0, GENESIS_HASH.to_vec()));
+        if actual != expected_version {
+            return Err(StoreError::Conflict {
+                expected: expected_version,
+                actual,
+            });
+        }
+        let head = u64_of(tx.query_row("SELECT position FROM log_head", [], |r| r.get(0))?);
+        {
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO events (position, stream_id, stream_version, event_id, event_type,
+                                     tenant_id, admin_id, occurred_at_ms, payload, prev_hash, hash)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            )?;
+            for (i, pending) in events.into_iter().enumerate() {
+                let event = RecordedEvent::place(
+                    pending,
+                    stream,
+                    expected_version + 1 + i as u64,
+                    head + 1 + i as u64,
+                );
+                let payload = event.encode();
+                let hash = chain_hash(&prev_hash, &payload);
+                insert.execute(params![
+                    i64_of(event.position),
+                    name,
+                    i64_of(event.version),
+                    event.event_id.to_string(),
+                    event.type_name(),
+                    stream.tenant().to_string(),
+                    stream.admin().map(|a| a.to_string()),
+                    event.occurred_at.timestamp_millis(),
+                    payload,
+                    prev_hash,
+                    hash,
+                ])?;
+                prev_hash = hash;
+                recorded.push(event);
+            }
+        }
+        tx.execute(
+            "UPDATE log_head SET position = ?1",
+            [i64_of(head + recorded.len() as u64)],
+        )?;
+    }
+    let mut rendered = None;
+    if let Some(answer) = answer {
+        let (status, body) = (answer.render)(&recorded);
+        let k = &answer.key;
+        let inserted = tx.execute(
+            "INSERT OR IGNORE INTO idempotency_keys
+                 (tenant_id, subject, key, request_hash, status, response, created_at_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![
+                k.tenant_id.to_string(),
+                k.subject,
+                k.key,
+                answer.request_hash,
+                i64::from(status),
+                body.to_string(),
+                chrono::Utc::now().timestamp_millis()
+            ],
+        )?;
+        if inserted == 0 {
+            return Err(StoreError::IdempotencyRace);
+        }
+        rendered = Some((status, body));
+    }
+    tx.commit()?;
+    Ok(Appended {
+        events: recorded,
+        answer: rendered,
+    })
+}
+
+fn project_batch(
+    c: &mut Connection,
+    projection: Projection,
+    limit: u32,
+) -> Result<Batch, StoreError> {
+    let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let cp = checkpoint(&tx, projection)?;
+    let events = read_log(&tx, cp, limit)?;
+    let Some(last) = events.last().map(|e| e.position) else {
+        return Ok(Batch {
+            applied: 0,
+            checkpoint: cp,
+        });
+    };
+    match projection {
+        Projection::ContactView => apply_contact_view(&tx, &events)?,
+        Projection::Eligibility => apply_eligibility(&tx, &events)?,
+    }
+    tx.execute(
+        "UPDATE projection_checkpoints SET position = ?2 WHERE name = ?1",
+        params![projection.name(), i64_of(last)],
+    )?;
+    tx.commit()?;
+    Ok(Batch {
+        applied: events.len(),
+        checkpoint: last,
+    })
+}
+
+fn apply_contact_view(tx: &Transaction<'_>, events: &[RecordedEvent]) -> Result<(), StoreError> {
+    let mut views: HashMap<AdminKey, AdminState> = HashMap::new();
+    {
+        let mut load = tx.prepare_cached(
+            "SELECT state FROM contact_views WHERE tenant_id = ?1 AND admin_id = ?2",
+        )?;
+        for (t, a) in contact_view::touched(events) {
+            let state: Option<String> = load
+                .query_row(params![t.to_string(), a.to_string()], |r| r.get(0))
+                .optional()?;
+            if let Some(s) = state {
+                views.insert((t, a), serde_json::from_str(&s)?);
+            }
+        }
+    }
+    for event in events {
+        contact_view::apply(&mut views, event);
+    }
+    let mut save = tx.prepare_cached(
+        "INSERT INTO contact_views (tenant_id, admin_id, state) VALUES (?1, ?2, ?3)
+         ON CONFLICT (tenant_id, admin_id) DO UPDATE SET state = excluded.state",
+    )?;
+    for ((t, a), state) in &views {
+        save.execute(params![
+            t.to_string(),
+            a.to_string(),
+            serde_json::to_string(state)?
+        ])?;
+    }
+    Ok(())
+}
+
+fn load_tenant(tx: &Connection, tenant: TenantId) -> Result<Option<TenantState>, StoreError> {
+    let state: Option<String> = tx
+        .query_row(
+            "SELECT state FROM eligibility_tenants WHERE tenant_id = ?1",
+            [tenant.to_string()],
+            |r| r.get(0),
+        )
+        .optional()?;
+    Ok(state.map(|s| serde_json::from_str(&s)).transpose()?)
+}
+
+fn eligibility_row(row: &Row<'_>) -> Result<(AdminKey, AdminEligibility), StoreError> {
+    let key = (
+        TenantId::from_uuid(uuid_at(row, 0)?),
+        AdminId::from_uuid(uuid_at(row, 1)?),
+    );
+    let entry = AdminEligibility {
+        state: serde_json::from_str(&row.get::<_, String>(2)?)?,
+        verdict: serde_json::from_str(&row.get::<_, String>(3)?)?,
+        changed_position: u64_of(row.get(4)?),
+    };
+    Ok((key, entry))
+}
+
+fn apply_eligibility(tx: &Transaction<'_>, events: &[RecordedEvent]) -> Result<(), StoreError> {
+    let needs = eligibility::needs(events);
+    let mut fold = EligibilityFold::default();
+    for t in &needs.tenants {
+        if let Some(state) = load_tenant(tx, *t)? {
+            fold.tenants.insert(*t, state);
+        }
+    }
+    {
+        const COLUMNS: &str =
+            "SELECT tenant_id, admin_id, state, verdict, changed_position FROM eligibility_admins";
+        let mut one =
+            tx.prepare_cached(&format!("{COLUMNS} WHERE tenant_id = ?1 AND admin_id = ?2"))?;
+        for (t, a) in &needs.admins {
+            let mut rows = one.query(params![t.to_string(), a.to_string()])?;
+            if let Some(row) = rows.next()? {
+                let (key, entry) = eligibility_row(row)?;
+                fold.admins.insert(key, entry);
+            }
+        }
+        let mut all = tx.prepare_cached(&format!("{COLUMNS} WHERE tenant_id = ?1"))?;
+        for t in &needs.settings_changed {
+            let mut rows = all.query([t.to_string()])?;
+            while let Some(row) = rows.next()? {
+                let (key, entry) = eligibility_row(row)?;
+                fold.admins.insert(key, entry);
+            }
+        }
+    }
+    for event in events {
+        fold.apply(event);
+    }
+    let mut save_tenant = tx.prepare_cached(
+        "INSERT INTO eligibility_tenants (tenant_id, state) VALUES (?1, ?2)
+         ON CONFLICT (tenant_id) DO UPDATE SET state = excluded.state",
+    )?;
+    for t in &needs.settings_changed {
+        if let Some(state) = fold.tenants.get(t) {
+            save_tenant.execute(params![t.to_string(), serde_json::to_string(state)?])?;
+        }
+    }
+    let mut save_admin = tx.prepare_cached(
+        "INSERT INTO eligibility_admins (tenant_id, admin_id, state, verdict, changed_position)
+         VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (tenant_id, admin_id) DO UPDATE
+         SET state = excluded.state, verdict = excluded.verdict,
+             changed_position = excluded.changed_position",
+    )?;
+    for ((t, a), e) in &fold.admins {
+        save_admin.execute(params![
+            t.to_string(),
+            a.to_string(),
+            serde_json::to_string(&e.state)?,
+            serde_json::to_string(&e.verdict)?,
+            i64_of(e.changed_position),
+        ])?;
+    }
+    Ok(())
+}
