@@ -1,6 +1,8 @@
 //! Optimistic concurrency, idempotency, the gap-free global log and exactly-once projections.
 
-use crate::support::{Options, assert_problem, fresh_database, spawn_app, spawn_on};
+use crate::support::{
+    Backend, Options, TestApp, assert_problem, fresh_database, spawn_backend, spawn_on,
+};
 use futures::future::join_all;
 use recovery_info::domain::{AdminId, DomainEvent, MethodId, MethodKind, StreamId, TenantId};
 use recovery_info::events::{Actor, PendingEvent};
@@ -12,9 +14,8 @@ use std::sync::Arc;
 use std::time::Duration;
 use uuid::Uuid;
 
-#[tokio::test]
-async fn two_writers_with_the_same_if_match_exactly_one_wins() {
-    let app = spawn_app().await;
+async fn two_writers_with_the_same_if_match_exactly_one_wins(backend: Backend) {
+    let app = spawn_backend(backend).await;
     let admin = Uuid::now_v7();
     let phone = app.add_ok(admin, "mobile_phone", "+45 20 12 34 56").await;
     let r = app
@@ -77,9 +78,8 @@ async fn two_writers_with_the_same_if_match_exactly_one_wins() {
     assert_eq!(r.headers()["etag"], "\"3\"");
 }
 
-#[tokio::test]
-async fn concurrent_writers_without_if_match_lose_no_update() {
-    let app = spawn_app().await;
+async fn concurrent_writers_without_if_match_lose_no_update(backend: Backend) {
+    let app = spawn_backend(backend).await;
     let admin = Uuid::now_v7();
     let phone = app.add_ok(admin, "mobile_phone", "+45 20 12 34 56").await;
     let values: Vec<String> = (0..12)
@@ -121,9 +121,8 @@ async fn concurrent_writers_without_if_match_lose_no_update() {
     }
 }
 
-#[tokio::test]
-async fn a_retried_command_returns_the_first_answer_and_appends_nothing() {
-    let app = spawn_app().await;
+async fn a_retried_command_returns_the_first_answer_and_appends_nothing(backend: Backend) {
+    let app = spawn_backend(backend).await;
     let admin = Uuid::now_v7();
     let url = app.admin_path(admin, "/methods");
     let token = app.admin_token();
@@ -171,9 +170,8 @@ async fn a_retried_command_returns_the_first_answer_and_appends_nothing() {
     assert_eq!(r.status(), 201);
 }
 
-#[tokio::test]
-async fn concurrent_retries_with_one_key_append_once() {
-    let app = spawn_app().await;
+async fn concurrent_retries_with_one_key_append_once(backend: Backend) {
+    let app = spawn_backend(backend).await;
     let admin = Uuid::now_v7();
     let url = app.admin_path(admin, "/methods");
     let token = app.admin_token();
@@ -213,11 +211,12 @@ fn pending(kind: MethodKind, value: String) -> PendingEvent {
     }
 }
 
-#[tokio::test]
-async fn a_reader_of_the_global_log_never_skips_an_event_under_concurrent_writers() {
+async fn a_reader_of_the_global_log_never_skips_an_event_under_concurrent_writers(
+    backend: Backend,
+) {
     const WRITERS: u64 = 16;
     const EACH: u64 = 40;
-    let app = spawn_app().await;
+    let app = spawn_backend(backend).await;
     let store = app.store().clone();
     let tenant = TenantId::from_uuid(app.tenant);
 
@@ -262,9 +261,8 @@ async fn a_reader_of_the_global_log_never_skips_an_event_under_concurrent_writer
     );
 }
 
-#[tokio::test]
-async fn a_stale_expected_version_is_a_conflict_in_the_store() {
-    let app = spawn_app().await;
+async fn a_stale_expected_version_is_a_conflict_in_the_store(backend: Backend) {
+    let app = spawn_backend(backend).await;
     let stream = StreamId::Admin(
         TenantId::from_uuid(app.tenant),
         AdminId::from_uuid(Uuid::now_v7()),
@@ -459,3 +457,96 @@ async fn two_replicas_project_each_event_once_and_a_rebuild_comes_out_identical(
         "the rebuilt projections differ from the live ones"
     );
 }
+
+/// Waits until every projection's checkpoint (in the store) reaches the head.
+async fn caught_up(app: &TestApp) {
+    let head = app.store().head().await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    for p in Projection::ALL {
+        while app.store().checkpoint(p).await.unwrap() < head {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{p:?} did not catch up"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+async fn a_rebuilt_projection_equals_the_live_one(backend: Backend) {
+    let app = spawn_backend(backend).await;
+    let admins: Vec<Uuid> = (0..8).map(|_| Uuid::now_v7()).collect();
+    for (i, admin) in admins.iter().enumerate() {
+        let phone = app
+            .add_ok(
+                *admin,
+                "mobile_phone",
+                &format!("+45 20 12 34 {:02}", 10 + i),
+            )
+            .await;
+        let domain = if i % 3 == 0 {
+            "contoso.com"
+        } else {
+            "example.com"
+        };
+        let email = app.add_ok(*admin, "email", &format!("a{i}@{domain}")).await;
+        if i % 2 == 0 {
+            assert_eq!(
+                app.change(*admin, &phone, &format!("+45 20 12 35 {:02}", 10 + i))
+                    .await
+                    .status(),
+                200
+            );
+        }
+        if i % 4 == 1 {
+            assert_eq!(app.remove(*admin, &email).await.status(), 200);
+        }
+    }
+    assert_eq!(
+        app.put_settings(json!({"domains": ["contoso.com"]}))
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(
+        app.put_settings(json!({"reset_policy": {"name": "any_two_methods"}}))
+            .await
+            .status(),
+        200
+    );
+    caught_up(&app).await;
+
+    let tenant = TenantId::from_uuid(app.tenant);
+    let read_all = async || {
+        let mut rows = Vec::new();
+        for admin in &admins {
+            let admin = AdminId::from_uuid(*admin);
+            rows.push((
+                app.store().contact_view(tenant, admin).await.unwrap().1,
+                app.store().eligibility(tenant, admin).await.unwrap().1,
+            ));
+        }
+        rows
+    };
+    let live = read_all().await;
+    assert!(live.iter().all(|(view, _)| view.is_some()));
+    // Admins 2, 4 and 7: 1 and 5 lost their email; 0, 3 and 6 have theirs in contoso.com.
+    let eligible = live.iter().filter(|(_, v)| v.eligible).count();
+    assert_eq!(eligible, 3);
+
+    for p in Projection::ALL {
+        app.store().reset_projection(p).await.unwrap();
+    }
+    caught_up(&app).await;
+    assert_eq!(read_all().await, live);
+}
+
+crate::on_both_backends!(
+    two_writers_with_the_same_if_match_exactly_one_wins,
+    concurrent_writers_without_if_match_lose_no_update,
+    a_retried_command_returns_the_first_answer_and_appends_nothing,
+    concurrent_retries_with_one_key_append_once,
+    a_reader_of_the_global_log_never_skips_an_event_under_concurrent_writers,
+    a_stale_expected_version_is_a_conflict_in_the_store,
+    a_rebuilt_projection_equals_the_live_one,
+);

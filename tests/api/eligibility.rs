@@ -1,6 +1,6 @@
 //! Reset eligibility: the default policy, tenant domains and policies, read-your-writes.
 
-use crate::support::{Options, assert_problem, spawn_app, spawn_app_with};
+use crate::support::{Backend, Options, assert_problem, spawn_app, spawn_app_with, spawn_backend};
 use recovery_info::http::auth::Role;
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -21,9 +21,8 @@ async fn the_alternate_phone_does_not_count_by_default() {
     assert_eq!(e["usable_methods"].as_array().unwrap().len(), 3);
 }
 
-#[tokio::test]
-async fn an_email_inside_a_newly_added_tenant_domain_stops_counting() {
-    let app = spawn_app().await;
+async fn an_email_inside_a_newly_added_tenant_domain_stops_counting(backend: Backend) {
+    let app = spawn_backend(backend).await;
     let admin = Uuid::now_v7();
     app.add_ok(admin, "mobile_phone", "+45 20 12 34 56").await;
     app.add_ok(admin, "email", "jane@contoso.com").await;
@@ -47,9 +46,8 @@ async fn an_email_inside_a_newly_added_tenant_domain_stops_counting() {
     .await;
 }
 
-#[tokio::test]
-async fn a_policy_change_re_evaluates_every_admin_of_the_tenant() {
-    let app = spawn_app().await;
+async fn a_policy_change_re_evaluates_every_admin_of_the_tenant(backend: Backend) {
+    let app = spawn_backend(backend).await;
     let (a, b, c) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
     app.add_ok(a, "mobile_phone", "+45 20 12 34 56").await;
     app.add_ok(a, "office_phone", "+45 33 12 34 56").await;
@@ -93,9 +91,8 @@ async fn a_policy_change_re_evaluates_every_admin_of_the_tenant() {
     .await;
 }
 
-#[tokio::test]
-async fn a_command_answer_position_gives_read_your_writes() {
-    let app = spawn_app().await;
+async fn a_command_answer_position_gives_read_your_writes(backend: Backend) {
+    let app = spawn_backend(backend).await;
     let admin = Uuid::now_v7();
     app.add_ok(admin, "mobile_phone", "+45 20 12 34 56").await;
     let reset = app.token("reset-flow", &[Role::ResetService]);
@@ -162,3 +159,9 @@ async fn a_view_that_cannot_catch_up_in_time_says_so() {
     assert_eq!(r.headers()["retry-after"], "1");
     assert_problem(r, 503, "view_not_fresh").await;
 }
+
+crate::on_both_backends!(
+    an_email_inside_a_newly_added_tenant_domain_stops_counting,
+    a_policy_change_re_evaluates_every_admin_of_the_tenant,
+    a_command_answer_position_gives_read_your_writes,
+);

@@ -1,12 +1,11 @@
 //! The help page's flow and every rule of an admin's security methods.
 
-use crate::support::{assert_problem, spawn_app};
+use crate::support::{Backend, assert_problem, spawn_app, spawn_backend};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-#[tokio::test]
-async fn the_help_page_flow_is_recorded_step_by_step() {
-    let app = spawn_app().await;
+async fn the_help_page_flow_is_recorded_step_by_step(backend: Backend) {
+    let app = spawn_backend(backend).await;
     let admin = Uuid::now_v7();
 
     let phone = app.add_ok(admin, "mobile_phone", "+45 20 12 34 56").await;
@@ -69,9 +68,8 @@ async fn the_help_page_flow_is_recorded_step_by_step() {
     assert_eq!(versions, [1, 2, 3, 4]);
 }
 
-#[tokio::test]
-async fn each_domain_rule_is_refused_with_its_own_code() {
-    let app = spawn_app().await;
+async fn each_domain_rule_is_refused_with_its_own_code(backend: Backend) {
+    let app = spawn_backend(backend).await;
     let admin = Uuid::now_v7();
 
     assert_problem(
@@ -154,9 +152,8 @@ async fn each_domain_rule_is_refused_with_its_own_code() {
     assert_eq!(app.remove(admin, &mobile).await.status(), 200);
 }
 
-#[tokio::test]
-async fn changing_a_method_to_its_current_value_appends_nothing() {
-    let app = spawn_app().await;
+async fn changing_a_method_to_its_current_value_appends_nothing(backend: Backend) {
+    let app = spawn_backend(backend).await;
     let admin = Uuid::now_v7();
     let phone = app.add_ok(admin, "mobile_phone", "+45 20 12 34 56").await;
     let r = app.change(admin, &phone, "+4520123456").await;
@@ -168,9 +165,8 @@ async fn changing_a_method_to_its_current_value_appends_nothing() {
     assert_eq!(app.store().head().await.unwrap(), 1);
 }
 
-#[tokio::test]
-async fn offboarding_removes_every_method_but_keeps_the_history() {
-    let app = spawn_app().await;
+async fn offboarding_removes_every_method_but_keeps_the_history(backend: Backend) {
+    let app = spawn_backend(backend).await;
     let admin = Uuid::now_v7();
     app.add_ok(admin, "mobile_phone", "+45 20 12 34 56").await;
     app.add_ok(admin, "email", "jane@example.com").await;
@@ -223,3 +219,10 @@ async fn a_view_as_of_a_past_instant_shows_what_was_true_then() {
     assert_eq!(before["methods"], json!([]));
     assert_eq!(app.view(admin).await["methods"][0]["value"], "+4520123499");
 }
+
+crate::on_both_backends!(
+    the_help_page_flow_is_recorded_step_by_step,
+    each_domain_rule_is_refused_with_its_own_code,
+    changing_a_method_to_its_current_value_appends_nothing,
+    offboarding_removes_every_method_but_keeps_the_history,
+);

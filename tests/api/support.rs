@@ -36,10 +36,17 @@ pub async fn fresh_database() -> String {
 pub struct TestApp {
     pub base: String,
     pub tenant: Uuid,
-    pub database_url: String,
+    pub store_config: StoreConfig,
     pub client: reqwest::Client,
     pub keys: JwtKeys,
     pub server: Server,
+}
+
+/// The store a test runs against.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Postgres,
+    Embedded,
 }
 
 pub struct Options {
@@ -56,6 +63,38 @@ impl Default for Options {
     }
 }
 
+/// A fresh, empty store of `backend`: a new database, or a new data directory.
+pub async fn fresh_store(backend: Backend) -> StoreConfig {
+    match backend {
+        Backend::Postgres => StoreConfig::Postgres {
+            url: fresh_database().await,
+            pool_size: 16,
+        },
+        Backend::Embedded => StoreConfig::Embedded {
+            data_dir: std::env::temp_dir().join(format!("ri_test_{}", Uuid::new_v4().simple())),
+        },
+    }
+}
+
+/// The app on a fresh store of `backend`.
+pub async fn spawn_backend(backend: Backend) -> TestApp {
+    spawn_store(fresh_store(backend).await, Options::default()).await
+}
+
+/// Runs each listed `async fn name(backend: Backend)` as a test on both backends: the
+/// conformance suite.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod postgres {
+            $(#[tokio::test] async fn $name() { super::$name($crate::support::Backend::Postgres).await })*
+        }
+        mod embedded {
+            $(#[tokio::test] async fn $name() { super::$name($crate::support::Backend::Embedded).await })*
+        }
+    };
+}
+
 pub async fn spawn_app() -> TestApp {
     spawn_app_with(Options::default()).await
 }
@@ -65,13 +104,19 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
     spawn_on(database_url, options).await
 }
 
-/// Starts the app on an existing database.
+/// Starts the app on an existing PostgreSQL database.
 pub async fn spawn_on(database_url: String, options: Options) -> TestApp {
+    let store = StoreConfig::Postgres {
+        url: database_url,
+        pool_size: 16,
+    };
+    spawn_store(store, options).await
+}
+
+/// Starts the app on a store.
+pub async fn spawn_store(store: StoreConfig, options: Options) -> TestApp {
     let server = server::start(ServerConfig {
-        store: StoreConfig::Postgres {
-            url: database_url.clone(),
-            pool_size: 16,
-        },
+        store: store.clone(),
         listen: "127.0.0.1:0".parse().unwrap(),
         jwt_secret: SECRET.as_bytes().to_vec(),
         freshness_timeout: options.freshness_timeout,
@@ -83,10 +128,18 @@ pub async fn spawn_on(database_url: String, options: Options) -> TestApp {
     TestApp {
         base: format!("http://{}", server.addr),
         tenant: Uuid::now_v7(),
-        database_url,
+        store_config: store,
         client: reqwest::Client::new(),
         keys: JwtKeys::new(SECRET.as_bytes()),
         server,
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let StoreConfig::Embedded { data_dir } = &self.store_config {
+            let _ = std::fs::remove_dir_all(data_dir);
+        }
     }
 }
 
