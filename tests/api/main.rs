@@ -7,6 +7,7 @@ mod access;
 mod cli;
 mod concurrency;
 mod eligibility;
+mod embedded;
 mod errors;
 mod methods;
 mod operations;

@@ -1,0 +1,246 @@
+//! The zero-setup default: the binary on an embedded store, through a crash, and bad starts.
+
+use serde_json::{Value, json};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use uuid::Uuid;
+
+fn binary() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_recovery-info"));
+    cmd.env_remove("DATABASE_URL")
+        .env_remove("RECOVERY_JWT_SECRET")
+        .env_remove("RECOVERY_DATA_DIR")
+        .env("RUST_LOG", "warn");
+    cmd
+}
+
+fn temp_dir() -> PathBuf {
+    std::env::temp_dir().join(format!("ri_test_{}", Uuid::new_v4().simple()))
+}
+
+/// Starts `serve` on `data_dir` and returns the child and its base URL, read from the banner.
+fn serve(data_dir: &Path) -> (Child, String) {
+    let mut child = binary()
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data_dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start serve");
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    let first = lines.next().expect("a banner").unwrap();
+    let base = first
+        .strip_prefix("recovery-info listening on ")
+        .unwrap_or_else(|| panic!("unexpected banner {first:?}"))
+        .to_owned();
+    let store = lines.next().unwrap().unwrap();
+    assert!(store.contains("embedded SQLite"), "{store}");
+    assert!(store.contains(&data_dir.display().to_string()), "{store}");
+    let tokens = lines.next().unwrap().unwrap();
+    assert!(tokens.contains("jwt-secret"), "{tokens}");
+    // Keep draining stdout so the child never blocks on a full pipe.
+    std::thread::spawn(move || lines.for_each(drop));
+    (child, base)
+}
+
+fn token(data_dir: &Path, tenant: Uuid, subject: &str, role: &str) -> String {
+    let out = binary()
+        .args([
+            "token",
+            "--tenant",
+            &tenant.to_string(),
+            "--subject",
+            subject,
+            "--role",
+            role,
+            "--data-dir",
+        ])
+        .arg(data_dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+#[tokio::test]
+async fn every_acknowledged_event_survives_a_sigkill() {
+    let data_dir = temp_dir();
+    let (mut child, base) = serve(&data_dir);
+    let (tenant, admin) = (Uuid::now_v7(), Uuid::now_v7());
+    let token = token(&data_dir, tenant, &admin.to_string(), "self_service");
+    let client = reqwest::Client::new();
+    let api = format!("{base}/v1/tenants/{tenant}/admins/{admin}");
+    let send = async |method: reqwest::Method, path: &str, body: Option<Value>| -> Value {
+        let mut req = client
+            .request(method, format!("{api}{path}"))
+            .bearer_auth(&token);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let r = req.send().await.unwrap();
+        assert!(r.status().is_success(), "{}", r.status());
+        r.json().await.unwrap()
+    };
+
+    // The help page's flow.
+    let phone = send(
+        reqwest::Method::POST,
+        "/methods",
+        Some(json!({"kind": "mobile_phone", "value": "+45 20 12 34 56"})),
+    )
+    .await;
+    let phone = phone["method"]["id"].as_str().unwrap().to_owned();
+    let email = send(
+        reqwest::Method::POST,
+        "/methods",
+        Some(json!({"kind": "email", "value": "jane@example.com"})),
+    )
+    .await;
+    let email = email["method"]["id"].as_str().unwrap().to_owned();
+    let e = send(
+        reqwest::Method::GET,
+        "/reset-eligibility?min_position=2",
+        None,
+    )
+    .await;
+    assert_eq!(e["eligible"], true);
+    send(
+        reqwest::Method::PATCH,
+        &format!("/methods/{phone}"),
+        Some(json!({"value": "+45 31 12 34 99"})),
+    )
+    .await;
+    let last = send(reqwest::Method::DELETE, &format!("/methods/{email}"), None).await;
+    let position = last["position"].as_u64().unwrap();
+    assert_eq!(position, 4);
+    let view_before = send(
+        reqwest::Method::GET,
+        &format!("/methods?min_position={position}"),
+        None,
+    )
+    .await;
+    let eligibility_before = send(
+        reqwest::Method::GET,
+        &format!("/reset-eligibility?min_position={position}"),
+        None,
+    )
+    .await;
+
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+
+    let (mut child, base) = serve(&data_dir);
+    let api = format!("{base}/v1/tenants/{tenant}/admins/{admin}");
+    let get = async |path: &str| -> Value {
+        let r = client
+            .get(format!("{api}{path}"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        r.json().await.unwrap()
+    };
+    let history = get("/history").await;
+    let types: Vec<&str> = history["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        types,
+        [
+            "MethodAdded",
+            "MethodAdded",
+            "MethodChanged",
+            "MethodRemoved"
+        ]
+    );
+    assert_eq!(
+        get(&format!("/methods?min_position={position}")).await,
+        view_before
+    );
+    assert_eq!(
+        get(&format!("/reset-eligibility?min_position={position}")).await,
+        eligibility_before
+    );
+    assert_eq!(eligibility_before["eligible"], false);
+
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let _ = std::fs::remove_dir_all(&data_dir);
+}
+
+fn fails_with_one_line(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr).trim().to_owned();
+    assert_eq!(err.lines().count(), 1, "{err}");
+    err
+}
+
+#[test]
+fn an_unusable_data_dir_fails_at_start_with_one_line() {
+    let parent = temp_dir();
+    std::fs::create_dir_all(&parent).unwrap();
+    let file = parent.join("a-file");
+    std::fs::write(&file, b"not a directory").unwrap();
+    let err = fails_with_one_line(
+        binary()
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(file.join("data")),
+    );
+    assert!(err.contains("data directory"), "{err}");
+    let err = fails_with_one_line(
+        binary()
+            .args(["migrate", "--data-dir"])
+            .arg(file.join("data")),
+    );
+    assert!(err.contains("data directory"), "{err}");
+    let _ = std::fs::remove_dir_all(&parent);
+}
+
+#[test]
+fn a_data_dir_written_by_a_newer_schema_is_refused() {
+    let data_dir = temp_dir();
+    let out = binary()
+        .args(["migrate", "--data-dir"])
+        .arg(&data_dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let db =
+        rusqlite::Connection::open(data_dir.join(recovery_info::store::sqlite::DB_FILE)).unwrap();
+    db.execute(
+        "INSERT INTO schema_migrations (version, name, applied_at_ms) VALUES (99, 'future', 0)",
+        [],
+    )
+    .unwrap();
+    drop(db);
+    let err = fails_with_one_line(
+        binary()
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(&data_dir),
+    );
+    assert!(err.contains("newer than this build"), "{err}");
+    let _ = std::fs::remove_dir_all(&data_dir);
+}
+
+#[test]
+fn a_malformed_database_url_fails_at_start_with_one_line() {
+    let err = fails_with_one_line(
+        binary()
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .env("DATABASE_URL", "postgres://postgres@127.0.0.1:notaport/x")
+            .env("RECOVERY_JWT_SECRET", crate::support::SECRET),
+    );
+    assert!(err.contains("DATABASE_URL"), "{err}");
+    let err = fails_with_one_line(binary().args(["serve", "--listen", "127.0.0.1:0"]).env(
+        "DATABASE_URL",
+        "postgres://postgres@127.0.0.1:5432/postgres",
+    ));
+    assert!(err.contains("RECOVERY_JWT_SECRET"), "{err}");
+}
