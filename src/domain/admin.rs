@@ -181,7 +181,9 @@ pub fn evolve(mut state: AdminState, event: &DomainEvent, meta: &EventMeta) -> A
             state.methods.clear();
             state.offboarded = true;
         }
-        DomainEvent::TenantDomainsSet { .. } | DomainEvent::ResetPolicySet { .. } => return state,
+        DomainEvent::TenantDomainsSet { .. }
+        | DomainEvent::ResetPolicySet { .. }
+        | DomainEvent::PiiRevealed { .. } => return state,
     }
     state.version = meta.version;
     state.last_position = meta.position;

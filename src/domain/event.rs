@@ -1,6 +1,6 @@
 //! What happened: the domain events of both stream kinds, and where they sit in the log.
 
-use super::{MethodId, MethodKind, ResetPolicy, TenantDomain};
+use super::{AdminId, MethodId, MethodKind, ResetPolicy, TenantDomain};
 use chrono::{DateTime, Utc};
 
 /// A method as it was when it was removed (kept in the event for the audit trail).
@@ -35,9 +35,29 @@ pub enum DomainEvent {
     ResetPolicySet {
         policy: ResetPolicy,
     },
+    /// An auditor read raw (unmasked) values: reading PII leaves a trace.
+    PiiRevealed {
+        /// What was read: `admin_history`, `tenant_events` or `export`.
+        scope: String,
+        /// The admin whose values were read, for an admin's history.
+        admin: Option<AdminId>,
+        /// The filters of the read, as the query string it came with.
+        query: String,
+    },
 }
 
 impl DomainEvent {
+    /// Every event type name, for validating filters.
+    pub const TYPE_NAMES: [&'static str; 7] = [
+        "MethodAdded",
+        "MethodChanged",
+        "MethodRemoved",
+        "AdminOffboarded",
+        "TenantDomainsSet",
+        "ResetPolicySet",
+        "PiiRevealed",
+    ];
+
     /// The event type name used in the API, NATS subjects and the store.
     pub fn type_name(&self) -> &'static str {
         match self {
@@ -47,6 +67,7 @@ impl DomainEvent {
             DomainEvent::AdminOffboarded { .. } => "AdminOffboarded",
             DomainEvent::TenantDomainsSet { .. } => "TenantDomainsSet",
             DomainEvent::ResetPolicySet { .. } => "ResetPolicySet",
+            DomainEvent::PiiRevealed { .. } => "PiiRevealed",
         }
     }
 }

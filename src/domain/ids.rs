@@ -59,13 +59,15 @@ pub enum StreamId {
     Admin(TenantId, AdminId),
     /// `tenant-{tenant_id}`: the tenant's domains and reset policy.
     Tenant(TenantId),
+    /// `audit-{tenant_id}`: who read raw PII of the tenant (audit-access events).
+    Audit(TenantId),
 }
 
 impl StreamId {
     /// The tenant the stream belongs to.
     pub fn tenant(&self) -> TenantId {
         match self {
-            StreamId::Admin(t, _) | StreamId::Tenant(t) => *t,
+            StreamId::Admin(t, _) | StreamId::Tenant(t) | StreamId::Audit(t) => *t,
         }
     }
 
@@ -73,8 +75,21 @@ impl StreamId {
     pub fn admin(&self) -> Option<AdminId> {
         match self {
             StreamId::Admin(_, a) => Some(*a),
-            StreamId::Tenant(_) => None,
+            StreamId::Tenant(_) | StreamId::Audit(_) => None,
         }
+    }
+
+    /// Parses the text form written by `Display`.
+    pub fn parse(s: &str) -> Option<Self> {
+        if let Some(rest) = s.strip_prefix("admin-") {
+            // Two hyphenated UUIDs of 36 characters each, joined by '-'.
+            let (t, a) = (rest.get(..36)?, rest.get(37..)?);
+            return Some(StreamId::Admin(t.parse().ok()?, a.parse().ok()?));
+        }
+        if let Some(t) = s.strip_prefix("tenant-") {
+            return t.parse().ok().map(StreamId::Tenant);
+        }
+        s.strip_prefix("audit-")?.parse().ok().map(StreamId::Audit)
     }
 }
 
@@ -83,6 +98,7 @@ impl fmt::Display for StreamId {
         match self {
             StreamId::Admin(t, a) => write!(f, "admin-{t}-{a}"),
             StreamId::Tenant(t) => write!(f, "tenant-{t}"),
+            StreamId::Audit(t) => write!(f, "audit-{t}"),
         }
     }
 }

@@ -7,8 +7,8 @@
 //! silently dropped, because dropping it would fold a wrong state.
 
 use crate::domain::{
-    AdminId, DomainEvent, EventMeta, MethodId, MethodKind, RemovedMethod, ResetPolicy, StreamId,
-    TenantDomain, TenantId, mask,
+    DomainEvent, EventMeta, MethodId, MethodKind, RemovedMethod, ResetPolicy, StreamId,
+    TenantDomain, mask,
 };
 use chrono::{DateTime, TimeZone, Utc};
 use prost::Message;
@@ -23,7 +23,7 @@ pub mod pb {
 }
 
 /// The envelope schema version this build writes.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// Who caused an event: the JWT subject and the roles it acted with.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -132,14 +132,10 @@ impl RecordedEvent {
     }
 
     /// Converts an envelope back, upcasting older schema versions where meaning changed
-    /// (none so far: version 1 is the first).
+    /// (see [`event_from_pb`]).
     pub fn from_envelope(env: pb::Envelope) -> Result<Self, DecodeError> {
-        let tenant: TenantId = parse_id(&env.tenant_id, "tenant_id")?;
-        let stream = if env.admin_id.is_empty() {
-            StreamId::Tenant(tenant)
-        } else {
-            StreamId::Admin(tenant, parse_id::<AdminId>(&env.admin_id, "admin_id")?)
-        };
+        let stream = StreamId::parse(&env.stream)
+            .ok_or_else(|| DecodeError(format!("stream {:?} is not a stream name", env.stream)))?;
         let event = env.event.ok_or_else(|| {
             DecodeError(format!("event {} has an unknown event type", env.event_id))
         })?;
@@ -157,7 +153,7 @@ impl RecordedEvent {
             correlation_id: parse_id(&env.correlation_id, "correlation_id")?,
             idempotency_key: Some(env.idempotency_key).filter(|k| !k.is_empty()),
             schema_version: env.schema_version,
-            event: event_from_pb(event)?,
+            event: event_from_pb(event, env.schema_version)?,
         })
     }
 
@@ -225,6 +221,11 @@ pub fn event_data_json(event: &DomainEvent, reveal: bool) -> Value {
         }
         DomainEvent::TenantDomainsSet { domains } => json!({"domains": domains}),
         DomainEvent::ResetPolicySet { policy } => json!({"policy": policy.name()}),
+        DomainEvent::PiiRevealed {
+            scope,
+            admin,
+            query,
+        } => json!({"scope": scope, "admin_id": admin, "query": query}),
     }
 }
 
@@ -247,19 +248,41 @@ fn kind_from_pb(kind: i32) -> Result<MethodKind, DecodeError> {
     }
 }
 
-fn removed_to_pb(r: &RemovedMethod) -> pb::MethodRemoved {
-    pb::MethodRemoved {
-        method_id: r.method_id.to_string(),
-        kind: kind_to_pb(r.kind),
-        old_value: r.old_value.clone(),
+/// Schema 2 keeps a phone's extension apart: the domain's canonical `+14255550100x123` is
+/// written as value `+14255550100` and extension `123`. Emails never contain an `x` after
+/// an `@`-less E.164 prefix, so only phone kinds are split.
+fn split_value(kind: MethodKind, value: &str) -> (String, String) {
+    match value.split_once('x') {
+        Some((number, ext)) if kind.is_phone() => (number.to_owned(), ext.to_owned()),
+        _ => (value.to_owned(), String::new()),
     }
 }
 
-fn removed_from_pb(r: pb::MethodRemoved) -> Result<RemovedMethod, DecodeError> {
+/// The domain's canonical value from a stored value and extension. Schema 1 (the upcaster):
+/// the extension was inline in the value, which is already the canonical form.
+fn joined_value(value: String, extension: &str, schema_version: u32) -> String {
+    if schema_version < 2 || extension.is_empty() {
+        value
+    } else {
+        format!("{value}x{extension}")
+    }
+}
+
+fn removed_to_pb(r: &RemovedMethod) -> pb::MethodRemoved {
+    let (old_value, old_extension) = split_value(r.kind, &r.old_value);
+    pb::MethodRemoved {
+        method_id: r.method_id.to_string(),
+        kind: kind_to_pb(r.kind),
+        old_value,
+        old_extension,
+    }
+}
+
+fn removed_from_pb(r: pb::MethodRemoved, schema: u32) -> Result<RemovedMethod, DecodeError> {
     Ok(RemovedMethod {
         method_id: parse_id(&r.method_id, "method_id")?,
         kind: kind_from_pb(r.kind)?,
-        old_value: r.old_value,
+        old_value: joined_value(r.old_value, &r.old_extension, schema),
     })
 }
 
@@ -270,22 +293,32 @@ fn event_to_pb(event: &DomainEvent) -> pb::envelope::Event {
             method_id,
             kind,
             value,
-        } => E::MethodAdded(pb::MethodAdded {
-            method_id: method_id.to_string(),
-            kind: kind_to_pb(*kind),
-            value: value.clone(),
-        }),
+        } => {
+            let (value, extension) = split_value(*kind, value);
+            E::MethodAdded(pb::MethodAdded {
+                method_id: method_id.to_string(),
+                kind: kind_to_pb(*kind),
+                value,
+                extension,
+            })
+        }
         DomainEvent::MethodChanged {
             method_id,
             kind,
             old_value,
             new_value,
-        } => E::MethodChanged(pb::MethodChanged {
-            method_id: method_id.to_string(),
-            kind: kind_to_pb(*kind),
-            old_value: old_value.clone(),
-            new_value: new_value.clone(),
-        }),
+        } => {
+            let (old_value, old_extension) = split_value(*kind, old_value);
+            let (new_value, new_extension) = split_value(*kind, new_value);
+            E::MethodChanged(pb::MethodChanged {
+                method_id: method_id.to_string(),
+                kind: kind_to_pb(*kind),
+                old_value,
+                new_value,
+                old_extension,
+                new_extension,
+            })
+        }
         DomainEvent::MethodRemoved(r) => E::MethodRemoved(removed_to_pb(r)),
         DomainEvent::AdminOffboarded { removed } => E::AdminOffboarded(pb::AdminOffboarded {
             removed: removed.iter().map(removed_to_pb).collect(),
@@ -296,29 +329,39 @@ fn event_to_pb(event: &DomainEvent) -> pb::envelope::Event {
         DomainEvent::ResetPolicySet { policy } => E::ResetPolicySet(pb::ResetPolicySet {
             policy: policy.name().to_owned(),
         }),
+        DomainEvent::PiiRevealed {
+            scope,
+            admin,
+            query,
+        } => E::PiiRevealed(pb::PiiRevealed {
+            scope: scope.clone(),
+            admin_id: admin.map(|a| a.to_string()).unwrap_or_default(),
+            query: query.clone(),
+        }),
     }
 }
 
-fn event_from_pb(event: pb::envelope::Event) -> Result<DomainEvent, DecodeError> {
+/// Converts a stored event of schema version `schema` to the domain's event.
+fn event_from_pb(event: pb::envelope::Event, schema: u32) -> Result<DomainEvent, DecodeError> {
     use pb::envelope::Event as E;
     Ok(match event {
         E::MethodAdded(e) => DomainEvent::MethodAdded {
             method_id: parse_id::<MethodId>(&e.method_id, "method_id")?,
             kind: kind_from_pb(e.kind)?,
-            value: e.value,
+            value: joined_value(e.value, &e.extension, schema),
         },
         E::MethodChanged(e) => DomainEvent::MethodChanged {
             method_id: parse_id(&e.method_id, "method_id")?,
             kind: kind_from_pb(e.kind)?,
-            old_value: e.old_value,
-            new_value: e.new_value,
+            old_value: joined_value(e.old_value, &e.old_extension, schema),
+            new_value: joined_value(e.new_value, &e.new_extension, schema),
         },
-        E::MethodRemoved(e) => DomainEvent::MethodRemoved(removed_from_pb(e)?),
+        E::MethodRemoved(e) => DomainEvent::MethodRemoved(removed_from_pb(e, schema)?),
         E::AdminOffboarded(e) => DomainEvent::AdminOffboarded {
             removed: e
                 .removed
                 .into_iter()
-                .map(removed_from_pb)
+                .map(|r| removed_from_pb(r, schema))
                 .collect::<Result<_, _>>()?,
         },
         E::TenantDomainsSet(e) => DomainEvent::TenantDomainsSet {
@@ -333,12 +376,22 @@ fn event_from_pb(event: pb::envelope::Event) -> Result<DomainEvent, DecodeError>
         E::ResetPolicySet(e) => DomainEvent::ResetPolicySet {
             policy: ResetPolicy::parse(&e.policy).map_err(|err| DecodeError(err.to_string()))?,
         },
+        E::PiiRevealed(e) => DomainEvent::PiiRevealed {
+            scope: e.scope,
+            admin: if e.admin_id.is_empty() {
+                None
+            } else {
+                Some(parse_id(&e.admin_id, "admin_id")?)
+            },
+            query: e.query,
+        },
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::{AdminId, TenantId};
 
     fn sample(event: DomainEvent) -> RecordedEvent {
         let tenant = TenantId::from_uuid(Uuid::now_v7());

@@ -25,7 +25,7 @@ pub fn touched(events: &[RecordedEvent]) -> BTreeSet<AdminKey> {
         .iter()
         .filter_map(|e| match e.stream {
             StreamId::Admin(t, a) => Some((t, a)),
-            StreamId::Tenant(_) => None,
+            StreamId::Tenant(_) | StreamId::Audit(_) => None,
         })
         .collect()
 }

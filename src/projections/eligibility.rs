@@ -56,6 +56,7 @@ impl EligibilityFold {
                 }
                 self.tenants.insert(t, tenant);
             }
+            StreamId::Audit(_) => {}
         }
     }
 }
@@ -76,14 +77,16 @@ pub struct Needs {
 pub fn needs(events: &[RecordedEvent]) -> Needs {
     let mut needs = Needs::default();
     for e in events {
-        needs.tenants.insert(e.stream.tenant());
         match e.stream {
             StreamId::Admin(t, a) => {
+                needs.tenants.insert(t);
                 needs.admins.insert((t, a));
             }
             StreamId::Tenant(t) => {
+                needs.tenants.insert(t);
                 needs.settings_changed.insert(t);
             }
+            StreamId::Audit(_) => {}
         }
     }
     needs

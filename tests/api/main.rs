@@ -11,3 +11,4 @@ mod embedded;
 mod errors;
 mod methods;
 mod operations;
+mod schema;
