@@ -10,9 +10,12 @@ use crate::domain::{
     TenantState, Verdict, admin_decider, tenant_decider,
 };
 use crate::events::{Actor, PendingEvent, RecordedEvent};
+use crate::projections::eligibility::{EligibilityFold, verdict_for};
 use crate::projections::runner::Projections;
 use crate::store::projections::Projection;
-use crate::store::{IdempotencyKey, IdempotentAnswer, RenderAnswer, Store, StoreError};
+use crate::store::{
+    HistoryQuery, IdempotencyKey, IdempotentAnswer, RenderAnswer, Store, StoreError,
+};
 use chrono::Utc;
 use serde_json::Value;
 use std::hash::{Hash, Hasher};
@@ -45,6 +48,16 @@ pub enum AppError {
     PositionBeyondLog { wanted: u64, head: u64 },
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// What was true at an instant: the admin's view, the tenant's settings and the verdict.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AsOf {
+    /// The position of the last event folded (0 if none).
+    pub position: u64,
+    pub admin: AdminState,
+    pub tenant: TenantState,
+    pub verdict: Verdict,
 }
 
 /// Who asks, and the request-scoped options of a command.
@@ -307,24 +320,67 @@ impl App {
         Ok(self.store.eligibility(tenant, admin).await?)
     }
 
-    /// An admin's contact view as it was at `at`: the admin's events up to that instant,
-    /// folded with the same `evolve` as the projection.
+    /// An admin's contact view and the tenant's settings as they were at `at`: the events up
+    /// to that instant, folded with the same `evolve` functions as the projections.
     #[tracing::instrument(skip(self))]
-    pub async fn contact_view_as_of(
+    pub async fn as_of(
         &self,
         tenant: TenantId,
         admin: AdminId,
         at: chrono::DateTime<Utc>,
-    ) -> Result<AdminState, AppError> {
+    ) -> Result<AsOf, AppError> {
         let events = self
             .store
-            .load_streams(&[StreamId::Admin(tenant, admin)])
+            .load_streams(&[StreamId::Admin(tenant, admin), StreamId::Tenant(tenant)])
             .await?;
-        let until: Vec<RecordedEvent> = events
-            .into_iter()
-            .take_while(|e| e.occurred_at <= at)
-            .collect();
-        Ok(fold_admin(&until, AdminState::default()))
+        let until: Vec<RecordedEvent> =
+            events.into_iter().filter(|e| e.occurred_at <= at).collect();
+        let mut fold = EligibilityFold::default();
+        for e in &until {
+            fold.apply(e);
+        }
+        let admin_state = fold_admin(&until, AdminState::default());
+        let tenant_state = fold_tenant(&until, TenantState::default());
+        let verdict = fold
+            .admins
+            .remove(&(tenant, admin))
+            .map(|e| e.verdict)
+            .unwrap_or_else(|| verdict_for(&tenant_state, &AdminState::default()));
+        Ok(AsOf {
+            position: until.last().map_or(0, |e| e.position),
+            admin: admin_state,
+            tenant: tenant_state,
+            verdict,
+        })
+    }
+
+    /// A page of history. With `reveal`, the read is first recorded as a `PiiRevealed`
+    /// event in the tenant's audit stream; if that cannot be recorded, nothing is read.
+    #[tracing::instrument(skip(self, reveal), fields(tenant_id = %query.tenant, reveal = reveal.is_some()))]
+    pub async fn history(
+        &self,
+        query: &HistoryQuery,
+        reveal: Option<(&CommandContext, &str, &str)>,
+    ) -> Result<Vec<RecordedEvent>, AppError> {
+        if let Some((ctx, scope, filters)) = reveal {
+            let event = PendingEvent {
+                event_id: Uuid::now_v7(),
+                occurred_at: Utc::now(),
+                actor: ctx.actor.clone(),
+                correlation_id: ctx.correlation_id,
+                idempotency_key: None,
+                event: DomainEvent::PiiRevealed {
+                    scope: scope.to_owned(),
+                    admin: query.admin,
+                    query: filters.to_owned(),
+                },
+            };
+            self.store
+                .append_any(StreamId::Audit(query.tenant), vec![event])
+                .await?;
+            self.projections.wake();
+        }
+        Ok(self.store.history(query).await?)
     }
 
     /// The tenant's current settings, folded from its stream.

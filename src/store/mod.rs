@@ -93,6 +93,33 @@ pub struct Appended {
     pub answer: Option<(u16, Value)>,
 }
 
+/// A page of history: one tenant's events, or one admin's, filtered.
+#[derive(Clone, Debug)]
+pub struct HistoryQuery {
+    pub tenant: TenantId,
+    /// Only this admin's stream.
+    pub admin: Option<AdminId>,
+    /// Only events after this global position (the paging cursor).
+    pub after: u64,
+    pub limit: u32,
+    /// Only events that occurred at or after this instant.
+    pub since: Option<chrono::DateTime<chrono::Utc>>,
+    /// Only events that occurred before this instant.
+    pub until: Option<chrono::DateTime<chrono::Utc>>,
+    /// Only these event types (all when empty).
+    pub types: Vec<String>,
+}
+
+impl HistoryQuery {
+    /// The stream name for an admin's history, the tenant id otherwise.
+    pub(crate) fn scope_key(&self) -> String {
+        match self.admin {
+            Some(a) => StreamId::Admin(self.tenant, a).to_string(),
+            None => self.tenant.to_string(),
+        }
+    }
+}
+
 /// Which backend to open.
 #[derive(Clone, Debug)]
 pub enum StoreConfig {
@@ -171,6 +198,10 @@ delegate! {
     fn read_log(&self, after: u64, limit: u32) -> Vec<crate::events::RecordedEvent>;
     /// The first answer stored under an idempotency key.
     fn idempotent_answer(&self, key: &IdempotencyKey) -> Option<StoredAnswer>;
+    /// A filtered page of a tenant's or an admin's history.
+    fn history(&self, query: &HistoryQuery) -> Vec<crate::events::RecordedEvent>;
+    /// Appends to a stream without invariants (the audit stream) at its current version.
+    fn append_any(&self, stream: StreamId, events: Vec<PendingEvent>) -> Appended;
     /// Appends if the stream is at the expected version, with the idempotency record.
     fn append(
         &self,

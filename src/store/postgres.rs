@@ -1,6 +1,8 @@
 //! The PostgreSQL event store.
 
-use super::{Appended, IdempotencyKey, IdempotentAnswer, StoreError, StoredAnswer, migrate};
+use super::{
+    Appended, HistoryQuery, IdempotencyKey, IdempotentAnswer, StoreError, StoredAnswer, migrate,
+};
 use crate::domain::StreamId;
 use crate::events::{PendingEvent, RecordedEvent};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
@@ -164,6 +166,42 @@ impl PgStore {
         )
     }
 
+    /// A page of a tenant's (or one admin's) history matching `query`, oldest first.
+    #[tracing::instrument(skip(self), level = "debug")]
+    pub async fn history(&self, query: &HistoryQuery) -> Result<Vec<RecordedEvent>, StoreError> {
+        let client = self.pool.get().await?;
+        // Two statements, so that each uses its index: (stream_id, ...) for one admin,
+        // (tenant_id, position) for a tenant.
+        let scope = match query.admin {
+            Some(_) => "stream_id = $1",
+            None => "tenant_id = ($1::text)::uuid",
+        };
+        let stmt = client
+            .prepare_cached(&format!(
+                "SELECT payload FROM events
+                 WHERE {scope} AND position > $2
+                   AND ($3::timestamptz IS NULL OR occurred_at >= $3)
+                   AND ($4::timestamptz IS NULL OR occurred_at < $4)
+                   AND (cardinality($5::text[]) = 0 OR event_type = ANY($5))
+                 ORDER BY position LIMIT $6"
+            ))
+            .await?;
+        let rows = client
+            .query(
+                &stmt,
+                &[
+                    &query.scope_key(),
+                    &to_i64(query.after),
+                    &query.since,
+                    &query.until,
+                    &query.types,
+                    &i64::from(query.limit),
+                ],
+            )
+            .await?;
+        decode_rows(rows)
+    }
+
     /// The first answer stored under an idempotency key, if any.
     #[tracing::instrument(skip(self, key), level = "debug")]
     pub async fn idempotent_answer(
@@ -192,11 +230,31 @@ impl PgStore {
     ///
     /// Appends are serialised by the row lock on `log_head` (the global append lock): the lock
     /// is taken first, then the stream version is checked, so the check cannot race.
-    #[tracing::instrument(skip(self, events, answer), fields(stream = %stream, expected_version, n = events.len()))]
     pub async fn append(
         &self,
         stream: StreamId,
         expected_version: u64,
+        events: Vec<PendingEvent>,
+        answer: Option<IdempotentAnswer>,
+    ) -> Result<Appended, StoreError> {
+        self.append_at(stream, Some(expected_version), events, answer)
+            .await
+    }
+
+    /// Appends to a stream without invariants (the audit stream), at whatever version it is.
+    pub async fn append_any(
+        &self,
+        stream: StreamId,
+        events: Vec<PendingEvent>,
+    ) -> Result<Appended, StoreError> {
+        self.append_at(stream, None, events, None).await
+    }
+
+    #[tracing::instrument(skip(self, events, answer), fields(stream = %stream, ?expected_version, n = events.len()))]
+    async fn append_at(
+        &self,
+        stream: StreamId,
+        expected_version: Option<u64>,
         events: Vec<PendingEvent>,
         answer: Option<IdempotentAnswer>,
     ) -> Result<Appended, StoreError> {
@@ -222,11 +280,10 @@ impl PgStore {
                 Some(row) => (to_u64(row.get(0)), row.get::<_, Vec<u8>>(1)),
                 None => (0, GENESIS_HASH.to_vec()),
             };
-            if actual != expected_version {
-                return Err(StoreError::Conflict {
-                    expected: expected_version,
-                    actual,
-                });
+            if let Some(expected) = expected_version
+                && actual != expected
+            {
+                return Err(StoreError::Conflict { expected, actual });
             }
 
             let insert = tx
@@ -237,12 +294,8 @@ impl PgStore {
                 )
                 .await?;
             for (i, pending) in events.into_iter().enumerate() {
-                let event = RecordedEvent::place(
-                    pending,
-                    stream,
-                    expected_version + 1 + i as u64,
-                    first + i as u64,
-                );
+                let event =
+                    RecordedEvent::place(pending, stream, actual + 1 + i as u64, first + i as u64);
                 let payload = event.encode();
                 let hash = chain_hash(&prev_hash, &payload);
                 tx.execute(

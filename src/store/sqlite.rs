@@ -8,7 +8,7 @@
 
 use super::postgres::{GENESIS_HASH, chain_hash};
 use super::projections::{Batch, Projection};
-use super::{Appended, IdempotencyKey, IdempotentAnswer, StoreError, StoredAnswer};
+use super::{Appended, HistoryQuery, IdempotencyKey, IdempotentAnswer, StoreError, StoredAnswer};
 use crate::domain::{AdminId, AdminState, StreamId, TenantId, TenantState, Verdict};
 use crate::events::{DecodeError, PendingEvent, RecordedEvent};
 use crate::projections::contact_view::{self, AdminKey};
@@ -176,6 +176,53 @@ impl SqliteStore {
         self.run(move |c| read_log(c, after, limit)).await
     }
 
+    pub async fn history(&self, query: &HistoryQuery) -> Result<Vec<RecordedEvent>, StoreError> {
+        let q = query.clone();
+        self.run(move |c| {
+            let scope = match q.admin {
+                Some(_) => "stream_id = ?1",
+                None => "tenant_id = ?1",
+            };
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT payload FROM events
+                 WHERE {scope} AND position > ?2
+                   AND (?3 IS NULL OR occurred_at_ms >= ?3)
+                   AND (?4 IS NULL OR occurred_at_ms < ?4)
+                   AND (?5 = '' OR instr(?5, ',' || event_type || ',') > 0)
+                 ORDER BY position LIMIT ?6"
+            ))?;
+            let types = if q.types.is_empty() {
+                String::new()
+            } else {
+                format!(",{},", q.types.join(","))
+            };
+            let rows = stmt
+                .query_map(
+                    params![
+                        q.scope_key(),
+                        i64_of(q.after),
+                        q.since.map(|t| t.timestamp_millis()),
+                        q.until.map(|t| t.timestamp_millis()),
+                        types,
+                        q.limit
+                    ],
+                    |r| r.get(0),
+                )?
+                .collect::<Result<Vec<Vec<u8>>, _>>()?;
+            decode_payloads(rows)
+        })
+        .await
+    }
+
+    pub async fn append_any(
+        &self,
+        stream: StreamId,
+        events: Vec<PendingEvent>,
+    ) -> Result<Appended, StoreError> {
+        self.run(move |c| append(c, stream, None, events, None))
+            .await
+    }
+
     pub async fn idempotent_answer(
         &self,
         key: &IdempotencyKey,
@@ -216,7 +263,7 @@ impl SqliteStore {
         answer: Option<IdempotentAnswer>,
     ) -> Result<Appended, StoreError> {
         let appended = self
-            .run(move |c| append(c, stream, expected_version, events, answer))
+            .run(move |c| append(c, stream, Some(expected_version), events, answer))
             .await?;
         metrics::counter!("recovery_events_appended_total").increment(appended.events.len() as u64);
         Ok(appended)
@@ -386,7 +433,7 @@ fn checkpoint(c: &Connection, projection: Projection) -> Result<u64, StoreError>
 fn append(
     c: &mut Connection,
     stream: StreamId,
-    expected_version: u64,
+    expected_version: Option<u64>,
     events: Vec<PendingEvent>,
     answer: Option<IdempotentAnswer>,
 ) -> Result<Appended, StoreError> {
@@ -405,11 +452,10 @@ fn append(
             )
             .optional()?
             .unwrap_or((0, GENESIS_HASH.to_vec()));
-        if actual != expected_version {
-            return Err(StoreError::Conflict {
-                expected: expected_version,
-                actual,
-            });
+        if let Some(expected) = expected_version
+            && actual != expected
+        {
+            return Err(StoreError::Conflict { expected, actual });
         }
         let head = u64_of(tx.query_row("SELECT position FROM log_head", [], |r| r.get(0))?);
         {
@@ -422,7 +468,7 @@ fn append(
                 let event = RecordedEvent::place(
                     pending,
                     stream,
-                    expected_version + 1 + i as u64,
+                    actual + 1 + i as u64,
                     head + 1 + i as u64,
                 );
                 let payload = event.encode();

@@ -9,6 +9,7 @@ mod concurrency;
 mod eligibility;
 mod embedded;
 mod errors;
+mod history;
 mod methods;
 mod operations;
 mod schema;

@@ -1,5 +1,6 @@
 //! `/admins/{admin_id}/reset-eligibility`: may this admin reset now, and with which methods?
 
+use super::methods::settings_json;
 use crate::domain::{AdminId, TenantId};
 use crate::http::HttpState;
 use crate::http::auth::{Access, Caller};
@@ -7,6 +8,7 @@ use crate::http::error::ApiError;
 use crate::http::extract::{ValidPath, ValidQuery};
 use axum::Json;
 use axum::extract::State;
+use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -15,6 +17,8 @@ use serde_json::{Value, json};
 pub struct EligibilityQuery {
     /// Answer from a view that reflects at least this log position (read-your-writes).
     min_position: Option<u64>,
+    /// The verdict as it was at this instant (RFC 3339), under the tenant's policy then.
+    as_of: Option<DateTime<Utc>>,
 }
 
 /// `GET …/reset-eligibility`.
@@ -26,6 +30,20 @@ pub async fn get(
     ValidQuery(q): ValidQuery<EligibilityQuery>,
 ) -> Result<Json<Value>, ApiError> {
     caller.authorize(tenant, Access::ReadEligibility(admin))?;
+    if let Some(at) = q.as_of {
+        let then = s.app.as_of(tenant, admin, at).await?;
+        return Ok(Json(json!({
+            "tenant_id": tenant,
+            "admin_id": admin,
+            "eligible": then.verdict.eligible,
+            "policy": then.verdict.policy,
+            "missing": then.verdict.missing,
+            "usable_methods": then.verdict.usable_methods,
+            "position": then.position,
+            "as_of": at,
+            "tenant_settings": settings_json(&then.tenant),
+        })));
+    }
     let (position, verdict) = s.app.eligibility(tenant, admin, q.min_position).await?;
     Ok(Json(json!({
         "tenant_id": tenant,

@@ -1,13 +1,18 @@
-//! `/admins/{admin_id}/history` and `/events`: the log, oldest first, paged by position.
+//! `/admins/{admin_id}/history` and `/events`: the log, oldest first, paged by position and
+//! filtered by time and type. Values are masked unless an auditor asks for `reveal=true`,
+//! and every reveal is itself recorded (a `PiiRevealed` event in the tenant's audit stream).
 
-use crate::domain::{AdminId, StreamId, TenantId};
+use crate::domain::{AdminId, DomainEvent, TenantId};
 use crate::events::RecordedEvent;
 use crate::http::HttpState;
-use crate::http::auth::{Access, Caller};
+use crate::http::auth::{Access, Caller, Role};
+use crate::http::command_context;
 use crate::http::error::ApiError;
-use crate::http::extract::{ValidPath, ValidQuery};
+use crate::http::extract::{CommandHeaders, ValidPath, ValidQuery};
+use crate::store::HistoryQuery;
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{RawQuery, State};
+use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -17,68 +22,146 @@ const MAX_LIMIT: u32 = 1000;
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Page {
-    /// Only events after this log position.
+    /// Only events after this log position (the cursor: `next_after` of the previous page).
     #[serde(default)]
     after: u64,
     /// At most this many events (1 to 1000, default 100).
     limit: Option<u32>,
+    /// Only events that occurred at or after this instant (RFC 3339).
+    since: Option<DateTime<Utc>>,
+    /// Only events that occurred before this instant (RFC 3339).
+    until: Option<DateTime<Utc>>,
+    /// Only these event types, comma-separated (e.g. `MethodChanged,MethodRemoved`).
+    #[serde(rename = "type")]
+    types: Option<String>,
+    /// Raw values instead of masked ones (auditors only; the read is recorded).
+    #[serde(default)]
+    reveal: bool,
 }
 
 impl Page {
-    fn limit(&self) -> Result<u32, ApiError> {
-        match self.limit.unwrap_or(DEFAULT_LIMIT) {
-            l @ 1..=MAX_LIMIT => Ok(l),
-            _ => Err(ApiError::bad_request(
+    fn query(&self, tenant: TenantId, admin: Option<AdminId>) -> Result<HistoryQuery, ApiError> {
+        let limit = match self.limit.unwrap_or(DEFAULT_LIMIT) {
+            l @ 1..=MAX_LIMIT => l,
+            _ => {
+                return Err(ApiError::bad_request(
+                    "invalid_query",
+                    format!("limit must be between 1 and {MAX_LIMIT}"),
+                ));
+            }
+        };
+        let types: Vec<String> = self
+            .types
+            .iter()
+            .flat_map(|t| t.split(','))
+            .map(|t| t.trim().to_owned())
+            .filter(|t| !t.is_empty())
+            .collect();
+        if let Some(bad) = types
+            .iter()
+            .find(|t| !DomainEvent::TYPE_NAMES.contains(&t.as_str()))
+        {
+            return Err(ApiError::bad_request(
                 "invalid_query",
-                format!("limit must be between 1 and {MAX_LIMIT}"),
-            )),
+                format!(
+                    "unknown event type {bad:?}; expected one of {}",
+                    DomainEvent::TYPE_NAMES.join(", ")
+                ),
+            ));
         }
+        Ok(HistoryQuery {
+            tenant,
+            admin,
+            after: self.after,
+            limit,
+            since: self.since,
+            until: self.until,
+            types,
+        })
     }
 }
 
 /// A page of entries; `next_after` is the cursor for the next page, `null` at the end.
-fn page_json(events: &[RecordedEvent], limit: u32) -> Value {
+fn page_json(events: &[RecordedEvent], limit: u32, reveal: bool) -> Value {
     let next = (events.len() == limit as usize)
         .then(|| events.last().map(|e| e.position))
         .flatten();
     json!({
-        "events": events.iter().map(|e| e.to_json(false)).collect::<Vec<_>>(),
+        "events": events.iter().map(|e| e.to_json(reveal)).collect::<Vec<_>>(),
         "next_after": next,
+        "revealed": reveal,
     })
 }
 
-/// `GET …/admins/{admin_id}/history`: one admin's events, values masked.
+#[allow(clippy::too_many_arguments)]
+async fn read(
+    s: &HttpState,
+    caller: &Caller,
+    tenant: TenantId,
+    admin: Option<AdminId>,
+    page: Page,
+    headers: CommandHeaders,
+    raw_query: Option<String>,
+    scope: &str,
+) -> Result<Json<Value>, ApiError> {
+    let query = page.query(tenant, admin)?;
+    if page.reveal && !caller.roles.contains(&Role::Auditor) {
+        return Err(ApiError::forbidden(
+            "reveal_requires_auditor",
+            "only an auditor may read raw values (reveal=true)",
+        ));
+    }
+    let ctx = command_context(caller, tenant, headers, "", &[]);
+    let filters = raw_query.unwrap_or_default();
+    let reveal = page.reveal.then_some((&ctx, scope, filters.as_str()));
+    let events = s.app.history(&query, reveal).await?;
+    Ok(Json(page_json(&events, query.limit, page.reveal)))
+}
+
+/// `GET …/admins/{admin_id}/history`: one admin's events.
 #[tracing::instrument(skip_all, fields(tenant_id = %tenant, admin_id = %admin))]
 pub async fn admin(
     State(s): State<HttpState>,
     caller: Caller,
     ValidPath((tenant, admin)): ValidPath<(TenantId, AdminId)>,
     ValidQuery(page): ValidQuery<Page>,
+    headers: CommandHeaders,
+    RawQuery(raw): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
     caller.authorize(tenant, Access::ReadHistory(admin))?;
-    let limit = page.limit()?;
-    let events = s
-        .app
-        .store
-        .read_stream(StreamId::Admin(tenant, admin), page.after, limit)
-        .await?;
-    Ok(Json(page_json(&events, limit)))
+    read(
+        &s,
+        &caller,
+        tenant,
+        Some(admin),
+        page,
+        headers,
+        raw,
+        "admin_history",
+    )
+    .await
 }
 
-/// `GET …/events`: the tenant's feed (admin and tenant events), values masked.
+/// `GET …/events`: the tenant's feed (admin, tenant and audit events).
 #[tracing::instrument(skip_all, fields(tenant_id = %tenant))]
 pub async fn tenant(
     State(s): State<HttpState>,
     caller: Caller,
     ValidPath(tenant): ValidPath<TenantId>,
     ValidQuery(page): ValidQuery<Page>,
+    headers: CommandHeaders,
+    RawQuery(raw): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
     caller.authorize(tenant, Access::ReadFeed)?;
-    let limit = page.limit()?;
-    let events = s
-        .app
-        .store
-        .read_tenant(tenant.as_uuid(), page.after, limit)
-        .await?;
-    Ok(Json(page_json(&events, limit)))
+    read(
+        &s,
+        &caller,
+        tenant,
+        None,
+        page,
+        headers,
+        raw,
+        "tenant_events",
+    )
+    .await
 }

@@ -35,6 +35,11 @@ pub struct ViewQuery {
     min_position: Option<u64>,
 }
 
+/// The tenant settings that shaped an as-of answer.
+pub(crate) fn settings_json(t: &crate::domain::TenantState) -> Value {
+    json!({"domains": t.domains, "reset_policy": {"name": t.policy.name()}})
+}
+
 /// The contact view's JSON.
 fn view_json(tenant: TenantId, admin: AdminId, position: u64, state: &AdminState) -> Value {
     json!({
@@ -77,9 +82,10 @@ pub async fn list(
 ) -> Result<Response, ApiError> {
     caller.authorize(tenant, Access::ReadView(admin))?;
     if let Some(at) = q.as_of {
-        let state = s.app.contact_view_as_of(tenant, admin, at).await?;
-        let mut body = view_json(tenant, admin, state.last_position, &state);
+        let then = s.app.as_of(tenant, admin, at).await?;
+        let mut body = view_json(tenant, admin, then.position, &then.admin);
         body["as_of"] = json!(at);
+        body["tenant_settings"] = settings_json(&then.tenant);
         return Ok(Json(body).into_response());
     }
     let (position, state) = s.app.contact_view(tenant, admin, q.min_position).await?;

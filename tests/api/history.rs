@@ -1,0 +1,262 @@
+//! History for auditors: filters, paging, reveal with an audit trail, and time travel.
+
+use crate::support::{Backend, TestApp, assert_problem, spawn_backend};
+use chrono::{DateTime, SecondsFormat, Utc};
+use recovery_info::http::auth::Role;
+use reqwest::Method;
+use serde_json::{Value, json};
+use std::time::Duration;
+use uuid::Uuid;
+
+async fn get(app: &TestApp, token: &str, url: &str) -> Value {
+    let r = app.send(Method::GET, url, token, None).await;
+    assert_eq!(r.status(), 200, "GET {url}");
+    r.json().await.unwrap()
+}
+
+fn at(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+/// A moment strictly between the previous step and the next one.
+async fn instant() -> DateTime<Utc> {
+    tokio::time::sleep(Duration::from_millis(15)).await;
+    let t = Utc::now();
+    tokio::time::sleep(Duration::from_millis(15)).await;
+    t
+}
+
+async fn history_is_filtered_and_paged(backend: Backend) {
+    let app = spawn_backend(backend).await;
+    let admin = Uuid::now_v7();
+    let auditor = app.token("auditor-1", &[Role::Auditor]);
+    let phone = app.add_ok(admin, "mobile_phone", "+45 20 12 34 56").await;
+    let t1 = instant().await;
+    app.add_ok(admin, "email", "jane@example.com").await;
+    assert_eq!(
+        app.change(admin, &phone, "+45 20 12 34 57").await.status(),
+        200
+    );
+    let t2 = instant().await;
+    assert_eq!(
+        app.change(admin, &phone, "+45 20 12 34 58").await.status(),
+        200
+    );
+
+    let base = app.admin_path(admin, "/history");
+    let all = get(&app, &auditor, &base).await;
+    let entry = &all["events"][0];
+    for field in [
+        "position",
+        "version",
+        "event_id",
+        "type",
+        "occurred_at",
+        "actor",
+        "correlation_id",
+        "data",
+    ] {
+        assert!(!entry[field].is_null(), "{field} in {entry}");
+    }
+    assert_eq!(all["revealed"], false);
+
+    let changes = get(&app, &auditor, &format!("{base}?type=MethodChanged")).await;
+    let olds: Vec<&str> = changes["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["data"]["old_value"].as_str().unwrap())
+        .collect();
+    assert_eq!(olds, ["+45 •• •• •• 56", "+45 •• •• •• 57"]);
+
+    let window = get(
+        &app,
+        &auditor,
+        &format!("{base}?since={}&until={}", at(t1), at(t2)),
+    )
+    .await;
+    let types: Vec<&str> = window["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(types, ["MethodAdded", "MethodChanged"]);
+
+    let mut seen = Vec::new();
+    let mut url = format!("{base}?limit=3");
+    loop {
+        let page = get(&app, &auditor, &url).await;
+        seen.extend(
+            page["events"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["version"].as_u64().unwrap()),
+        );
+        match page["next_after"].as_u64() {
+            Some(after) => url = format!("{base}?limit=3&after={after}"),
+            None => break,
+        }
+    }
+    assert_eq!(seen, [1, 2, 3, 4]);
+
+    let r = app
+        .send(
+            Method::GET,
+            &format!("{base}?type=Nonsense"),
+            &auditor,
+            None,
+        )
+        .await;
+    assert_problem(r, 400, "invalid_query").await;
+}
+
+async fn a_reveal_shows_raw_values_and_leaves_an_audit_event(backend: Backend) {
+    let app = spawn_backend(backend).await;
+    let admin = Uuid::now_v7();
+    app.add_ok(admin, "mobile_phone", "+45 20 12 34 56").await;
+    let auditor = app.token("auditor-1", &[Role::Auditor]);
+    let helpdesk = app.admin_token();
+
+    let r = app
+        .send(
+            Method::GET,
+            &app.admin_path(admin, "/history?reveal=true"),
+            &helpdesk,
+            None,
+        )
+        .await;
+    assert_problem(r, 403, "reveal_requires_auditor").await;
+    let feed = get(&app, &auditor, &app.url("/events?type=PiiRevealed")).await;
+    assert_eq!(
+        feed["events"],
+        json!([]),
+        "a refused reveal leaves no trace and shows nothing"
+    );
+
+    let revealed = get(
+        &app,
+        &auditor,
+        &app.admin_path(admin, "/history?reveal=true&type=MethodAdded"),
+    )
+    .await;
+    assert_eq!(revealed["revealed"], true);
+    assert_eq!(revealed["events"][0]["data"]["value"], "+4520123456");
+
+    let feed = get(&app, &auditor, &app.url("/events?type=PiiRevealed")).await;
+    let trace = &feed["events"][0];
+    assert_eq!(trace["type"], "PiiRevealed");
+    assert_eq!(trace["actor"]["subject"], "auditor-1");
+    assert_eq!(trace["data"]["scope"], "admin_history");
+    assert_eq!(trace["data"]["admin_id"], admin.to_string());
+    assert_eq!(trace["data"]["query"], "reveal=true&type=MethodAdded");
+    assert_eq!(feed["events"].as_array().unwrap().len(), 1);
+
+    // The audit stream does not disturb the admin's stream or its ETag.
+    assert_eq!(app.view(admin).await["version"], 1);
+}
+
+async fn as_of_answers_match_the_scripted_history(backend: Backend) {
+    let app = spawn_backend(backend).await;
+    let admin = Uuid::now_v7();
+    let reader = app.all_roles();
+    let t0 = instant().await;
+    app.add_ok(admin, "mobile_phone", "+45 20 12 34 56").await;
+    let t1 = instant().await;
+    app.add_ok(admin, "email", "jane@contoso.com").await;
+    let t2 = instant().await;
+    assert_eq!(
+        app.put_settings(json!({"domains": ["contoso.com"]}))
+            .await
+            .status(),
+        200
+    );
+    let t3 = instant().await;
+    assert_eq!(
+        app.put_settings(json!({"reset_policy": {"name": "any_two_methods"}}))
+            .await
+            .status(),
+        200
+    );
+    let t4 = instant().await;
+    app.add_ok(admin, "office_phone", "+1 425 555 0100 x7")
+        .await;
+    let t5 = instant().await;
+
+    // (instant, methods, eligible, missing, domains, policy), computed by hand.
+    let expected = [
+        (
+            t0,
+            0,
+            false,
+            json!(["email", "mobile_phone"]),
+            json!([]),
+            "email_and_mobile_phone",
+        ),
+        (
+            t1,
+            1,
+            false,
+            json!(["email"]),
+            json!([]),
+            "email_and_mobile_phone",
+        ),
+        (t2, 2, true, json!([]), json!([]), "email_and_mobile_phone"),
+        (
+            t3,
+            2,
+            false,
+            json!(["email"]),
+            json!(["contoso.com"]),
+            "email_and_mobile_phone",
+        ),
+        (
+            t4,
+            2,
+            false,
+            json!(["another_method"]),
+            json!(["contoso.com"]),
+            "any_two_methods",
+        ),
+        (
+            t5,
+            3,
+            true,
+            json!([]),
+            json!(["contoso.com"]),
+            "any_two_methods",
+        ),
+    ];
+    for (i, (t, methods, eligible, missing, domains, policy)) in expected.into_iter().enumerate() {
+        let q = format!("?as_of={}", at(t));
+        let view = get(
+            &app,
+            &reader,
+            &app.admin_path(admin, &format!("/methods{q}")),
+        )
+        .await;
+        assert_eq!(
+            view["methods"].as_array().unwrap().len(),
+            methods,
+            "t{i}: {view}"
+        );
+        assert_eq!(view["tenant_settings"]["domains"], domains, "t{i}");
+        let e = get(
+            &app,
+            &reader,
+            &app.admin_path(admin, &format!("/reset-eligibility{q}")),
+        )
+        .await;
+        assert_eq!(e["eligible"], eligible, "t{i}: {e}");
+        assert_eq!(e["missing"], missing, "t{i}: {e}");
+        assert_eq!(e["policy"], policy, "t{i}");
+        assert_eq!(e["tenant_settings"]["reset_policy"]["name"], policy, "t{i}");
+    }
+}
+
+crate::on_both_backends!(
+    history_is_filtered_and_paged,
+    a_reveal_shows_raw_values_and_leaves_an_audit_event,
+    as_of_answers_match_the_scripted_history,
+);
