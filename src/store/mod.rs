@@ -4,6 +4,7 @@
 mod migrate;
 mod postgres;
 pub mod projections;
+pub mod publish;
 
 pub use postgres::PgStore;
 

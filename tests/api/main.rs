@@ -10,3 +10,4 @@ mod eligibility;
 mod errors;
 mod methods;
 mod operations;
+mod publish;

@@ -4,6 +4,7 @@
 
 use recovery_info::http::auth::{JwtKeys, Role};
 use recovery_info::projections::runner::RunnerConfig;
+use recovery_info::publish::PublisherConfig;
 use recovery_info::server::{self, Server, ServerConfig};
 use recovery_info::store::PgStore;
 use reqwest::{Method, Response};
@@ -45,6 +46,7 @@ pub struct TestApp {
 pub struct Options {
     pub run_projections: bool,
     pub freshness_timeout: Duration,
+    pub publisher: Option<PublisherConfig>,
 }
 
 impl Default for Options {
@@ -52,6 +54,7 @@ impl Default for Options {
         Options {
             run_projections: true,
             freshness_timeout: Duration::from_secs(5),
+            publisher: None,
         }
     }
 }
@@ -75,6 +78,7 @@ pub async fn spawn_on(database_url: String, options: Options) -> TestApp {
         freshness_timeout: options.freshness_timeout,
         runner: RunnerConfig::default(),
         run_projections: options.run_projections,
+        publisher: options.publisher,
     })
     .await
     .expect("start the service");
