@@ -447,7 +447,10 @@ async fn two_replicas_project_each_event_once_and_a_rebuild_comes_out_identical(
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     for p in Projection::ALL {
         while a.store().checkpoint(p).await.unwrap() < head {
-            assert!(std::time::Instant::now() < deadline, "rebuild of {p:?} in time");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "rebuild of {p:?} in time"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }

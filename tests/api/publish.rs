@@ -670,3 +670,50 @@ async fn commit_to_subscriber_latency_and_publish_rate() {
     );
     assert_exactly_once_in_order(&messages, n);
 }
+
+#[tokio::test]
+async fn watch_prints_one_decoded_line_per_event_and_eligibility_change() {
+    let nats = PrivateNats::start().await;
+    let app = spawn_publishing(&nats).await;
+    let tenant = app.tenant.to_string();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_recovery-info"))
+        .env("RUST_LOG", "warn")
+        .args([
+            "watch",
+            "--nats-url",
+            &nats.url(),
+            "--tenant",
+            &tenant,
+            "--count",
+            "2",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    // The subscriptions are in place once it says so on stderr.
+    let mut stderr = tokio::io::BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    tokio::io::AsyncBufReadExt::read_line(&mut stderr, &mut line)
+        .await
+        .unwrap();
+    assert!(line.starts_with("watching tenant"), "{line}");
+    let admin = Uuid::now_v7();
+    app.add_ok(admin, "mobile_phone", "+45 20 12 34 56").await;
+    let out = tokio::time::timeout(Duration::from_secs(10), child.wait_with_output())
+        .await
+        .expect("watch exits after two messages")
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    assert!(
+        lines[0].starts_with("1 MethodAdded") && lines[0].contains("+45 •• •• •• 56"),
+        "{text}"
+    );
+    assert!(
+        lines[1].starts_with("1 EligibilityChanged") && lines[1].contains("missing=[email]"),
+        "{text}"
+    );
+}
