@@ -18,6 +18,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 use prost::Message;
 use tokio::task::JoinHandle;
+use tracing::Instrument;
 
 /// The NATS service name.
 pub const SERVICE_NAME: &str = "recovery-info";
@@ -80,8 +81,11 @@ pub async fn answer(app: &App, payload: &[u8]) -> Result<Bytes, ServiceError> {
         .parse()
         .map_err(|_| service_error(400, "invalid_path"))?;
     let span = tracing::info_span!("rpc_eligibility", tenant_id = %tenant, admin_id = %admin);
-    let _guard = span.enter();
-    match app.eligibility(tenant, admin, request.min_position).await {
+    match app
+        .eligibility(tenant, admin, request.min_position)
+        .instrument(span)
+        .await
+    {
         Ok((position, verdict)) => Ok(Bytes::from(
             pb::EligibilityReply {
                 tenant_id: tenant.to_string(),
