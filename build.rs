@@ -1,7 +1,10 @@
 //! Compiles `proto/` with protox (pure Rust), so no system `protoc` is needed.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let protos = ["proto/recovery/v1/events.proto"];
+    let protos = [
+        "proto/recovery/v1/events.proto",
+        "proto/recovery/v1/eligibility.proto",
+    ];
     for proto in protos {
         println!("cargo:rerun-if-changed={proto}");
     }

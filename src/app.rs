@@ -21,7 +21,7 @@ use serde_json::Value;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, watch};
 use uuid::Uuid;
 
 /// How often a command without `If-Match` is decided again after losing a race to a writer
@@ -97,6 +97,9 @@ pub struct App {
     /// Commands on one stream in this process take turns, so that they do not spin on
     /// version conflicts; the expected version still guards against other processes.
     stream_locks: Arc<Vec<Mutex<()>>>,
+    /// Bumped after every append in this process (and, with PostgreSQL, on every NOTIFY
+    /// from other replicas): wakes the followers of the log.
+    appended: watch::Sender<u64>,
 }
 
 fn fold_admin(events: &[RecordedEvent], state: AdminState) -> AdminState {
@@ -121,7 +124,23 @@ impl App {
             projections,
             freshness_timeout,
             stream_locks: Arc::new((0..LOCK_STRIPES).map(|_| Mutex::new(())).collect()),
+            appended: watch::channel(0).0,
         }
+    }
+
+    /// A signal that changes whenever the log may have grown.
+    pub fn appended(&self) -> watch::Receiver<u64> {
+        self.appended.subscribe()
+    }
+
+    /// The sender of [`App::appended`], for a listener that hears of other replicas' appends.
+    pub fn appended_sender(&self) -> watch::Sender<u64> {
+        self.appended.clone()
+    }
+
+    fn log_grew(&self) {
+        self.projections.wake();
+        self.appended.send_modify(|c| *c = c.wrapping_add(1));
     }
 
     fn stream_lock(&self, stream: &StreamId) -> &Mutex<()> {
@@ -263,7 +282,7 @@ impl App {
         };
         match result {
             Ok(out) => {
-                self.projections.wake();
+                self.log_grew();
                 let (status, body) = out.unwrap_or((500, Value::Null));
                 Ok(Answer {
                     status,
@@ -378,7 +397,7 @@ impl App {
             self.store
                 .append_any(StreamId::Audit(query.tenant), vec![event])
                 .await?;
-            self.projections.wake();
+            self.log_grew();
         }
         Ok(self.store.history(query).await?)
     }

@@ -43,6 +43,32 @@ pub enum Command {
     Migrate(StoreArgs),
     /// Mint a bearer token for operators and tests.
     Token(TokenArgs),
+    /// Print a tenant's live events and eligibility changes from NATS, one line each.
+    Watch(WatchArgs),
+}
+
+/// `watch` options.
+#[derive(Args, Clone, Debug)]
+pub struct WatchArgs {
+    /// NATS server.
+    #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
+    pub nats_url: String,
+    /// Tenant id (UUID).
+    #[arg(long)]
+    pub tenant: Uuid,
+    /// Only this admin (UUID); tenant-level events are then left out.
+    #[arg(long)]
+    pub admin: Option<Uuid>,
+    /// First tokens of the subjects.
+    #[arg(
+        long,
+        env = "RECOVERY_NATS_SUBJECT_PREFIX",
+        default_value = "recovery.v1"
+    )]
+    pub subject_prefix: String,
+    /// Exit after this many messages.
+    #[arg(long)]
+    pub count: Option<usize>,
 }
 
 /// Where the event store lives.
@@ -94,6 +120,29 @@ pub struct ServeArgs {
     /// Serve the API only; leave the projections to other replicas.
     #[arg(long, env = "RECOVERY_NO_PROJECTIONS")]
     pub no_projections: bool,
+    #[command(flatten)]
+    pub publish: PublishArgs,
+}
+
+/// Publishing to NATS JetStream (used when `--nats-url` is set).
+#[derive(Args, Clone, Debug)]
+pub struct PublishArgs {
+    /// The JetStream stream the events go to.
+    #[arg(long, env = "RECOVERY_NATS_STREAM", default_value = "RECOVERY_EVENTS")]
+    pub nats_stream: String,
+    /// First tokens of every subject.
+    #[arg(
+        long,
+        env = "RECOVERY_NATS_SUBJECT_PREFIX",
+        default_value = "recovery.v1"
+    )]
+    pub nats_subject_prefix: String,
+    /// The stream's duplicate window (seconds, or a number with s, m, h or d).
+    #[arg(long, env = "RECOVERY_NATS_DUPLICATE_WINDOW", default_value = "10m", value_parser = parse_ttl)]
+    pub nats_duplicate_window: Duration,
+    /// Publish raw phone numbers and emails (trusted internal consumers only).
+    #[arg(long, env = "RECOVERY_PUBLISH_RAW_VALUES")]
+    pub publish_raw_values: bool,
 }
 
 /// The JWT secret.
@@ -235,6 +284,7 @@ impl fmt::Debug for ServeArgs {
             .field("nats_url", &self.nats_url)
             .field("freshness_timeout_ms", &self.freshness_timeout_ms)
             .field("no_projections", &self.no_projections)
+            .field("publish", &self.publish)
             .finish()
     }
 }

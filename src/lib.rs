@@ -6,6 +6,7 @@
 //! - [`store`]: the PostgreSQL event store (append with expected version and idempotency,
 //!   gap-free global log) and the storage of the projections;
 //! - [`projections`]: the contact-view and eligibility folds and the checkpointed runner;
+//! - [`publish`]: live events out: the JetStream relay, eligibility over NATS, SSE;
 //! - [`app`]: command handling and queries, shared by every interface;
 //! - [`http`]: the axum API (auth, errors, routes);
 //! - [`config`] and [`telemetry`]: configuration and logs/metrics for the binary.
@@ -16,6 +17,7 @@ pub mod domain;
 pub mod events;
 pub mod http;
 pub mod projections;
+pub mod publish;
 pub mod server;
 pub mod store;
 pub mod telemetry;

@@ -4,6 +4,8 @@ use clap::Parser;
 use recovery_info::config::{Cli, Command};
 use recovery_info::http::auth::JwtKeys;
 use recovery_info::projections::runner::RunnerConfig;
+use recovery_info::publish::PublisherConfig;
+use recovery_info::publish::watch::{self, WatchOptions};
 use recovery_info::server::{self, ServerConfig};
 use recovery_info::store::{Store, StoreConfig};
 use recovery_info::telemetry;
@@ -38,6 +40,13 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 freshness_timeout: Duration::from_millis(args.freshness_timeout_ms),
                 runner: RunnerConfig::default(),
                 run_projections: !args.no_projections,
+                publisher: args.nats_url.as_ref().map(|url| PublisherConfig {
+                    stream_name: args.publish.nats_stream.clone(),
+                    subject_prefix: args.publish.nats_subject_prefix.clone(),
+                    duplicate_window: args.publish.nats_duplicate_window,
+                    reveal_values: args.publish.publish_raw_values,
+                    ..PublisherConfig::new(url)
+                }),
             };
             let server = server::start(config).await?;
             print_banner(server.addr, &store, args.secret.jwt_secret.is_some());
@@ -51,6 +60,14 @@ async fn run(command: Command) -> anyhow::Result<()> {
             println!("migrations applied: {applied}");
             Ok(())
         }
+        Command::Watch(args) => Ok(watch::run(WatchOptions {
+            nats_url: args.nats_url,
+            subject_prefix: args.subject_prefix,
+            tenant: args.tenant,
+            admin: args.admin,
+            count: args.count,
+        })
+        .await?),
         Command::Token(args) => {
             let keys = JwtKeys::new(&args.secret.resolve(&args.store.store_config())?);
             let token = keys.mint(

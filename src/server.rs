@@ -3,6 +3,7 @@
 use crate::app::App;
 use crate::http::{self, HttpState, auth::JwtKeys};
 use crate::projections::runner::{Projections, RunnerConfig};
+use crate::publish::{Live, PublisherConfig};
 use crate::store::{Store, StoreConfig};
 use anyhow::Context;
 use std::net::SocketAddr;
@@ -20,6 +21,8 @@ pub struct ServerConfig {
     pub runner: RunnerConfig,
     /// Whether this process runs the projections (an API-only replica does not).
     pub run_projections: bool,
+    /// NATS JetStream publishing and the eligibility service (none: SSE only).
+    pub publisher: Option<PublisherConfig>,
 }
 
 /// A running service.
@@ -30,6 +33,7 @@ pub struct Server {
     shutdown: Option<oneshot::Sender<()>>,
     http: JoinHandle<std::io::Result<()>>,
     projection_tasks: Vec<JoinHandle<()>>,
+    live: Live,
 }
 
 /// Connects, migrates, starts the projections and serves the API.
@@ -47,6 +51,9 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Server> {
         (Projections::external(store.clone()), Vec::new())
     };
     let app = App::new(store, projections, config.freshness_timeout);
+    let live = Live::start(&app, &config.store, config.publisher.as_ref())
+        .await
+        .context("cannot start live publishing")?;
     let state = HttpState {
         app: app.clone(),
         jwt: JwtKeys::new(&config.jwt_secret),
@@ -57,8 +64,12 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Server> {
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let addr = listener.local_addr()?;
     let (tx, rx) = oneshot::channel::<()>();
+    let (live_log, stream_shutdown) = (live.log.clone(), live.stream_shutdown());
     let http = tokio::spawn(async move {
-        axum::serve(listener, http::router(state))
+        let router = http::router(state)
+            .layer(axum::Extension(live_log))
+            .layer(axum::Extension(stream_shutdown));
+        axum::serve(listener, router)
             .with_graceful_shutdown(async {
                 let _ = rx.await;
             })
@@ -71,6 +82,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Server> {
         shutdown: Some(tx),
         http,
         projection_tasks,
+        live,
     })
 }
 
@@ -81,6 +93,7 @@ impl Server {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
+        self.live.stop();
         let result = (&mut self.http).await;
         for t in &self.projection_tasks {
             t.abort();
@@ -93,6 +106,7 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         self.http.abort();
+        self.live.stop();
         for t in &self.projection_tasks {
             t.abort();
         }

@@ -56,6 +56,7 @@ pub fn router(state: HttpState) -> Router {
         )
         .route("/admins/{admin_id}/history", get(history::admin))
         .route("/events", get(history::tenant))
+        .route("/events/stream", get(crate::publish::sse::stream))
         .route("/settings", get(settings::get).put(settings::put));
     Router::new()
         .nest("/v1/tenants/{tenant_id}", tenant_routes)

@@ -5,11 +5,18 @@ use super::StoreError;
 use deadpool_postgres::Object;
 
 /// `(version, name, sql)` of every migration this build knows.
-const MIGRATIONS: &[(i32, &str, &str)] = &[(
-    1,
-    "event_log",
-    include_str!("../../migrations/postgres/0001_event_log.sql"),
-)];
+const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (
+        1,
+        "event_log",
+        include_str!("../../migrations/postgres/0001_event_log.sql"),
+    ),
+    (
+        2,
+        "publisher",
+        include_str!("../../migrations/postgres/0002_publisher.sql"),
+    ),
+];
 
 /// An arbitrary constant key for `pg_advisory_lock` while migrating.
 const MIGRATION_LOCK: i64 = 0x7265_636f_7665_7279; // "recovery"

@@ -6,6 +6,7 @@
 mod migrate;
 pub mod postgres;
 pub mod projections;
+pub mod publish;
 pub mod sqlite;
 
 pub use postgres::PgStore;

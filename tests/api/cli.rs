@@ -105,7 +105,7 @@ async fn migrate_applies_the_schema_once() {
     assert!(out.status.success(), "{out:?}");
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim(),
-        "migrations applied: 1"
+        "migrations applied: 2"
     );
     let out = run(&["migrate", "--database-url", &url], &[]);
     assert_eq!(

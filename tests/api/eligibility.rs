@@ -142,6 +142,7 @@ async fn a_view_that_cannot_catch_up_in_time_says_so() {
     let app = spawn_app_with(Options {
         run_projections: false,
         freshness_timeout: Duration::from_millis(300),
+        ..Options::default()
     })
     .await;
     let admin = Uuid::now_v7();

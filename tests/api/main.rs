@@ -12,4 +12,5 @@ mod errors;
 mod history;
 mod methods;
 mod operations;
+mod publish;
 mod schema;

@@ -4,6 +4,7 @@
 
 use recovery_info::http::auth::{JwtKeys, Role};
 use recovery_info::projections::runner::RunnerConfig;
+use recovery_info::publish::PublisherConfig;
 use recovery_info::server::{self, Server, ServerConfig};
 use recovery_info::store::{Store, StoreConfig};
 use reqwest::{Method, Response};
@@ -37,6 +38,7 @@ pub struct TestApp {
     pub base: String,
     pub tenant: Uuid,
     pub store_config: StoreConfig,
+    pub data_dir: DataDirGuard,
     pub client: reqwest::Client,
     pub keys: JwtKeys,
     pub server: Server,
@@ -52,6 +54,7 @@ pub enum Backend {
 pub struct Options {
     pub run_projections: bool,
     pub freshness_timeout: Duration,
+    pub publisher: Option<PublisherConfig>,
 }
 
 impl Default for Options {
@@ -59,6 +62,7 @@ impl Default for Options {
         Options {
             run_projections: true,
             freshness_timeout: Duration::from_secs(5),
+            publisher: None,
         }
     }
 }
@@ -122,12 +126,17 @@ pub async fn spawn_store(store: StoreConfig, options: Options) -> TestApp {
         freshness_timeout: options.freshness_timeout,
         runner: RunnerConfig::default(),
         run_projections: options.run_projections,
+        publisher: options.publisher,
     })
     .await
     .expect("start the service");
     TestApp {
         base: format!("http://{}", server.addr),
         tenant: Uuid::now_v7(),
+        data_dir: DataDirGuard(match &store {
+            StoreConfig::Embedded { data_dir } => Some(data_dir.clone()),
+            StoreConfig::Postgres { .. } => None,
+        }),
         store_config: store,
         client: reqwest::Client::new(),
         keys: JwtKeys::new(SECRET.as_bytes()),
@@ -135,15 +144,26 @@ pub async fn spawn_store(store: StoreConfig, options: Options) -> TestApp {
     }
 }
 
-impl Drop for TestApp {
+/// Removes an embedded test store's directory when the test ends.
+pub struct DataDirGuard(Option<std::path::PathBuf>);
+
+impl Drop for DataDirGuard {
     fn drop(&mut self) {
-        if let StoreConfig::Embedded { data_dir } = &self.store_config {
-            let _ = std::fs::remove_dir_all(data_dir);
+        if let Some(dir) = &self.0 {
+            let _ = std::fs::remove_dir_all(dir);
         }
     }
 }
 
 impl TestApp {
+    /// The PostgreSQL URL of this app's database (PostgreSQL apps only).
+    pub fn database_url(&self) -> String {
+        match &self.store_config {
+            StoreConfig::Postgres { url, .. } => url.clone(),
+            StoreConfig::Embedded { .. } => panic!("not a PostgreSQL app"),
+        }
+    }
+
     pub fn store(&self) -> &Store {
         &self.server.app.store
     }

@@ -1,0 +1,289 @@
+//! What the publisher sends, as a pure function of the log: one message per event and one per
+//! eligibility change, in log order, with deterministic subjects and message ids.
+//!
+//! Eligibility changes are found by folding the log with the same [`EligibilityFold`] as the
+//! eligibility projection, starting from the history of the admins a batch touches. Because
+//! the state before an event is always "every earlier event folded", the messages do not
+//! depend on how the log is cut into batches, and a retried batch produces the very same
+//! messages (same ids, so JetStream drops the duplicates).
+
+use crate::domain::{
+    AdminId, DomainEvent, MethodKind, RemovedMethod, StreamId, TenantId, Verdict, mask,
+};
+use crate::events::{RecordedEvent, pb};
+use crate::projections::eligibility::EligibilityFold;
+use bytes::Bytes;
+use prost::Message;
+use std::collections::BTreeSet;
+
+/// The header that carries the global position of the event behind a message.
+pub const POSITION_HEADER: &str = "Recovery-Position";
+
+/// One message for JetStream.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OutMessage {
+    pub subject: String,
+    /// `Nats-Msg-Id`: the event id, or `{event_id}.eligibility.{admin_id}`.
+    pub msg_id: String,
+    /// The position of the event behind the message.
+    pub position: u64,
+    pub payload: Bytes,
+}
+
+/// `{prefix}.events.{tenant_id}.{admin_id}.{event_type}`; tenant events use `tenant` for the
+/// admin id, audit-access events `audit`.
+pub fn event_subject(prefix: &str, event: &RecordedEvent) -> String {
+    let admin = match event.stream {
+        StreamId::Admin(_, a) => a.to_string(),
+        StreamId::Tenant(_) => "tenant".to_owned(),
+        StreamId::Audit(_) => "audit".to_owned(),
+    };
+    format!(
+        "{prefix}.events.{}.{admin}.{}",
+        event.stream.tenant(),
+        event.type_name()
+    )
+}
+
+/// `{prefix}.eligibility.{tenant_id}.{admin_id}`.
+pub fn eligibility_subject(prefix: &str, tenant: TenantId, admin: AdminId) -> String {
+    format!("{prefix}.eligibility.{tenant}.{admin}")
+}
+
+/// The published envelope: the stored protobuf bytes when `reveal`, otherwise the same
+/// envelope with every phone number and email masked.
+pub fn event_payload(event: &RecordedEvent, reveal: bool) -> Vec<u8> {
+    if reveal {
+        return event.encode();
+    }
+    let mut masked = event.clone();
+    masked.event = masked_event(&event.event);
+    masked.encode()
+}
+
+fn masked_removed(r: &RemovedMethod) -> RemovedMethod {
+    RemovedMethod {
+        old_value: mask(r.kind, &r.old_value),
+        ..r.clone()
+    }
+}
+
+/// The event with its values masked (`+45 •• •• •• 56`, `j•••@example.com`).
+pub fn masked_event(event: &DomainEvent) -> DomainEvent {
+    match event {
+        DomainEvent::MethodAdded {
+            method_id,
+            kind,
+            value,
+        } => DomainEvent::MethodAdded {
+            method_id: *method_id,
+            kind: *kind,
+            value: mask(*kind, value),
+        },
+        DomainEvent::MethodChanged {
+            method_id,
+            kind,
+            old_value,
+            new_value,
+        } => DomainEvent::MethodChanged {
+            method_id: *method_id,
+            kind: *kind,
+            old_value: mask(*kind, old_value),
+            new_value: mask(*kind, new_value),
+        },
+        DomainEvent::MethodRemoved(r) => DomainEvent::MethodRemoved(masked_removed(r)),
+        DomainEvent::AdminOffboarded { removed } => DomainEvent::AdminOffboarded {
+            removed: removed.iter().map(masked_removed).collect(),
+        },
+        other => other.clone(),
+    }
+}
+
+fn kind_to_pb(kind: MethodKind) -> i32 {
+    pb::MethodKind::from_str_name(&format!("METHOD_KIND_{}", kind.as_str().to_uppercase()))
+        .unwrap_or(pb::MethodKind::Unspecified) as i32
+}
+
+/// A verdict as protobuf (values are masked in every verdict).
+pub fn verdict_to_pb(verdict: &Verdict) -> pb::EligibilityVerdict {
+    pb::EligibilityVerdict {
+        eligible: verdict.eligible,
+        policy: verdict.policy.clone(),
+        missing: verdict.missing.clone(),
+        usable_methods: verdict
+            .usable_methods
+            .iter()
+            .map(|m| pb::UsableMethod {
+                id: m.id.to_string(),
+                kind: kind_to_pb(m.kind),
+                masked_value: m.masked_value.clone(),
+            })
+            .collect(),
+    }
+}
+
+/// What the eligibility fold must be primed with before folding `batch`: the admins it
+/// touches, and the tenants whose settings change in it (all their admins are re-evaluated).
+pub fn fold_scope(batch: &[RecordedEvent]) -> (Vec<(TenantId, AdminId)>, Vec<TenantId>) {
+    let mut admins = BTreeSet::new();
+    let mut tenants = BTreeSet::new();
+    for e in batch {
+        match e.stream {
+            StreamId::Admin(t, a) => {
+                admins.insert((t, a));
+            }
+            StreamId::Tenant(t) => {
+                tenants.insert(t);
+            }
+            StreamId::Audit(_) => {}
+        }
+    }
+    (admins.into_iter().collect(), tenants.into_iter().collect())
+}
+
+/// Builds the messages of `batch`, folding it into `fold` (which must already hold the
+/// history from [`fold_scope`]).
+pub fn build(
+    prefix: &str,
+    reveal: bool,
+    fold: &mut EligibilityFold,
+    batch: &[RecordedEvent],
+) -> Vec<OutMessage> {
+    let mut out = Vec::with_capacity(batch.len());
+    for event in batch {
+        out.push(OutMessage {
+            subject: event_subject(prefix, event),
+            msg_id: event.event_id.to_string(),
+            position: event.position,
+            payload: Bytes::from(event_payload(event, reveal)),
+        });
+        fold.apply(event);
+        // The fold stamps `changed_position` on every admin whose verdict this event changed.
+        let mut changed: Vec<(TenantId, AdminId)> = match event.stream {
+            StreamId::Admin(t, a) => vec![(t, a)],
+            StreamId::Tenant(t) => fold
+                .admins
+                .keys()
+                .filter(|(at, _)| *at == t)
+                .copied()
+                .collect(),
+            StreamId::Audit(_) => Vec::new(),
+        };
+        changed.retain(|k| {
+            fold.admins
+                .get(k)
+                .is_some_and(|e| e.changed_position == event.position)
+        });
+        // Deterministic order (the map's is not): a retry must send the same sequence.
+        changed.sort();
+        for (t, a) in changed {
+            let Some(entry) = fold.admins.get(&(t, a)) else {
+                continue;
+            };
+            let message = pb::EligibilityChanged {
+                tenant_id: t.to_string(),
+                admin_id: a.to_string(),
+                position: event.position,
+                event_id: event.event_id.to_string(),
+                occurred_at_ms: event.occurred_at.timestamp_millis(),
+                verdict: Some(verdict_to_pb(&entry.verdict)),
+            };
+            out.push(OutMessage {
+                subject: eligibility_subject(prefix, t, a),
+                msg_id: format!("{}.eligibility.{a}", event.event_id),
+                position: event.position,
+                payload: Bytes::from(message.encode_to_vec()),
+            });
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{MethodId, ResetPolicy};
+    use crate::events::{Actor, PendingEvent};
+    use chrono::Utc;
+    use uuid::Uuid;
+
+    fn recorded(
+        stream: StreamId,
+        version: u64,
+        position: u64,
+        event: DomainEvent,
+    ) -> RecordedEvent {
+        RecordedEvent::place(
+            PendingEvent {
+                event_id: Uuid::now_v7(),
+                occurred_at: Utc::now(),
+                actor: Actor::default(),
+                correlation_id: Uuid::now_v7(),
+                idempotency_key: None,
+                event,
+            },
+            stream,
+            version,
+            position,
+        )
+    }
+
+    #[test]
+    fn eligibility_changes_do_not_depend_on_batch_boundaries() {
+        let t = TenantId::from_uuid(Uuid::now_v7());
+        let a = AdminId::from_uuid(Uuid::now_v7());
+        let admin = StreamId::Admin(t, a);
+        let log = vec![
+            recorded(
+                admin,
+                1,
+                1,
+                DomainEvent::MethodAdded {
+                    method_id: MethodId::from_uuid(Uuid::now_v7()),
+                    kind: MethodKind::MobilePhone,
+                    value: "+4520123456".into(),
+                },
+            ),
+            recorded(
+                admin,
+                2,
+                2,
+                DomainEvent::MethodAdded {
+                    method_id: MethodId::from_uuid(Uuid::now_v7()),
+                    kind: MethodKind::Email,
+                    value: "jane@example.com".into(),
+                },
+            ),
+            recorded(
+                StreamId::Tenant(t),
+                1,
+                3,
+                DomainEvent::ResetPolicySet {
+                    policy: ResetPolicy::AnyTwoMethods,
+                },
+            ),
+        ];
+        let whole = build("p", false, &mut EligibilityFold::default(), &log);
+        // Second batch alone, primed with the history before it.
+        let mut primed = EligibilityFold::default();
+        log[..1].iter().for_each(|e| primed.apply(e));
+        let mut split = build("p", false, &mut EligibilityFold::default(), &log[..1]);
+        split.extend(build("p", false, &mut primed, &log[1..]));
+        assert_eq!(whole, split);
+        let eligibility: Vec<_> = whole
+            .iter()
+            .filter(|m| m.subject.starts_with("p.eligibility."))
+            .collect();
+        assert_eq!(
+            eligibility.len(),
+            3,
+            "two adds and a policy change each change the verdict"
+        );
+        let last = pb::EligibilityChanged::decode(eligibility[2].payload.clone()).unwrap();
+        assert_eq!(last.verdict.unwrap().policy, "any_two_methods");
+        let first = RecordedEvent::decode(&whole[0].payload).unwrap();
+        assert!(
+            matches!(first.event, DomainEvent::MethodAdded { ref value, .. } if value == "+45 •• •• •• 56")
+        );
+    }
+}

@@ -1,0 +1,272 @@
+//! The outbox relay: publishes every committed event (and every eligibility change) to
+//! JetStream, in log order, once.
+//!
+//! - **Leadership.** Only the replica holding the publisher's advisory lock publishes
+//!   ([`Leadership`]); the others retry every [`PublisherConfig::leader_retry`], so a dead
+//!   leader is replaced within about that long.
+//! - **Never skip, never reorder.** Messages are published pipelined (a whole batch in flight),
+//!   each with `Nats-Expected-Last-Sequence`: JetStream stores message *n* only right after
+//!   message *n − 1*. If one is lost (NATS restarting mid-batch), every later one is refused
+//!   instead of landing out of order, so the stream always holds a gap-free prefix of the
+//!   message sequence. The expectation also fences a stale leader.
+//! - **No duplicates.** After any failure the relay resumes from the stream itself: it reads
+//!   the last stored message (its `Nats-Msg-Id` and position header) and skips what is already
+//!   there. `Nats-Msg-Id` = event id de-duplicates as a second line of defence, within the
+//!   stream's duplicate window.
+//! - **Checkpoint after PubAck.** The PostgreSQL checkpoint moves only after every message of a
+//!   batch is acknowledged; it is where a new leader starts reading.
+
+use super::messages::{self, OutMessage, POSITION_HEADER};
+use super::{PublishError, PublisherConfig, Wake};
+use crate::projections::eligibility::EligibilityFold;
+use crate::store::PgStore;
+use crate::store::publish::Leadership;
+use async_nats::jetstream::{self, message::PublishMessage, stream};
+use std::time::{Duration, Instant};
+
+/// The relay: connect with [`Relay::connect`], then [`Relay::run`] forever.
+pub struct Relay {
+    store: PgStore,
+    database_url: String,
+    config: PublisherConfig,
+    js: jetstream::Context,
+    wake: Wake,
+}
+
+/// Where the stream ends: its last sequence, and the id and position of its last message.
+#[derive(Clone, Debug, Default)]
+struct StreamTip {
+    sequence: u64,
+    msg_id: String,
+    position: u64,
+}
+
+/// Connects to NATS (the client keeps reconnecting in the background if NATS goes away).
+pub async fn connect_nats(url: &str) -> Result<async_nats::Client, PublishError> {
+    async_nats::ConnectOptions::new()
+        .name("recovery-info")
+        .retry_on_initial_connect()
+        .connect(url)
+        .await
+        .map_err(|e| PublishError::Connect(e.to_string()))
+}
+
+impl Relay {
+    /// A relay over a NATS client.
+    pub fn new(
+        store: PgStore,
+        database_url: String,
+        config: PublisherConfig,
+        client: async_nats::Client,
+        wake: Wake,
+    ) -> Self {
+        let js = jetstream::ContextBuilder::new()
+            .timeout(config.ack_timeout)
+            .max_ack_inflight(config.batch_size as usize * 4)
+            .backpressure_on_inflight(true)
+            .build(client);
+        Relay {
+            store,
+            database_url,
+            config,
+            js,
+            wake,
+        }
+    }
+
+    /// Runs forever: contends for leadership, publishes while leading, and retries with
+    /// backoff on failures.
+    #[tracing::instrument(skip_all, fields(stream = %self.config.stream_name))]
+    pub async fn run(mut self) {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let leadership =
+                match Leadership::try_acquire(&self.database_url, &self.config.stream_name).await {
+                    Ok(Some(l)) => l,
+                    Ok(None) => {
+                        metrics::gauge!("recovery_publisher_leader").set(0.0);
+                        tokio::time::sleep(self.config.leader_retry).await;
+                        continue;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot contend for publisher leadership");
+                        tokio::time::sleep(self.config.leader_retry).await;
+                        continue;
+                    }
+                };
+            tracing::info!("publisher leadership acquired");
+            metrics::gauge!("recovery_publisher_leader").set(1.0);
+            while leadership.is_held() {
+                match self.lead(&leadership).await {
+                    Ok(()) => backoff = Duration::from_millis(100),
+                    Err(e) => {
+                        tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "publishing failed; resuming from the stream's tip");
+                        metrics::counter!("recovery_publish_failures_total").increment(1);
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(Duration::from_secs(2));
+                    }
+                }
+            }
+            tracing::warn!("publisher leadership lost");
+            metrics::gauge!("recovery_publisher_leader").set(0.0);
+        }
+    }
+
+    /// Creates the stream, or updates its configuration.
+    async fn ensure_stream(&self) -> Result<stream::Stream, PublishError> {
+        let prefix = &self.config.subject_prefix;
+        let config = stream::Config {
+            name: self.config.stream_name.clone(),
+            subjects: vec![
+                format!("{prefix}.events.>"),
+                format!("{prefix}.eligibility.>"),
+            ],
+            storage: stream::StorageType::File,
+            duplicate_window: self.config.duplicate_window,
+            ..Default::default()
+        };
+        self.js
+            .create_or_update_stream(config)
+            .await
+            .map_err(|e| PublishError::Stream(e.to_string()))?;
+        self.js
+            .get_stream(&self.config.stream_name)
+            .await
+            .map_err(|e| PublishError::Stream(e.to_string()))
+    }
+
+    /// The stream's last message: what is already published.
+    async fn tip(stream: &mut stream::Stream) -> Result<StreamTip, PublishError> {
+        let info = stream
+            .info()
+            .await
+            .map_err(|e| PublishError::Stream(e.to_string()))?;
+        let sequence = info.state.last_sequence;
+        if info.state.messages == 0 {
+            return Ok(StreamTip {
+                sequence,
+                ..Default::default()
+            });
+        }
+        let last = stream
+            .get_raw_message(sequence)
+            .await
+            .map_err(|e| PublishError::Stream(e.to_string()))?;
+        let header = |name: &str| {
+            last.headers
+                .get(name)
+                .map(|v| v.as_str().to_owned())
+                .unwrap_or_default()
+        };
+        Ok(StreamTip {
+            sequence,
+            msg_id: header(async_nats::header::NATS_MESSAGE_ID.as_ref()),
+            position: header(POSITION_HEADER).parse().unwrap_or(0),
+        })
+    }
+
+    /// Publishes while leading; returns on the first failure (the caller backs off and calls
+    /// again, which resumes from the stream's tip).
+    async fn lead(&mut self, leadership: &Leadership) -> Result<(), PublishError> {
+        let mut stream = self.ensure_stream().await?;
+        let tip = Self::tip(&mut stream).await?;
+        let name = self.config.stream_name.clone();
+        let checkpoint = self.store.publisher_checkpoint(&name).await?;
+        // Everything up to the checkpoint is in the stream. Past it, the stream may already
+        // hold a prefix of the next messages (a crash between PubAck and checkpoint): start at
+        // the tip's position and skip its messages up to the tip's id.
+        let (mut position, mut skip_through) = if tip.position > checkpoint {
+            (tip.position - 1, Some(tip.msg_id.clone()))
+        } else {
+            (checkpoint, None)
+        };
+        if tip.position > checkpoint {
+            self.store
+                .save_publisher_checkpoint(&name, tip.position - 1)
+                .await?;
+        }
+        let mut sequence = tip.sequence;
+        tracing::info!(
+            position,
+            stream_sequence = sequence,
+            "publishing from position"
+        );
+        loop {
+            if !leadership.is_held() {
+                return Err(PublishError::LostLeadership);
+            }
+            self.wake.mark_seen();
+            let batch = self
+                .store
+                .read_log(position, self.config.batch_size)
+                .await?;
+            let Some(last) = batch.last().map(|e| e.position) else {
+                metrics::gauge!("recovery_publisher_lag_events").set(0.0);
+                tokio::select! {
+                    _ = self.wake.wait() => {}
+                    _ = leadership.lost() => return Err(PublishError::LostLeadership),
+                }
+                continue;
+            };
+            let started = Instant::now();
+            let (admins, tenants) = messages::fold_scope(&batch);
+            let mut fold = EligibilityFold::default();
+            for e in self
+                .store
+                .eligibility_history(&admins, &tenants, position)
+                .await?
+            {
+                fold.apply(&e);
+            }
+            let mut out = messages::build(
+                &self.config.subject_prefix,
+                self.config.reveal_values,
+                &mut fold,
+                &batch,
+            );
+            if let Some(id) = skip_through.take()
+                && let Some(i) = out.iter().position(|m| m.msg_id == id)
+            {
+                out.drain(..=i);
+            }
+            sequence = self.publish(out, sequence).await?;
+            self.store.save_publisher_checkpoint(&name, last).await?;
+            metrics::counter!("recovery_published_events_total").increment(batch.len() as u64);
+            metrics::histogram!("recovery_publish_batch_seconds")
+                .record(started.elapsed().as_secs_f64());
+            if let Ok(head) = self.store.head().await {
+                metrics::gauge!("recovery_publisher_lag_events")
+                    .set(head.saturating_sub(last) as f64);
+            }
+            tracing::debug!(position = last, events = batch.len(), "published");
+            position = last;
+        }
+    }
+
+    /// Sends every message before awaiting any PubAck; returns the stream's new last sequence.
+    async fn publish(&self, out: Vec<OutMessage>, mut sequence: u64) -> Result<u64, PublishError> {
+        let mut acks = Vec::with_capacity(out.len());
+        for m in out {
+            let publish = PublishMessage::build()
+                .payload(m.payload)
+                .message_id(&m.msg_id)
+                .expected_last_sequence(sequence)
+                .header(POSITION_HEADER, m.position.to_string().as_str());
+            let ack = self
+                .js
+                .send_publish(m.subject, publish)
+                .await
+                .map_err(|e| PublishError::Publish(e.to_string()))?;
+            acks.push(ack);
+            sequence += 1;
+        }
+        let mut last = sequence;
+        for ack in acks {
+            let ack = ack
+                .await
+                .map_err(|e| PublishError::Publish(e.to_string()))?;
+            last = ack.sequence;
+        }
+        Ok(last)
+    }
+}

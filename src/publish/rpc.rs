@@ -1,0 +1,103 @@
+//! Eligibility over NATS request/reply: the NATS service `recovery-info`, endpoint
+//! `{prefix}.rpc.eligibility` (production `recovery.v1.rpc.eligibility`). Request and reply are
+//! protobuf ([`pb::EligibilityRequest`], [`pb::EligibilityReply`]); failures are NATS service
+//! errors whose description is the API's stable `code` (`position_beyond_log`,
+//! `view_not_fresh`, …) and whose code is the HTTP status, so a reset flow handles both
+//! transports alike. The service answers from the same [`App::eligibility`] as HTTP.
+//!
+//! Every replica serves the endpoint (a queue group), unlike the publisher, which one leads.
+
+use super::PublishError;
+use super::messages::verdict_to_pb;
+use crate::app::App;
+use crate::domain::{AdminId, TenantId};
+use crate::events::pb;
+use crate::http::error::ApiError;
+use async_nats::service::{ServiceExt, error::Error as ServiceError};
+use bytes::Bytes;
+use futures::StreamExt;
+use prost::Message;
+use tokio::task::JoinHandle;
+use tracing::Instrument;
+
+/// The NATS service name.
+pub const SERVICE_NAME: &str = "recovery-info";
+
+/// The endpoint subject under a prefix.
+pub fn endpoint_subject(prefix: &str) -> String {
+    format!("{prefix}.rpc.eligibility")
+}
+
+/// Starts the service; requests are answered concurrently until the task is aborted.
+pub async fn serve(
+    client: async_nats::Client,
+    app: App,
+    prefix: &str,
+) -> Result<JoinHandle<()>, PublishError> {
+    let service = client
+        .service_builder()
+        .description("recovery-info: reset eligibility of administrators")
+        .start(SERVICE_NAME, env!("CARGO_PKG_VERSION"))
+        .await
+        .map_err(|e| PublishError::Service(e.to_string()))?;
+    let mut endpoint = service
+        .endpoint_builder()
+        .name("eligibility")
+        .add(endpoint_subject(prefix))
+        .await
+        .map_err(|e| PublishError::Service(e.to_string()))?;
+    Ok(tokio::spawn(async move {
+        // Keep the service (and its stats/ping handlers) alive with the endpoint.
+        let _service = service;
+        while let Some(request) = endpoint.next().await {
+            let app = app.clone();
+            tokio::spawn(async move {
+                let answer = answer(&app, &request.message.payload).await;
+                if let Err(e) = request.respond(answer).await {
+                    tracing::warn!(error = %e, "cannot reply to an eligibility request");
+                }
+            });
+        }
+    }))
+}
+
+fn service_error(status: u16, code: &str) -> ServiceError {
+    ServiceError {
+        status: code.to_owned(),
+        code: usize::from(status),
+    }
+}
+
+/// Answers one request: the encoded reply, or the service error.
+pub async fn answer(app: &App, payload: &[u8]) -> Result<Bytes, ServiceError> {
+    let request = pb::EligibilityRequest::decode(payload)
+        .map_err(|_| service_error(400, "malformed_request"))?;
+    let tenant: TenantId = request
+        .tenant_id
+        .parse()
+        .map_err(|_| service_error(400, "invalid_path"))?;
+    let admin: AdminId = request
+        .admin_id
+        .parse()
+        .map_err(|_| service_error(400, "invalid_path"))?;
+    let span = tracing::info_span!("rpc_eligibility", tenant_id = %tenant, admin_id = %admin);
+    match app
+        .eligibility(tenant, admin, request.min_position)
+        .instrument(span)
+        .await
+    {
+        Ok((position, verdict)) => Ok(Bytes::from(
+            pb::EligibilityReply {
+                tenant_id: tenant.to_string(),
+                admin_id: admin.to_string(),
+                position,
+                verdict: Some(verdict_to_pb(&verdict)),
+            }
+            .encode_to_vec(),
+        )),
+        Err(e) => {
+            let api = ApiError::from(e);
+            Err(service_error(api.status.as_u16(), api.code))
+        }
+    }
+}

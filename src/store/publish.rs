@@ -1,0 +1,188 @@
+//! PostgreSQL for the publisher: its checkpoint, the history its eligibility fold starts from,
+//! leadership through an advisory lock on a dedicated connection, and LISTEN for the
+//! `recovery_log` hint that migration 0002 sends on every append.
+
+use super::postgres::{to_i64, to_u64};
+use super::{PgStore, StoreError};
+use crate::domain::{AdminId, StreamId, TenantId};
+use crate::events::RecordedEvent;
+use futures::StreamExt;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_postgres::{AsyncMessage, Client, NoTls};
+use uuid::Uuid;
+
+/// The channel of the append hint (see `migrations/postgres/0002_publisher.sql`).
+pub const LOG_CHANNEL: &str = "recovery_log";
+
+impl PgStore {
+    /// The publisher `name`'s checkpoint: every event up to it was acknowledged by JetStream.
+    /// A publisher seen for the first time starts at 0.
+    pub async fn publisher_checkpoint(&self, name: &str) -> Result<u64, StoreError> {
+        let client = self.pool().get().await?;
+        let stmt = client
+            .prepare_cached(
+                "INSERT INTO publisher_checkpoints (name, position) VALUES ($1, 0)
+                 ON CONFLICT (name) DO UPDATE SET position = publisher_checkpoints.position
+                 RETURNING position",
+            )
+            .await?;
+        Ok(to_u64(client.query_one(&stmt, &[&name]).await?.get(0)))
+    }
+
+    /// Moves the publisher's checkpoint forward (never back: a stale leader cannot undo the
+    /// progress of the current one).
+    pub async fn save_publisher_checkpoint(
+        &self,
+        name: &str,
+        position: u64,
+    ) -> Result<(), StoreError> {
+        let client = self.pool().get().await?;
+        let stmt = client
+            .prepare_cached(
+                "UPDATE publisher_checkpoints SET position = greatest(position, $2) WHERE name = $1",
+            )
+            .await?;
+        client.execute(&stmt, &[&name, &to_i64(position)]).await?;
+        Ok(())
+    }
+
+    /// The events up to `up_to` that the eligibility fold needs before it folds a batch: the
+    /// streams of `admins` and of their tenants, and every event of `tenants` (a tenant event
+    /// re-evaluates every admin of the tenant). In log order.
+    #[tracing::instrument(skip_all, level = "debug", fields(up_to, admins = admins.len(), tenants = tenants.len()))]
+    pub async fn eligibility_history(
+        &self,
+        admins: &[(TenantId, AdminId)],
+        tenants: &[TenantId],
+        up_to: u64,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let mut streams: Vec<String> = Vec::with_capacity(admins.len() * 2);
+        for (t, a) in admins {
+            streams.push(StreamId::Admin(*t, *a).to_string());
+            streams.push(StreamId::Tenant(*t).to_string());
+        }
+        streams.sort();
+        streams.dedup();
+        let whole: Vec<Uuid> = tenants.iter().map(TenantId::as_uuid).collect();
+        let client = self.pool().get().await?;
+        let stmt = client
+            .prepare_cached(
+                "SELECT payload FROM events
+                 WHERE position <= $1 AND (stream_id = ANY($2) OR tenant_id = ANY($3))
+                 ORDER BY position",
+            )
+            .await?;
+        let rows = client
+            .query(&stmt, &[&to_i64(up_to), &streams, &whole])
+            .await?;
+        rows.iter()
+            .map(|r| RecordedEvent::decode(r.get::<_, &[u8]>(0)).map_err(StoreError::from))
+            .collect()
+    }
+}
+
+/// A dedicated PostgreSQL connection (outside the pool), driven by its own task. `alive` turns
+/// `false` when the connection ends, and every notification bumps `notified`.
+struct Dedicated {
+    client: Client,
+    alive: watch::Receiver<bool>,
+    task: JoinHandle<()>,
+}
+
+impl Dedicated {
+    async fn connect(url: &str, notified: Option<watch::Sender<u64>>) -> Result<Self, StoreError> {
+        let config: tokio_postgres::Config = url
+            .parse()
+            .map_err(|e| StoreError::Config(format!("DATABASE_URL is malformed: {e}")))?;
+        let (client, mut connection) = config.connect(NoTls).await?;
+        let (alive_tx, alive) = watch::channel(true);
+        let task = tokio::spawn(async move {
+            let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
+            while let Some(message) = messages.next().await {
+                match message {
+                    Ok(AsyncMessage::Notification(_)) => {
+                        if let Some(n) = &notified {
+                            n.send_modify(|c| *c = c.wrapping_add(1));
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::warn!(error = %e, "dedicated PostgreSQL connection failed");
+                        break;
+                    }
+                }
+            }
+            alive_tx.send_replace(false);
+        });
+        Ok(Dedicated {
+            client,
+            alive,
+            task,
+        })
+    }
+}
+
+impl Drop for Dedicated {
+    fn drop(&mut self) {
+        // Closing the connection releases its session-level advisory locks and LISTENs.
+        self.task.abort();
+    }
+}
+
+/// Leadership of one publisher: a session-level advisory lock held on a dedicated connection.
+/// PostgreSQL releases the lock when the session ends, so a leader that dies (process killed,
+/// connection lost) hands over to the next replica that tries.
+pub struct Leadership {
+    conn: Dedicated,
+}
+
+impl Leadership {
+    /// Tries once to become the leader of publisher `name`; `None` if another session leads.
+    pub async fn try_acquire(url: &str, name: &str) -> Result<Option<Self>, StoreError> {
+        let conn = Dedicated::connect(url, None).await?;
+        // `hashtext` maps the name onto the advisory-lock key space; the prefix keeps it apart
+        // from the migration lock and any other user of advisory locks.
+        let row = conn
+            .client
+            .query_one(
+                "SELECT pg_try_advisory_lock(hashtext('recovery-info publisher ' || $1)::bigint)",
+                &[&name],
+            )
+            .await?;
+        Ok(row.get::<_, bool>(0).then_some(Leadership { conn }))
+    }
+
+    /// Whether the lock is still held (the session is alive).
+    pub fn is_held(&self) -> bool {
+        *self.conn.alive.borrow() && !self.conn.client.is_closed()
+    }
+
+    /// Resolves when the lock is lost.
+    pub async fn lost(&self) {
+        let mut alive = self.conn.alive.clone();
+        let _ = alive.wait_for(|a| !*a).await;
+    }
+}
+
+/// A `LISTEN recovery_log` session: `notified` is bumped on every append committed anywhere.
+pub struct LogListener {
+    conn: Dedicated,
+}
+
+impl LogListener {
+    /// Connects and listens; notifications bump `notified`.
+    pub async fn start(url: &str, notified: watch::Sender<u64>) -> Result<Self, StoreError> {
+        let conn = Dedicated::connect(url, Some(notified)).await?;
+        conn.client
+            .batch_execute(&format!("LISTEN {LOG_CHANNEL}"))
+            .await?;
+        Ok(LogListener { conn })
+    }
+
+    /// Resolves when the session ends (the caller reconnects).
+    pub async fn closed(&self) {
+        let mut alive = self.conn.alive.clone();
+        let _ = alive.wait_for(|a| !*a).await;
+    }
+}

@@ -1,0 +1,719 @@
+//! Live events: the JetStream relay, eligibility over NATS and Server-Sent Events, against a
+//! private `nats-server -js` that each test starts (and stops) itself.
+
+use crate::support::{Options, TestApp, fresh_database, spawn_app, spawn_app_with, spawn_on};
+use async_nats::jetstream;
+use prost::Message;
+use recovery_info::domain::DomainEvent;
+use recovery_info::events::{RecordedEvent, pb};
+use recovery_info::http::auth::Role;
+use recovery_info::publish::PublisherConfig;
+use reqwest::Method;
+use serde_json::{Value, json};
+use std::collections::{HashMap, HashSet};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use uuid::Uuid;
+
+/// A `nats-server -js` of this test only: its own port and store directory.
+pub struct PrivateNats {
+    pub port: u16,
+    dir: std::path::PathBuf,
+    child: Option<Child>,
+}
+
+fn nats_binary() -> String {
+    std::env::var("TEST_NATS_SERVER_BIN").unwrap_or_else(|_| {
+        if std::path::Path::new("/usr/sbin/nats-server").exists() {
+            "/usr/sbin/nats-server".into()
+        } else {
+            "nats-server".into()
+        }
+    })
+}
+
+impl PrivateNats {
+    pub async fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let dir = std::env::temp_dir().join(format!("ri-nats-{}", Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut nats = PrivateNats {
+            port,
+            dir,
+            child: None,
+        };
+        nats.resume().await;
+        nats
+    }
+
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// Starts the server (again) on the same port and store.
+    pub async fn resume(&mut self) {
+        let child = Command::new(nats_binary())
+            .args([
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-js",
+                "-sd",
+            ])
+            .arg(&self.dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nats-server must be installed (scripts/test installs it)");
+        self.child = Some(child);
+        for _ in 0..100 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+                .await
+                .is_ok()
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("private nats-server did not start");
+    }
+
+    /// Stops the server (the one this test started, by its PID).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for PrivateNats {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn publisher(nats: &PrivateNats) -> PublisherConfig {
+    PublisherConfig {
+        ack_timeout: Duration::from_secs(2),
+        poll_interval: Duration::from_millis(200),
+        leader_retry: Duration::from_millis(300),
+        ..PublisherConfig::new(nats.url())
+    }
+}
+
+async fn spawn_publishing(nats: &PrivateNats) -> TestApp {
+    spawn_app_with(Options {
+        publisher: Some(publisher(nats)),
+        ..Options::default()
+    })
+    .await
+}
+
+async fn js(nats: &PrivateNats) -> jetstream::Context {
+    jetstream::new(async_nats::connect(nats.url()).await.unwrap())
+}
+
+/// One stored message of the stream.
+struct Stored {
+    subject: String,
+    msg_id: String,
+    payload: bytes::Bytes,
+}
+
+/// Every message of `RECOVERY_EVENTS`, in stream order.
+async fn stream_messages(js: &jetstream::Context) -> Vec<Stored> {
+    let Ok(mut stream) = js.get_stream("RECOVERY_EVENTS").await else {
+        return Vec::new();
+    };
+    let last = stream.info().await.unwrap().state.last_sequence;
+    let mut out = Vec::new();
+    for seq in 1..=last {
+        let m = stream.get_raw_message(seq).await.unwrap();
+        out.push(Stored {
+            subject: m.subject.to_string(),
+            msg_id: m
+                .headers
+                .get("Nats-Msg-Id")
+                .map(|v| v.as_str().to_owned())
+                .unwrap_or_default(),
+            payload: m.payload,
+        });
+    }
+    out
+}
+
+fn events_of(messages: &[Stored]) -> Vec<(String, RecordedEvent)> {
+    messages
+        .iter()
+        .filter(|m| m.subject.contains(".events."))
+        .map(|m| {
+            (
+                m.subject.clone(),
+                RecordedEvent::decode(&m.payload).unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// Waits until the stream holds an event message for every position up to the log's head.
+async fn wait_published(app: &TestApp, js: &jetstream::Context, timeout: Duration) -> Vec<Stored> {
+    let head = app.store().head().await.unwrap();
+    let deadline = Instant::now() + timeout;
+    loop {
+        let messages = stream_messages(js).await;
+        let published = events_of(&messages).len() as u64;
+        if published >= head {
+            // A moment more: a duplicate would show up now.
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            return stream_messages(js).await;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "only {published} of {head} events published"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Every position exactly once, in log order, and each admin's versions 1, 2, 3, …
+fn assert_exactly_once_in_order(messages: &[Stored], head: u64) {
+    let events = events_of(messages);
+    let positions: Vec<u64> = events.iter().map(|(_, e)| e.position).collect();
+    assert_eq!(
+        positions,
+        (1..=head).collect::<Vec<_>>(),
+        "once each, in order"
+    );
+    let mut versions: HashMap<String, u64> = HashMap::new();
+    for (_, e) in &events {
+        let v = versions.entry(e.stream.to_string()).or_default();
+        assert_eq!(e.version, *v + 1, "per-stream order");
+        *v = e.version;
+    }
+    let ids: HashSet<&str> = messages.iter().map(|m| m.msg_id.as_str()).collect();
+    assert_eq!(ids.len(), messages.len(), "no message id twice");
+}
+
+#[tokio::test]
+async fn every_event_type_is_published_on_its_subject_and_decodes_masked() {
+    let nats = PrivateNats::start().await;
+    let app = spawn_publishing(&nats).await;
+    let admin = Uuid::now_v7();
+    let phone = app.add_ok(admin, "mobile_phone", "+45 20 12 34 56").await;
+    app.add_ok(admin, "email", "jane@example.com").await;
+    assert_eq!(
+        app.change(admin, &phone, "+45 31 12 34 99").await.status(),
+        200
+    );
+    let r = app
+        .put_settings(
+            json!({"domains": ["contoso.com"], "reset_policy": {"name": "any_two_methods"}}),
+        )
+        .await;
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let other = Uuid::now_v7();
+    let office = app
+        .add_ok(other, "office_phone", "+1 425 555 0100 x123")
+        .await;
+    assert_eq!(app.remove(other, &office).await.status(), 200);
+    let r = app
+        .send(
+            Method::POST,
+            &app.admin_path(admin, "/offboard"),
+            &app.admin_token(),
+            None,
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+
+    let js = js(&nats).await;
+    let messages = wait_published(&app, &js, Duration::from_secs(10)).await;
+    let head = app.store().head().await.unwrap();
+    assert_exactly_once_in_order(&messages, head);
+
+    let mut types = HashSet::new();
+    for (m, (subject, e)) in messages
+        .iter()
+        .filter(|m| m.subject.contains(".events."))
+        .zip(events_of(&messages))
+    {
+        let admin_token = e
+            .stream
+            .admin()
+            .map_or("tenant".to_owned(), |a| a.to_string());
+        assert_eq!(
+            subject,
+            format!(
+                "recovery.v1.events.{}.{admin_token}.{}",
+                app.tenant,
+                e.type_name()
+            )
+        );
+        assert_eq!(
+            m.msg_id,
+            e.event_id.to_string(),
+            "Nats-Msg-Id is the event id"
+        );
+        types.insert(e.type_name());
+        let text = format!("{:?}", e.event);
+        for raw in ["4520123456", "4531123499", "jane@", "4255550100"] {
+            assert!(!text.contains(raw), "masked by default: {text}");
+        }
+        if let DomainEvent::MethodAdded { value, .. } = &e.event
+            && value.contains('@')
+        {
+            assert_eq!(value, "j•••@example.com");
+        }
+    }
+    assert_eq!(types.len(), 6, "every event type: {types:?}");
+
+    // Eligibility changes: decodable, on their subject, the last one of `admin` is the
+    // offboarding (nothing usable any more).
+    let changes: Vec<pb::EligibilityChanged> = messages
+        .iter()
+        .filter(|m| m.subject == format!("recovery.v1.eligibility.{}.{admin}", app.tenant))
+        .map(|m| pb::EligibilityChanged::decode(m.payload.clone()).unwrap())
+        .collect();
+    assert!(changes.len() >= 4, "{changes:?}");
+    let eligible_at: Vec<bool> = changes
+        .iter()
+        .map(|c| c.verdict.as_ref().unwrap().eligible)
+        .collect();
+    assert_eq!(eligible_at.first(), Some(&false));
+    assert!(eligible_at.contains(&true));
+    let last = changes.last().unwrap().verdict.clone().unwrap();
+    assert!(!last.eligible && last.usable_methods.is_empty());
+    assert!(changes.windows(2).all(|w| w[0].position < w[1].position));
+}
+
+#[tokio::test]
+async fn events_are_published_exactly_once_in_order_across_a_nats_restart_and_a_lost_checkpoint() {
+    let mut nats = PrivateNats::start().await;
+    let app = spawn_publishing(&nats).await;
+    let admins: Vec<Uuid> = (0..3).map(|_| Uuid::now_v7()).collect();
+    let phones = [
+        "+45 20 12 34 50",
+        "+45 20 12 34 51",
+        "+45 20 12 34 52",
+        "+45 20 12 34 53",
+    ];
+    let mut methods = HashMap::new();
+    for a in &admins {
+        methods.insert(*a, app.add_ok(*a, "mobile_phone", phones[0]).await);
+    }
+    let churn = |round: usize| {
+        let app = &app;
+        let methods = &methods;
+        let admins = &admins;
+        async move {
+            for a in admins {
+                let r = app.change(*a, &methods[a], phones[round % 4]).await;
+                assert_eq!(r.status(), 200);
+            }
+        }
+    };
+    for round in 1..4 {
+        churn(round).await;
+    }
+    nats.stop();
+    // NATS is down: commands still succeed.
+    for round in 4..8 {
+        churn(round).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    nats.resume().await;
+    for round in 8..10 {
+        churn(round).await;
+    }
+    let js = js(&nats).await;
+    let messages = wait_published(&app, &js, Duration::from_secs(30)).await;
+    assert_exactly_once_in_order(&messages, app.store().head().await.unwrap());
+
+    // A crash between PubAck and checkpoint: the new process starts from an old checkpoint and
+    // must not publish anything twice.
+    let url = app.database_url();
+    app.server.stop().await.unwrap();
+    let client = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(client.1);
+    client
+        .0
+        .execute("UPDATE publisher_checkpoints SET position = 2", &[])
+        .await
+        .unwrap();
+    let app = spawn_on(
+        url,
+        Options {
+            publisher: Some(publisher(&nats)),
+            ..Options::default()
+        },
+    )
+    .await;
+    let more = Uuid::now_v7();
+    app.add_ok(more, "email", "late@example.com").await;
+    let messages = wait_published(&app, &js, Duration::from_secs(10)).await;
+    assert_exactly_once_in_order(&messages, app.store().head().await.unwrap());
+}
+
+#[tokio::test]
+async fn a_second_replica_takes_over_publishing_when_the_leader_dies() {
+    let nats = PrivateNats::start().await;
+    let first = spawn_publishing(&nats).await;
+    let admin = Uuid::now_v7();
+    first.add_ok(admin, "mobile_phone", "+45 20 12 34 56").await;
+    let js = js(&nats).await;
+    wait_published(&first, &js, Duration::from_secs(10)).await;
+    // The first replica leads; the second one waits for the lock.
+    let mut second = spawn_on(
+        first.database_url(),
+        Options {
+            publisher: Some(publisher(&nats)),
+            ..Options::default()
+        },
+    )
+    .await;
+    second.tenant = first.tenant;
+    second.add_ok(admin, "email", "jane@example.com").await;
+    wait_published(&second, &js, Duration::from_secs(10)).await;
+    first.server.stop().await.unwrap();
+    let started = Instant::now();
+    second
+        .add_ok(Uuid::now_v7(), "email", "joe@example.com")
+        .await;
+    let messages = wait_published(&second, &js, Duration::from_secs(10)).await;
+    eprintln!("takeover after the leader stopped: {:?}", started.elapsed());
+    assert_exactly_once_in_order(&messages, second.store().head().await.unwrap());
+}
+
+/// Reads an SSE response until `n` events arrived; returns `(id, data)` pairs.
+async fn read_sse(r: &mut reqwest::Response, n: usize, timeout: Duration) -> Vec<(u64, Value)> {
+    let mut buffer = String::new();
+    let mut events = Vec::new();
+    let deadline = Instant::now() + timeout;
+    while events.len() < n {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let chunk = tokio::time::timeout(left, r.chunk())
+            .await
+            .expect("SSE events in time")
+            .unwrap()
+            .expect("stream open");
+        buffer.push_str(&String::from_utf8_lossy(&chunk));
+        while let Some(end) = buffer.find("\n\n") {
+            let block: String = buffer.drain(..end + 2).collect();
+            let mut id = None;
+            let mut data = None;
+            for line in block.lines() {
+                if let Some(v) = line.strip_prefix("id:") {
+                    id = v.trim().parse().ok();
+                } else if let Some(v) = line.strip_prefix("data:") {
+                    data = serde_json::from_str(v.trim()).ok();
+                }
+            }
+            if let (Some(id), Some(data)) = (id, data) {
+                events.push((id, data));
+            }
+        }
+    }
+    events
+}
+
+#[tokio::test]
+async fn server_sent_events_resume_after_last_event_id_without_nats() {
+    let app = spawn_app().await;
+    let admin = Uuid::now_v7();
+    app.add_ok(admin, "mobile_phone", "+45 20 12 34 56").await;
+    app.add_ok(admin, "email", "jane@example.com").await;
+    app.add_ok(admin, "office_phone", "+1 425 555 0100").await;
+    let url = app.url("/events/stream");
+    let token = app.token("board", &[Role::Dashboard]);
+
+    let r = app
+        .client
+        .get(&url)
+        .bearer_auth(app.token("me", &[Role::SelfService]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+
+    let mut r = app
+        .client
+        .get(&url)
+        .bearer_auth(&token)
+        .header("last-event-id", "1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(
+        r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream")
+    );
+    let backlog = read_sse(&mut r, 2, Duration::from_secs(5)).await;
+    assert_eq!(backlog.iter().map(|e| e.0).collect::<Vec<_>>(), vec![2, 3]);
+    assert_eq!(backlog[0].1["data"]["value"], "j•••@example.com", "masked");
+
+    // Live: a new commit arrives on the open stream.
+    let started = Instant::now();
+    app.add_ok(admin, "alternate_phone", "+45 20 12 34 57")
+        .await;
+    let live = read_sse(&mut r, 1, Duration::from_secs(5)).await;
+    eprintln!("commit → SSE client: {:?}", started.elapsed());
+    assert_eq!(live[0].0, 4);
+    assert_eq!(live[0].1["type"], "MethodAdded");
+
+    // Another tenant's events do not leak in; the resumed stream starts after the given id.
+    let mut r = app
+        .client
+        .get(&url)
+        .bearer_auth(&token)
+        .header("last-event-id", "3")
+        .send()
+        .await
+        .unwrap();
+    let resumed = read_sse(&mut r, 1, Duration::from_secs(5)).await;
+    assert_eq!(resumed[0].0, 4);
+    let bad = app
+        .client
+        .get(&url)
+        .bearer_auth(&token)
+        .header("last-event-id", "x")
+        .send()
+        .await
+        .unwrap();
+    crate::support::assert_problem(bad, 400, "invalid_last_event_id").await;
+}
+
+#[tokio::test]
+async fn eligibility_over_nats_answers_as_http_does() {
+    let nats = PrivateNats::start().await;
+    let app = spawn_publishing(&nats).await;
+    let admin = Uuid::now_v7();
+    app.add_ok(admin, "mobile_phone", "+45 20 12 34 56").await;
+    app.add_ok(admin, "email", "jane@example.com").await;
+    let head = app.store().head().await.unwrap();
+    let http = app.eligibility(admin).await;
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    let request = pb::EligibilityRequest {
+        tenant_id: app.tenant.to_string(),
+        admin_id: admin.to_string(),
+        min_position: Some(head),
+    };
+    let reply = client
+        .request(
+            "recovery.v1.rpc.eligibility",
+            request.encode_to_vec().into(),
+        )
+        .await
+        .unwrap();
+    assert!(
+        reply
+            .headers
+            .as_ref()
+            .and_then(|h| h.get("Nats-Service-Error"))
+            .is_none()
+    );
+    let reply = pb::EligibilityReply::decode(reply.payload).unwrap();
+    let verdict = reply.verdict.unwrap();
+    assert_eq!(verdict.eligible, http["eligible"].as_bool().unwrap());
+    assert_eq!(verdict.policy, http["policy"]);
+    assert_eq!(json!(verdict.missing), http["missing"]);
+    let masked: Vec<&str> = verdict
+        .usable_methods
+        .iter()
+        .map(|m| m.masked_value.as_str())
+        .collect();
+    let http_masked: Vec<&str> = http["usable_methods"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["masked_value"].as_str().unwrap())
+        .collect();
+    assert_eq!(masked, http_masked);
+    let ids: Vec<String> = verdict
+        .usable_methods
+        .iter()
+        .map(|m| m.id.clone())
+        .collect();
+    let http_ids: Vec<String> = http["usable_methods"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(ids, http_ids);
+    assert_eq!(reply.position, http["position"].as_u64().unwrap());
+
+    // Errors carry the HTTP code and status.
+    let beyond = pb::EligibilityRequest {
+        min_position: Some(head + 100),
+        ..request
+    };
+    let reply = client
+        .request("recovery.v1.rpc.eligibility", beyond.encode_to_vec().into())
+        .await
+        .unwrap();
+    let headers = reply.headers.unwrap();
+    assert_eq!(
+        headers.get("Nats-Service-Error").unwrap().as_str(),
+        "position_beyond_log"
+    );
+    assert_eq!(
+        headers.get("Nats-Service-Error-Code").unwrap().as_str(),
+        "400"
+    );
+    let r = app
+        .send(
+            Method::GET,
+            &app.admin_path(
+                admin,
+                &format!("/reset-eligibility?min_position={}", head + 100),
+            ),
+            &app.all_roles(),
+            None,
+        )
+        .await;
+    crate::support::assert_problem(r, 400, "position_beyond_log").await;
+}
+
+#[tokio::test]
+async fn commit_to_subscriber_latency_and_publish_rate() {
+    let nats = PrivateNats::start().await;
+    let app = spawn_publishing(&nats).await;
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    let mut sub = client
+        .subscribe(format!("recovery.v1.events.{}.>", app.tenant))
+        .await
+        .unwrap();
+    client.flush().await.unwrap();
+    let mut latencies = Vec::new();
+    for i in 0..20 {
+        let admin = Uuid::now_v7();
+        let started = Instant::now();
+        let r = app
+            .add(
+                admin,
+                "mobile_phone",
+                &format!("+45 20 12 34 {:02}", 10 + i),
+            )
+            .await;
+        let committed = started.elapsed();
+        assert_eq!(r.status(), 201);
+        let m = tokio::time::timeout(Duration::from_secs(5), futures::StreamExt::next(&mut sub))
+            .await
+            .expect("event in time")
+            .unwrap();
+        assert!(m.subject.contains(&admin.to_string()));
+        // Upper bound of commit → subscriber: from the request's start, minus nothing.
+        latencies.push((started.elapsed(), committed));
+    }
+    latencies.sort();
+    let median = latencies[latencies.len() / 2];
+    eprintln!(
+        "request start → subscriber: median {:?} (HTTP answer itself {:?}), max {:?}",
+        median.0,
+        median.1,
+        latencies.last().unwrap().0
+    );
+    assert!(median.0 < Duration::from_millis(250), "{latencies:?}");
+
+    // Publish rate: a backlog written without a publisher, then published by a new replica.
+    let db = fresh_database().await;
+    let writer = spawn_on(db.clone(), Options::default()).await;
+    let n = 300;
+    let mut tasks = Vec::new();
+    for i in 0..n {
+        let client = writer.client.clone();
+        let url = writer.admin_path(Uuid::now_v7(), "/methods");
+        let token = writer.admin_token();
+        tasks.push(tokio::spawn(async move {
+            let r = client
+                .post(url)
+                .bearer_auth(token)
+                .json(&json!({"kind": "email", "value": format!("u{i}@example.com")}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 201);
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let other_nats = PrivateNats::start().await;
+    let started = Instant::now();
+    let publishing = spawn_on(
+        db,
+        Options {
+            publisher: Some(publisher(&other_nats)),
+            ..Options::default()
+        },
+    )
+    .await;
+    let js = js(&other_nats).await;
+    let messages = wait_published(&publishing, &js, Duration::from_secs(60)).await;
+    let elapsed = started.elapsed().saturating_sub(Duration::from_millis(300));
+    eprintln!(
+        "published a backlog of {n} events ({} messages with eligibility) in {elapsed:?}: {:.0} messages/s",
+        messages.len(),
+        messages.len() as f64 / elapsed.as_secs_f64()
+    );
+    assert_exactly_once_in_order(&messages, n);
+}
+
+#[tokio::test]
+async fn watch_prints_one_decoded_line_per_event_and_eligibility_change() {
+    let nats = PrivateNats::start().await;
+    let app = spawn_publishing(&nats).await;
+    let tenant = app.tenant.to_string();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_recovery-info"))
+        .env("RUST_LOG", "warn")
+        .args([
+            "watch",
+            "--nats-url",
+            &nats.url(),
+            "--tenant",
+            &tenant,
+            "--count",
+            "2",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    // The subscriptions are in place once it says so on stderr.
+    let mut stderr = tokio::io::BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    tokio::io::AsyncBufReadExt::read_line(&mut stderr, &mut line)
+        .await
+        .unwrap();
+    assert!(line.starts_with("watching tenant"), "{line}");
+    let admin = Uuid::now_v7();
+    app.add_ok(admin, "mobile_phone", "+45 20 12 34 56").await;
+    let out = tokio::time::timeout(Duration::from_secs(10), child.wait_with_output())
+        .await
+        .expect("watch exits after two messages")
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    assert!(
+        lines[0].starts_with("1 MethodAdded") && lines[0].contains("+45 •• •• •• 56"),
+        "{text}"
+    );
+    assert!(
+        lines[1].starts_with("1 EligibilityChanged") && lines[1].contains("missing=[email]"),
+        "{text}"
+    );
+}
