@@ -43,6 +43,11 @@ pub enum Command {
     Migrate(StoreArgs),
     /// Mint a bearer token for operators and tests.
     Token(TokenArgs),
+    /// Auditor's tools: verify the hash chains, export the history.
+    #[command(subcommand)]
+    Audit(crate::audit::AuditCommand),
+    /// Rebuild projections from position 0 into fresh tables and swap them in, live.
+    Replay(crate::projections::replay::ReplayArgs),
 }
 
 /// Where the event store lives.

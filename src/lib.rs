@@ -7,14 +7,18 @@
 //!   gap-free global log) and the storage of the projections;
 //! - [`projections`]: the contact-view and eligibility folds and the checkpointed runner;
 //! - [`app`]: command handling and queries, shared by every interface;
+//! - [`audit`]: the auditor's command-line tools (`audit verify`, `audit export`);
 //! - [`http`]: the axum API (auth, errors, routes);
-//! - [`config`] and [`telemetry`]: configuration and logs/metrics for the binary.
+//! - [`config`], [`progress`] and [`telemetry`]: configuration, progress lines and
+//!   logs/metrics for the binary.
 
 pub mod app;
+pub mod audit;
 pub mod config;
 pub mod domain;
 pub mod events;
 pub mod http;
+pub mod progress;
 pub mod projections;
 pub mod server;
 pub mod store;
