@@ -470,13 +470,16 @@ async fn export_of_a_100k_event_log_runs_in_bounded_memory(backend: Backend) {
     }
     let _ = std::fs::remove_dir_all(&dir);
 
-    // The same log verifies, and fast enough to note.
-    let (out, peak) = peak_rss_kib(bin(&t.config, &["audit", "verify"]));
-    assert!(out.status.success(), "{out:?}");
-    eprintln!(
-        "[{backend:?}] verify: peak RSS {peak} KiB; {}",
-        text(&out.stderr).trim()
-    );
+    // The same log verifies and replays; their rates and memory are worth a line.
+    for args in [&["audit", "verify"][..], &["replay"][..]] {
+        let (out, peak) = peak_rss_kib(bin(&t.config, args));
+        assert!(out.status.success(), "{out:?}");
+        eprintln!(
+            "[{backend:?}] {}: peak RSS {peak} KiB; {}",
+            args.join(" "),
+            text(&out.stderr).trim()
+        );
+    }
 }
 
 /// A tiny RFC 4180 reader for the test: records of fields, quotes undone.
