@@ -45,6 +45,11 @@ pub enum Command {
     Token(TokenArgs),
     /// Print a tenant's live events and eligibility changes from NATS, one line each.
     Watch(WatchArgs),
+    /// Auditor's tools: verify the hash chains, export the history.
+    #[command(subcommand)]
+    Audit(crate::audit::AuditCommand),
+    /// Rebuild projections from position 0 into fresh tables and swap them in, live.
+    Replay(crate::projections::replay::ReplayArgs),
 }
 
 /// `watch` options.

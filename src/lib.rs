@@ -8,14 +8,18 @@
 //! - [`projections`]: the contact-view and eligibility folds and the checkpointed runner;
 //! - [`publish`]: live events out: the JetStream relay, eligibility over NATS, SSE;
 //! - [`app`]: command handling and queries, shared by every interface;
+//! - [`audit`]: the auditor's command-line tools (`audit verify`, `audit export`);
 //! - [`http`]: the axum API (auth, errors, routes);
-//! - [`config`] and [`telemetry`]: configuration and logs/metrics for the binary.
+//! - [`config`], [`progress`] and [`telemetry`]: configuration, progress lines and
+//!   logs/metrics for the binary.
 
 pub mod app;
+pub mod audit;
 pub mod config;
 pub mod domain;
 pub mod events;
 pub mod http;
+pub mod progress;
 pub mod projections;
 pub mod publish;
 pub mod server;

@@ -1,6 +1,7 @@
 //! The `recovery-info` binary: parses the command line and hands over to the library.
 
 use clap::Parser;
+use recovery_info::audit::verify::VerifyError;
 use recovery_info::config::{Cli, Command};
 use recovery_info::http::auth::JwtKeys;
 use recovery_info::projections::runner::RunnerConfig;
@@ -23,7 +24,12 @@ async fn main() -> ExitCode {
                 "recovery-info: error: {}",
                 format!("{e:#}").replace('\n', " ")
             );
-            ExitCode::FAILURE
+            match e.downcast_ref::<VerifyError>() {
+                Some(VerifyError::Broken(_) | VerifyError::AnchorMismatch(_)) => {
+                    ExitCode::from(recovery_info::audit::EXIT_TAMPERED)
+                }
+                _ => ExitCode::FAILURE,
+            }
         }
     }
 }
@@ -79,6 +85,8 @@ async fn run(command: Command) -> anyhow::Result<()> {
             println!("{token}");
             Ok(())
         }
+        Command::Audit(command) => recovery_info::audit::run(command).await,
+        Command::Replay(args) => recovery_info::projections::replay::run(args).await,
     }
 }
 

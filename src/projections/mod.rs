@@ -1,6 +1,8 @@
 //! Projections: pure folds of the log ([`contact_view`], [`eligibility`]) and the
-//! checkpointed [`runner`] that keeps their PostgreSQL tables up to date.
+//! checkpointed [`runner`] that keeps their tables up to date, and [`replay`], which rebuilds
+//! them beside the live tables and swaps them in.
 
 pub mod contact_view;
 pub mod eligibility;
+pub mod replay;
 pub mod runner;

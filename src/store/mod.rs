@@ -3,10 +3,12 @@
 //! production ([`PgStore`]) and an embedded SQLite store for a zero-setup start
 //! ([`SqliteStore`]). Both pass the same conformance tests.
 
+pub mod audit;
 mod migrate;
 pub mod postgres;
 pub mod projections;
 pub mod publish;
+mod replay;
 pub mod sqlite;
 
 pub use postgres::PgStore;
@@ -221,4 +223,12 @@ delegate! {
     fn contact_view(&self, tenant: TenantId, admin: AdminId) -> (u64, Option<AdminState>);
     /// An admin's eligibility verdict and the checkpoint it reflects.
     fn eligibility(&self, tenant: TenantId, admin: AdminId) -> (u64, Verdict);
+    /// Raw rows of the log after a position, as stored, for `audit verify`.
+    fn raw_events(&self, after: u64, limit: u32) -> Vec<audit::RawEvent>;
+    /// Creates empty shadow tables for a replay of `projections`.
+    fn replay_prepare(&self, projections: Vec<Projection>) -> ();
+    /// Folds the events after `after` into the shadow tables.
+    fn replay_batch(&self, projections: Vec<Projection>, after: u64, limit: u32) -> Batch;
+    /// Catches the shadow tables up to the head and swaps them in atomically.
+    fn replay_swap(&self, projections: Vec<Projection>, after: u64) -> Batch;
 }

@@ -32,6 +32,38 @@ impl Projection {
     }
 }
 
+/// The tables a projection fold writes: the live ones, or the shadow ones that a replay builds
+/// beside them and then swaps in (see `store::replay`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Tables {
+    pub contact_views: &'static str,
+    pub eligibility_tenants: &'static str,
+    pub eligibility_admins: &'static str,
+}
+
+impl Tables {
+    /// The tables the service reads.
+    pub const LIVE: Tables = Tables {
+        contact_views: "contact_views",
+        eligibility_tenants: "eligibility_tenants",
+        eligibility_admins: "eligibility_admins",
+    };
+    /// The tables a replay rebuilds into before swapping them in.
+    pub const SHADOW: Tables = Tables {
+        contact_views: "contact_views_replay",
+        eligibility_tenants: "eligibility_tenants_replay",
+        eligibility_admins: "eligibility_admins_replay",
+    };
+
+    /// The tables of `projection`.
+    pub fn of(self, projection: Projection) -> Vec<&'static str> {
+        match projection {
+            Projection::ContactView => vec![self.contact_views],
+            Projection::Eligibility => vec![self.eligibility_tenants, self.eligibility_admins],
+        }
+    }
+}
+
 /// The outcome of one projection batch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Batch {
@@ -85,10 +117,7 @@ impl PgStore {
                 checkpoint,
             });
         };
-        match projection {
-            Projection::ContactView => apply_contact_view(&tx, &events).await?,
-            Projection::Eligibility => apply_eligibility(&tx, &events).await?,
-        }
+        apply(&tx, projection, Tables::LIVE, &events).await?;
         let save = tx
             .prepare_cached("UPDATE projection_checkpoints SET position = $2 WHERE name = $1")
             .await?;
@@ -197,8 +226,22 @@ impl PgStore {
     }
 }
 
+/// Folds `events` into `projection`'s rows in `tables`.
+pub(super) async fn apply(
+    tx: &Transaction<'_>,
+    projection: Projection,
+    tables: Tables,
+    events: &[RecordedEvent],
+) -> Result<(), StoreError> {
+    match projection {
+        Projection::ContactView => apply_contact_view(tx, tables, events).await,
+        Projection::Eligibility => apply_eligibility(tx, tables, events).await,
+    }
+}
+
 async fn apply_contact_view(
     tx: &Transaction<'_>,
+    tables: Tables,
     events: &[RecordedEvent],
 ) -> Result<(), StoreError> {
     let keys = contact_view::touched(events);
@@ -207,11 +250,12 @@ async fn apply_contact_view(
     }
     let (tenants, admins) = key_arrays(&keys);
     let load = tx
-        .prepare_cached(
-            "SELECT v.tenant_id, v.admin_id, v.state FROM contact_views v
+        .prepare_cached(&format!(
+            "SELECT v.tenant_id, v.admin_id, v.state FROM {} v
              JOIN unnest($1::uuid[], $2::uuid[]) AS k(tenant_id, admin_id)
                ON v.tenant_id = k.tenant_id AND v.admin_id = k.admin_id",
-        )
+            tables.contact_views
+        ))
         .await?;
     let mut views = HashMap::new();
     for row in tx.query(&load, &[&tenants, &admins]).await? {
@@ -227,11 +271,12 @@ async fn apply_contact_view(
         states.push(serde_json::to_value(state)?);
     }
     let save = tx
-        .prepare_cached(
-            "INSERT INTO contact_views (tenant_id, admin_id, state)
+        .prepare_cached(&format!(
+            "INSERT INTO {} (tenant_id, admin_id, state)
              SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::jsonb[])
              ON CONFLICT (tenant_id, admin_id) DO UPDATE SET state = excluded.state",
-        )
+            tables.contact_views
+        ))
         .await?;
     tx.execute(&save, &[&ts, &as_, &states]).await?;
     Ok(())
@@ -239,6 +284,7 @@ async fn apply_contact_view(
 
 async fn apply_eligibility(
     tx: &Transaction<'_>,
+    tables: Tables,
     events: &[RecordedEvent],
 ) -> Result<(), StoreError> {
     let needs = eligibility::needs(events);
@@ -246,9 +292,10 @@ async fn apply_eligibility(
 
     let all_tenants: Vec<Uuid> = needs.tenants.iter().map(|t| t.as_uuid()).collect();
     let load_tenants = tx
-        .prepare_cached(
-            "SELECT tenant_id, state FROM eligibility_tenants WHERE tenant_id = ANY($1)",
-        )
+        .prepare_cached(&format!(
+            "SELECT tenant_id, state FROM {} WHERE tenant_id = ANY($1)",
+            tables.eligibility_tenants
+        ))
         .await?;
     for row in tx.query(&load_tenants, &[&all_tenants]).await? {
         fold.tenants.insert(
@@ -260,15 +307,16 @@ async fn apply_eligibility(
     let (ts, as_) = key_arrays(&needs.admins);
     let settings_tenants: Vec<Uuid> = needs.settings_changed.iter().map(|t| t.as_uuid()).collect();
     let load_admins = tx
-        .prepare_cached(
+        .prepare_cached(&format!(
             "SELECT e.tenant_id, e.admin_id, e.state, e.verdict, e.changed_position
-             FROM eligibility_admins e
+             FROM {admins} e
              JOIN unnest($1::uuid[], $2::uuid[]) AS k(tenant_id, admin_id)
                ON e.tenant_id = k.tenant_id AND e.admin_id = k.admin_id
              UNION
              SELECT e.tenant_id, e.admin_id, e.state, e.verdict, e.changed_position
-             FROM eligibility_admins e WHERE e.tenant_id = ANY($3)",
-        )
+             FROM {admins} e WHERE e.tenant_id = ANY($3)",
+            admins = tables.eligibility_admins
+        ))
         .await?;
     for row in tx
         .query(&load_admins, &[&ts, &as_, &settings_tenants])
@@ -297,11 +345,12 @@ async fn apply_eligibility(
     }
     if !tids.is_empty() {
         let save = tx
-            .prepare_cached(
-                "INSERT INTO eligibility_tenants (tenant_id, state)
+            .prepare_cached(&format!(
+                "INSERT INTO {} (tenant_id, state)
                  SELECT * FROM unnest($1::uuid[], $2::jsonb[])
                  ON CONFLICT (tenant_id) DO UPDATE SET state = excluded.state",
-            )
+                tables.eligibility_tenants
+            ))
             .await?;
         tx.execute(&save, &[&tids, &tstates]).await?;
     }
@@ -317,13 +366,14 @@ async fn apply_eligibility(
     }
     if !ts.is_empty() {
         let save = tx
-            .prepare_cached(
-                "INSERT INTO eligibility_admins (tenant_id, admin_id, state, verdict, changed_position)
+            .prepare_cached(&format!(
+                "INSERT INTO {} (tenant_id, admin_id, state, verdict, changed_position)
                  SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::jsonb[], $4::jsonb[], $5::bigint[])
                  ON CONFLICT (tenant_id, admin_id) DO UPDATE
                  SET state = excluded.state, verdict = excluded.verdict,
                      changed_position = excluded.changed_position",
-            )
+                tables.eligibility_admins
+            ))
             .await?;
         tx.execute(&save, &[&ts, &as_, &states, &verdicts, &changed])
             .await?;

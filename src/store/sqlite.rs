@@ -7,7 +7,7 @@
 //! the embedded equivalent of the global append lock. Every call runs on the blocking pool.
 
 use super::postgres::{GENESIS_HASH, chain_hash};
-use super::projections::{Batch, Projection};
+use super::projections::{Batch, Projection, Tables};
 use super::{Appended, HistoryQuery, IdempotencyKey, IdempotentAnswer, StoreError, StoredAnswer};
 use crate::domain::{AdminId, AdminState, StreamId, TenantId, TenantState, Verdict};
 use crate::events::{DecodeError, PendingEvent, RecordedEvent};
@@ -74,7 +74,7 @@ impl SqliteStore {
     }
 
     /// Runs `f` with the connection on the blocking pool.
-    async fn run<T: Send + 'static>(
+    pub(super) async fn run<T: Send + 'static>(
         &self,
         f: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
@@ -342,7 +342,7 @@ impl SqliteStore {
             let verdict = match verdict {
                 Some(v) => serde_json::from_str(&v)?,
                 None => {
-                    let tenant_state = load_tenant(&tx, tenant)?.unwrap_or_default();
+                    let tenant_state = load_tenant(&tx, Tables::LIVE, tenant)?.unwrap_or_default();
                     verdict_for(&tenant_state, &AdminState::default())
                 }
             };
@@ -412,7 +412,11 @@ fn migrate(c: &mut Connection) -> Result<usize, StoreError> {
     Ok(applied)
 }
 
-fn read_log(c: &Connection, after: u64, limit: u32) -> Result<Vec<RecordedEvent>, StoreError> {
+pub(super) fn read_log(
+    c: &Connection,
+    after: u64,
+    limit: u32,
+) -> Result<Vec<RecordedEvent>, StoreError> {
     let mut stmt = c.prepare_cached(
         "SELECT payload FROM events WHERE position > ?1 ORDER BY position LIMIT ?2",
     )?;
@@ -422,7 +426,7 @@ fn read_log(c: &Connection, after: u64, limit: u32) -> Result<Vec<RecordedEvent>
     decode_payloads(rows)
 }
 
-fn checkpoint(c: &Connection, projection: Projection) -> Result<u64, StoreError> {
+pub(super) fn checkpoint(c: &Connection, projection: Projection) -> Result<u64, StoreError> {
     Ok(u64_of(c.query_row(
         "SELECT position FROM projection_checkpoints WHERE name = ?1",
         [projection.name()],
@@ -539,10 +543,7 @@ fn project_batch(
             checkpoint: cp,
         });
     };
-    match projection {
-        Projection::ContactView => apply_contact_view(&tx, &events)?,
-        Projection::Eligibility => apply_eligibility(&tx, &events)?,
-    }
+    apply(&tx, projection, Tables::LIVE, &events)?;
     tx.execute(
         "UPDATE projection_checkpoints SET position = ?2 WHERE name = ?1",
         params![projection.name(), i64_of(last)],
@@ -554,12 +555,30 @@ fn project_batch(
     })
 }
 
-fn apply_contact_view(tx: &Transaction<'_>, events: &[RecordedEvent]) -> Result<(), StoreError> {
+/// Folds `events` into `projection`'s rows in `tables`.
+pub(super) fn apply(
+    tx: &Transaction<'_>,
+    projection: Projection,
+    tables: Tables,
+    events: &[RecordedEvent],
+) -> Result<(), StoreError> {
+    match projection {
+        Projection::ContactView => apply_contact_view(tx, tables, events),
+        Projection::Eligibility => apply_eligibility(tx, tables, events),
+    }
+}
+
+fn apply_contact_view(
+    tx: &Transaction<'_>,
+    tables: Tables,
+    events: &[RecordedEvent],
+) -> Result<(), StoreError> {
     let mut views: HashMap<AdminKey, AdminState> = HashMap::new();
     {
-        let mut load = tx.prepare_cached(
-            "SELECT state FROM contact_views WHERE tenant_id = ?1 AND admin_id = ?2",
-        )?;
+        let mut load = tx.prepare_cached(&format!(
+            "SELECT state FROM {} WHERE tenant_id = ?1 AND admin_id = ?2",
+            tables.contact_views
+        ))?;
         for (t, a) in contact_view::touched(events) {
             let state: Option<String> = load
                 .query_row(params![t.to_string(), a.to_string()], |r| r.get(0))
@@ -572,10 +591,11 @@ fn apply_contact_view(tx: &Transaction<'_>, events: &[RecordedEvent]) -> Result<
     for event in events {
         contact_view::apply(&mut views, event);
     }
-    let mut save = tx.prepare_cached(
-        "INSERT INTO contact_views (tenant_id, admin_id, state) VALUES (?1, ?2, ?3)
+    let mut save = tx.prepare_cached(&format!(
+        "INSERT INTO {} (tenant_id, admin_id, state) VALUES (?1, ?2, ?3)
          ON CONFLICT (tenant_id, admin_id) DO UPDATE SET state = excluded.state",
-    )?;
+        tables.contact_views
+    ))?;
     for ((t, a), state) in &views {
         save.execute(params![
             t.to_string(),
@@ -586,10 +606,17 @@ fn apply_contact_view(tx: &Transaction<'_>, events: &[RecordedEvent]) -> Result<
     Ok(())
 }
 
-fn load_tenant(tx: &Connection, tenant: TenantId) -> Result<Option<TenantState>, StoreError> {
+fn load_tenant(
+    tx: &Connection,
+    tables: Tables,
+    tenant: TenantId,
+) -> Result<Option<TenantState>, StoreError> {
     let state: Option<String> = tx
         .query_row(
-            "SELECT state FROM eligibility_tenants WHERE tenant_id = ?1",
+            &format!(
+                "SELECT state FROM {} WHERE tenant_id = ?1",
+                tables.eligibility_tenants
+            ),
             [tenant.to_string()],
             |r| r.get(0),
         )
@@ -610,19 +637,25 @@ fn eligibility_row(row: &Row<'_>) -> Result<(AdminKey, AdminEligibility), StoreE
     Ok((key, entry))
 }
 
-fn apply_eligibility(tx: &Transaction<'_>, events: &[RecordedEvent]) -> Result<(), StoreError> {
+fn apply_eligibility(
+    tx: &Transaction<'_>,
+    tables: Tables,
+    events: &[RecordedEvent],
+) -> Result<(), StoreError> {
     let needs = eligibility::needs(events);
     let mut fold = EligibilityFold::default();
     for t in &needs.tenants {
-        if let Some(state) = load_tenant(tx, *t)? {
+        if let Some(state) = load_tenant(tx, tables, *t)? {
             fold.tenants.insert(*t, state);
         }
     }
     {
-        const COLUMNS: &str =
-            "SELECT tenant_id, admin_id, state, verdict, changed_position FROM eligibility_admins";
+        let columns = format!(
+            "SELECT tenant_id, admin_id, state, verdict, changed_position FROM {}",
+            tables.eligibility_admins
+        );
         let mut one =
-            tx.prepare_cached(&format!("{COLUMNS} WHERE tenant_id = ?1 AND admin_id = ?2"))?;
+            tx.prepare_cached(&format!("{columns} WHERE tenant_id = ?1 AND admin_id = ?2"))?;
         for (t, a) in &needs.admins {
             let mut rows = one.query(params![t.to_string(), a.to_string()])?;
             if let Some(row) = rows.next()? {
@@ -630,7 +663,7 @@ fn apply_eligibility(tx: &Transaction<'_>, events: &[RecordedEvent]) -> Result<(
                 fold.admins.insert(key, entry);
             }
         }
-        let mut all = tx.prepare_cached(&format!("{COLUMNS} WHERE tenant_id = ?1"))?;
+        let mut all = tx.prepare_cached(&format!("{columns} WHERE tenant_id = ?1"))?;
         for t in &needs.settings_changed {
             let mut rows = all.query([t.to_string()])?;
             while let Some(row) = rows.next()? {
@@ -642,22 +675,24 @@ fn apply_eligibility(tx: &Transaction<'_>, events: &[RecordedEvent]) -> Result<(
     for event in events {
         fold.apply(event);
     }
-    let mut save_tenant = tx.prepare_cached(
-        "INSERT INTO eligibility_tenants (tenant_id, state) VALUES (?1, ?2)
+    let mut save_tenant = tx.prepare_cached(&format!(
+        "INSERT INTO {} (tenant_id, state) VALUES (?1, ?2)
          ON CONFLICT (tenant_id) DO UPDATE SET state = excluded.state",
-    )?;
+        tables.eligibility_tenants
+    ))?;
     for t in &needs.settings_changed {
         if let Some(state) = fold.tenants.get(t) {
             save_tenant.execute(params![t.to_string(), serde_json::to_string(state)?])?;
         }
     }
-    let mut save_admin = tx.prepare_cached(
-        "INSERT INTO eligibility_admins (tenant_id, admin_id, state, verdict, changed_position)
+    let mut save_admin = tx.prepare_cached(&format!(
+        "INSERT INTO {} (tenant_id, admin_id, state, verdict, changed_position)
          VALUES (?1, ?2, ?3, ?4, ?5)
          ON CONFLICT (tenant_id, admin_id) DO UPDATE
          SET state = excluded.state, verdict = excluded.verdict,
              changed_position = excluded.changed_position",
-    )?;
+        tables.eligibility_admins
+    ))?;
     for ((t, a), e) in &fold.admins {
         save_admin.execute(params![
             t.to_string(),

@@ -4,6 +4,7 @@
 mod support;
 
 mod access;
+mod audit;
 mod cli;
 mod concurrency;
 mod eligibility;

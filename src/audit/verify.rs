@@ -1,0 +1,346 @@
+//! `audit verify`: recomputes every stream's hash chain and the dense global order from the
+//! stored rows, and names the first broken link. The canonical encoding and what this can and
+//! cannot detect are in `docs/audit.md`.
+
+use crate::events::pb;
+use crate::progress::Progress;
+use crate::store::audit::RawEvent;
+use crate::store::postgres::{GENESIS_HASH, chain_hash};
+use crate::store::{Store, StoreError};
+use prost::Message;
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+/// The domain-separation prefix of the anchor digest.
+const ANCHOR_PREFIX: &[u8] = b"recovery-info-anchor-v1";
+
+/// Rows read per round trip.
+pub const PAGE: u32 = 2000;
+
+/// Where the log stops being trustworthy: the first row (in position order) that does not fit.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("the hash chain is broken at position {position}{}: {problem}", at_stream(.stream, .version))]
+pub struct BrokenLink {
+    pub position: u64,
+    /// The row's stream and version, when the row exists.
+    pub stream: Option<String>,
+    pub version: Option<u64>,
+    pub problem: String,
+}
+
+fn at_stream(stream: &Option<String>, version: &Option<u64>) -> String {
+    match (stream, version) {
+        (Some(s), Some(v)) => format!(" (stream {s}, version {v})"),
+        _ => String::new(),
+    }
+}
+
+/// What can stop a verification.
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    /// The log was altered: the first broken link.
+    #[error(transparent)]
+    Broken(#[from] BrokenLink),
+    /// The log is self-consistent but is not the one an auditor anchored.
+    #[error("{0}")]
+    AnchorMismatch(String),
+    /// The log could not be read.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A recorded state of the log: the head position and a digest over every stream's tip at it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Anchor {
+    pub position: u64,
+    pub digest: [u8; 32],
+}
+
+impl fmt::Display for Anchor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.position, hex::encode(self.digest))
+    }
+}
+
+impl FromStr for Anchor {
+    type Err = String;
+
+    /// Parses `<position>:<64 hex digits>`, as `verify` prints it.
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || format!("{s:?} is not an anchor like 1207:<64 hex digits>");
+        let (position, digest) = s.split_once(':').ok_or_else(bad)?;
+        let position = position.parse().map_err(|_| bad())?;
+        let digest = hex::decode(digest)
+            .ok()
+            .and_then(|d| <[u8; 32]>::try_from(d).ok())
+            .ok_or_else(bad)?;
+        Ok(Anchor { position, digest })
+    }
+}
+
+/// The end of one stream's chain so far.
+#[derive(Clone, Copy, Debug)]
+struct Tip {
+    version: u64,
+    hash: [u8; 32],
+}
+
+/// What a verification found when the log is intact.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Summary {
+    pub events: u64,
+    pub streams: u64,
+    pub head: u64,
+    /// The anchor at the head, for the auditor to record.
+    pub anchor: Anchor,
+    /// The `--expect-anchor` that was checked, if any.
+    pub checked_anchor: Option<Anchor>,
+}
+
+/// The streaming checker: feed it every row in position order, then [`Verifier::finish`].
+/// Memory: one tip (stream id, version, hash) per stream.
+pub struct Verifier {
+    tips: BTreeMap<String, Tip>,
+    last_position: u64,
+    expect: Option<Anchor>,
+}
+
+impl Verifier {
+    /// A verifier that also checks `expect` when it passes the anchored position.
+    pub fn new(expect: Option<Anchor>) -> Self {
+        Verifier {
+            tips: BTreeMap::new(),
+            last_position: 0,
+            expect,
+        }
+    }
+
+    /// The position of the last row checked.
+    pub fn position(&self) -> u64 {
+        self.last_position
+    }
+
+    /// Checks the next row; the first row that does not fit is the broken link.
+    pub fn check(&mut self, row: &RawEvent) -> Result<(), VerifyError> {
+        let broken = |problem: String| {
+            VerifyError::Broken(BrokenLink {
+                position: row.position,
+                stream: Some(row.stream_id.clone()),
+                version: Some(row.stream_version),
+                problem,
+            })
+        };
+        let expected = self.last_position + 1;
+        if row.position != expected {
+            return Err(VerifyError::Broken(BrokenLink {
+                position: expected,
+                stream: None,
+                version: None,
+                problem: format!(
+                    "the row is missing: the log jumps from position {} to {} \
+                     (stream {}, version {}); rows were deleted",
+                    self.last_position, row.position, row.stream_id, row.stream_version
+                ),
+            }));
+        }
+        let env = pb::Envelope::decode(row.payload.as_slice())
+            .map_err(|e| broken(format!("the payload is not a protobuf envelope ({e})")))?;
+        if env.position != row.position {
+            return Err(broken(format!(
+                "the payload belongs at position {} (stream {}, version {}): rows were \
+                 reordered or their payloads swapped",
+                env.position, env.stream, env.stream_version
+            )));
+        }
+        if env.stream != row.stream_id || env.stream_version != row.stream_version {
+            return Err(broken(format!(
+                "the payload says stream {} version {}, the row's columns disagree",
+                env.stream, env.stream_version
+            )));
+        }
+        if let Some(column) = column_disagreeing(row, &env) {
+            return Err(broken(format!(
+                "the {column} column disagrees with the payload"
+            )));
+        }
+        let tip = self.tips.get(&row.stream_id).copied();
+        let (tip_version, tip_hash) = tip.map_or((0, GENESIS_HASH), |t| (t.version, t.hash));
+        if row.stream_version != tip_version + 1 {
+            return Err(broken(format!(
+                "the stream's previous event is version {tip_version}: version {} is missing \
+                 or out of order",
+                tip_version + 1
+            )));
+        }
+        if row.prev_hash != tip_hash {
+            return Err(broken(format!(
+                "prev_hash is not the hash of version {tip_version} of the stream"
+            )));
+        }
+        let hash = chain_hash(&row.prev_hash, &row.payload);
+        if row.hash != hash {
+            return Err(broken(
+                "the hash is not sha256(prev_hash || payload): the payload or the hash was altered"
+                    .into(),
+            ));
+        }
+        let mut tip_hash = [0; 32];
+        tip_hash.copy_from_slice(&hash);
+        self.tips.insert(
+            row.stream_id.clone(),
+            Tip {
+                version: row.stream_version,
+                hash: tip_hash,
+            },
+        );
+        self.last_position = row.position;
+        self.check_anchor()
+    }
+
+    /// Ends the scan; `head` is the `log_head` position (read before the scan started, and
+    /// again after it when the scan went further).
+    pub fn finish(self, head: u64) -> Result<Summary, VerifyError> {
+        if self.last_position > head {
+            return Err(VerifyError::Broken(BrokenLink {
+                position: head + 1,
+                stream: None,
+                version: None,
+                problem: format!(
+                    "the log goes on to position {} beyond its head {head}: rows were inserted",
+                    self.last_position
+                ),
+            }));
+        }
+        if self.expect.is_some_and(|a| a.position == 0) {
+            self.check_anchor()?;
+        }
+        if self.last_position < head {
+            return Err(VerifyError::Broken(BrokenLink {
+                position: self.last_position + 1,
+                stream: None,
+                version: None,
+                problem: format!(
+                    "the log ends at position {} but its head is {head}: the tail was deleted",
+                    self.last_position
+                ),
+            }));
+        }
+        if let Some(a) = self.expect
+            && a.position > self.last_position
+        {
+            return Err(VerifyError::AnchorMismatch(format!(
+                "the log ends at position {}, before the anchored position {}: it was truncated",
+                self.last_position, a.position
+            )));
+        }
+        Ok(Summary {
+            events: self.last_position,
+            streams: self.tips.len() as u64,
+            head: self.last_position,
+            anchor: self.anchor(),
+            checked_anchor: self.expect,
+        })
+    }
+
+    /// The anchor at the current position (see `docs/audit.md` for the encoding).
+    pub fn anchor(&self) -> Anchor {
+        let mut h = Sha256::new();
+        h.update(ANCHOR_PREFIX);
+        h.update(self.last_position.to_be_bytes());
+        for (stream, tip) in &self.tips {
+            h.update((stream.len() as u32).to_be_bytes());
+            h.update(stream.as_bytes());
+            h.update(tip.version.to_be_bytes());
+            h.update(tip.hash);
+        }
+        Anchor {
+            position: self.last_position,
+            digest: h.finalize().into(),
+        }
+    }
+
+    /// At the anchored position, the anchor must be the expected one.
+    fn check_anchor(&self) -> Result<(), VerifyError> {
+        match self.expect {
+            Some(expected) if expected.position == self.last_position => {
+                let actual = self.anchor();
+                if actual == expected {
+                    Ok(())
+                } else {
+                    Err(VerifyError::AnchorMismatch(format!(
+                        "the log up to position {} does not match the anchor {expected} (it is \
+                         {actual}): a stream was rewritten with recomputed hashes",
+                        expected.position
+                    )))
+                }
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// The first indexed column that does not hold the payload's value.
+fn column_disagreeing(row: &RawEvent, env: &pb::Envelope) -> Option<&'static str> {
+    let same_uuid = |column: &str, field: &str| column.eq_ignore_ascii_case(field);
+    if !same_uuid(&row.event_id, &env.event_id) {
+        return Some("event_id");
+    }
+    if !same_uuid(&row.tenant_id, &env.tenant_id) {
+        return Some("tenant_id");
+    }
+    if !same_uuid(row.admin_id.as_deref().unwrap_or(""), &env.admin_id) {
+        return Some("admin_id");
+    }
+    if row.occurred_at_ms != env.occurred_at_ms {
+        return Some("occurred_at");
+    }
+    if Some(row.event_type.as_str()) != env.event.as_ref().map(type_name) {
+        return Some("event_type");
+    }
+    None
+}
+
+/// The stored type name of an envelope's event (as `DomainEvent::type_name`).
+fn type_name(event: &pb::envelope::Event) -> &'static str {
+    use pb::envelope::Event as E;
+    match event {
+        E::MethodAdded(_) => "MethodAdded",
+        E::MethodChanged(_) => "MethodChanged",
+        E::MethodRemoved(_) => "MethodRemoved",
+        E::AdminOffboarded(_) => "AdminOffboarded",
+        E::TenantDomainsSet(_) => "TenantDomainsSet",
+        E::ResetPolicySet(_) => "ResetPolicySet",
+        E::PiiRevealed(_) => "PiiRevealed",
+    }
+}
+
+/// Verifies the whole log of `store`, paging in position order, with progress on stderr.
+///
+/// The head is read first: rows appended while the scan runs are checked too, and a log that
+/// ends before that head had its tail deleted.
+pub async fn verify(store: &Store, expect: Option<Anchor>) -> Result<Summary, VerifyError> {
+    let head = store.head().await?;
+    let mut progress = Progress::new("verify", "events", Some(head));
+    let mut verifier = Verifier::new(expect);
+    loop {
+        let rows = store.raw_events(verifier.position(), PAGE).await?;
+        if rows.is_empty() {
+            break;
+        }
+        for row in &rows {
+            verifier.check(row)?;
+        }
+        progress.add(rows.len() as u64);
+    }
+    // Rows beyond the head read first: appended meanwhile, or inserted behind the store's back.
+    let head = if verifier.position() > head {
+        store.head().await?
+    } else {
+        head
+    };
+    let summary = verifier.finish(head)?;
+    progress.finish();
+    Ok(summary)
+}
