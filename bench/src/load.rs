@@ -1,0 +1,365 @@
+//! The HTTP load generator: keep-alive clients, many admins, a realistic mix of add / change /
+//! remove commands, and eligibility queries. Each client owns its admins, so it knows which
+//! methods exist and sends only commands the rules allow (a refusal is counted as an error).
+
+use crate::stats::{Latencies, Rate, Rng};
+use anyhow::Context;
+use recovery_info::domain::PhoneNumber;
+use recovery_info::http::auth::{JwtKeys, Role};
+use reqwest::{Client, Method};
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use uuid::Uuid;
+
+/// The method kinds the load uses (the alternate phone's ordering rule is left out so that
+/// every kind can be added and removed freely).
+const KINDS: [&str; 3] = ["mobile_phone", "office_phone", "email"];
+
+/// One tenant of the load and its tokens.
+pub struct Tenant {
+    pub id: Uuid,
+    /// `authentication_admin`: manages every admin of the tenant.
+    manage: String,
+    /// `reset_service`: reads eligibility.
+    reset: String,
+}
+
+/// The service under load.
+pub struct Service {
+    base: String,
+    pub tenants: Vec<Tenant>,
+}
+
+impl Service {
+    pub fn new(addr: SocketAddr, keys: &JwtKeys, tenants: usize) -> anyhow::Result<Self> {
+        let mut list = Vec::with_capacity(tenants);
+        for _ in 0..tenants {
+            let id = Uuid::new_v4();
+            let mint = |role| {
+                keys.mint(id, &format!("bench-{role:?}"), &[role], 24 * 3600)
+                    .context("cannot mint a token")
+            };
+            list.push(Tenant {
+                id,
+                manage: mint(Role::AuthenticationAdmin)?,
+                reset: mint(Role::ResetService)?,
+            });
+        }
+        Ok(Service {
+            base: format!("http://{addr}/v1/tenants"),
+            tenants: list,
+        })
+    }
+
+    /// A client with one keep-alive connection.
+    pub fn client() -> anyhow::Result<Client> {
+        Client::builder()
+            .pool_max_idle_per_host(1)
+            .tcp_nodelay(true)
+            .timeout(Duration::from_secs(30))
+            .build()
+            .context("cannot build the HTTP client")
+    }
+
+    fn admin_url(&self, admin: &AdminSim) -> String {
+        format!(
+            "{}/{}/admins/{}",
+            self.base, self.tenants[admin.tenant].id, admin.id
+        )
+    }
+
+    async fn send(
+        client: &Client,
+        method: Method,
+        url: String,
+        token: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut req = client.request(method, url).bearer_auth(token);
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        match req.send().await {
+            Ok(resp) => {
+                let status = resp.status().as_u16();
+                (status, resp.json().await.unwrap_or(Value::Null))
+            }
+            // Status 0: the request did not get an answer.
+            Err(_) => (0, Value::Null),
+        }
+    }
+
+    /// Sends the next command for `admin` and updates what the load knows of it. Returns the
+    /// status and the answer's log position.
+    pub async fn command(&self, client: &Client, admin: &mut AdminSim, rng: &mut Rng) -> Outcome {
+        let url = self.admin_url(admin);
+        let token = &self.tenants[admin.tenant].manage;
+        let kind = admin.pick(rng);
+        let (status, body) = match admin.methods[kind] {
+            None => {
+                let body = json!({"kind": KINDS[kind], "value": value_for(kind, rng)});
+                Self::send(
+                    client,
+                    Method::POST,
+                    format!("{url}/methods"),
+                    token,
+                    Some(body),
+                )
+                .await
+            }
+            Some(id) if rng.below(3) == 0 => {
+                Self::send(
+                    client,
+                    Method::DELETE,
+                    format!("{url}/methods/{id}"),
+                    token,
+                    None,
+                )
+                .await
+            }
+            Some(id) => {
+                let body = json!({"value": value_for(kind, rng)});
+                Self::send(
+                    client,
+                    Method::PATCH,
+                    format!("{url}/methods/{id}"),
+                    token,
+                    Some(body),
+                )
+                .await
+            }
+        };
+        let position = body.get("position").and_then(Value::as_u64);
+        let code = body.get("code").and_then(Value::as_str).map(str::to_owned);
+        match status {
+            201 => admin.methods[kind] = method_id(&body),
+            200 if body.get("method").is_none() => admin.methods[kind] = None,
+            200 => {}
+            _ => self.resync(client, admin).await,
+        }
+        Outcome {
+            status,
+            position,
+            code,
+        }
+    }
+
+    /// After a refused command, learns the admin's methods from the service.
+    async fn resync(&self, client: &Client, admin: &mut AdminSim) {
+        let url = format!("{}/methods", self.admin_url(admin));
+        let token = &self.tenants[admin.tenant].manage;
+        let (status, body) = Self::send(client, Method::GET, url, token, None).await;
+        if status != 200 {
+            return;
+        }
+        admin.methods = [None; 3];
+        for m in body["methods"].as_array().into_iter().flatten() {
+            if let Some(k) = KINDS.iter().position(|k| m["kind"] == *k) {
+                admin.methods[k] = m["id"].as_str().and_then(|s| s.parse().ok());
+            }
+        }
+    }
+
+    /// One eligibility query; returns the status.
+    pub async fn eligibility(&self, client: &Client, admin: &AdminSim) -> u16 {
+        let url = format!("{}/reset-eligibility", self.admin_url(admin));
+        let token = &self.tenants[admin.tenant].reset;
+        Self::send(client, Method::GET, url, token, None).await.0
+    }
+}
+
+fn method_id(body: &Value) -> Option<Uuid> {
+    body["method"]["id"].as_str().and_then(|s| s.parse().ok())
+}
+
+/// A value typed as people type it: a Danish mobile, a Danish landline, or an address.
+/// Numbers are drawn until the service's own parser accepts one (a few ranges are unassigned).
+fn value_for(kind: usize, rng: &mut Rng) -> String {
+    if kind == 2 {
+        return format!("bench.{}@example.org", rng.below(1_000_000_000_000));
+    }
+    let lead = if kind == 0 { '2' } else { '3' };
+    loop {
+        let d = format!("{:07}", rng.below(10_000_000));
+        let typed = format!(
+            "+45 {lead}{} {} {} {}",
+            &d[0..1],
+            &d[1..3],
+            &d[3..5],
+            &d[5..7]
+        );
+        if PhoneNumber::parse(&typed).is_ok() {
+            return typed;
+        }
+    }
+}
+
+/// The result of one command.
+pub struct Outcome {
+    pub status: u16,
+    pub position: Option<u64>,
+    /// The problem's `code` when the command was refused.
+    pub code: Option<String>,
+}
+
+impl Outcome {
+    /// `"422 invalid_phone_number"`, for the error counts.
+    pub fn label(&self) -> String {
+        match &self.code {
+            Some(code) => format!("{} {code}", self.status),
+            None => self.status.to_string(),
+        }
+    }
+}
+
+impl Outcome {
+    pub fn ok(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+}
+
+/// An admin of the load and the method ids it has (by index into `KINDS`).
+#[derive(Clone)]
+pub struct AdminSim {
+    pub tenant: usize,
+    pub id: Uuid,
+    methods: [Option<Uuid>; 3],
+}
+
+impl AdminSim {
+    pub fn new(tenant: usize) -> Self {
+        AdminSim {
+            tenant,
+            id: Uuid::new_v4(),
+            methods: [None; 3],
+        }
+    }
+
+    /// The kind the next command is about: mostly the ones that exist (change or remove),
+    /// an absent one about a third of the time (add).
+    fn pick(&self, rng: &mut Rng) -> usize {
+        let present: Vec<usize> = (0..3).filter(|&k| self.methods[k].is_some()).collect();
+        let absent: Vec<usize> = (0..3).filter(|&k| self.methods[k].is_none()).collect();
+        let add = present.is_empty() || (!absent.is_empty() && rng.below(3) == 0);
+        let from = if add { &absent } else { &present };
+        from[rng.below(from.len() as u64) as usize]
+    }
+}
+
+/// What a command phase produced.
+pub struct CommandRun {
+    pub rate: Rate,
+    pub errors_by_status: BTreeMap<String, usize>,
+    pub admins: Vec<AdminSim>,
+}
+
+/// Runs `clients` concurrent keep-alive clients sending commands for `duration` (after a
+/// warm-up that is not counted), each over `admins_per_client` admins of its own.
+pub async fn commands(
+    service: &Arc<Service>,
+    clients: usize,
+    admins_per_client: usize,
+    warmup: Duration,
+    duration: Duration,
+) -> anyhow::Result<CommandRun> {
+    let start = Instant::now();
+    let measure_from = start + warmup;
+    let deadline = measure_from + duration;
+    let mut tasks = Vec::with_capacity(clients);
+    for c in 0..clients {
+        let service = service.clone();
+        let client = Service::client()?;
+        let mut admins: Vec<AdminSim> = (0..admins_per_client)
+            .map(|i| AdminSim::new((c + i) % service.tenants.len()))
+            .collect();
+        tasks.push(tokio::spawn(async move {
+            let mut rng = Rng::new(c as u64 * 31 + 1);
+            let mut lat = Latencies::with_capacity(8192);
+            let mut errors = BTreeMap::new();
+            let mut i = 0;
+            while Instant::now() < deadline {
+                let admin = &mut admins[i % admins_per_client];
+                i += 1;
+                let t = Instant::now();
+                let outcome = service.command(&client, admin, &mut rng).await;
+                if t < measure_from {
+                    continue;
+                }
+                if outcome.ok() {
+                    lat.record(t.elapsed());
+                } else {
+                    *errors.entry(outcome.label()).or_insert(0) += 1;
+                }
+            }
+            (lat, errors, admins)
+        }));
+    }
+    let mut lat = Latencies::default();
+    let mut errors_by_status = BTreeMap::new();
+    let mut admins = Vec::new();
+    for t in tasks {
+        let (l, e, a) = t.await.context("a load client failed")?;
+        lat.merge(l);
+        for (status, n) in e {
+            *errors_by_status.entry(status).or_insert(0) += n;
+        }
+        admins.extend(a);
+    }
+    let errors = errors_by_status.values().sum();
+    let elapsed = Instant::now().saturating_duration_since(measure_from);
+    Ok(CommandRun {
+        rate: Rate::new(lat.len(), elapsed, lat, errors),
+        errors_by_status,
+        admins,
+    })
+}
+
+/// Runs `clients` concurrent keep-alive clients asking for the eligibility of random admins.
+pub async fn eligibility(
+    service: &Arc<Service>,
+    admins: &Arc<Vec<AdminSim>>,
+    clients: usize,
+    warmup: Duration,
+    duration: Duration,
+) -> anyhow::Result<Rate> {
+    let start = Instant::now();
+    let measure_from = start + warmup;
+    let deadline = measure_from + duration;
+    let mut tasks = Vec::with_capacity(clients);
+    for c in 0..clients {
+        let service = service.clone();
+        let admins = admins.clone();
+        let client = Service::client()?;
+        tasks.push(tokio::spawn(async move {
+            let mut rng = Rng::new(c as u64 * 17 + 3);
+            let mut lat = Latencies::with_capacity(8192);
+            let mut errors = 0;
+            while Instant::now() < deadline {
+                let admin = &admins[rng.below(admins.len() as u64) as usize];
+                let t = Instant::now();
+                let status = service.eligibility(&client, admin).await;
+                if t < measure_from {
+                    continue;
+                }
+                if status == 200 {
+                    lat.record(t.elapsed());
+                } else {
+                    errors += 1;
+                }
+            }
+            (lat, errors)
+        }));
+    }
+    let mut lat = Latencies::default();
+    let mut errors = 0;
+    for t in tasks {
+        let (l, e) = t.await.context("a load client failed")?;
+        lat.merge(l);
+        errors += e;
+    }
+    let elapsed = Instant::now().saturating_duration_since(measure_from);
+    Ok(Rate::new(lat.len(), elapsed, lat, errors))
+}

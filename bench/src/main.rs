@@ -1,0 +1,556 @@
+//! recovery-bench: measures recovery-info against the raw limits of its own engines
+//! (PostgreSQL and NATS JetStream) on the same machine, in one run, and prints each figure
+//! beside its baseline and the ratio (issue 6). See `docs/benchmarks.md`.
+//!
+//! The run creates a fresh database on the given server, starts the service in-process on
+//! port 0 against it, measures, and drops the database at the end.
+
+mod db;
+mod load;
+mod publisher;
+mod raw_nats;
+mod raw_pg;
+mod report;
+mod seed;
+mod stats;
+
+use anyhow::Context;
+use clap::Parser;
+use recovery_info::http::auth::JwtKeys;
+use recovery_info::projections::runner::RunnerConfig;
+use recovery_info::publish::PublisherConfig;
+use recovery_info::server::{self, ServerConfig};
+use recovery_info::store::projections::Projection;
+use recovery_info::store::{Store, StoreConfig};
+use report::{Goal, Row};
+use serde_json::json;
+use std::process::ExitCode;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+/// Benchmarks recovery-info against raw PostgreSQL and NATS JetStream on this machine.
+#[derive(Parser, Debug)]
+#[command(name = "recovery-bench", version, about)]
+struct Args {
+    /// A smoke run that finishes in under two minutes (shorter phases, 100k-event rebuild).
+    #[arg(long)]
+    quick: bool,
+    /// Also write the results as JSON to this file.
+    #[arg(long, value_name = "FILE")]
+    json: Option<std::path::PathBuf>,
+    /// The PostgreSQL server (a database is created on it for the run and dropped after).
+    #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432")]
+    pg_url: String,
+    /// The NATS server (with JetStream).
+    #[arg(long, default_value = "nats://127.0.0.1:4222")]
+    nats_url: String,
+}
+
+/// How long and how big each phase is.
+struct Plan {
+    warmup: Duration,
+    phase: Duration,
+    nats_messages: usize,
+    rebuild_events: usize,
+    rebuild_timeout: Duration,
+    admins_per_client: usize,
+}
+
+impl Plan {
+    fn new(quick: bool) -> Self {
+        if quick {
+            Plan {
+                warmup: Duration::from_millis(500),
+                phase: Duration::from_secs(3),
+                nats_messages: 20_000,
+                rebuild_events: 100_000,
+                rebuild_timeout: Duration::from_secs(60),
+                admins_per_client: 16,
+            }
+        } else {
+            Plan {
+                warmup: Duration::from_secs(2),
+                phase: Duration::from_secs(10),
+                nats_messages: 200_000,
+                rebuild_events: 1_000_000,
+                rebuild_timeout: Duration::from_secs(1200),
+                admins_per_client: 16,
+            }
+        }
+    }
+}
+
+/// The secret the bench signs its tokens with (the service runs in this process only).
+const SECRET: &[u8] = b"recovery-bench-secret-not-for-production-0000";
+
+fn started() -> Instant {
+    static START: OnceLock<Instant> = OnceLock::new();
+    *START.get_or_init(Instant::now)
+}
+
+/// Prints a progress line with the time since the start.
+pub fn say(line: &str) {
+    eprintln!("[{:7.1}s] {line}", started().elapsed().as_secs_f64());
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    started();
+    match run(&args).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // One line: the reason and its causes.
+            eprintln!("recovery-bench: {}", format!("{e:#}").replace('\n', " "));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: &Args) -> anyhow::Result<()> {
+    let plan = Plan::new(args.quick);
+    let db = db::BenchDb::create(&args.pg_url).await?;
+    say(&format!(
+        "created database {} on PostgreSQL {}",
+        db.name, db.server_version
+    ));
+    let result = tokio::select! {
+        r = measure(args, &plan, &db) => r,
+        _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
+    };
+    say("dropping the database");
+    let dropped = db.drop_db().await;
+    let (rows, goals, details) = result?;
+    dropped?;
+
+    println!();
+    println!("{}", report::render(&rows, &goals));
+    if let Some(path) = &args.json {
+        let doc = json!({
+            "command": std::env::args().collect::<Vec<_>>(),
+            "quick": args.quick,
+            "machine": machine(&db.server_version),
+            "rows": report::rows_json(&rows),
+            "goals": report::goals_json(&goals),
+            "details": details,
+        });
+        std::fs::write(path, serde_json::to_string_pretty(&doc)?)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        say(&format!("wrote {}", path.display()));
+    }
+    Ok(())
+}
+
+/// The service as the bench runs it: PostgreSQL, and the JetStream publisher on `nats_url`
+/// (the publisher rows are measured from the events arriving on `recovery.v1.events.>`).
+fn service_config(database_url: &str, nats_url: &str) -> ServerConfig {
+    ServerConfig {
+        store: StoreConfig::Postgres {
+            url: database_url.to_owned(),
+            pool_size: 16,
+        },
+        publisher: Some(PublisherConfig::new(nats_url)),
+        listen: ([127, 0, 0, 1], 0).into(),
+        jwt_secret: SECRET.to_vec(),
+        freshness_timeout: Duration::from_secs(2),
+        runner: RunnerConfig::default(),
+        run_projections: true,
+    }
+}
+
+fn machine(pg_version: &str) -> serde_json::Value {
+    let mem_kb = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        })
+        .unwrap_or(0);
+    json!({
+        "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        "memory_mb": mem_kb / 1024,
+        "postgresql": pg_version,
+    })
+}
+
+type Measured = (Vec<Row>, Vec<Goal>, serde_json::Value);
+
+async fn measure(args: &Args, plan: &Plan, db: &db::BenchDb) -> anyhow::Result<Measured> {
+    let server = server::start(service_config(&db.url, &args.nats_url))
+        .await
+        .context("cannot start the service")?;
+    say(&format!("service listening on {}", server.addr));
+    let store = server.app.store.clone();
+    let result = measure_with(args, plan, db, &server, &store).await;
+    let _ = server.stop().await;
+    result
+}
+
+async fn measure_with(
+    args: &Args,
+    plan: &Plan,
+    db: &db::BenchDb,
+    server: &server::Server,
+    store: &Store,
+) -> anyhow::Result<Measured> {
+    let mut rows = Vec::new();
+    let mut details = serde_json::Map::new();
+    let nats = match raw_nats::connect(&args.nats_url).await {
+        Ok(c) => {
+            say(&format!(
+                "NATS {} at {}",
+                c.server_info().version,
+                args.nats_url
+            ));
+            Some(c)
+        }
+        Err(e) => {
+            say(&format!(
+                "warning: {e:#}; the NATS rows are reported as not available"
+            ));
+            None
+        }
+    };
+
+    // 1. Raw PostgreSQL.
+    raw_pg::prepare(&db.url).await?;
+    let raw = raw_pg::RawTable::new();
+    let mut raw_insert = Vec::new();
+    for conns in [1, 16, 64] {
+        say(&format!("raw INSERT, {conns} connections"));
+        let r = raw.insert_tps(&db.url, conns, plan.phase).await?;
+        say(&format!(
+            "  {:.0} tps, p50 {:.2} ms, p99 {:.2} ms",
+            r.per_second, r.latency.p50_ms, r.latency.p99_ms
+        ));
+        details.insert(format!("raw_insert_{conns}"), r.to_json());
+        raw_insert.push((conns, r));
+    }
+    let mut raw_pk = Vec::new();
+    for conns in [1, 16] {
+        say(&format!(
+            "raw primary-key lookups, {conns} connections ({} rows)",
+            raw.rows()
+        ));
+        let r = raw.pk_lookups(&db.url, conns, plan.phase).await?;
+        say(&format!(
+            "  {:.0} lookups/s, p50 {:.2} ms, p99 {:.2} ms",
+            r.per_second, r.latency.p50_ms, r.latency.p99_ms
+        ));
+        details.insert(format!("raw_pk_{conns}"), r.to_json());
+        raw_pk.push((conns, r));
+    }
+
+    // Raw JetStream.
+    let raw_js = match &nats {
+        Some(nats) => {
+            say(&format!(
+                "raw JetStream publish, {} messages, {} in flight",
+                plan.nats_messages,
+                raw_nats::WINDOW
+            ));
+            let r = raw_nats::publish_rate(nats, plan.nats_messages, 240).await?;
+            say(&format!("  {:.0} msgs/s", r.per_second));
+            details.insert("raw_jetstream_publish".into(), r.to_json());
+            Some(r)
+        }
+        None => None,
+    };
+
+    // 2. The service over HTTP.
+    let keys = JwtKeys::new(SECRET);
+    let service = Arc::new(load::Service::new(server.addr, &keys, 8)?);
+    let mut admins = Vec::new();
+    for (conns, base) in &raw_insert {
+        say(&format!("service commands, {conns} clients"));
+        let run = load::commands(
+            &service,
+            *conns,
+            plan.admins_per_client,
+            plan.warmup,
+            plan.phase,
+        )
+        .await?;
+        let r = run.rate;
+        say(&format!(
+            "  {:.0} commands/s, p50 {:.2} ms, p99 {:.2} ms, errors {:?}",
+            r.per_second, r.latency.p50_ms, r.latency.p99_ms, run.errors_by_status
+        ));
+        let mut d = r.to_json();
+        d["errors_by_status"] = json!(run.errors_by_status);
+        details.insert(format!("service_commands_{conns}"), d);
+        let errors = if r.errors > 0 {
+            format!("{} errors: {:?}", r.errors, run.errors_by_status)
+        } else {
+            String::new()
+        };
+        rows.push(
+            Row::new(format!("commands/s, {conns} clients"), r.per_second, "/s")
+                .against(
+                    format!("raw 1-row INSERT tps, {conns} conns"),
+                    Some(base.per_second),
+                )
+                .note(errors),
+        );
+        rows.push(
+            Row::new(
+                format!("command p50, {conns} clients"),
+                r.latency.p50_ms,
+                "ms",
+            )
+            .against(
+                format!("raw INSERT p50, {conns} conns"),
+                Some(base.latency.p50_ms),
+            ),
+        );
+        rows.push(
+            Row::new(
+                format!("command p99, {conns} clients"),
+                r.latency.p99_ms,
+                "ms",
+            )
+            .against(
+                format!("raw INSERT p99, {conns} conns"),
+                Some(base.latency.p99_ms),
+            ),
+        );
+        admins.extend(run.admins);
+    }
+    let admins = Arc::new(admins);
+
+    say("waiting for the projections to catch up");
+    let head = store.head().await?;
+    wait_for_projections(store, head, Duration::from_secs(120)).await?;
+    for (conns, base) in &raw_pk {
+        say(&format!(
+            "service eligibility queries, {conns} clients over {} admins",
+            admins.len()
+        ));
+        let r = load::eligibility(&service, &admins, *conns, plan.warmup, plan.phase).await?;
+        say(&format!(
+            "  {:.0} queries/s, p50 {:.2} ms, p99 {:.2} ms, errors {}",
+            r.per_second, r.latency.p50_ms, r.latency.p99_ms, r.errors
+        ));
+        details.insert(format!("service_eligibility_{conns}"), r.to_json());
+        rows.push(
+            Row::new(
+                format!("eligibility q/s, {conns} clients"),
+                r.per_second,
+                "/s",
+            )
+            .against(
+                format!("raw PK lookups/s, {conns} conns"),
+                Some(base.per_second),
+            ),
+        );
+        rows.push(
+            Row::new(
+                format!("eligibility p50, {conns} clients"),
+                r.latency.p50_ms,
+                "ms",
+            )
+            .against(
+                format!("raw PK p50, {conns} conns"),
+                Some(base.latency.p50_ms),
+            ),
+        );
+        rows.push(
+            Row::new(
+                format!("eligibility p99, {conns} clients"),
+                r.latency.p99_ms,
+                "ms",
+            )
+            .against(
+                format!("raw PK p99, {conns} conns"),
+                Some(base.latency.p99_ms),
+            ),
+        );
+    }
+
+    // Does the service publish?
+    say("probing for the publisher (one command, waiting for recovery.v1.events.>)");
+    let publishing = match publisher::probe(nats.as_ref(), &service, Duration::from_secs(2)).await?
+    {
+        publisher::Availability::Available => nats.as_ref(),
+        publisher::Availability::NotAvailable(why) => {
+            say(&format!("  not available: {why}"));
+            details.insert("publisher".into(), json!({"not_available": why}));
+            None
+        }
+    };
+    let published_before = match publishing {
+        Some(n) => Some(publisher::stream_messages(n).await?),
+        None => None,
+    };
+
+    // Seed the log up to the rebuild size.
+    let head = store.head().await?;
+    let target = plan.rebuild_events as u64;
+    let seeded = target.saturating_sub(head);
+    if seeded > 0 {
+        say(&format!(
+            "seeding {seeded} events with binary COPY (log at {head}, target {target})"
+        ));
+        let t = Instant::now();
+        seed::seed(&db.url, seeded as usize).await?;
+        let s = t.elapsed().as_secs_f64();
+        say(&format!(
+            "  seeded in {s:.1} s ({:.0} events/s)",
+            seeded as f64 / s
+        ));
+        details.insert(
+            "seed".into(),
+            json!({"events": seeded, "seconds": s, "events_per_second": seeded as f64 / s}),
+        );
+    }
+    let committed_at = Instant::now();
+    let head = store.head().await?;
+
+    // Publisher throughput over the seeded backlog.
+    let publish_row = match (publishing, published_before) {
+        (Some(n), Some(before)) => {
+            say(&format!(
+                "publisher: waiting for {seeded} events to reach JetStream"
+            ));
+            let r = publisher::throughput(n, before, seeded, committed_at, plan.rebuild_timeout)
+                .await?;
+            say(&format!("  {:.0} events/s", r.per_second));
+            details.insert("publisher_throughput".into(), r.to_json());
+            Row::new("publisher events/s to JetStream", r.per_second, "/s")
+        }
+        _ => Row::missing(
+            "publisher events/s to JetStream",
+            "/s",
+            "publisher not built",
+        ),
+    }
+    .against(
+        "raw pipelined JetStream publish",
+        raw_js.map(|r| r.per_second),
+    );
+
+    // Raw COPY scan, then the rebuild over the same log.
+    say(&format!("raw binary COPY scan of {head} events"));
+    let copy = raw_pg::copy_scan(&db.url).await?;
+    details.insert("raw_copy_scan".into(), copy.to_json());
+    say(&format!("rebuilding both projections over {head} events"));
+    let rebuild = seed::rebuild(store, head, plan.rebuild_timeout).await?;
+    say(&format!(
+        "  {:.0} events/s (contact_view done at {:.1} s, eligibility at {:.1} s)",
+        rebuild.both.per_second, rebuild.contact_view_seconds, rebuild.eligibility_seconds
+    ));
+    details.insert(
+        "rebuild".into(),
+        json!({
+            "events": head,
+            "both": rebuild.both.to_json(),
+            "contact_view_seconds": rebuild.contact_view_seconds,
+            "eligibility_seconds": rebuild.eligibility_seconds,
+        }),
+    );
+    let size = if args.quick {
+        format!("{}k events (--quick)", head / 1000)
+    } else {
+        format!("{}k events", head / 1000)
+    };
+    rows.push(
+        Row::new(
+            format!("projection rebuild events/s, {size}"),
+            rebuild.both.per_second,
+            "/s",
+        )
+        .against(
+            format!("raw binary COPY rows/s, {size}"),
+            Some(copy.per_second),
+        ),
+    );
+    rows.push(publish_row);
+
+    // Commit → subscriber latency at a fixed 1k events/s.
+    let latency_row = match publishing {
+        Some(n) => {
+            say("commit → subscriber latency at 1000 commands/s");
+            let (summary, missing) = publisher::commit_to_subscriber(
+                n,
+                &service,
+                admins.as_ref().clone(),
+                1000,
+                plan.phase,
+            )
+            .await?;
+            details.insert(
+                "commit_to_subscriber".into(),
+                json!({"latency": summary.to_json(), "missing": missing}),
+            );
+            vec![
+                Row::new("commit → subscriber p50 @1k/s", summary.p50_ms, "ms"),
+                Row::new("commit → subscriber p99 @1k/s", summary.p99_ms, "ms").note(
+                    if missing > 0 {
+                        format!("{missing} events never arrived")
+                    } else {
+                        String::new()
+                    },
+                ),
+            ]
+        }
+        None => vec![
+            Row::missing("commit → subscriber p50 @1k/s", "ms", "publisher not built"),
+            Row::missing("commit → subscriber p99 @1k/s", "ms", "publisher not built"),
+        ],
+    };
+    rows.extend(latency_row);
+
+    let find = |m: &str| rows.iter().find(|r| r.measure.starts_with(m));
+    let goals = vec![
+        Goal::ratio_at_least(
+            "commands/s at 16 clients ≥ 0.5 × raw INSERT tps at 16",
+            find("commands/s, 16 clients"),
+            0.5,
+        ),
+        Goal::below(
+            "command p99 at 16 clients < 10 ms",
+            find("command p99, 16 clients"),
+            10.0,
+        ),
+        Goal::ratio_at_least(
+            "eligibility q/s at 16 clients ≥ 1.0 × raw PK lookups/s at 16",
+            find("eligibility q/s, 16 clients"),
+            1.0,
+        ),
+        Goal::ratio_at_least(
+            "rebuild ≥ 0.5 × raw binary COPY rows/s",
+            find("projection rebuild"),
+            0.5,
+        ),
+        Goal::ratio_at_least(
+            "publish ≥ 0.8 × raw pipelined JetStream publish",
+            find("publisher events/s"),
+            0.8,
+        ),
+        Goal::below(
+            "commit → subscriber p99 < 50 ms",
+            find("commit → subscriber p99"),
+            50.0,
+        ),
+    ];
+    Ok((rows, goals, serde_json::Value::Object(details)))
+}
+
+/// Waits until both projections have folded the log up to `head`.
+async fn wait_for_projections(store: &Store, head: u64, timeout: Duration) -> anyhow::Result<()> {
+    let deadline = Instant::now() + timeout;
+    for p in Projection::ALL {
+        while store.checkpoint(p).await? < head {
+            if Instant::now() > deadline {
+                anyhow::bail!(
+                    "the {} projection did not reach position {head} within {} s",
+                    p.name(),
+                    timeout.as_secs()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,192 @@
+//! The service's publisher (outbox relay to NATS JetStream): its throughput and the latency
+//! from a command's answer to the event's arrival at a subscriber.
+//!
+//! The publisher is not part of this branch. The bench finds out at run time whether the
+//! service publishes — it subscribes to `recovery.v1.events.>`, sends one command and waits
+//! briefly — and reports both rows as "not available (publisher not built)" when nothing
+//! arrives. Once the publisher is merged, pass the NATS URL to the service where
+//! `main::service_config` builds its `ServerConfig`; the measurements below then run as is.
+
+use crate::load::{AdminSim, Service};
+use crate::say;
+use crate::stats::{Latencies, Rate, Rng, Summary};
+use anyhow::Context;
+use futures::StreamExt;
+use recovery_info::events::RecordedEvent;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::Semaphore;
+
+/// The subjects the service publishes events on.
+pub const EVENTS_SUBJECTS: &str = "recovery.v1.events.>";
+
+/// Whether the service publishes, and if not, why.
+pub enum Availability {
+    Available,
+    NotAvailable(String),
+}
+
+/// Sends one command and waits up to `wait` for an event on `recovery.v1.events.>`.
+pub async fn probe(
+    nats: Option<&async_nats::Client>,
+    service: &Service,
+    wait: Duration,
+) -> anyhow::Result<Availability> {
+    let Some(nats) = nats else {
+        return Ok(Availability::NotAvailable("NATS unreachable".into()));
+    };
+    let mut sub = nats.subscribe(EVENTS_SUBJECTS).await?;
+    nats.flush().await?;
+    let client = Service::client()?;
+    let mut admin = AdminSim::new(0);
+    let outcome = service
+        .command(&client, &mut admin, &mut Rng::new(99))
+        .await;
+    if !outcome.ok() {
+        anyhow::bail!("the probe command failed with status {}", outcome.status);
+    }
+    Ok(match tokio::time::timeout(wait, sub.next()).await {
+        Ok(Some(_)) => Availability::Available,
+        _ => Availability::NotAvailable("publisher not built".into()),
+    })
+}
+
+/// The number of messages in the JetStream stream that captures the service's events.
+pub async fn stream_messages(nats: &async_nats::Client) -> anyhow::Result<u64> {
+    let js = async_nats::jetstream::new(nats.clone());
+    let name = js
+        .stream_by_subject("recovery.v1.events.probe.probe.Probe")
+        .await
+        .context("no JetStream stream captures recovery.v1.events.>")?;
+    let mut stream = js.get_stream(name).await?;
+    Ok(stream.info().await?.state.messages)
+}
+
+/// Waits until the publisher has published `backlog` more messages than `before` (the count
+/// taken before the backlog was committed); the rate is taken from `committed_at`.
+pub async fn throughput(
+    nats: &async_nats::Client,
+    before: u64,
+    backlog: u64,
+    committed_at: Instant,
+    timeout: Duration,
+) -> anyhow::Result<Rate> {
+    let mut last_report = Instant::now();
+    loop {
+        let now = stream_messages(nats).await?;
+        if now >= before + backlog {
+            return Ok(Rate::new(
+                backlog as usize,
+                committed_at.elapsed(),
+                Latencies::default(),
+                0,
+            ));
+        }
+        if committed_at.elapsed() > timeout {
+            anyhow::bail!(
+                "the publisher published {} of {backlog} events within {} s",
+                now - before,
+                timeout.as_secs()
+            );
+        }
+        if last_report.elapsed() > Duration::from_secs(5) {
+            last_report = Instant::now();
+            say(&format!("  publisher: {} of {backlog}", now - before));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Commands at a fixed `rate` per second for `duration`; each answer's position is matched
+/// with the arrival of its event at a subscriber of `recovery.v1.events.>`.
+pub async fn commit_to_subscriber(
+    nats: &async_nats::Client,
+    service: &Arc<Service>,
+    admins: Vec<AdminSim>,
+    rate: u32,
+    duration: Duration,
+) -> anyhow::Result<(Summary, usize)> {
+    let arrivals: Arc<Mutex<HashMap<u64, Instant>>> = Arc::default();
+    let mut sub = nats.subscribe(EVENTS_SUBJECTS).await?;
+    nats.flush().await?;
+    let collector = {
+        let arrivals = arrivals.clone();
+        tokio::spawn(async move {
+            while let Some(msg) = sub.next().await {
+                let at = Instant::now();
+                if let Ok(event) = RecordedEvent::decode(&msg.payload)
+                    && let Ok(mut map) = arrivals.lock()
+                {
+                    map.insert(event.position, at);
+                }
+            }
+        })
+    };
+
+    let answers: Arc<Mutex<Vec<(u64, Instant)>>> = Arc::default();
+    let in_flight = Arc::new(Semaphore::new(64));
+    // Each admin is used by one command at a time, and each keep-alive client carries one
+    // request at a time: pools of both are handed around.
+    let pool = Arc::new(Mutex::new(admins));
+    let clients = Arc::new(Mutex::new(
+        (0..64)
+            .map(|_| Service::client())
+            .collect::<anyhow::Result<Vec<_>>>()?,
+    ));
+    let mut ticker = tokio::time::interval(Duration::from_secs(1) / rate.max(1));
+    let deadline = Instant::now() + duration;
+    let mut tasks = Vec::new();
+    let mut i = 0_u64;
+    while Instant::now() < deadline {
+        ticker.tick().await;
+        let Ok(permit) = in_flight.clone().acquire_owned().await else {
+            break;
+        };
+        let Some(mut admin) = pool.lock().ok().and_then(|mut p| p.pop()) else {
+            continue;
+        };
+        i += 1;
+        let Some(client) = clients.lock().ok().and_then(|mut c| c.pop()) else {
+            // Not reached: a permit means a client is free. Keep the admin anyway.
+            if let Ok(mut p) = pool.lock() {
+                p.push(admin);
+            }
+            continue;
+        };
+        let (service, answers) = (service.clone(), answers.clone());
+        let (pool, clients) = (pool.clone(), clients.clone());
+        tasks.push(tokio::spawn(async move {
+            let outcome = service.command(&client, &mut admin, &mut Rng::new(i)).await;
+            if let (true, Some(p)) = (outcome.ok(), outcome.position)
+                && let Ok(mut a) = answers.lock()
+            {
+                a.push((p, Instant::now()));
+            }
+            if let Ok(mut p) = pool.lock() {
+                p.push(admin);
+            }
+            if let Ok(mut c) = clients.lock() {
+                c.push(client);
+            }
+            drop(permit);
+        }));
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+    // Let the last events arrive.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    collector.abort();
+    let answers = answers.lock().map(|a| a.clone()).unwrap_or_default();
+    let arrivals = arrivals.lock().map(|a| a.clone()).unwrap_or_default();
+    let mut lat = Latencies::with_capacity(answers.len());
+    let mut missing = 0;
+    for (position, answered) in answers {
+        match arrivals.get(&position) {
+            Some(at) => lat.record(at.saturating_duration_since(answered)),
+            None => missing += 1,
+        }
+    }
+    Ok((lat.summary(), missing))
+}

@@ -1,0 +1,84 @@
+//! Raw NATS JetStream baseline with the client library a publisher uses (async-nats):
+//! pipelined publishes with `Nats-Msg-Id`, as the outbox relay must send them.
+
+use crate::stats::{Latencies, Rate};
+use anyhow::Context;
+use async_nats::jetstream::{self, stream};
+use bytes::Bytes;
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+use uuid::Uuid;
+
+/// Publishes in flight before the oldest acknowledgement is awaited.
+pub const WINDOW: usize = 256;
+
+/// Connects to NATS, failing fast when it does not answer.
+pub async fn connect(url: &str) -> anyhow::Result<async_nats::Client> {
+    async_nats::ConnectOptions::new()
+        .connection_timeout(Duration::from_secs(3))
+        .connect(url)
+        .await
+        .with_context(|| format!("cannot connect to NATS at {url}"))
+}
+
+/// Publishes `messages` messages of `payload_bytes` each to a private file-backed stream,
+/// `WINDOW` in flight, each with a fresh `Nats-Msg-Id`; the stream is deleted afterwards.
+pub async fn publish_rate(
+    client: &async_nats::Client,
+    messages: usize,
+    payload_bytes: usize,
+) -> anyhow::Result<Rate> {
+    let js = jetstream::new(client.clone());
+    let name = format!("RECOVERY_BENCH_RAW_{}", std::process::id());
+    let subject = format!("recovery-bench.{}.raw", std::process::id());
+    js.get_or_create_stream(stream::Config {
+        name: name.clone(),
+        subjects: vec![format!("{subject}.>")],
+        storage: stream::StorageType::File,
+        ..Default::default()
+    })
+    .await
+    .context("cannot create the JetStream stream for the baseline")?;
+    let result = publish_window(&js, &subject, messages, payload_bytes).await;
+    let _ = js.delete_stream(&name).await;
+    result
+}
+
+async fn publish_window(
+    js: &jetstream::Context,
+    subject: &str,
+    messages: usize,
+    payload_bytes: usize,
+) -> anyhow::Result<Rate> {
+    let payload = Bytes::from(vec![0x5a_u8; payload_bytes]);
+    let mut in_flight = VecDeque::with_capacity(WINDOW);
+    let mut lat = Latencies::with_capacity(messages);
+    let start = Instant::now();
+    for i in 0..messages {
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert("Nats-Msg-Id", Uuid::new_v4().to_string().as_str());
+        let ack = js
+            .publish_with_headers(format!("{subject}.{}", i % 64), headers, payload.clone())
+            .await
+            .context("JetStream publish failed")?;
+        in_flight.push_back((Instant::now(), ack));
+        if in_flight.len() >= WINDOW {
+            drain_one(&mut in_flight, &mut lat).await?;
+        }
+    }
+    while !in_flight.is_empty() {
+        drain_one(&mut in_flight, &mut lat).await?;
+    }
+    Ok(Rate::new(messages, start.elapsed(), lat, 0))
+}
+
+async fn drain_one(
+    in_flight: &mut VecDeque<(Instant, jetstream::context::PublishAckFuture)>,
+    lat: &mut Latencies,
+) -> anyhow::Result<()> {
+    if let Some((sent, ack)) = in_flight.pop_front() {
+        ack.await.context("JetStream did not acknowledge")?;
+        lat.record(sent.elapsed());
+    }
+    Ok(())
+}

@@ -1,0 +1,269 @@
+//! Seeding the log directly (binary COPY of events built with the service's own types), and
+//! the projection rebuild measured over it.
+
+use crate::db::connect;
+use crate::say;
+use crate::stats::{Latencies, Rate, Rng};
+use anyhow::{Context, bail};
+use chrono::Utc;
+use futures::pin_mut;
+use recovery_info::domain::{
+    AdminId, DomainEvent, MethodId, MethodKind, PhoneNumber, RemovedMethod, StreamId, TenantId,
+};
+use recovery_info::events::{Actor, PendingEvent, RecordedEvent};
+use recovery_info::store::Store;
+use recovery_info::store::postgres::chain_hash;
+use recovery_info::store::projections::Projection;
+use std::time::{Duration, Instant};
+use tokio_postgres::binary_copy::BinaryCopyInWriter;
+use tokio_postgres::types::{ToSql, Type};
+use uuid::Uuid;
+
+/// Events per seeded admin, on average.
+const EVENTS_PER_ADMIN: usize = 8;
+const TENANTS: usize = 64;
+const KINDS: [MethodKind; 3] = [
+    MethodKind::MobilePhone,
+    MethodKind::OfficePhone,
+    MethodKind::Email,
+];
+
+/// A seeded admin stream: its methods, version and chain tip.
+struct Stream {
+    id: StreamId,
+    methods: [Option<(MethodId, String)>; 3],
+    version: u64,
+    prev_hash: Vec<u8>,
+}
+
+impl Stream {
+    /// The next event: add an absent kind, or change / remove a present one (valid for the
+    /// admin decider, which the projections fold with).
+    fn next_event(&mut self, values: &Values, rng: &mut Rng) -> DomainEvent {
+        let present: Vec<usize> = (0..3).filter(|&k| self.methods[k].is_some()).collect();
+        let absent: Vec<usize> = (0..3).filter(|&k| self.methods[k].is_none()).collect();
+        let add = present.is_empty() || (!absent.is_empty() && rng.below(3) == 0);
+        let from = if add { &absent } else { &present };
+        let k = from[rng.below(from.len() as u64) as usize];
+        let kind = KINDS[k];
+        match self.methods[k].take() {
+            None => {
+                let id = MethodId::from_uuid(Uuid::now_v7());
+                let value = values.value_for(k, rng);
+                self.methods[k] = Some((id, value.clone()));
+                DomainEvent::MethodAdded {
+                    method_id: id,
+                    kind,
+                    value,
+                }
+            }
+            Some((id, old_value)) if rng.below(3) == 0 => {
+                DomainEvent::MethodRemoved(RemovedMethod {
+                    method_id: id,
+                    kind,
+                    old_value,
+                })
+            }
+            Some((id, old_value)) => {
+                let new_value = values.value_for(k, rng);
+                self.methods[k] = Some((id, new_value.clone()));
+                DomainEvent::MethodChanged {
+                    method_id: id,
+                    kind,
+                    old_value,
+                    new_value,
+                }
+            }
+        }
+    }
+}
+
+/// Stored (E.164) values valid for the service's own parser, drawn once: parsing a number
+/// per seeded event would make the seeding slower than the COPY.
+struct Values {
+    phones: [Vec<String>; 2],
+}
+
+impl Values {
+    fn new(rng: &mut Rng) -> Self {
+        let draw = |lead: u32, rng: &mut Rng| -> Vec<String> {
+            let mut v = Vec::with_capacity(4096);
+            while v.len() < 4096 {
+                let e164 = format!("+45{lead}{:07}", rng.below(10_000_000));
+                if PhoneNumber::parse(&e164).is_ok() {
+                    v.push(e164);
+                }
+            }
+            v
+        };
+        Values {
+            phones: [draw(2, rng), draw(3, rng)],
+        }
+    }
+
+    fn value_for(&self, k: usize, rng: &mut Rng) -> String {
+        match self.phones.get(k) {
+            Some(list) => list[rng.below(list.len() as u64) as usize].clone(),
+            None => format!("seed.{}@example.org", rng.below(1_000_000_000_000)),
+        }
+    }
+}
+
+/// Appends `n` events (interleaved over `n / 8` new admins of 64 tenants) in one
+/// transaction: the log head is moved first, under the same row lock the store's appends
+/// take, then the rows are streamed with binary COPY. Returns the new head.
+pub async fn seed(url: &str, n: usize) -> anyhow::Result<u64> {
+    if n == 0 {
+        bail!("nothing to seed");
+    }
+    let mut client = connect(url).await?;
+    let tx = client.transaction().await?;
+    let last: i64 = tx
+        .query_one(
+            "UPDATE log_head SET position = position + $1 RETURNING position",
+            &[&(n as i64)],
+        )
+        .await
+        .context("cannot move the log head")?
+        .get(0);
+    let first = (last - n as i64 + 1) as u64;
+    let sink = tx
+        .copy_in(
+            "COPY events (position, stream_id, stream_version, event_id, event_type, tenant_id,
+                          admin_id, occurred_at, payload, prev_hash, hash)
+             FROM STDIN (FORMAT binary)",
+        )
+        .await
+        .context("COPY FROM STDIN failed")?;
+    let writer = BinaryCopyInWriter::new(
+        sink,
+        &[
+            Type::INT8,
+            Type::TEXT,
+            Type::INT8,
+            Type::UUID,
+            Type::TEXT,
+            Type::UUID,
+            Type::UUID,
+            Type::TIMESTAMPTZ,
+            Type::BYTEA,
+            Type::BYTEA,
+            Type::BYTEA,
+        ],
+    );
+    pin_mut!(writer);
+
+    let tenants: Vec<TenantId> = (0..TENANTS)
+        .map(|_| TenantId::from_uuid(Uuid::new_v4()))
+        .collect();
+    let mut streams: Vec<Stream> = (0..(n / EVENTS_PER_ADMIN).max(1))
+        .map(|i| Stream {
+            id: StreamId::Admin(tenants[i % TENANTS], AdminId::from_uuid(Uuid::new_v4())),
+            methods: [None, None, None],
+            version: 0,
+            prev_hash: vec![0; 32],
+        })
+        .collect();
+    let actor = Actor {
+        subject: "recovery-bench-seed".into(),
+        roles: vec!["authentication_admin".into()],
+    };
+    let mut rng = Rng::new(42);
+    let values = Values::new(&mut rng);
+    let now = Utc::now();
+    for i in 0..n {
+        let s = rng.below(streams.len() as u64) as usize;
+        let stream = &mut streams[s];
+        let event = stream.next_event(&values, &mut rng);
+        stream.version += 1;
+        let pending = PendingEvent {
+            event_id: Uuid::now_v7(),
+            occurred_at: now,
+            actor: actor.clone(),
+            correlation_id: Uuid::now_v7(),
+            idempotency_key: None,
+            event,
+        };
+        let recorded = RecordedEvent::place(pending, stream.id, stream.version, first + i as u64);
+        let payload = recorded.encode();
+        let hash = chain_hash(&stream.prev_hash, &payload);
+        let stream_name = stream.id.to_string();
+        let admin = stream.id.admin().map(|a| a.as_uuid());
+        let row: [&(dyn ToSql + Sync); 11] = [
+            &(recorded.position as i64),
+            &stream_name,
+            &(recorded.version as i64),
+            &recorded.event_id,
+            &recorded.type_name(),
+            &stream.id.tenant().as_uuid(),
+            &admin,
+            &recorded.occurred_at,
+            &payload,
+            &stream.prev_hash,
+            &hash,
+        ];
+        writer
+            .as_mut()
+            .write(&row)
+            .await
+            .context("COPY row failed")?;
+        stream.prev_hash = hash;
+        if (i + 1) % 200_000 == 0 {
+            say(&format!("  seeded {} / {n} events", i + 1));
+        }
+    }
+    writer.finish().await.context("COPY did not finish")?;
+    tx.commit().await.context("cannot commit the seed")?;
+    Ok(last as u64)
+}
+
+/// Per-projection rebuild figures.
+pub struct Rebuild {
+    /// Both projections, reset together, until both reach the head.
+    pub both: Rate,
+    pub contact_view_seconds: f64,
+    pub eligibility_seconds: f64,
+}
+
+/// Resets both projections and waits until their checkpoints reach `head` again: the
+/// service's own runner does the work.
+pub async fn rebuild(store: &Store, head: u64, timeout: Duration) -> anyhow::Result<Rebuild> {
+    let start = Instant::now();
+    for p in Projection::ALL {
+        store
+            .reset_projection(p)
+            .await
+            .with_context(|| format!("cannot reset the {} projection", p.name()))?;
+    }
+    let mut done: [Option<f64>; 2] = [None, None];
+    let mut last_report = Instant::now();
+    while done.iter().any(Option::is_none) {
+        if start.elapsed() > timeout {
+            bail!(
+                "the rebuild did not reach position {head} within {} s",
+                timeout.as_secs()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let mut at = [0_u64; 2];
+        for (i, p) in Projection::ALL.into_iter().enumerate() {
+            at[i] = store.checkpoint(p).await?;
+            if done[i].is_none() && at[i] >= head {
+                done[i] = Some(start.elapsed().as_secs_f64());
+            }
+        }
+        if last_report.elapsed() > Duration::from_secs(5) {
+            last_report = Instant::now();
+            say(&format!(
+                "  rebuild: contact_view at {}, eligibility at {} of {head}",
+                at[0], at[1]
+            ));
+        }
+    }
+    let elapsed = start.elapsed();
+    Ok(Rebuild {
+        both: Rate::new(head as usize, elapsed, Latencies::default(), 0),
+        contact_view_seconds: done[0].unwrap_or_default(),
+        eligibility_seconds: done[1].unwrap_or_default(),
+    })
+}
