@@ -178,8 +178,9 @@ impl App {
             let events = admin_decider::decide(&command, &state, &tenant)?;
             let version = state.version;
             let render = render.clone();
-            let render: RenderAnswer =
-                Box::new(move |recorded: &[RecordedEvent]| render(&fold_admin(recorded, state)));
+            let render: RenderAnswer = Box::new(move |recorded: &[RecordedEvent]| {
+                render(&fold_admin(recorded, state.clone()))
+            });
             match self.commit(ctx, stream, version, events, render).await {
                 Err(AppError::Store(StoreError::Conflict { .. })) => {}
                 other => return other,
@@ -211,8 +212,9 @@ impl App {
             let events = tenant_decider::decide(&command, &state)?;
             let version = state.version;
             let render = render.clone();
-            let render: RenderAnswer =
-                Box::new(move |recorded: &[RecordedEvent]| render(&fold_tenant(recorded, state)));
+            let render: RenderAnswer = Box::new(move |recorded: &[RecordedEvent]| {
+                render(&fold_tenant(recorded, state.clone()))
+            });
             match self.commit(ctx, stream, version, events, render).await {
                 Err(AppError::Store(StoreError::Conflict { .. })) => {}
                 other => return other,

@@ -4,6 +4,7 @@
 //! ([`SqliteStore`]). Both pass the same conformance tests.
 
 pub mod audit;
+mod group_commit;
 mod migrate;
 pub mod postgres;
 pub mod projections;
@@ -77,8 +78,10 @@ pub struct StoredAnswer {
     pub body: Value,
 }
 
-/// Builds the answer of a command from its events as placed in the log.
-pub type RenderAnswer = Box<dyn FnOnce(&[RecordedEvent]) -> (u16, Value) + Send>;
+/// Builds the answer of a command from its events as placed in the log. It may be called
+/// more than once (a group commit that fails is retried one command at a time); only the
+/// answer of the transaction that commits is kept.
+pub type RenderAnswer = Box<dyn Fn(&[RecordedEvent]) -> (u16, Value) + Send + Sync>;
 
 /// An idempotency record to write in the same transaction as the append. `render` builds the
 /// answer from the events as placed in the log (their versions and positions).

@@ -1,5 +1,6 @@
 //! The PostgreSQL event store.
 
+use super::group_commit::{self, AppendJob};
 use super::{
     Appended, HistoryQuery, IdempotencyKey, IdempotentAnswer, StoreError, StoredAnswer, migrate,
 };
@@ -17,14 +18,15 @@ pub const GENESIS_HASH: [u8; 32] = [0; 32];
 #[derive(Clone)]
 pub struct PgStore {
     pool: Pool,
+    appender: tokio::sync::mpsc::Sender<AppendJob>,
 }
 
 /// Positions and versions are `bigint` in SQL and never negative.
-pub(super) fn to_u64(v: i64) -> u64 {
+pub(crate) fn to_u64(v: i64) -> u64 {
     u64::try_from(v).unwrap_or(0)
 }
 
-pub(super) fn to_i64(v: u64) -> i64 {
+pub(crate) fn to_i64(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
@@ -56,7 +58,8 @@ impl PgStore {
             .runtime(deadpool_postgres::Runtime::Tokio1)
             .build()
             .map_err(|e| StoreError::Config(e.to_string()))?;
-        let store = PgStore { pool };
+        let appender = group_commit::spawn(pool.clone());
+        let store = PgStore { pool, appender };
         store.ping().await?;
         Ok(store)
     }
@@ -229,7 +232,8 @@ impl PgStore {
     /// idempotent answer in the same transaction. Returns the events as placed in the log.
     ///
     /// Appends are serialised by the row lock on `log_head` (the global append lock): the lock
-    /// is taken first, then the stream version is checked, so the check cannot race.
+    /// is taken first, then the stream version is checked, so the check cannot race. Appends
+    /// waiting at the same moment share one transaction (see `group_commit`).
     pub async fn append(
         &self,
         stream: StreamId,
@@ -237,7 +241,7 @@ impl PgStore {
         events: Vec<PendingEvent>,
         answer: Option<IdempotentAnswer>,
     ) -> Result<Appended, StoreError> {
-        self.append_at(stream, Some(expected_version), events, answer)
+        self.submit(stream, Some(expected_version), events, answer)
             .await
     }
 
@@ -247,112 +251,32 @@ impl PgStore {
         stream: StreamId,
         events: Vec<PendingEvent>,
     ) -> Result<Appended, StoreError> {
-        self.append_at(stream, None, events, None).await
+        self.submit(stream, None, events, None).await
     }
 
-    #[tracing::instrument(skip(self, events, answer), fields(stream = %stream, ?expected_version, n = events.len()))]
-    async fn append_at(
+    #[tracing::instrument(skip(self, events, answer), fields(stream = %stream, ?expected, n = events.len()))]
+    async fn submit(
         &self,
         stream: StreamId,
-        expected_version: Option<u64>,
+        expected: Option<u64>,
         events: Vec<PendingEvent>,
         answer: Option<IdempotentAnswer>,
     ) -> Result<Appended, StoreError> {
-        let mut client = self.pool.get().await?;
-        let tx = client.transaction().await?;
-        let mut recorded = Vec::with_capacity(events.len());
-        if !events.is_empty() {
-            let n = events.len() as i64;
-            let reserve = tx
-                .prepare_cached("UPDATE log_head SET position = position + $1 RETURNING position")
-                .await?;
-            let last = to_u64(tx.query_one(&reserve, &[&n]).await?.get(0));
-            let first = last + 1 - events.len() as u64;
-
-            let tip = tx
-                .prepare_cached(
-                    "SELECT stream_version, hash FROM events WHERE stream_id = $1
-                     ORDER BY stream_version DESC LIMIT 1",
-                )
-                .await?;
-            let stream_name = stream.to_string();
-            let (actual, mut prev_hash) = match tx.query_opt(&tip, &[&stream_name]).await? {
-                Some(row) => (to_u64(row.get(0)), row.get::<_, Vec<u8>>(1)),
-                None => (0, GENESIS_HASH.to_vec()),
-            };
-            if let Some(expected) = expected_version
-                && actual != expected
-            {
-                return Err(StoreError::Conflict { expected, actual });
-            }
-
-            let insert = tx
-                .prepare_cached(
-                    "INSERT INTO events (position, stream_id, stream_version, event_id, event_type,
-                                         tenant_id, admin_id, occurred_at, payload, prev_hash, hash)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-                )
-                .await?;
-            for (i, pending) in events.into_iter().enumerate() {
-                let event =
-                    RecordedEvent::place(pending, stream, actual + 1 + i as u64, first + i as u64);
-                let payload = event.encode();
-                let hash = chain_hash(&prev_hash, &payload);
-                tx.execute(
-                    &insert,
-                    &[
-                        &to_i64(event.position),
-                        &stream_name,
-                        &to_i64(event.version),
-                        &event.event_id,
-                        &event.type_name(),
-                        &stream.tenant().as_uuid(),
-                        &stream.admin().map(|a| a.as_uuid()),
-                        &event.occurred_at,
-                        &payload,
-                        &prev_hash,
-                        &hash,
-                    ],
-                )
-                .await?;
-                prev_hash = hash;
-                recorded.push(event);
-            }
-        }
-        let mut rendered = None;
-        if let Some(answer) = answer {
-            let (status, body) = (answer.render)(&recorded);
-            let stmt = tx
-                .prepare_cached(
-                    "INSERT INTO idempotency_keys (tenant_id, subject, key, request_hash, status, response)
-                     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
-                )
-                .await?;
-            let k = &answer.key;
-            let inserted = tx
-                .execute(
-                    &stmt,
-                    &[
-                        &k.tenant_id,
-                        &k.subject,
-                        &k.key,
-                        &answer.request_hash,
-                        &i16::try_from(status).unwrap_or(500),
-                        &body,
-                    ],
-                )
-                .await?;
-            if inserted == 0 {
-                return Err(StoreError::IdempotencyRace);
-            }
-            rendered = Some((status, body));
-        }
-        tx.commit().await?;
-        metrics::counter!("recovery_events_appended_total").increment(recorded.len() as u64);
-        Ok(Appended {
-            events: recorded,
-            answer: rendered,
-        })
+        let (reply, outcome) = tokio::sync::oneshot::channel();
+        let job = AppendJob {
+            stream,
+            expected,
+            events,
+            answer,
+            reply,
+        };
+        self.appender
+            .send(job)
+            .await
+            .map_err(|_| StoreError::Config("the appender has stopped".into()))?;
+        outcome
+            .await
+            .map_err(|_| StoreError::Config("the appender dropped an append".into()))?
     }
 }
 

@@ -93,7 +93,26 @@ impl PgStore {
         limit: u32,
     ) -> Result<Batch, StoreError> {
         let mut client = self.pool().get().await?;
+        // Idle runners poll: look without a transaction or a row lock first.
+        let peek = client
+            .prepare_cached(
+                "SELECT c.position, h.position FROM projection_checkpoints c, log_head h
+                 WHERE c.name = $1",
+            )
+            .await?;
+        let row = client.query_one(&peek, &[&projection.name()]).await?;
+        let (seen, head) = (to_u64(row.get(0)), to_u64(row.get(1)));
+        if seen >= head {
+            return Ok(Batch {
+                applied: 0,
+                checkpoint: seen,
+            });
+        }
         let tx = client.transaction().await?;
+        // A projection's rows and checkpoint commit together, so a commit lost in a crash is
+        // simply projected again: it need not wait for the WAL flush.
+        tx.batch_execute("SET LOCAL synchronous_commit = off")
+            .await?;
         let lock = tx
             .prepare_cached(
                 "SELECT position FROM projection_checkpoints WHERE name = $1 FOR UPDATE",

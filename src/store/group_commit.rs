@@ -1,0 +1,254 @@
+//! Group commit for PostgreSQL appends.
+//!
+//! Appends are serialised by the global append lock (the `log_head` row, see the first
+//! migration), so one append at a time holds it for its round trips and its WAL flush. To let
+//! many concurrent commands share that cost, every append of this process goes through one
+//! appender task: it takes all appends waiting at that moment and writes them in ONE
+//! transaction — one lock, one read of the streams' tips, one `INSERT` of all events, one
+//! `INSERT` of all idempotency records, one commit. Each append is still checked against its
+//! own expected version (a stale one is answered `Conflict` and left out), positions stay
+//! dense and in commit order, and each stream's hash chain is extended in order.
+//!
+//! If the group's transaction fails (say, a concurrent replica stored the same idempotency
+//! key), it is rolled back and every append of the group is retried alone, so that one bad
+//! append cannot fail the others.
+
+use super::postgres::{GENESIS_HASH, chain_hash, to_i64, to_u64};
+use super::{Appended, IdempotentAnswer, StoreError};
+use crate::domain::StreamId;
+use crate::events::{PendingEvent, RecordedEvent};
+use chrono::{DateTime, Utc};
+use deadpool_postgres::Pool;
+use std::collections::HashMap;
+use tokio::sync::{mpsc, oneshot};
+use uuid::Uuid;
+
+type Param = dyn tokio_postgres::types::ToSql + Sync;
+
+/// The most appends written in one transaction.
+const MAX_GROUP: usize = 256;
+
+/// One append waiting for the appender.
+pub(super) struct AppendJob {
+    pub stream: StreamId,
+    /// `None`: append at whatever version the stream is (the audit stream).
+    pub expected: Option<u64>,
+    pub events: Vec<PendingEvent>,
+    pub answer: Option<IdempotentAnswer>,
+    pub reply: oneshot::Sender<Result<Appended, StoreError>>,
+}
+
+/// Starts the appender task; it ends when every sender is dropped.
+pub(super) fn spawn(pool: Pool) -> mpsc::Sender<AppendJob> {
+    let (tx, mut rx) = mpsc::channel::<AppendJob>(4 * MAX_GROUP);
+    tokio::spawn(async move {
+        while let Some(first) = rx.recv().await {
+            let mut jobs = vec![first];
+            while jobs.len() < MAX_GROUP {
+                match rx.try_recv() {
+                    Ok(job) => jobs.push(job),
+                    Err(_) => break,
+                }
+            }
+            metrics::histogram!("recovery_append_group_size").record(jobs.len() as f64);
+            run_group(&pool, jobs).await;
+        }
+    });
+    tx
+}
+
+async fn run_group(pool: &Pool, jobs: Vec<AppendJob>) {
+    match write(pool, &jobs).await {
+        Ok(outcomes) => {
+            for (job, outcome) in jobs.into_iter().zip(outcomes) {
+                let _ = job.reply.send(outcome);
+            }
+        }
+        Err(e) if jobs.len() == 1 => {
+            if let Some(job) = jobs.into_iter().next() {
+                let _ = job.reply.send(Err(e));
+            }
+        }
+        Err(e) => {
+            tracing::debug!(error = %e, n = jobs.len(), "group append failed; retrying one by one");
+            for job in jobs {
+                let outcome = match write(pool, std::slice::from_ref(&job)).await {
+                    Ok(mut outcomes) => outcomes.pop().unwrap_or_else(|| {
+                        Err(StoreError::Config("an append got no outcome".into()))
+                    }),
+                    Err(e) => Err(e),
+                };
+                let _ = job.reply.send(outcome);
+            }
+        }
+    }
+}
+
+/// The columns of the events to insert, one array per column (for `unnest`).
+#[derive(Default)]
+struct EventRows {
+    position: Vec<i64>,
+    stream_id: Vec<String>,
+    version: Vec<i64>,
+    event_id: Vec<Uuid>,
+    event_type: Vec<&'static str>,
+    tenant_id: Vec<Uuid>,
+    admin_id: Vec<Option<Uuid>>,
+    occurred_at: Vec<DateTime<Utc>>,
+    payload: Vec<Vec<u8>>,
+    prev_hash: Vec<Vec<u8>>,
+    hash: Vec<Vec<u8>>,
+}
+
+/// The idempotency records to insert, one array per column.
+#[derive(Default)]
+struct AnswerRows {
+    tenant_id: Vec<Uuid>,
+    subject: Vec<String>,
+    key: Vec<String>,
+    request_hash: Vec<Vec<u8>>,
+    status: Vec<i16>,
+    response: Vec<serde_json::Value>,
+}
+
+/// Writes a group in one transaction; one outcome per job, in order.
+async fn write(
+    pool: &Pool,
+    jobs: &[AppendJob],
+) -> Result<Vec<Result<Appended, StoreError>>, StoreError> {
+    let mut client = pool.get().await?;
+    let tx = client.transaction().await?;
+    let names: Vec<String> = jobs.iter().map(|j| j.stream.to_string()).collect();
+    let lock = tx
+        .prepare_cached("SELECT position FROM log_head FOR UPDATE")
+        .await?;
+    // The newest event of each stream of the group. Sent right behind the lock statement
+    // (pipelined): PostgreSQL runs it after the lock is granted, with a snapshot that sees
+    // every append committed before ours.
+    let tips = tx
+        .prepare_cached(
+            "SELECT DISTINCT ON (stream_id) stream_id, stream_version, hash FROM events
+             WHERE stream_id = ANY($1) ORDER BY stream_id, stream_version DESC",
+        )
+        .await?;
+    let tip_params: [&Param; 1] = [&names];
+    let (head, tip_rows) =
+        tokio::try_join!(tx.query_one(&lock, &[]), tx.query(&tips, &tip_params))?;
+    let head = to_u64(head.get(0));
+    let mut tips: HashMap<String, (u64, Vec<u8>)> = tip_rows
+        .iter()
+        .map(|r| (r.get(0), (to_u64(r.get(1)), r.get(2))))
+        .collect();
+
+    let mut next = head;
+    let mut rows = EventRows::default();
+    let mut answers = AnswerRows::default();
+    let mut outcomes = Vec::with_capacity(jobs.len());
+    for (job, name) in jobs.iter().zip(&names) {
+        let (actual, mut prev_hash) = tips
+            .get(name)
+            .cloned()
+            .unwrap_or((0, GENESIS_HASH.to_vec()));
+        if let Some(expected) = job.expected
+            && expected != actual
+        {
+            outcomes.push(Err(StoreError::Conflict { expected, actual }));
+            continue;
+        }
+        let mut recorded = Vec::with_capacity(job.events.len());
+        for (i, pending) in job.events.iter().enumerate() {
+            let event =
+                RecordedEvent::place(pending.clone(), job.stream, actual + 1 + i as u64, next + 1);
+            next += 1;
+            let payload = event.encode();
+            let hash = chain_hash(&prev_hash, &payload);
+            rows.position.push(to_i64(event.position));
+            rows.stream_id.push(name.clone());
+            rows.version.push(to_i64(event.version));
+            rows.event_id.push(event.event_id);
+            rows.event_type.push(event.type_name());
+            rows.tenant_id.push(job.stream.tenant().as_uuid());
+            rows.admin_id.push(job.stream.admin().map(|a| a.as_uuid()));
+            rows.occurred_at.push(event.occurred_at);
+            rows.payload.push(payload);
+            rows.prev_hash
+                .push(std::mem::replace(&mut prev_hash, hash.clone()));
+            rows.hash.push(hash);
+            recorded.push(event);
+        }
+        if let Some(last) = recorded.last() {
+            tips.insert(name.clone(), (last.version, prev_hash));
+        }
+        let rendered = job.answer.as_ref().map(|answer| {
+            let (status, body) = (answer.render)(&recorded);
+            answers.tenant_id.push(answer.key.tenant_id);
+            answers.subject.push(answer.key.subject.clone());
+            answers.key.push(answer.key.key.clone());
+            answers.request_hash.push(answer.request_hash.clone());
+            answers.status.push(i16::try_from(status).unwrap_or(500));
+            answers.response.push(body.clone());
+            (status, body)
+        });
+        outcomes.push(Ok(Appended {
+            events: recorded,
+            answer: rendered,
+        }));
+    }
+
+    let insert_events = tx
+        .prepare_cached(
+            "INSERT INTO events (position, stream_id, stream_version, event_id, event_type,
+                                 tenant_id, admin_id, occurred_at, payload, prev_hash, hash)
+             SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::uuid[], $5::text[],
+                                  $6::uuid[], $7::uuid[], $8::timestamptz[], $9::bytea[],
+                                  $10::bytea[], $11::bytea[])",
+        )
+        .await?;
+    let insert_answers = tx
+        .prepare_cached(
+            "INSERT INTO idempotency_keys (tenant_id, subject, key, request_hash, status, response)
+             SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::bytea[], $5::smallint[],
+                                  $6::jsonb[])
+             ON CONFLICT DO NOTHING",
+        )
+        .await?;
+    let move_head = tx
+        .prepare_cached("UPDATE log_head SET position = $1")
+        .await?;
+    let event_params: [&Param; 11] = [
+        &rows.position,
+        &rows.stream_id,
+        &rows.version,
+        &rows.event_id,
+        &rows.event_type,
+        &rows.tenant_id,
+        &rows.admin_id,
+        &rows.occurred_at,
+        &rows.payload,
+        &rows.prev_hash,
+        &rows.hash,
+    ];
+    let answer_params: [&Param; 6] = [
+        &answers.tenant_id,
+        &answers.subject,
+        &answers.key,
+        &answers.request_hash,
+        &answers.status,
+        &answers.response,
+    ];
+    let new_head = to_i64(next);
+    let head_params: [&Param; 1] = [&new_head];
+    // Three statements in one round trip (pipelined), then the commit.
+    let (_, stored, _) = tokio::try_join!(
+        tx.execute(&insert_events, &event_params),
+        tx.execute(&insert_answers, &answer_params),
+        tx.execute(&move_head, &head_params),
+    )?;
+    if stored != answers.key.len() as u64 {
+        // A concurrent request (another replica) stored one of these keys first.
+        return Err(StoreError::IdempotencyRace);
+    }
+    tx.commit().await?;
+    metrics::counter!("recovery_events_appended_total").increment(rows.position.len() as u64);
+    Ok(outcomes)
+}
