@@ -1,7 +1,9 @@
 //! Live events: the JetStream relay, eligibility over NATS and Server-Sent Events, against a
 //! private `nats-server -js` that each test starts (and stops) itself.
 
-use crate::support::{Options, TestApp, fresh_database, spawn_app, spawn_app_with, spawn_on};
+use crate::support::{
+    Backend, Options, TestApp, fresh_database, spawn_app_with, spawn_backend, spawn_on,
+};
 use async_nats::jetstream;
 use prost::Message;
 use recovery_info::domain::DomainEvent;
@@ -425,9 +427,8 @@ async fn read_sse(r: &mut reqwest::Response, n: usize, timeout: Duration) -> Vec
     events
 }
 
-#[tokio::test]
-async fn server_sent_events_resume_after_last_event_id_without_nats() {
-    let app = spawn_app().await;
+async fn server_sent_events_resume_after_last_event_id_without_nats(backend: Backend) {
+    let app = spawn_backend(backend).await;
     let admin = Uuid::now_v7();
     app.add_ok(admin, "mobile_phone", "+45 20 12 34 56").await;
     app.add_ok(admin, "email", "jane@example.com").await;
@@ -717,3 +718,5 @@ async fn watch_prints_one_decoded_line_per_event_and_eligibility_change() {
         "{text}"
     );
 }
+
+crate::on_both_backends!(server_sent_events_resume_after_last_event_id_without_nats);
