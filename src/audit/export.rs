@@ -1,10 +1,10 @@
 //! `audit export`: a tenant's (or one admin's) history as JSON Lines or CSV, streamed page by
 //! page from the store, so that memory stays flat whatever the size of the log.
 
-use crate::domain::{AdminId, StreamId, TenantId};
-use crate::events::RecordedEvent;
+use crate::domain::{AdminId, DomainEvent, StreamId, TenantId};
+use crate::events::{Actor, PendingEvent};
 use crate::progress::Progress;
-use crate::store::Store;
+use crate::store::{HistoryQuery, Store};
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use clap::ValueEnum;
@@ -54,9 +54,43 @@ pub struct ExportFilter {
 }
 
 impl ExportFilter {
-    fn keeps(&self, e: &RecordedEvent) -> bool {
-        self.since.is_none_or(|s| e.occurred_at >= s)
-            && self.until.is_none_or(|u| e.occurred_at < u)
+    /// The store query for the page after `after`.
+    fn page(&self, after: u64) -> HistoryQuery {
+        HistoryQuery {
+            tenant: self.tenant,
+            admin: self.admin,
+            after,
+            limit: PAGE,
+            since: self.since,
+            until: self.until,
+            types: Vec::new(),
+        }
+    }
+
+    /// The audit-access event a revealing export leaves: the operator's OS account is the
+    /// actor, since the command line has no token.
+    fn reveal_trace(&self) -> PendingEvent {
+        let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+        let query = format!(
+            "since={}&until={}",
+            self.since.map(|t| t.to_rfc3339()).unwrap_or_default(),
+            self.until.map(|t| t.to_rfc3339()).unwrap_or_default()
+        );
+        PendingEvent {
+            event_id: uuid::Uuid::now_v7(),
+            occurred_at: Utc::now(),
+            actor: Actor {
+                subject: format!("cli:{user}"),
+                roles: vec!["auditor".into()],
+            },
+            correlation_id: uuid::Uuid::now_v7(),
+            idempotency_key: None,
+            event: DomainEvent::PiiRevealed {
+                scope: "export".into(),
+                admin: self.admin,
+                query,
+            },
+        }
     }
 }
 
@@ -76,6 +110,12 @@ pub async fn export(
     format: Format,
     out: &mut dyn Write,
 ) -> anyhow::Result<Exported> {
+    if filter.reveal {
+        // Reading raw values leaves a trace first; if it cannot be recorded, nothing is read.
+        store
+            .append_any(StreamId::Audit(filter.tenant), vec![filter.reveal_trace()])
+            .await?;
+    }
     let head = store.head().await?;
     let mut progress = Progress::new("export", "events", None);
     if format == Format::Csv {
@@ -83,26 +123,12 @@ pub async fn export(
     }
     let (mut after, mut written) = (0, 0);
     'pages: loop {
-        let page = match filter.admin {
-            Some(admin) => {
-                store
-                    .read_stream(StreamId::Admin(filter.tenant, admin), after, PAGE)
-                    .await?
-            }
-            None => {
-                store
-                    .read_tenant(filter.tenant.as_uuid(), after, PAGE)
-                    .await?
-            }
-        };
+        let page = store.history(&filter.page(after)).await?;
         let Some(last) = page.last() else { break };
         after = last.position;
         for event in &page {
             if event.position > head {
                 break 'pages;
-            }
-            if !filter.keeps(event) {
-                continue;
             }
             let entry = event.to_json(filter.reveal);
             match format {

@@ -14,6 +14,7 @@ use crate::http::HttpState;
 use crate::http::auth::{Access, Caller};
 use crate::http::error::ApiError;
 use crate::http::extract::ValidPath;
+use crate::store::HistoryQuery;
 use axum::Extension;
 use axum::extract::State;
 use axum::http::HeaderMap;
@@ -64,7 +65,15 @@ impl Cursor {
                 match self
                     .live
                     .store()
-                    .read_tenant(self.tenant.as_uuid(), self.after, PAGE)
+                    .history(&HistoryQuery {
+                        tenant: self.tenant,
+                        admin: None,
+                        after: self.after,
+                        limit: PAGE,
+                        since: None,
+                        until: None,
+                        types: Vec::new(),
+                    })
                     .await
                 {
                     Ok(page) => {

@@ -19,7 +19,6 @@ use crate::domain::{AdminId, AdminState, StreamId, TenantId, Verdict};
 use crate::events::PendingEvent;
 use projections::{Batch, Projection};
 use std::path::PathBuf;
-use uuid::Uuid;
 
 use crate::events::RecordedEvent;
 use serde_json::Value;
@@ -196,10 +195,6 @@ delegate! {
     fn head(&self) -> u64;
     /// Every event of the given streams, in log order.
     fn load_streams(&self, streams: &[StreamId]) -> Vec<crate::events::RecordedEvent>;
-    /// Events of one stream after a global position, oldest first.
-    fn read_stream(&self, stream: StreamId, after: u64, limit: u32) -> Vec<crate::events::RecordedEvent>;
-    /// A tenant's events after a global position, oldest first.
-    fn read_tenant(&self, tenant: Uuid, after: u64, limit: u32) -> Vec<crate::events::RecordedEvent>;
     /// The global log after a position, oldest first; never skips an event.
     fn read_log(&self, after: u64, limit: u32) -> Vec<crate::events::RecordedEvent>;
     /// The first answer stored under an idempotency key.

@@ -9,7 +9,6 @@ use crate::events::{PendingEvent, RecordedEvent};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use sha2::{Digest, Sha256};
 use tokio_postgres::NoTls;
-use uuid::Uuid;
 
 /// The hash that precedes the first event of every stream.
 pub const GENESIS_HASH: [u8; 32] = [0; 32];
@@ -105,51 +104,6 @@ impl PgStore {
             )
             .await?;
         decode_rows(client.query(&stmt, &[&names]).await?)
-    }
-
-    /// Events of one stream after `after` (a global position), oldest first.
-    #[tracing::instrument(skip(self), level = "debug", fields(stream = %stream))]
-    pub async fn read_stream(
-        &self,
-        stream: StreamId,
-        after: u64,
-        limit: u32,
-    ) -> Result<Vec<RecordedEvent>, StoreError> {
-        let client = self.pool.get().await?;
-        let stmt = client
-            .prepare_cached(
-                "SELECT payload FROM events WHERE stream_id = $1 AND position > $2
-                 ORDER BY position LIMIT $3",
-            )
-            .await?;
-        let rows = client
-            .query(
-                &stmt,
-                &[&stream.to_string(), &to_i64(after), &i64::from(limit)],
-            )
-            .await?;
-        decode_rows(rows)
-    }
-
-    /// A tenant's events (admin and tenant streams) after `after`, oldest first.
-    #[tracing::instrument(skip(self), level = "debug")]
-    pub async fn read_tenant(
-        &self,
-        tenant: Uuid,
-        after: u64,
-        limit: u32,
-    ) -> Result<Vec<RecordedEvent>, StoreError> {
-        let client = self.pool.get().await?;
-        let stmt = client
-            .prepare_cached(
-                "SELECT payload FROM events WHERE tenant_id = $1 AND position > $2
-                 ORDER BY position LIMIT $3",
-            )
-            .await?;
-        let rows = client
-            .query(&stmt, &[&tenant, &to_i64(after), &i64::from(limit)])
-            .await?;
-        decode_rows(rows)
     }
 
     /// The global log after `after`, oldest first. Never skips an event: see the comment on

@@ -135,43 +135,6 @@ impl SqliteStore {
         .await
     }
 
-    pub async fn read_stream(
-        &self,
-        stream: StreamId,
-        after: u64,
-        limit: u32,
-    ) -> Result<Vec<RecordedEvent>, StoreError> {
-        let name = stream.to_string();
-        self.run(move |c| {
-            let mut stmt = c.prepare_cached(
-                "SELECT payload FROM events WHERE stream_id = ?1 AND position > ?2 ORDER BY position LIMIT ?3",
-            )?;
-            let rows = stmt
-                .query_map(params![name, i64_of(after), limit], |r| r.get(0))?
-                .collect::<Result<Vec<Vec<u8>>, _>>()?;
-            decode_payloads(rows)
-        })
-        .await
-    }
-
-    pub async fn read_tenant(
-        &self,
-        tenant: Uuid,
-        after: u64,
-        limit: u32,
-    ) -> Result<Vec<RecordedEvent>, StoreError> {
-        self.run(move |c| {
-            let mut stmt = c.prepare_cached(
-                "SELECT payload FROM events WHERE tenant_id = ?1 AND position > ?2 ORDER BY position LIMIT ?3",
-            )?;
-            let rows = stmt
-                .query_map(params![tenant.to_string(), i64_of(after), limit], |r| r.get(0))?
-                .collect::<Result<Vec<Vec<u8>>, _>>()?;
-            decode_payloads(rows)
-        })
-        .await
-    }
-
     pub async fn read_log(&self, after: u64, limit: u32) -> Result<Vec<RecordedEvent>, StoreError> {
         self.run(move |c| read_log(c, after, limit)).await
     }

@@ -559,13 +559,23 @@ async fn export_writes_the_same_entries_as_the_http_history(backend: Backend) {
     let revealed = jsonl(export(&["--format", "jsonl", "--reveal"]));
     assert_eq!(revealed[0]["data"]["value"], "+4520123456");
     assert_eq!(feed[0]["data"]["value"], "+45 •• •• •• 56");
+    // A revealing export leaves its trace first, so it is the last entry it writes.
+    let trace = revealed.last().unwrap();
+    assert_eq!(trace["type"], "PiiRevealed");
+    assert_eq!(trace["data"]["scope"], "export");
+    assert!(
+        trace["actor"]["subject"]
+            .as_str()
+            .unwrap()
+            .starts_with("cli:")
+    );
     let window = |since: &str, until: &str| {
         jsonl(export(&[
             "--format", "jsonl", "--since", since, "--until", until,
         ]))
         .len()
     };
-    assert_eq!(window("2000-01-01T00:00:00Z", "2999-01-01T00:00:00Z"), 5);
+    assert_eq!(window("2000-01-01T00:00:00Z", "2999-01-01T00:00:00Z"), 6);
     assert_eq!(window("2999-01-01T00:00:00Z", "2999-01-02T00:00:00Z"), 0);
     assert_eq!(
         window("2000-01-01T00:00:00+02:00", "2000-01-02T00:00:00Z"),
@@ -577,7 +587,11 @@ async fn export_writes_the_same_entries_as_the_http_history(backend: Backend) {
         csv[0],
         recovery_info::audit::export::CSV_COLUMNS.map(String::from)
     );
-    assert_eq!(csv.len(), 1 + feed.len());
+    assert_eq!(
+        csv.len(),
+        1 + feed.len() + 1,
+        "the header, the feed and the reveal trace"
+    );
     for (row, entry) in csv[1..].iter().zip(feed) {
         assert_eq!(row.len(), 11);
         assert_eq!(row[0], entry["position"].to_string());

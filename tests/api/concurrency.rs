@@ -99,11 +99,10 @@ async fn concurrent_writers_without_if_match_lose_no_update(backend: Backend) {
     // Each change's old value is the previous change's new value: none was decided on stale state.
     let values: Vec<(String, String)> = app
         .store()
-        .read_stream(
-            StreamId::Admin(TenantId::from_uuid(app.tenant), AdminId::from_uuid(admin)),
-            0,
-            100,
-        )
+        .load_streams(&[StreamId::Admin(
+            TenantId::from_uuid(app.tenant),
+            AdminId::from_uuid(admin),
+        )])
         .await
         .unwrap()
         .into_iter()
