@@ -163,6 +163,18 @@ impl Live {
         store: &StoreConfig,
         publisher: Option<&PublisherConfig>,
     ) -> Result<Live, PublishError> {
+        // The relay keeps its checkpoint and its leadership in PostgreSQL.
+        let relay_store = match (publisher, &app.store, store) {
+            (None, _, _) => None,
+            (Some(_), Store::Postgres(pg), StoreConfig::Postgres { url, .. }) => {
+                Some((pg.clone(), url.clone()))
+            }
+            (Some(_), _, _) => {
+                return Err(PublishError::Unsupported(
+                    "publishing to NATS needs the PostgreSQL store (set DATABASE_URL)".into(),
+                ));
+            }
+        };
         let poll = publisher.map_or(Duration::from_millis(500), |p| p.poll_interval);
         let wake = Wake::local(app, poll);
         let mut tasks = Vec::new();
@@ -171,18 +183,11 @@ impl Live {
         }
         let (log, tail_task) = tail::LiveLog::spawn(app.store.clone(), wake.clone());
         tasks.push(tail_task);
-        if let Some(config) = publisher {
-            // The relay keeps its checkpoint and its leadership in PostgreSQL.
-            let (Store::Postgres(pg), StoreConfig::Postgres { url, .. }) = (&app.store, store)
-            else {
-                return Err(PublishError::Unsupported(
-                    "publishing to NATS needs the PostgreSQL store (set DATABASE_URL)".into(),
-                ));
-            };
+        if let (Some(config), Some((pg, url))) = (publisher, relay_store) {
             let client = nats::connect_nats(&config.nats_url).await?;
             let relay = nats::Relay::new(
-                pg.clone(),
-                url.clone(),
+                pg,
+                url,
                 config.clone(),
                 client.clone(),
                 wake,

@@ -244,3 +244,22 @@ fn a_malformed_database_url_fails_at_start_with_one_line() {
     ));
     assert!(err.contains("RECOVERY_JWT_SECRET"), "{err}");
 }
+
+#[test]
+fn publishing_to_nats_on_the_embedded_store_is_refused_at_start() {
+    let data_dir = temp_dir();
+    let err = fails_with_one_line(
+        binary()
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--nats-url",
+                "nats://127.0.0.1:1",
+                "--data-dir",
+            ])
+            .arg(&data_dir),
+    );
+    assert!(err.contains("needs the PostgreSQL store"), "{err}");
+    let _ = std::fs::remove_dir_all(&data_dir);
+}
