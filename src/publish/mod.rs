@@ -185,13 +185,7 @@ impl Live {
         tasks.push(tail_task);
         if let (Some(config), Some((pg, url))) = (publisher, relay_store) {
             let client = nats::connect_nats(&config.nats_url).await?;
-            let relay = nats::Relay::new(
-                pg,
-                url,
-                config.clone(),
-                client.clone(),
-                wake,
-            );
+            let relay = nats::Relay::new(pg, url, config.clone(), client.clone(), wake);
             tasks.push(tokio::spawn(relay.run()));
             tasks.push(rpc::serve(client, app.clone(), &config.subject_prefix).await?);
         }

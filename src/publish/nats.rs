@@ -33,6 +33,14 @@ pub struct Relay {
     wake: Wake,
 }
 
+/// The relay's eligibility fold, kept across batches while it leads.
+#[derive(Default)]
+struct WarmFold {
+    fold: EligibilityFold,
+    /// Tenants whose every admin is in the fold.
+    whole_tenants: std::collections::HashSet<crate::domain::TenantId>,
+}
+
 /// Where the stream ends: its last sequence, and the id and position of its last message.
 #[derive(Clone, Debug, Default)]
 struct StreamTip {
@@ -186,6 +194,9 @@ impl Relay {
                 .await?;
         }
         let mut sequence = tip.sequence;
+        // The eligibility fold stays warm across batches: an admin's (or a whole tenant's)
+        // history is loaded once, the first time a batch touches it.
+        let mut warm = WarmFold::default();
         tracing::info!(
             position,
             stream_sequence = sequence,
@@ -209,19 +220,12 @@ impl Relay {
                 continue;
             };
             let started = Instant::now();
-            let (admins, tenants) = messages::fold_scope(&batch);
-            let mut fold = EligibilityFold::default();
-            for e in self
-                .store
-                .eligibility_history(&admins, &tenants, position)
-                .await?
-            {
-                fold.apply(&e);
-            }
+            self.prime(&mut warm, &batch, position).await?;
+            let fold = &mut warm.fold;
             let mut out = messages::build(
                 &self.config.subject_prefix,
                 self.config.reveal_values,
-                &mut fold,
+                fold,
                 &batch,
             );
             if let Some(id) = skip_through.take()
@@ -241,6 +245,47 @@ impl Relay {
             tracing::debug!(position = last, events = batch.len(), "published");
             position = last;
         }
+    }
+
+    /// Loads into `warm` the history (up to `position`) of every admin `batch` touches and,
+    /// for a tenant settings event, of every admin of the tenant — each only once.
+    async fn prime(
+        &self,
+        warm: &mut WarmFold,
+        batch: &[crate::events::RecordedEvent],
+        position: u64,
+    ) -> Result<(), PublishError> {
+        let (admins, tenants) = messages::fold_scope(batch);
+        let admins: Vec<_> = admins
+            .into_iter()
+            .filter(|(t, a)| {
+                !warm.whole_tenants.contains(t) && !warm.fold.admins.contains_key(&(*t, *a))
+            })
+            .collect();
+        let tenants: Vec<_> = tenants
+            .into_iter()
+            .filter(|t| !warm.whole_tenants.contains(t))
+            .collect();
+        if admins.is_empty() && tenants.is_empty() {
+            return Ok(());
+        }
+        let mut cold = EligibilityFold::default();
+        for e in self
+            .store
+            .eligibility_history(&admins, &tenants, position)
+            .await?
+        {
+            cold.apply(&e);
+        }
+        // What the warm fold already holds is newer than or equal to the history: keep it.
+        for (key, entry) in cold.admins {
+            warm.fold.admins.entry(key).or_insert(entry);
+        }
+        for (tenant, state) in cold.tenants {
+            warm.fold.tenants.entry(tenant).or_insert(state);
+        }
+        warm.whole_tenants.extend(tenants);
+        Ok(())
     }
 
     /// Sends every message before awaiting any PubAck; returns the stream's new last sequence.
