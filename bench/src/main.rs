@@ -142,14 +142,18 @@ async fn run(args: &Args) -> anyhow::Result<()> {
 }
 
 /// The service as the bench runs it: PostgreSQL, and the JetStream publisher on `nats_url`
-/// (the publisher rows are measured from the events arriving on `recovery.v1.events.>`).
+/// under the run's own stream and subject prefix (see `publisher::stream_name`).
 fn service_config(database_url: &str, nats_url: &str) -> ServerConfig {
     ServerConfig {
         store: StoreConfig::Postgres {
             url: database_url.to_owned(),
             pool_size: 16,
         },
-        publisher: Some(PublisherConfig::new(nats_url)),
+        publisher: Some(PublisherConfig {
+            stream_name: publisher::stream_name(),
+            subject_prefix: publisher::prefix(),
+            ..PublisherConfig::new(nats_url)
+        }),
         listen: ([127, 0, 0, 1], 0).into(),
         jwt_secret: SECRET.to_vec(),
         freshness_timeout: Duration::from_secs(2),
@@ -184,6 +188,9 @@ async fn measure(args: &Args, plan: &Plan, db: &db::BenchDb) -> anyhow::Result<M
     let store = server.app.store.clone();
     let result = measure_with(args, plan, db, &server, &store).await;
     let _ = server.stop().await;
+    if let Ok(nats) = raw_nats::connect(&args.nats_url).await {
+        publisher::delete_stream(&nats).await;
+    }
     result
 }
 
@@ -369,7 +376,7 @@ async fn measure_with(
     }
 
     // Does the service publish?
-    say("probing for the publisher (one command, waiting for recovery.v1.events.>)");
+    say("probing for the publisher (one command, waiting for its event on NATS)");
     let publishing = match publisher::probe(nats.as_ref(), &service, Duration::from_secs(2)).await?
     {
         publisher::Availability::Available => nats.as_ref(),

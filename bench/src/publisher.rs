@@ -18,8 +18,27 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 
+/// The run's own JetStream stream and subject prefix: a stream left by an earlier run (of
+/// another database) must not be continued.
+pub fn stream_name() -> String {
+    format!("RECOVERY_BENCH_{}", std::process::id())
+}
+
+/// The subject prefix the bench's service publishes under.
+pub fn prefix() -> String {
+    format!("bench{}.v1", std::process::id())
+}
+
 /// The subjects the service publishes events on.
-pub const EVENTS_SUBJECTS: &str = "recovery.v1.events.>";
+fn events_subjects() -> String {
+    format!("{}.events.>", prefix())
+}
+
+/// Deletes the run's stream (at the end of the run).
+pub async fn delete_stream(nats: &async_nats::Client) {
+    let js = async_nats::jetstream::new(nats.clone());
+    let _ = js.delete_stream(stream_name()).await;
+}
 
 /// Whether the service publishes, and if not, why.
 pub enum Availability {
@@ -36,7 +55,7 @@ pub async fn probe(
     let Some(nats) = nats else {
         return Ok(Availability::NotAvailable("NATS unreachable".into()));
     };
-    let mut sub = nats.subscribe(EVENTS_SUBJECTS).await?;
+    let mut sub = nats.subscribe(events_subjects()).await?;
     nats.flush().await?;
     let client = Service::client()?;
     let mut admin = AdminSim::new(0);
@@ -56,9 +75,9 @@ pub async fn probe(
 pub async fn stream_messages(nats: &async_nats::Client) -> anyhow::Result<u64> {
     let js = async_nats::jetstream::new(nats.clone());
     let name = js
-        .stream_by_subject("recovery.v1.events.probe.probe.Probe")
+        .stream_by_subject(format!("{}.events.probe.probe.Probe", prefix()))
         .await
-        .context("no JetStream stream captures recovery.v1.events.>")?;
+        .context("no JetStream stream captures the service's events")?;
     let mut stream = js.get_stream(name).await?;
     Ok(stream.info().await?.state.messages)
 }
@@ -108,7 +127,7 @@ pub async fn commit_to_subscriber(
     duration: Duration,
 ) -> anyhow::Result<(Summary, usize)> {
     let arrivals: Arc<Mutex<HashMap<u64, Instant>>> = Arc::default();
-    let mut sub = nats.subscribe(EVENTS_SUBJECTS).await?;
+    let mut sub = nats.subscribe(events_subjects()).await?;
     nats.flush().await?;
     let collector = {
         let arrivals = arrivals.clone();
