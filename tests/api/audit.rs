@@ -713,21 +713,6 @@ async fn random_command(
     assert!(!status.is_server_error() || status == 503, "{status}");
 }
 
-/// Waits until every projection's checkpoint reaches the head.
-async fn caught_up(app: &TestApp) {
-    let head = app.store().head().await.unwrap();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    for p in Projection::ALL {
-        while app.store().checkpoint(p).await.unwrap() < head {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "{p:?} did not catch up"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-}
-
 async fn replay_swaps_in_a_rebuild_equal_to_the_live_projection_while_requests_flow(
     backend: Backend,
 ) {
@@ -744,7 +729,7 @@ async fn replay_swaps_in_a_rebuild_equal_to_the_live_projection_while_requests_f
     for _ in 0..150 {
         random_command(&app, &admins, &mut rng, &mut methods).await;
     }
-    caught_up(&app).await;
+    app.caught_up().await;
     let head_before = app.store().head().await.unwrap();
 
     // While the replay runs: a writer keeps commanding, a reader keeps reading every view.
@@ -794,7 +779,7 @@ async fn replay_swaps_in_a_rebuild_equal_to_the_live_projection_while_requests_f
     let writes = writer.await.unwrap();
     let reads = reader.await.unwrap();
     assert!(writes > 0 && reads > 0, "{writes} writes, {reads} reads");
-    caught_up(&app).await;
+    app.caught_up().await;
 
     let db = Db::open(&app.store_config).await;
     let swapped = db.projections().await;
@@ -804,7 +789,7 @@ async fn replay_swaps_in_a_rebuild_equal_to_the_live_projection_while_requests_f
     for p in Projection::ALL {
         app.store().reset_projection(p).await.unwrap();
     }
-    caught_up(&app).await;
+    app.caught_up().await;
     let reference = db.projections().await;
     assert!(swapped == reference, "the swapped-in rebuild differs");
 
@@ -819,7 +804,7 @@ async fn replay_swaps_in_a_rebuild_equal_to_the_live_projection_while_requests_f
         "{out:?}"
     );
     assert!(text(&out.stderr).contains("events/s"), "{out:?}");
-    caught_up(&app).await;
+    app.caught_up().await;
     assert!(db.projections().await == reference);
 }
 

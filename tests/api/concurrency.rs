@@ -440,36 +440,12 @@ async fn two_replicas_project_each_event_once_and_a_rebuild_comes_out_identical(
         a.store().reset_projection(p).await.unwrap();
     }
     // The runners' in-memory progress does not go backwards: watch the checkpoints themselves.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    for p in Projection::ALL {
-        while a.store().checkpoint(p).await.unwrap() < head {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "rebuild of {p:?} did not finish"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
+    a.caught_up().await;
     let rebuilt = snapshot(&db).await;
     assert!(
         rebuilt == live,
         "the rebuilt projections differ from the live ones"
     );
-}
-
-/// Waits until every projection's checkpoint (in the store) reaches the head.
-async fn caught_up(app: &TestApp) {
-    let head = app.store().head().await.unwrap();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    for p in Projection::ALL {
-        while app.store().checkpoint(p).await.unwrap() < head {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "{p:?} did not catch up"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
 }
 
 async fn a_rebuilt_projection_equals_the_live_one(backend: Backend) {
@@ -513,7 +489,7 @@ async fn a_rebuilt_projection_equals_the_live_one(backend: Backend) {
             .status(),
         200
     );
-    caught_up(&app).await;
+    app.caught_up().await;
 
     let tenant = TenantId::from_uuid(app.tenant);
     let read_all = async || {
@@ -536,7 +512,7 @@ async fn a_rebuilt_projection_equals_the_live_one(backend: Backend) {
     for p in Projection::ALL {
         app.store().reset_projection(p).await.unwrap();
     }
-    caught_up(&app).await;
+    app.caught_up().await;
     assert_eq!(read_all().await, live);
 }
 

@@ -164,6 +164,21 @@ impl TestApp {
         }
     }
 
+    /// Waits until every projection's checkpoint (in the store) reaches the log's head.
+    pub async fn caught_up(&self) {
+        let head = self.store().head().await.unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        for p in recovery_info::store::projections::Projection::ALL {
+            while self.store().checkpoint(p).await.unwrap() < head {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "{p:?} did not catch up"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+
     pub fn store(&self) -> &Store {
         &self.server.app.store
     }
