@@ -1,8 +1,6 @@
 //! Optimistic concurrency, idempotency, the gap-free global log and exactly-once projections.
 
-use crate::support::{
-    Backend, Options, TestApp, assert_problem, fresh_database, spawn_backend, spawn_on,
-};
+use crate::support::{Backend, Options, assert_problem, fresh_database, spawn_backend, spawn_on};
 use futures::future::join_all;
 use recovery_info::domain::{AdminId, DomainEvent, MethodId, MethodKind, StreamId, TenantId};
 use recovery_info::events::{Actor, PendingEvent};
