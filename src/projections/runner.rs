@@ -22,7 +22,7 @@ pub struct RunnerConfig {
 impl Default for RunnerConfig {
     fn default() -> Self {
         RunnerConfig {
-            batch_size: 500,
+            batch_size: 2000,
             poll_interval: Duration::from_millis(100),
         }
     }
