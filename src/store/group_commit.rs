@@ -127,8 +127,11 @@ async fn write(
     // every append committed before ours.
     let tips = tx
         .prepare_cached(
-            "SELECT DISTINCT ON (stream_id) stream_id, stream_version, hash FROM events
-             WHERE stream_id = ANY($1) ORDER BY stream_id, stream_version DESC",
+            // One backward index probe per stream (LIMIT 1), however long the stream is.
+            "SELECT s.name, t.stream_version, t.hash FROM unnest($1::text[]) AS s(name)
+             CROSS JOIN LATERAL (SELECT stream_version, hash FROM events
+                                 WHERE stream_id = s.name
+                                 ORDER BY stream_version DESC LIMIT 1) t",
         )
         .await?;
     let tip_params: [&Param; 1] = [&names];
