@@ -252,6 +252,15 @@ impl App {
         events: Vec<DomainEvent>,
         render: RenderAnswer,
     ) -> Result<Answer, AppError> {
+        if events.is_empty() && ctx.idempotency.is_none() {
+            // Nothing to append and no answer to keep: the store need not be involved.
+            let (status, body) = render(&[]);
+            return Ok(Answer {
+                status,
+                body,
+                replayed: false,
+            });
+        }
         let now = Utc::now();
         let pending: Vec<PendingEvent> = events
             .into_iter()
