@@ -369,13 +369,15 @@ impl App {
         for e in &until {
             fold.apply(e);
         }
-        let admin_state = fold_admin(&until, AdminState::default());
-        let tenant_state = fold_tenant(&until, TenantState::default());
-        let verdict = fold
-            .admins
-            .remove(&(tenant, admin))
-            .map(|e| e.verdict)
-            .unwrap_or_else(|| verdict_for(&tenant_state, &AdminState::default()));
+        // The eligibility fold holds the admin's and the tenant's states too.
+        let tenant_state = fold.tenants.remove(&tenant).unwrap_or_default();
+        let (admin_state, verdict) = match fold.admins.remove(&(tenant, admin)) {
+            Some(entry) => (entry.state, entry.verdict),
+            None => {
+                let verdict = verdict_for(&tenant_state, &AdminState::default());
+                (AdminState::default(), verdict)
+            }
+        };
         Ok(AsOf {
             position: until.last().map_or(0, |e| e.position),
             admin: admin_state,

@@ -1,7 +1,7 @@
 //! `/admins/{admin_id}/reset-eligibility`: may this admin reset now, and with which methods?
 
-use super::methods::settings_json;
-use crate::domain::{AdminId, TenantId};
+use super::settings::settings_json;
+use crate::domain::{AdminId, TenantId, Verdict};
 use crate::http::HttpState;
 use crate::http::auth::{Access, Caller};
 use crate::http::error::ApiError;
@@ -32,20 +32,18 @@ pub async fn get(
     caller.authorize(tenant, Access::ReadEligibility(admin))?;
     if let Some(at) = q.as_of {
         let then = s.app.as_of(tenant, admin, at).await?;
-        return Ok(Json(json!({
-            "tenant_id": tenant,
-            "admin_id": admin,
-            "eligible": then.verdict.eligible,
-            "policy": then.verdict.policy,
-            "missing": then.verdict.missing,
-            "usable_methods": then.verdict.usable_methods,
-            "position": then.position,
-            "as_of": at,
-            "tenant_settings": settings_json(&then.tenant),
-        })));
+        let mut body = verdict_json(tenant, admin, then.position, &then.verdict);
+        body["as_of"] = json!(at);
+        body["tenant_settings"] = settings_json(&then.tenant);
+        return Ok(Json(body));
     }
     let (position, verdict) = s.app.eligibility(tenant, admin, q.min_position).await?;
-    Ok(Json(json!({
+    Ok(Json(verdict_json(tenant, admin, position, &verdict)))
+}
+
+/// The eligibility answer: the verdict and the log position it reflects.
+fn verdict_json(tenant: TenantId, admin: AdminId, position: u64, verdict: &Verdict) -> Value {
+    json!({
         "tenant_id": tenant,
         "admin_id": admin,
         "eligible": verdict.eligible,
@@ -53,5 +51,5 @@ pub async fn get(
         "missing": verdict.missing,
         "usable_methods": verdict.usable_methods,
         "position": position,
-    })))
+    })
 }

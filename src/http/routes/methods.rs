@@ -1,5 +1,6 @@
 //! `/admins/{admin_id}/methods`: an admin's security methods, and offboarding.
 
+use super::settings::settings_json;
 use crate::domain::{AdminCommand, AdminId, AdminState, MethodId, MethodKind, TenantId};
 use crate::http::auth::{Access, Caller};
 use crate::http::error::ApiError;
@@ -33,11 +34,6 @@ pub struct ViewQuery {
     as_of: Option<DateTime<Utc>>,
     /// Answer from a view that reflects at least this log position.
     min_position: Option<u64>,
-}
-
-/// The tenant settings that shaped an as-of answer.
-pub(crate) fn settings_json(t: &crate::domain::TenantState) -> Value {
-    json!({"domains": t.domains, "reset_policy": {"name": t.policy.name()}})
 }
 
 /// The contact view's JSON.

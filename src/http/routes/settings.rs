@@ -24,13 +24,17 @@ pub struct SettingsBody {
     reset_policy: Option<PolicyBody>,
 }
 
-fn settings_json(s: &TenantState) -> Value {
-    json!({
-        "domains": s.domains,
-        "reset_policy": {"name": s.policy.name()},
-        "version": s.version,
-        "position": s.last_position,
-    })
+/// The tenant's settings: domains and reset policy.
+pub(crate) fn settings_json(s: &TenantState) -> Value {
+    json!({"domains": s.domains, "reset_policy": {"name": s.policy.name()}})
+}
+
+/// The settings with the tenant stream's version and position (a read or a command's answer).
+fn versioned_settings_json(s: &TenantState) -> Value {
+    let mut body = settings_json(s);
+    body["version"] = json!(s.version);
+    body["position"] = json!(s.last_position);
+    body
 }
 
 /// `GET …/settings`.
@@ -41,7 +45,9 @@ pub async fn get(
     ValidPath(tenant): ValidPath<TenantId>,
 ) -> Result<Json<Value>, ApiError> {
     caller.authorize(tenant, Access::ReadSettings)?;
-    Ok(Json(settings_json(&s.app.settings(tenant).await?)))
+    Ok(Json(versioned_settings_json(
+        &s.app.settings(tenant).await?,
+    )))
 }
 
 /// `PUT …/settings`: sets the domains and/or the reset policy; every admin of the tenant is
@@ -63,7 +69,7 @@ pub async fn put(
     };
     let answer = s
         .app
-        .tenant_command(&ctx, command, |state| (200, settings_json(state)))
+        .tenant_command(&ctx, command, |state| (200, versioned_settings_json(state)))
         .await?;
     Ok(answer_response(answer))
 }
