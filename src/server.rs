@@ -39,9 +39,7 @@ pub struct Server {
 /// Connects, migrates, starts the projections and serves the API.
 pub async fn start(config: ServerConfig) -> anyhow::Result<Server> {
     // Refuse a configuration that cannot work before anything is started.
-    if config.publisher.is_some() && matches!(config.store, StoreConfig::Embedded { .. }) {
-        anyhow::bail!("publishing to NATS needs the PostgreSQL store (set DATABASE_URL)");
-    }
+    crate::publish::check_store(config.publisher.as_ref(), &config.store)?;
     let store = Store::open(&config.store)
         .await
         .with_context(|| format!("cannot open the store ({})", config.store.describe()))?;

@@ -153,23 +153,26 @@ async fn join_latencies(
     Ok(all)
 }
 
+/// The column types of the `events` table, in order (for binary COPY in and out).
+pub const EVENT_COLUMN_TYPES: [Type; 11] = [
+    Type::INT8,
+    Type::TEXT,
+    Type::INT8,
+    Type::UUID,
+    Type::TEXT,
+    Type::UUID,
+    Type::UUID,
+    Type::TIMESTAMPTZ,
+    Type::BYTEA,
+    Type::BYTEA,
+    Type::BYTEA,
+];
+
 /// `COPY events TO STDOUT (FORMAT binary)`: every row of the event log, decoded as the
 /// binary row format (the payload column is touched so that nothing is skipped).
 pub async fn copy_scan(url: &str) -> anyhow::Result<Rate> {
     let client = connect(url).await?;
-    let types = [
-        Type::INT8,
-        Type::TEXT,
-        Type::INT8,
-        Type::UUID,
-        Type::TEXT,
-        Type::UUID,
-        Type::UUID,
-        Type::TIMESTAMPTZ,
-        Type::BYTEA,
-        Type::BYTEA,
-        Type::BYTEA,
-    ];
+    let types = EVENT_COLUMN_TYPES;
     let start = Instant::now();
     let stream = client
         .copy_out("COPY events TO STDOUT (FORMAT binary)")

@@ -16,7 +16,7 @@ use recovery_info::store::postgres::chain_hash;
 use recovery_info::store::projections::Projection;
 use std::time::{Duration, Instant};
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
-use tokio_postgres::types::{ToSql, Type};
+use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
 /// Events per seeded admin, on average.
@@ -135,22 +135,7 @@ pub async fn seed(url: &str, n: usize) -> anyhow::Result<u64> {
         )
         .await
         .context("COPY FROM STDIN failed")?;
-    let writer = BinaryCopyInWriter::new(
-        sink,
-        &[
-            Type::INT8,
-            Type::TEXT,
-            Type::INT8,
-            Type::UUID,
-            Type::TEXT,
-            Type::UUID,
-            Type::UUID,
-            Type::TIMESTAMPTZ,
-            Type::BYTEA,
-            Type::BYTEA,
-            Type::BYTEA,
-        ],
-    );
+    let writer = BinaryCopyInWriter::new(sink, &crate::raw_pg::EVENT_COLUMN_TYPES);
     pin_mut!(writer);
 
     let tenants: Vec<TenantId> = (0..TENANTS)

@@ -145,6 +145,20 @@ pub enum PublishError {
     Unsupported(String),
 }
 
+/// Whether `publisher` can run on `store`: the relay keeps its checkpoint and its
+/// leadership in PostgreSQL. Checked before anything starts.
+pub fn check_store(
+    publisher: Option<&PublisherConfig>,
+    store: &StoreConfig,
+) -> Result<(), PublishError> {
+    match (publisher, store) {
+        (Some(_), StoreConfig::Embedded { .. }) => Err(PublishError::Unsupported(
+            "publishing to NATS needs the PostgreSQL store (set DATABASE_URL)".into(),
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// The live side of a running service: the log tail for SSE on every replica and, when NATS
 /// is configured, the JetStream relay (led by one replica) and the eligibility service.
 pub struct Live {
@@ -163,17 +177,12 @@ impl Live {
         store: &StoreConfig,
         publisher: Option<&PublisherConfig>,
     ) -> Result<Live, PublishError> {
-        // The relay keeps its checkpoint and its leadership in PostgreSQL.
+        check_store(publisher, store)?;
         let relay_store = match (publisher, &app.store, store) {
-            (None, _, _) => None,
             (Some(_), Store::Postgres(pg), StoreConfig::Postgres { url, .. }) => {
                 Some((pg.clone(), url.clone()))
             }
-            (Some(_), _, _) => {
-                return Err(PublishError::Unsupported(
-                    "publishing to NATS needs the PostgreSQL store (set DATABASE_URL)".into(),
-                ));
-            }
+            _ => None,
         };
         let poll = publisher.map_or(Duration::from_millis(500), |p| p.poll_interval);
         let wake = Wake::local(app, poll);
