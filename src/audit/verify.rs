@@ -296,24 +296,10 @@ fn column_disagreeing(row: &RawEvent, env: &pb::Envelope) -> Option<&'static str
     if row.occurred_at_ms != env.occurred_at_ms {
         return Some("occurred_at");
     }
-    if Some(row.event_type.as_str()) != env.event.as_ref().map(type_name) {
+    if Some(row.event_type.as_str()) != env.event.as_ref().map(crate::events::pb_type_name) {
         return Some("event_type");
     }
     None
-}
-
-/// The stored type name of an envelope's event (as `DomainEvent::type_name`).
-fn type_name(event: &pb::envelope::Event) -> &'static str {
-    use pb::envelope::Event as E;
-    match event {
-        E::MethodAdded(_) => "MethodAdded",
-        E::MethodChanged(_) => "MethodChanged",
-        E::MethodRemoved(_) => "MethodRemoved",
-        E::AdminOffboarded(_) => "AdminOffboarded",
-        E::TenantDomainsSet(_) => "TenantDomainsSet",
-        E::ResetPolicySet(_) => "ResetPolicySet",
-        E::PiiRevealed(_) => "PiiRevealed",
-    }
 }
 
 /// Verifies the whole log of `store`, paging in position order, with progress on stderr.

@@ -286,6 +286,21 @@ fn removed_from_pb(r: pb::MethodRemoved, schema: u32) -> Result<RemovedMethod, D
     })
 }
 
+/// The stored type name of an envelope's event, without converting it (the same names as
+/// `DomainEvent::type_name`; `audit verify` checks stored rows with it).
+pub fn pb_type_name(event: &pb::envelope::Event) -> &'static str {
+    use pb::envelope::Event as E;
+    match event {
+        E::MethodAdded(_) => "MethodAdded",
+        E::MethodChanged(_) => "MethodChanged",
+        E::MethodRemoved(_) => "MethodRemoved",
+        E::AdminOffboarded(_) => "AdminOffboarded",
+        E::TenantDomainsSet(_) => "TenantDomainsSet",
+        E::ResetPolicySet(_) => "ResetPolicySet",
+        E::PiiRevealed(_) => "PiiRevealed",
+    }
+}
+
 fn event_to_pb(event: &DomainEvent) -> pb::envelope::Event {
     use pb::envelope::Event as E;
     match event {
@@ -443,10 +458,17 @@ mod tests {
             DomainEvent::ResetPolicySet {
                 policy: ResetPolicy::AnyTwoMethods,
             },
+            DomainEvent::PiiRevealed {
+                scope: "admin_history".into(),
+                admin: Some(AdminId::from_uuid(Uuid::now_v7())),
+                query: "reveal=true".into(),
+            },
         ];
         for event in events {
             let recorded = sample(event);
             assert_eq!(RecordedEvent::decode(&recorded.encode()).unwrap(), recorded);
+            let stored = recorded.to_envelope().event.unwrap();
+            assert_eq!(pb_type_name(&stored), recorded.type_name());
         }
     }
 
