@@ -382,20 +382,12 @@ async fn two_replicas_project_each_event_once_and_a_rebuild_comes_out_identical(
             );
         }
         if i == 6 {
-            assert_eq!(
-                app.put_settings(json!({"domains": ["contoso.com"]}))
-                    .await
-                    .status(),
-                200
-            );
+            app.put_settings_ok(json!({"domains": ["contoso.com"]}))
+                .await;
         }
     }
-    assert_eq!(
-        b.put_settings(json!({"reset_policy": {"name": "any_two_methods"}}))
-            .await
-            .status(),
-        200
-    );
+    b.put_settings_ok(json!({"reset_policy": {"name": "any_two_methods"}}))
+        .await;
     let head = a.store().head().await.unwrap();
     for p in Projection::ALL {
         assert!(
@@ -475,18 +467,10 @@ async fn a_rebuilt_projection_equals_the_live_one(backend: Backend) {
             assert_eq!(app.remove(*admin, &email).await.status(), 200);
         }
     }
-    assert_eq!(
-        app.put_settings(json!({"domains": ["contoso.com"]}))
-            .await
-            .status(),
-        200
-    );
-    assert_eq!(
-        app.put_settings(json!({"reset_policy": {"name": "any_two_methods"}}))
-            .await
-            .status(),
-        200
-    );
+    app.put_settings_ok(json!({"domains": ["contoso.com"]}))
+        .await;
+    app.put_settings_ok(json!({"reset_policy": {"name": "any_two_methods"}}))
+        .await;
     app.caught_up().await;
 
     let tenant = TenantId::from_uuid(app.tenant);

@@ -298,6 +298,12 @@ impl TestApp {
             .clone()
     }
 
+    /// Puts settings and checks they were accepted.
+    pub async fn put_settings_ok(&self, body: Value) {
+        let r = self.put_settings(body).await;
+        assert_eq!(r.status(), 200);
+    }
+
     pub async fn put_settings(&self, body: Value) -> Response {
         self.send(
             Method::PUT,
