@@ -344,10 +344,23 @@ impl App {
         tenant: TenantId,
         admin: AdminId,
         min_position: Option<u64>,
-    ) -> Result<(u64, Verdict), AppError> {
+    ) -> Result<(u64, Arc<Verdict>), AppError> {
+        // From memory when this process's runner holds the verdict at a fresh enough position
+        // (see `projections::verdicts`); from the table otherwise.
+        let cache = self.projections.verdicts();
+        if let Some(hit) = cache.and_then(|c| c.get(tenant, admin, min_position)) {
+            return Ok(hit);
+        }
         self.ensure_fresh(Projection::Eligibility, min_position)
             .await?;
-        Ok(self.store.eligibility(tenant, admin).await?)
+        if let Some(hit) = cache.and_then(|c| c.get(tenant, admin, min_position)) {
+            return Ok(hit);
+        }
+        let (position, verdict) = self.store.eligibility(tenant, admin).await?;
+        if let Some(cache) = cache {
+            cache.remember(tenant, admin, position, &verdict);
+        }
+        Ok((position, Arc::new(verdict)))
     }
 
     /// An admin's contact view and the tenant's settings as they were at `at`: the events up

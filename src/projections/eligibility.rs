@@ -2,6 +2,7 @@
 //! `evolve` functions as the aggregates, and the verdict of the tenant's policy over them.
 
 use super::contact_view::AdminKey;
+use super::verdicts::VerdictChanges;
 use crate::domain::{
     AdminState, StreamId, TenantId, TenantState, Verdict, admin_decider, evaluate, tenant_decider,
 };
@@ -57,6 +58,20 @@ impl EligibilityFold {
                 self.tenants.insert(t, tenant);
             }
             StreamId::Audit(_) => {}
+        }
+    }
+}
+
+impl EligibilityFold {
+    /// What a batch folded with `needs` wrote, for the in-memory verdicts.
+    pub fn changes(&self, needs: &Needs) -> VerdictChanges {
+        VerdictChanges {
+            settings_changed: needs.settings_changed.iter().copied().collect(),
+            verdicts: self
+                .admins
+                .iter()
+                .map(|(key, entry)| (*key, entry.verdict.clone()))
+                .collect(),
         }
     }
 }

@@ -1,7 +1,8 @@
 //! The projection runner: one task per projection folds the log in batches, woken by local
 //! appends and polling as a fallback (for appends made by other replicas).
 
-use crate::store::projections::Projection;
+use super::verdicts::{self, VerdictCache};
+use crate::store::projections::{Projected, Projection};
 use crate::store::{Store, StoreError};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -17,6 +18,8 @@ pub struct RunnerConfig {
     pub batch_size: u32,
     /// How often an idle runner looks for events appended elsewhere.
     pub poll_interval: Duration,
+    /// How many eligibility verdicts are answered from memory at most.
+    pub verdict_capacity: usize,
 }
 
 impl Default for RunnerConfig {
@@ -24,16 +27,20 @@ impl Default for RunnerConfig {
         RunnerConfig {
             batch_size: 2000,
             poll_interval: Duration::from_millis(100),
+            verdict_capacity: verdicts::DEFAULT_CAPACITY,
         }
     }
 }
 
-/// Handles to the running projections: wake them, and wait until they reach a position.
+/// Handles to the running projections: wake them, wait until they reach a position, and the
+/// verdicts the eligibility runner keeps in memory.
 #[derive(Clone)]
 pub struct Projections {
     store: Store,
     wake: Arc<HashMap<Projection, Arc<Notify>>>,
     progress: Arc<HashMap<Projection, watch::Receiver<u64>>>,
+    /// `None` in a process that does not run the projections.
+    verdicts: Option<Arc<VerdictCache>>,
 }
 
 impl Projections {
@@ -42,23 +49,27 @@ impl Projections {
         let mut wake = HashMap::new();
         let mut progress = HashMap::new();
         let mut tasks = Vec::new();
+        let verdicts = Arc::new(VerdictCache::new(config.verdict_capacity));
         for projection in Projection::ALL {
             let notify = Arc::new(Notify::new());
             let (tx, rx) = watch::channel(0);
             wake.insert(projection, notify.clone());
             progress.insert(projection, rx);
+            let cache = (projection == Projection::Eligibility).then(|| verdicts.clone());
             tasks.push(tokio::spawn(run(
                 store.clone(),
                 projection,
                 config,
                 notify,
                 tx,
+                cache,
             )));
         }
         let handles = Projections {
             store,
             wake: Arc::new(wake),
             progress: Arc::new(progress),
+            verdicts: Some(verdicts),
         };
         (handles, tasks)
     }
@@ -74,7 +85,13 @@ impl Projections {
             store,
             wake: Arc::new(HashMap::new()),
             progress: Arc::new(progress),
+            verdicts: None,
         }
+    }
+
+    /// The verdicts kept in memory, if this process runs the projections.
+    pub fn verdicts(&self) -> Option<&VerdictCache> {
+        self.verdicts.as_deref()
     }
 
     /// Tells every projection that new events were committed.
@@ -119,12 +136,25 @@ async fn run(
     config: RunnerConfig,
     wake: Arc<Notify>,
     progress: watch::Sender<u64>,
+    verdicts: Option<Arc<VerdictCache>>,
 ) {
     let mut backoff = Duration::from_millis(100);
     loop {
         match store.project_batch(projection, config.batch_size).await {
-            Ok(batch) => {
+            Ok(Projected {
+                from,
+                batch,
+                changes,
+            }) => {
                 backoff = Duration::from_millis(100);
+                // Before the progress: a reader woken by it finds the verdicts up to date.
+                if let Some(cache) = &verdicts {
+                    if batch.applied == 0 {
+                        cache.saw(batch.checkpoint);
+                    } else {
+                        cache.advance(from, batch.checkpoint, &changes);
+                    }
+                }
                 progress.send_replace(batch.checkpoint);
                 if batch.applied > 0 {
                     metrics::counter!("recovery_projection_events_total", "projection" => projection.name())

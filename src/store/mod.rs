@@ -17,7 +17,7 @@ pub use sqlite::SqliteStore;
 
 use crate::domain::{AdminId, AdminState, StreamId, TenantId, Verdict};
 use crate::events::PendingEvent;
-use projections::{Batch, Projection};
+use projections::{Batch, Projected, Projection};
 use std::path::PathBuf;
 
 use crate::events::RecordedEvent;
@@ -212,7 +212,7 @@ delegate! {
         answer: Option<IdempotentAnswer>
     ) -> Appended;
     /// Folds the next events into a projection and moves its checkpoint, in one transaction.
-    fn project_batch(&self, projection: Projection, limit: u32) -> Batch;
+    fn project_batch(&self, projection: Projection, limit: u32) -> Projected;
     /// A projection's checkpoint.
     fn checkpoint(&self, projection: Projection) -> u64;
     /// Empties a projection and zeroes its checkpoint, so that it is rebuilt.

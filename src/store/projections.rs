@@ -7,6 +7,7 @@ use crate::domain::{AdminId, AdminState, TenantId, TenantState, Verdict};
 use crate::events::RecordedEvent;
 use crate::projections::contact_view::{self, AdminKey};
 use crate::projections::eligibility::{self, AdminEligibility, EligibilityFold, verdict_for};
+use crate::projections::verdicts::VerdictChanges;
 use deadpool_postgres::Transaction;
 use serde_json::Value;
 use std::collections::{BTreeSet, HashMap};
@@ -64,6 +65,29 @@ impl Tables {
     }
 }
 
+/// The outcome of one batch of the live runner.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Projected {
+    /// The checkpoint before the batch, read under its lock (or by the idle peek).
+    pub from: u64,
+    pub batch: Batch,
+    /// For eligibility, what the batch wrote.
+    pub changes: VerdictChanges,
+}
+
+impl Projected {
+    pub(super) fn idle(checkpoint: u64) -> Self {
+        Projected {
+            from: checkpoint,
+            batch: Batch {
+                applied: 0,
+                checkpoint,
+            },
+            changes: VerdictChanges::default(),
+        }
+    }
+}
+
 /// The outcome of one projection batch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Batch {
@@ -91,7 +115,7 @@ impl PgStore {
         &self,
         projection: Projection,
         limit: u32,
-    ) -> Result<Batch, StoreError> {
+    ) -> Result<Projected, StoreError> {
         let mut client = self.pool().get().await?;
         // Idle runners poll: look without a transaction or a row lock first.
         let peek = client
@@ -103,10 +127,7 @@ impl PgStore {
         let row = client.query_one(&peek, &[&projection.name()]).await?;
         let (seen, head) = (to_u64(row.get(0)), to_u64(row.get(1)));
         if seen >= head {
-            return Ok(Batch {
-                applied: 0,
-                checkpoint: seen,
-            });
+            return Ok(Projected::idle(seen));
         }
         let tx = client.transaction().await?;
         // A projection's rows and checkpoint commit together, so a commit lost in a crash is
@@ -131,21 +152,22 @@ impl PgStore {
             .map(|r| RecordedEvent::decode(r.get::<_, &[u8]>(0)))
             .collect::<Result<Vec<_>, _>>()?;
         let Some(last) = events.last().map(|e| e.position) else {
-            return Ok(Batch {
-                applied: 0,
-                checkpoint,
-            });
+            return Ok(Projected::idle(checkpoint));
         };
-        apply(&tx, projection, Tables::LIVE, &events).await?;
+        let changes = apply(&tx, projection, Tables::LIVE, &events).await?;
         let save = tx
             .prepare_cached("UPDATE projection_checkpoints SET position = $2 WHERE name = $1")
             .await?;
         tx.execute(&save, &[&projection.name(), &to_i64(last)])
             .await?;
         tx.commit().await?;
-        Ok(Batch {
-            applied: events.len(),
-            checkpoint: last,
+        Ok(Projected {
+            from: checkpoint,
+            batch: Batch {
+                applied: events.len(),
+                checkpoint: last,
+            },
+            changes,
         })
     }
 
@@ -245,15 +267,18 @@ impl PgStore {
     }
 }
 
-/// Folds `events` into `projection`'s rows in `tables`.
+/// Folds `events` into `projection`'s rows in `tables`; for eligibility, what it wrote.
 pub(super) async fn apply(
     tx: &Transaction<'_>,
     projection: Projection,
     tables: Tables,
     events: &[RecordedEvent],
-) -> Result<(), StoreError> {
+) -> Result<VerdictChanges, StoreError> {
     match projection {
-        Projection::ContactView => apply_contact_view(tx, tables, events).await,
+        Projection::ContactView => {
+            apply_contact_view(tx, tables, events).await?;
+            Ok(VerdictChanges::default())
+        }
         Projection::Eligibility => apply_eligibility(tx, tables, events).await,
     }
 }
@@ -305,7 +330,7 @@ async fn apply_eligibility(
     tx: &Transaction<'_>,
     tables: Tables,
     events: &[RecordedEvent],
-) -> Result<(), StoreError> {
+) -> Result<VerdictChanges, StoreError> {
     let needs = eligibility::needs(events);
     let mut fold = EligibilityFold::default();
 
@@ -397,5 +422,5 @@ async fn apply_eligibility(
         tx.execute(&save, &[&ts, &as_, &states, &verdicts, &changed])
             .await?;
     }
-    Ok(())
+    Ok(fold.changes(&needs))
 }

@@ -7,12 +7,13 @@
 //! the embedded equivalent of the global append lock. Every call runs on the blocking pool.
 
 use super::postgres::{GENESIS_HASH, chain_hash};
-use super::projections::{Batch, Projection, Tables};
+use super::projections::{Batch, Projected, Projection, Tables};
 use super::{Appended, HistoryQuery, IdempotencyKey, IdempotentAnswer, StoreError, StoredAnswer};
 use crate::domain::{AdminId, AdminState, StreamId, TenantId, TenantState, Verdict};
 use crate::events::{DecodeError, PendingEvent, RecordedEvent};
 use crate::projections::contact_view::{self, AdminKey};
 use crate::projections::eligibility::{self, AdminEligibility, EligibilityFold, verdict_for};
+use crate::projections::verdicts::VerdictChanges;
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, TransactionBehavior, params};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -236,7 +237,7 @@ impl SqliteStore {
         &self,
         projection: Projection,
         limit: u32,
-    ) -> Result<Batch, StoreError> {
+    ) -> Result<Projected, StoreError> {
         self.run(move |c| project_batch(c, projection, limit)).await
     }
 
@@ -496,37 +497,41 @@ fn project_batch(
     c: &mut Connection,
     projection: Projection,
     limit: u32,
-) -> Result<Batch, StoreError> {
+) -> Result<Projected, StoreError> {
     let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let cp = checkpoint(&tx, projection)?;
     let events = read_log(&tx, cp, limit)?;
     let Some(last) = events.last().map(|e| e.position) else {
-        return Ok(Batch {
-            applied: 0,
-            checkpoint: cp,
-        });
+        return Ok(Projected::idle(cp));
     };
-    apply(&tx, projection, Tables::LIVE, &events)?;
+    let changes = apply(&tx, projection, Tables::LIVE, &events)?;
     tx.execute(
         "UPDATE projection_checkpoints SET position = ?2 WHERE name = ?1",
         params![projection.name(), i64_of(last)],
     )?;
     tx.commit()?;
-    Ok(Batch {
-        applied: events.len(),
-        checkpoint: last,
+    Ok(Projected {
+        from: cp,
+        batch: Batch {
+            applied: events.len(),
+            checkpoint: last,
+        },
+        changes,
     })
 }
 
-/// Folds `events` into `projection`'s rows in `tables`.
+/// Folds `events` into `projection`'s rows in `tables`; for eligibility, what it wrote.
 pub(super) fn apply(
     tx: &Transaction<'_>,
     projection: Projection,
     tables: Tables,
     events: &[RecordedEvent],
-) -> Result<(), StoreError> {
+) -> Result<VerdictChanges, StoreError> {
     match projection {
-        Projection::ContactView => apply_contact_view(tx, tables, events),
+        Projection::ContactView => {
+            apply_contact_view(tx, tables, events)?;
+            Ok(VerdictChanges::default())
+        }
         Projection::Eligibility => apply_eligibility(tx, tables, events),
     }
 }
@@ -604,7 +609,7 @@ fn apply_eligibility(
     tx: &Transaction<'_>,
     tables: Tables,
     events: &[RecordedEvent],
-) -> Result<(), StoreError> {
+) -> Result<VerdictChanges, StoreError> {
     let needs = eligibility::needs(events);
     let mut fold = EligibilityFold::default();
     for t in &needs.tenants {
@@ -665,5 +670,5 @@ fn apply_eligibility(
             i64_of(e.changed_position),
         ])?;
     }
-    Ok(())
+    Ok(fold.changes(&needs))
 }

@@ -1,6 +1,9 @@
 //! Reset eligibility: the default policy, tenant domains and policies, read-your-writes.
 
-use crate::support::{Backend, Options, assert_problem, spawn_app, spawn_app_with, spawn_backend};
+use crate::support::{
+    Backend, Options, assert_problem, fresh_database, spawn_app, spawn_app_with, spawn_backend,
+    spawn_on,
+};
 use recovery_info::http::auth::Role;
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -56,6 +59,12 @@ async fn a_policy_change_re_evaluates_every_admin_of_the_tenant(backend: Backend
     app.add_ok(c, "email", "c@example.com").await;
     assert_eq!(app.eligibility(a).await["eligible"], false);
     assert_eq!(app.eligibility(c).await["eligible"], true);
+    // Asked before the change too, so that a verdict kept in memory would be stale after it.
+    let nobody_id = Uuid::now_v7();
+    assert_eq!(
+        app.eligibility(nobody_id).await["policy"],
+        "email_and_mobile_phone"
+    );
 
     let r = app
         .put_settings(json!({"reset_policy": {"name": "any_two_methods"}}))
@@ -69,7 +78,7 @@ async fn a_policy_change_re_evaluates_every_admin_of_the_tenant(backend: Backend
     assert_eq!(eb["missing"], json!(["another_method"]));
     assert_eq!(app.eligibility(c).await["eligible"], true);
     // An admin with no methods at all answers under the tenant's policy too.
-    let nobody = app.eligibility(Uuid::now_v7()).await;
+    let nobody = app.eligibility(nobody_id).await;
     assert_eq!(nobody["policy"], "any_two_methods");
     assert_eq!(
         nobody["missing"],
@@ -166,3 +175,79 @@ crate::on_both_backends!(
     a_policy_change_re_evaluates_every_admin_of_the_tenant,
     a_command_answer_position_gives_read_your_writes,
 );
+
+/// Verdicts answered from memory must follow the log even when another replica projects it:
+/// every answer reflects exactly the position it reports, and a later position shows up.
+#[tokio::test]
+async fn answers_follow_writes_made_through_another_replica() {
+    let database_url = fresh_database().await;
+    let reader = spawn_on(database_url.clone(), Options::default()).await;
+    let mut writer = spawn_on(database_url, Options::default()).await;
+    writer.tenant = reader.tenant;
+    let reset = reader.token("reset-flow", &[Role::ResetService]);
+    let admin = Uuid::now_v7();
+    writer
+        .add_ok(admin, "mobile_phone", "+45 20 12 34 56")
+        .await;
+    let url = reader.admin_path(admin, "/reset-eligibility");
+    let get = |url: String| {
+        let (reader, reset) = (&reader, &reset);
+        async move {
+            let e: Value = reader
+                .send(Method::GET, &url, reset, None)
+                .await
+                .json()
+                .await
+                .unwrap();
+            (e["position"].as_u64().unwrap(), e["eligible"] == true)
+        }
+    };
+    for round in 0..10 {
+        // The reader asks first, so that it holds the verdict before the writer's change.
+        let (_, before) = get(url.clone()).await;
+        let r = if round % 2 == 0 {
+            writer.add(admin, "email", "jane@example.com").await
+        } else {
+            let email = writer.view(admin).await["methods"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|m| m["kind"] == "email")
+                .unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_owned();
+            writer.remove(admin, &email).await
+        };
+        assert!(r.status().is_success());
+        let body: Value = r.json().await.unwrap();
+        let position = body["position"].as_u64().unwrap();
+        let now_eligible = round % 2 == 0;
+        assert_ne!(before, now_eligible, "round {round}");
+        // Without min_position: an answer at or past the change must show it, and one must
+        // come (the reader notices the other replica's progress).
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let (at, eligible) = get(url.clone()).await;
+            if at >= position {
+                assert_eq!(eligible, now_eligible, "round {round}: answer at {at}");
+                break;
+            }
+            assert_eq!(
+                eligible, before,
+                "round {round}: answer at {at} < {position}"
+            );
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "round {round}: the reader stayed at {at}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        // With min_position: at once.
+        let (at, eligible) = get(format!("{url}?min_position={position}")).await;
+        assert!(at >= position);
+        assert_eq!(eligible, now_eligible);
+    }
+    let memory = reader.server.app.projections.verdicts().unwrap();
+    assert!(!memory.is_empty(), "the reader never answered from memory");
+}
