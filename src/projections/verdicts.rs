@@ -150,9 +150,13 @@ mod tests {
     use super::*;
     use crate::domain::{AdminState, TenantState};
     use crate::projections::eligibility::verdict_for;
+    use uuid::Uuid;
 
     fn ids() -> (TenantId, AdminId) {
-        (TenantId::new(), AdminId::new())
+        (
+            TenantId::from_uuid(Uuid::new_v4()),
+            AdminId::from_uuid(Uuid::new_v4()),
+        )
     }
 
     fn verdict() -> Verdict {
@@ -199,7 +203,7 @@ mod tests {
         let cache = VerdictCache::new(10);
         let (t, a) = ids();
         let (other_t, other_a) = ids();
-        let b = AdminId::new();
+        let b = AdminId::from_uuid(Uuid::new_v4());
         cache.saw(1);
         cache.remember(t, a, 1, &verdict());
         cache.remember(t, b, 1, &verdict());
@@ -227,7 +231,7 @@ mod tests {
     fn new_entries_stop_at_capacity_but_updates_do_not() {
         let cache = VerdictCache::new(1);
         let (t, a) = ids();
-        let b = AdminId::new();
+        let b = AdminId::from_uuid(Uuid::new_v4());
         cache.saw(1);
         cache.remember(t, a, 1, &verdict());
         cache.remember(t, b, 1, &verdict());
