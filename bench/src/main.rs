@@ -420,10 +420,25 @@ async fn measure_with(
             say(&format!(
                 "publisher: waiting for {seeded} events to reach JetStream"
             ));
-            let r = publisher::throughput(n, before, seeded, committed_at, plan.rebuild_timeout)
-                .await?;
-            say(&format!("  {:.0} events/s", r.per_second));
-            details.insert("publisher_throughput".into(), r.to_json());
+            let (r, messages) = publisher::throughput(
+                n,
+                &store,
+                head,
+                seeded,
+                before,
+                committed_at,
+                plan.rebuild_timeout,
+            )
+            .await?;
+            let messages_per_second = messages as f64 / r.seconds;
+            say(&format!(
+                "  {:.0} events/s ({messages} messages with the eligibility changes, {messages_per_second:.0} messages/s)",
+                r.per_second
+            ));
+            let mut detail = r.to_json();
+            detail["messages"] = json!(messages);
+            detail["messages_per_second"] = json!(messages_per_second);
+            details.insert("publisher_throughput".into(), detail);
             Row::new("publisher events/s to JetStream", r.per_second, "/s")
         }
         _ => Row::missing(

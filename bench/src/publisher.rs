@@ -13,6 +13,7 @@ use crate::stats::{Latencies, Rate, Rng, Summary};
 use anyhow::Context;
 use futures::StreamExt;
 use recovery_info::events::RecordedEvent;
+use recovery_info::store::Store;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -82,38 +83,44 @@ pub async fn stream_messages(nats: &async_nats::Client) -> anyhow::Result<u64> {
     Ok(stream.info().await?.state.messages)
 }
 
-/// Waits until the publisher has published `backlog` more messages than `before` (the count
-/// taken before the backlog was committed); the rate is taken from `committed_at`.
+/// Waits until the publisher's checkpoint (moved only after every PubAck of a batch) reaches
+/// `head`; the rate is the `backlog` events over the time since `committed_at`. Also gives
+/// the messages it took (events and eligibility changes) since `messages_before`.
 pub async fn throughput(
     nats: &async_nats::Client,
-    before: u64,
+    store: &Store,
+    head: u64,
     backlog: u64,
+    messages_before: u64,
     committed_at: Instant,
     timeout: Duration,
-) -> anyhow::Result<Rate> {
+) -> anyhow::Result<(Rate, u64)> {
+    let Store::Postgres(pg) = store else {
+        anyhow::bail!("the publisher needs PostgreSQL");
+    };
     let mut last_report = Instant::now();
     loop {
-        let now = stream_messages(nats).await?;
-        if now >= before + backlog {
-            return Ok(Rate::new(
-                backlog as usize,
-                committed_at.elapsed(),
-                Latencies::default(),
-                0,
+        let at = pg.publisher_checkpoint(&stream_name()).await?;
+        if at >= head {
+            let elapsed = committed_at.elapsed();
+            let messages = stream_messages(nats).await? - messages_before;
+            return Ok((
+                Rate::new(backlog as usize, elapsed, Latencies::default(), 0),
+                messages,
             ));
         }
+        let done = backlog.saturating_sub(head - at);
         if committed_at.elapsed() > timeout {
             anyhow::bail!(
-                "the publisher published {} of {backlog} events within {} s",
-                now - before,
+                "the publisher published {done} of {backlog} events within {} s",
                 timeout.as_secs()
             );
         }
         if last_report.elapsed() > Duration::from_secs(5) {
             last_report = Instant::now();
-            say(&format!("  publisher: {} of {backlog}", now - before));
+            say(&format!("  publisher: {done} of {backlog}"));
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 

@@ -21,6 +21,7 @@ use super::{PublishError, PublisherConfig, Wake};
 use crate::projections::eligibility::EligibilityFold;
 use crate::store::PgStore;
 use crate::store::publish::Leadership;
+use async_nats::jetstream::context::PublishAckFuture;
 use async_nats::jetstream::{self, message::PublishMessage, stream};
 use std::time::{Duration, Instant};
 
@@ -197,6 +198,8 @@ impl Relay {
         // The eligibility fold stays warm across batches: an admin's (or a whole tenant's)
         // history is loaded once, the first time a batch touches it.
         let mut warm = WarmFold::default();
+        // One batch's PubAcks are awaited while the next batch is read and sent.
+        let mut in_flight: Option<InFlight> = None;
         tracing::info!(
             position,
             stream_sequence = sequence,
@@ -212,6 +215,10 @@ impl Relay {
                 .read_log(position, self.config.batch_size)
                 .await?;
             let Some(last) = batch.last().map(|e| e.position) else {
+                if let Some(previous) = in_flight.take() {
+                    self.settle(previous).await?;
+                    continue;
+                }
                 metrics::gauge!("recovery_publisher_lag_events").set(0.0);
                 tokio::select! {
                     _ = self.wake.wait() => {}
@@ -221,11 +228,10 @@ impl Relay {
             };
             let started = Instant::now();
             self.prime(&mut warm, &batch, position).await?;
-            let fold = &mut warm.fold;
             let mut out = messages::build(
                 &self.config.subject_prefix,
                 self.config.reveal_values,
-                fold,
+                &mut warm.fold,
                 &batch,
             );
             if let Some(id) = skip_through.take()
@@ -233,18 +239,55 @@ impl Relay {
             {
                 out.drain(..=i);
             }
-            sequence = self.publish(out, sequence).await?;
-            self.store.save_publisher_checkpoint(&name, last).await?;
-            metrics::counter!("recovery_published_events_total").increment(batch.len() as u64);
-            metrics::histogram!("recovery_publish_batch_seconds")
-                .record(started.elapsed().as_secs_f64());
-            if let Ok(head) = self.store.head().await {
-                metrics::gauge!("recovery_publisher_lag_events")
-                    .set(head.saturating_sub(last) as f64);
+            let acks = self.send(out, &mut sequence).await?;
+            let sent = InFlight {
+                acks,
+                expected_sequence: sequence,
+                position: last,
+                events: batch.len(),
+                started,
+            };
+            if let Some(previous) = in_flight.replace(sent) {
+                self.settle(previous).await?;
             }
-            tracing::debug!(position = last, events = batch.len(), "published");
             position = last;
         }
+    }
+
+    /// Awaits a sent batch's PubAcks, then moves the checkpoint past it.
+    async fn settle(&self, batch: InFlight) -> Result<(), PublishError> {
+        let mut last = None;
+        for ack in batch.acks {
+            let ack = ack
+                .await
+                .map_err(|e| PublishError::Publish(e.to_string()))?;
+            last = Some(ack.sequence);
+        }
+        if let Some(last) = last
+            && last != batch.expected_sequence
+        {
+            // A duplicate (already stored) answers with its first sequence: resume from the tip.
+            return Err(PublishError::Publish(format!(
+                "the stream is at sequence {last}, not {} as sent",
+                batch.expected_sequence
+            )));
+        }
+        self.store
+            .save_publisher_checkpoint(&self.config.stream_name, batch.position)
+            .await?;
+        metrics::counter!("recovery_published_events_total").increment(batch.events as u64);
+        metrics::histogram!("recovery_publish_batch_seconds")
+            .record(batch.started.elapsed().as_secs_f64());
+        if let Ok(head) = self.store.head().await {
+            metrics::gauge!("recovery_publisher_lag_events")
+                .set(head.saturating_sub(batch.position) as f64);
+        }
+        tracing::debug!(
+            position = batch.position,
+            events = batch.events,
+            "published"
+        );
+        Ok(())
     }
 
     /// Loads into `warm` the history (up to `position`) of every admin `batch` touches and,
@@ -288,14 +331,19 @@ impl Relay {
         Ok(())
     }
 
-    /// Sends every message before awaiting any PubAck; returns the stream's new last sequence.
-    async fn publish(&self, out: Vec<OutMessage>, mut sequence: u64) -> Result<u64, PublishError> {
+    /// Sends every message, each expecting the one before it, without awaiting the PubAcks;
+    /// `sequence` becomes the stream's expected last sequence after them.
+    async fn send(
+        &self,
+        out: Vec<OutMessage>,
+        sequence: &mut u64,
+    ) -> Result<Vec<PublishAckFuture>, PublishError> {
         let mut acks = Vec::with_capacity(out.len());
         for m in out {
             let publish = PublishMessage::build()
                 .payload(m.payload)
                 .message_id(&m.msg_id)
-                .expected_last_sequence(sequence)
+                .expected_last_sequence(*sequence)
                 .header(POSITION_HEADER, m.position.to_string().as_str());
             let ack = self
                 .js
@@ -303,15 +351,19 @@ impl Relay {
                 .await
                 .map_err(|e| PublishError::Publish(e.to_string()))?;
             acks.push(ack);
-            sequence += 1;
+            *sequence += 1;
         }
-        let mut last = sequence;
-        for ack in acks {
-            let ack = ack
-                .await
-                .map_err(|e| PublishError::Publish(e.to_string()))?;
-            last = ack.sequence;
-        }
-        Ok(last)
+        Ok(acks)
     }
+}
+
+/// A batch sent and not yet acknowledged.
+struct InFlight {
+    acks: Vec<PublishAckFuture>,
+    /// The stream's last sequence once every message of the batch is stored.
+    expected_sequence: u64,
+    /// The batch's last log position: the checkpoint once acknowledged.
+    position: u64,
+    events: usize,
+    started: Instant,
 }
