@@ -422,7 +422,7 @@ async fn measure_with(
             ));
             let (r, messages) = publisher::throughput(
                 n,
-                &store,
+                store,
                 head,
                 seeded,
                 before,
