@@ -56,11 +56,11 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Server> {
     let live = Live::start(&app, &config.store, config.publisher.as_ref())
         .await
         .context("cannot start live publishing")?;
-    let state = HttpState {
-        app: app.clone(),
-        jwt: JwtKeys::new(&config.jwt_secret),
-        metrics: crate::telemetry::metrics_handle(),
-    };
+    let state = HttpState::new(
+        app.clone(),
+        JwtKeys::new(&config.jwt_secret),
+        crate::telemetry::metrics_handle(),
+    );
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;

@@ -17,16 +17,34 @@ use error::ApiError;
 use extract::{CommandHeaders, MAX_BODY_BYTES, etag};
 use metrics_exporter_prometheus::PrometheusHandle;
 use sha2::{Digest, Sha256};
+use std::sync::Arc;
 use std::time::Instant;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 
-/// What every handler can reach.
+/// What every handler can reach: a handle, cloned for every request, to [`Shared`].
 #[derive(Clone)]
-pub struct HttpState {
+pub struct HttpState(Arc<Shared>);
+
+/// The state behind [`HttpState`].
+pub struct Shared {
     pub app: App,
     pub jwt: JwtKeys,
     pub metrics: PrometheusHandle,
+}
+
+impl HttpState {
+    pub fn new(app: App, jwt: JwtKeys, metrics: PrometheusHandle) -> Self {
+        HttpState(Arc::new(Shared { app, jwt, metrics }))
+    }
+}
+
+impl std::ops::Deref for HttpState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
 }
 
 impl FromRef<HttpState> for JwtKeys {

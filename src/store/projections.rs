@@ -9,8 +9,8 @@ use crate::projections::contact_view::{self, AdminKey};
 use crate::projections::eligibility::{self, AdminEligibility, EligibilityFold, verdict_for};
 use crate::projections::verdicts::VerdictChanges;
 use deadpool_postgres::Transaction;
-use serde_json::Value;
 use std::collections::{BTreeSet, HashMap};
+use tokio_postgres::types::Json;
 use uuid::Uuid;
 
 /// The projections kept in PostgreSQL.
@@ -225,10 +225,7 @@ impl PgStore {
         let row = client
             .query_one(&stmt, &[&tenant.as_uuid(), &admin.as_uuid()])
             .await?;
-        let state = row
-            .get::<_, Option<Value>>(1)
-            .map(serde_json::from_value)
-            .transpose()?;
+        let state = row.try_get::<_, Option<Json<AdminState>>>(1)?.map(|j| j.0);
         Ok((to_u64(row.get(0)), state))
     }
 
@@ -251,14 +248,13 @@ impl PgStore {
         let row = client
             .query_one(&stmt, &[&tenant.as_uuid(), &admin.as_uuid()])
             .await?;
-        let verdict = match row.get::<_, Option<Value>>(1) {
-            Some(v) => serde_json::from_value(v)?,
+        let verdict = match row.try_get::<_, Option<Json<Verdict>>>(1)? {
+            Some(v) => v.0,
             None => {
                 // No event of this admin yet: the verdict of an empty state under the tenant.
                 let tenant: TenantState = row
-                    .get::<_, Option<Value>>(2)
-                    .map(serde_json::from_value)
-                    .transpose()?
+                    .try_get::<_, Option<Json<TenantState>>>(2)?
+                    .map(|j| j.0)
                     .unwrap_or_default();
                 verdict_for(&tenant, &AdminState::default())
             }
@@ -303,7 +299,10 @@ async fn apply_contact_view(
         .await?;
     let mut views = HashMap::new();
     for row in tx.query(&load, &[&tenants, &admins]).await? {
-        views.insert(admin_key(&row), serde_json::from_value(row.get("state"))?);
+        views.insert(
+            admin_key(&row),
+            row.try_get::<_, Json<AdminState>>("state")?.0,
+        );
     }
     for event in events {
         contact_view::apply(&mut views, event);
@@ -312,7 +311,7 @@ async fn apply_contact_view(
     for ((t, a), state) in &views {
         ts.push(t.as_uuid());
         as_.push(a.as_uuid());
-        states.push(serde_json::to_value(state)?);
+        states.push(Json(state));
     }
     let save = tx
         .prepare_cached(&format!(
@@ -344,7 +343,7 @@ async fn apply_eligibility(
     for row in tx.query(&load_tenants, &[&all_tenants]).await? {
         fold.tenants.insert(
             TenantId::from_uuid(row.get("tenant_id")),
-            serde_json::from_value(row.get("state"))?,
+            row.try_get::<_, Json<TenantState>>("state")?.0,
         );
     }
 
@@ -369,8 +368,8 @@ async fn apply_eligibility(
         fold.admins.insert(
             admin_key(&row),
             AdminEligibility {
-                state: serde_json::from_value(row.get("state"))?,
-                verdict: serde_json::from_value(row.get("verdict"))?,
+                state: row.try_get::<_, Json<AdminState>>("state")?.0,
+                verdict: row.try_get::<_, Json<Verdict>>("verdict")?.0,
                 changed_position: to_u64(row.get("changed_position")),
             },
         );
@@ -384,7 +383,7 @@ async fn apply_eligibility(
     for t in &needs.settings_changed {
         if let Some(state) = fold.tenants.get(t) {
             tids.push(t.as_uuid());
-            tstates.push(serde_json::to_value(state)?);
+            tstates.push(Json(state));
         }
     }
     if !tids.is_empty() {
@@ -404,8 +403,8 @@ async fn apply_eligibility(
     for ((t, a), e) in &fold.admins {
         ts.push(t.as_uuid());
         as_.push(a.as_uuid());
-        states.push(serde_json::to_value(&e.state)?);
-        verdicts.push(serde_json::to_value(&e.verdict)?);
+        states.push(Json(&e.state));
+        verdicts.push(Json(&e.verdict));
         changed.push(to_i64(e.changed_position));
     }
     if !ts.is_empty() {
