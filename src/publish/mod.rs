@@ -60,7 +60,7 @@ impl PublisherConfig {
             subject_prefix: DEFAULT_PREFIX.to_owned(),
             duplicate_window: Duration::from_secs(10 * 60),
             reveal_values: false,
-            batch_size: 500,
+            batch_size: 2000,
             ack_timeout: Duration::from_secs(5),
             poll_interval: Duration::from_millis(500),
             leader_retry: Duration::from_secs(1),

@@ -245,6 +245,8 @@ impl Relay {
                 expected_sequence: sequence,
                 position: last,
                 events: batch.len(),
+                // A short batch read up to the head.
+                full: batch.len() >= self.config.batch_size as usize,
                 started,
             };
             if let Some(previous) = in_flight.replace(sent) {
@@ -278,7 +280,12 @@ impl Relay {
         metrics::counter!("recovery_published_events_total").increment(batch.events as u64);
         metrics::histogram!("recovery_publish_batch_seconds")
             .record(batch.started.elapsed().as_secs_f64());
-        if let Ok(head) = self.store.head().await {
+        let head = if batch.full {
+            self.store.head().await.ok()
+        } else {
+            Some(batch.position)
+        };
+        if let Some(head) = head {
             metrics::gauge!("recovery_publisher_lag_events")
                 .set(head.saturating_sub(batch.position) as f64);
         }
@@ -365,5 +372,7 @@ struct InFlight {
     /// The batch's last log position: the checkpoint once acknowledged.
     position: u64,
     events: usize,
+    /// Whether the batch was as long as asked (the log may go on beyond it).
+    full: bool,
     started: Instant,
 }
