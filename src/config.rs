@@ -76,6 +76,10 @@ pub struct WatchArgs {
     pub count: Option<usize>,
 }
 
+/// Connections in the PostgreSQL pool by default: the commands, the appender, both projection
+/// runners and the publisher draw on it (16 made commands queue for a connection under load).
+pub const DEFAULT_POOL_SIZE: usize = 32;
+
 /// Where the event store lives.
 #[derive(Args, Clone)]
 pub struct StoreArgs {
@@ -87,7 +91,7 @@ pub struct StoreArgs {
     #[arg(long, env = "RECOVERY_DATA_DIR", default_value = "data")]
     pub data_dir: PathBuf,
     /// Connections in the PostgreSQL pool.
-    #[arg(long, env = "RECOVERY_DB_POOL_SIZE", default_value_t = 16)]
+    #[arg(long, env = "RECOVERY_DB_POOL_SIZE", default_value_t = DEFAULT_POOL_SIZE)]
     pub db_pool_size: usize,
 }
 

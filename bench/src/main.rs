@@ -147,7 +147,7 @@ fn service_config(database_url: &str, nats_url: &str) -> ServerConfig {
     ServerConfig {
         store: StoreConfig::Postgres {
             url: database_url.to_owned(),
-            pool_size: 16,
+            pool_size: recovery_info::config::DEFAULT_POOL_SIZE,
         },
         publisher: Some(PublisherConfig {
             stream_name: publisher::stream_name(),
