@@ -8,7 +8,8 @@ use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
 use uuid::Uuid;
 
 /// The roles a token can carry.
@@ -56,11 +57,21 @@ pub struct Claims {
     pub iat: i64,
 }
 
-/// The HS256 keys made from `RECOVERY_JWT_SECRET`.
+/// Seconds of clock skew allowed on `exp`.
+const LEEWAY_SECONDS: i64 = 5;
+
+/// Tokens verified at most, remembered so that a client's next request with the same token
+/// skips the signature and JSON work (the profile of the eligibility reads showed it).
+const VERIFIED_CAPACITY: usize = 10_000;
+
+/// The HS256 keys made from `RECOVERY_JWT_SECRET`, and the tokens they verified.
 #[derive(Clone)]
 pub struct JwtKeys {
     decoding: Arc<DecodingKey>,
     encoding: Arc<EncodingKey>,
+    /// Token → its claims. A token cannot change, so its signature stays valid; only its
+    /// expiry is checked again on every use. Emptied when full.
+    verified: Arc<RwLock<HashMap<String, Claims>>>,
 }
 
 impl JwtKeys {
@@ -69,6 +80,7 @@ impl JwtKeys {
         JwtKeys {
             decoding: Arc::new(DecodingKey::from_secret(secret)),
             encoding: Arc::new(EncodingKey::from_secret(secret)),
+            verified: Arc::default(),
         }
     }
 
@@ -92,10 +104,28 @@ impl JwtKeys {
     }
 
     fn verify(&self, token: &str) -> Result<Claims, jsonwebtoken::errors::Error> {
+        let now = chrono::Utc::now().timestamp();
+        if let Some(claims) = self
+            .verified
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(token)
+        {
+            if claims.exp >= now - LEEWAY_SECONDS {
+                return Ok(claims.clone());
+            }
+            return Err(jsonwebtoken::errors::ErrorKind::ExpiredSignature.into());
+        }
         let mut validation = Validation::new(Algorithm::HS256);
-        validation.leeway = 5;
+        validation.leeway = LEEWAY_SECONDS as u64;
         validation.set_required_spec_claims(&["exp", "sub"]);
-        jsonwebtoken::decode::<Claims>(token, &self.decoding, &validation).map(|d| d.claims)
+        let claims = jsonwebtoken::decode::<Claims>(token, &self.decoding, &validation)?.claims;
+        let mut verified = self.verified.write().unwrap_or_else(|p| p.into_inner());
+        if verified.len() >= VERIFIED_CAPACITY {
+            verified.clear();
+        }
+        verified.insert(token.to_owned(), claims.clone());
+        Ok(claims)
     }
 }
 
@@ -217,5 +247,37 @@ where
             subject: claims.sub,
             roles: claims.roles,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_token_is_verified_once_and_its_expiry_checked_on_every_use() {
+        let keys = JwtKeys::new(b"secret");
+        let tenant = Uuid::now_v7();
+        let token = keys
+            .mint(tenant, "reset-flow", &[Role::ResetService], 60)
+            .unwrap();
+        assert_eq!(keys.verify(&token).unwrap().tid, tenant);
+        assert_eq!(keys.verify(&token).unwrap().sub, "reset-flow");
+        // The remembered claims run out like the token.
+        keys.verified.write().unwrap().get_mut(&token).unwrap().exp =
+            chrono::Utc::now().timestamp() - LEEWAY_SECONDS - 1;
+        let e = keys.verify(&token).unwrap_err();
+        assert_eq!(e.kind(), &jsonwebtoken::errors::ErrorKind::ExpiredSignature);
+    }
+
+    #[test]
+    fn a_token_signed_with_another_secret_is_refused_even_with_the_same_claims() {
+        let keys = JwtKeys::new(b"secret");
+        let forged = JwtKeys::new(b"other");
+        let tenant = Uuid::now_v7();
+        let good = keys.mint(tenant, "a", &[Role::Auditor], 60).unwrap();
+        keys.verify(&good).unwrap();
+        let bad = forged.mint(tenant, "a", &[Role::Auditor], 60).unwrap();
+        assert!(keys.verify(&bad).is_err());
     }
 }
