@@ -21,6 +21,7 @@ use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
 use std::collections::HashMap;
 use tokio::sync::{mpsc, oneshot};
+use tokio_postgres::error::SqlState;
 use uuid::Uuid;
 
 type Param = dyn tokio_postgres::types::ToSql + Sync;
@@ -112,12 +113,28 @@ struct AnswerRows {
 }
 
 /// Writes a group in one transaction; one outcome per job, in order.
+///
+/// Two round trips: `BEGIN`, the append lock and the tips pipelined; then the inserts, the
+/// head and `COMMIT` pipelined. A failing statement aborts the transaction, so the `COMMIT`
+/// behind it only rolls back; on any error the connection is rolled back before it returns
+/// to the pool.
 async fn write(
     pool: &Pool,
     jobs: &[AppendJob],
 ) -> Result<Vec<Result<Appended, StoreError>>, StoreError> {
-    let mut client = pool.get().await?;
-    let tx = client.transaction().await?;
+    let client = pool.get().await?;
+    let written = write_in(&client, jobs).await;
+    if written.is_err() {
+        // Outside a transaction this is only a warning.
+        let _ = client.batch_execute("ROLLBACK").await;
+    }
+    written
+}
+
+async fn write_in(
+    tx: &deadpool_postgres::Client,
+    jobs: &[AppendJob],
+) -> Result<Vec<Result<Appended, StoreError>>, StoreError> {
     let names: Vec<String> = jobs.iter().map(|j| j.stream.to_string()).collect();
     let lock = tx
         .prepare_cached("SELECT position FROM log_head FOR UPDATE")
@@ -135,8 +152,11 @@ async fn write(
         )
         .await?;
     let tip_params: [&Param; 1] = [&names];
-    let (head, tip_rows) =
-        tokio::try_join!(tx.query_one(&lock, &[]), tx.query(&tips, &tip_params))?;
+    let (_, head, tip_rows) = tokio::try_join!(
+        tx.batch_execute("BEGIN"),
+        tx.query_one(&lock, &[]),
+        tx.query(&tips, &tip_params)
+    )?;
     let head = to_u64(head.get(0));
     let mut tips: HashMap<String, (u64, Vec<u8>)> = tip_rows
         .iter()
@@ -212,7 +232,7 @@ async fn write(
             "INSERT INTO idempotency_keys (tenant_id, subject, key, request_hash, status, response)
              SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::bytea[], $5::smallint[],
                                   $6::jsonb[])
-             ON CONFLICT DO NOTHING",
+",
         )
         .await?;
     let move_head = tx
@@ -241,17 +261,24 @@ async fn write(
     ];
     let new_head = to_i64(next);
     let head_params: [&Param; 1] = [&new_head];
-    // Three statements in one round trip (pipelined), then the commit.
-    let (_, stored, _) = tokio::try_join!(
+    // Four statements in one round trip (pipelined), the commit last.
+    let written = tokio::try_join!(
         tx.execute(&insert_events, &event_params),
         tx.execute(&insert_answers, &answer_params),
         tx.execute(&move_head, &head_params),
-    )?;
-    if stored != answers.key.len() as u64 {
+        tx.batch_execute("COMMIT"),
+    );
+    if let Err(e) = written {
+        let key_taken = e.as_db_error().is_some_and(|d| {
+            *d.code() == SqlState::UNIQUE_VIOLATION && d.table() == Some("idempotency_keys")
+        });
         // A concurrent request (another replica) stored one of these keys first.
-        return Err(StoreError::IdempotencyRace);
+        return Err(if key_taken {
+            StoreError::IdempotencyRace
+        } else {
+            e.into()
+        });
     }
-    tx.commit().await?;
     metrics::counter!("recovery_events_appended_total").increment(rows.position.len() as u64);
     Ok(outcomes)
 }

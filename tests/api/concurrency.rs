@@ -3,8 +3,9 @@
 use crate::support::{Backend, Options, assert_problem, fresh_database, spawn_backend, spawn_on};
 use futures::future::join_all;
 use recovery_info::domain::{AdminId, DomainEvent, MethodId, MethodKind, StreamId, TenantId};
-use recovery_info::events::{Actor, PendingEvent};
+use recovery_info::events::{Actor, PendingEvent, RecordedEvent};
 use recovery_info::store::projections::Projection;
+use recovery_info::store::{IdempotencyKey, IdempotentAnswer, StoreError};
 use reqwest::Method;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -258,6 +259,51 @@ async fn a_reader_of_the_global_log_never_skips_an_event_under_concurrent_writer
     );
 }
 
+/// Two appends on different streams under one idempotency key, at the same time (in one
+/// group on PostgreSQL): exactly one lands, the other is told of the race and leaves nothing.
+async fn one_idempotency_key_on_two_streams_at_once_lands_once(backend: Backend) {
+    let app = spawn_backend(backend).await;
+    let tenant = TenantId::from_uuid(app.tenant);
+    let store = app.store();
+    let answer = || IdempotentAnswer {
+        key: IdempotencyKey {
+            tenant_id: app.tenant,
+            subject: "someone".into(),
+            key: "one-key".into(),
+        },
+        request_hash: vec![1],
+        render: Box::new(|_: &[RecordedEvent]| (201, json!({}))),
+    };
+    let appends = (0..6).map(|i| {
+        let stream = StreamId::Admin(tenant, AdminId::from_uuid(Uuid::now_v7()));
+        store.append(
+            stream,
+            0,
+            vec![pending(MethodKind::Email, format!("a{i}@example.com"))],
+            Some(answer()),
+        )
+    });
+    let outcomes = join_all(appends).await;
+    let landed = outcomes.iter().filter(|o| o.is_ok()).count();
+    assert_eq!(landed, 1, "{outcomes:?}");
+    for o in outcomes.iter().filter(|o| o.is_err()) {
+        assert!(matches!(o, Err(StoreError::IdempotencyRace)), "{o:?}");
+    }
+    assert_eq!(store.head().await.unwrap(), 1);
+    assert_eq!(store.read_log(0, 10).await.unwrap().len(), 1);
+    // The connections went back to the pool clean: the next append works.
+    store
+        .append(
+            StreamId::Admin(tenant, AdminId::from_uuid(Uuid::now_v7())),
+            0,
+            vec![pending(MethodKind::Email, "b@example.com".into())],
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(store.head().await.unwrap(), 2);
+}
+
 async fn a_stale_expected_version_is_a_conflict_in_the_store(backend: Backend) {
     let app = spawn_backend(backend).await;
     let stream = StreamId::Admin(
@@ -505,5 +551,6 @@ crate::on_both_backends!(
     concurrent_retries_with_one_key_append_once,
     a_reader_of_the_global_log_never_skips_an_event_under_concurrent_writers,
     a_stale_expected_version_is_a_conflict_in_the_store,
+    one_idempotency_key_on_two_streams_at_once_lands_once,
     a_rebuilt_projection_equals_the_live_one,
 );
