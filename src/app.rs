@@ -18,6 +18,7 @@ use crate::store::{
 };
 use chrono::Utc;
 use serde_json::Value;
+use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,6 +31,9 @@ const MAX_ATTEMPTS: usize = 16;
 
 /// Stripes of the in-process stream locks.
 const LOCK_STRIPES: usize = 256;
+
+/// Streams whose folded state is kept, at most (emptied when full).
+const FOLDED_CAPACITY: usize = 100_000;
 
 /// Why a command or query failed.
 #[derive(Debug, thiserror::Error)]
@@ -100,6 +104,17 @@ pub struct App {
     /// Bumped after every append in this process (and, with PostgreSQL, on every NOTIFY
     /// from other replicas): wakes the followers of the log.
     appended: watch::Sender<u64>,
+    /// The admin and tenant states last folded by a command, each at its stream version: the
+    /// next command on the stream loads only the events after that version. A state at a
+    /// version is the fold of an immutable prefix of the stream, so it never goes stale; what
+    /// other writers appended since is in the events loaded after it.
+    folded: Arc<std::sync::Mutex<HashMap<StreamId, Folded>>>,
+}
+
+#[derive(Clone)]
+enum Folded {
+    Admin(AdminState),
+    Tenant(TenantState),
 }
 
 fn fold_admin(events: &[RecordedEvent], state: AdminState) -> AdminState {
@@ -125,7 +140,46 @@ impl App {
             freshness_timeout,
             stream_locks: Arc::new((0..LOCK_STRIPES).map(|_| Mutex::new(())).collect()),
             appended: watch::channel(0).0,
+            folded: Arc::default(),
         }
+    }
+
+    fn folded(&self) -> std::sync::MutexGuard<'_, HashMap<StreamId, Folded>> {
+        self.folded.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The admin's and the tenant's current states: what was folded before, and the events
+    /// appended after it (one round trip).
+    async fn load_admin(
+        &self,
+        admin: StreamId,
+        tenant: StreamId,
+    ) -> Result<(AdminState, TenantState), AppError> {
+        let (admin_state, tenant_state) = {
+            let folded = self.folded();
+            let admin_state = match folded.get(&admin) {
+                Some(Folded::Admin(s)) => s.clone(),
+                _ => AdminState::default(),
+            };
+            let tenant_state = match folded.get(&tenant) {
+                Some(Folded::Tenant(s)) => s.clone(),
+                _ => TenantState::default(),
+            };
+            (admin_state, tenant_state)
+        };
+        let loaded = self
+            .store
+            .load_streams(&[(admin, admin_state.version), (tenant, tenant_state.version)])
+            .await?;
+        let admin_state = fold_admin(&loaded, admin_state);
+        let tenant_state = fold_tenant(&loaded, tenant_state);
+        let mut folded = self.folded();
+        if folded.len() >= FOLDED_CAPACITY {
+            folded.clear();
+        }
+        folded.insert(admin, Folded::Admin(admin_state.clone()));
+        folded.insert(tenant, Folded::Tenant(tenant_state.clone()));
+        Ok((admin_state, tenant_state))
     }
 
     /// A signal that changes whenever the log may have grown.
@@ -163,17 +217,14 @@ impl App {
         let stream = StreamId::Admin(ctx.tenant, admin);
         let _turn = self.stream_lock(&stream).lock().await;
         for _ in 0..MAX_ATTEMPTS {
-            let loaded = self
-                .store
-                .load_streams(&[stream, StreamId::Tenant(ctx.tenant)])
+            let (state, tenant) = self
+                .load_admin(stream, StreamId::Tenant(ctx.tenant))
                 .await?;
             // After the load: an answer committed before it is found here; one committed
             // after it moved the stream, and the append below will conflict.
             if let Some(answer) = self.replay(ctx).await? {
                 return Ok(answer);
             }
-            let state = fold_admin(&loaded, AdminState::default());
-            let tenant = fold_tenant(&loaded, TenantState::default());
             check_if_match(ctx, state.version)?;
             let events = admin_decider::decide(&command, &state, &tenant)?;
             let version = state.version;
@@ -202,7 +253,7 @@ impl App {
         let _turn = self.stream_lock(&stream).lock().await;
         for _ in 0..MAX_ATTEMPTS {
             let state = fold_tenant(
-                &self.store.load_streams(&[stream]).await?,
+                &self.store.load_streams(&[(stream, 0)]).await?,
                 TenantState::default(),
             );
             if let Some(answer) = self.replay(ctx).await? {
@@ -374,7 +425,10 @@ impl App {
     ) -> Result<AsOf, AppError> {
         let events = self
             .store
-            .load_streams(&[StreamId::Admin(tenant, admin), StreamId::Tenant(tenant)])
+            .load_streams(&[
+                (StreamId::Admin(tenant, admin), 0),
+                (StreamId::Tenant(tenant), 0),
+            ])
             .await?;
         let until: Vec<RecordedEvent> =
             events.into_iter().filter(|e| e.occurred_at <= at).collect();
@@ -430,7 +484,10 @@ impl App {
 
     /// The tenant's current settings, folded from its stream.
     pub async fn settings(&self, tenant: TenantId) -> Result<TenantState, AppError> {
-        let events = self.store.load_streams(&[StreamId::Tenant(tenant)]).await?;
+        let events = self
+            .store
+            .load_streams(&[(StreamId::Tenant(tenant), 0)])
+            .await?;
         Ok(fold_tenant(&events, TenantState::default()))
     }
 

@@ -261,13 +261,16 @@ async fn write_in(
     ];
     let new_head = to_i64(next);
     let head_params: [&Param; 1] = [&new_head];
-    // Four statements in one round trip (pipelined), the commit last.
-    let written = tokio::try_join!(
+    // Four statements in one round trip (pipelined), the commit last. Every answer is awaited:
+    // the first error in statement order is the cause, the later ones only say that the
+    // transaction was aborted.
+    let (events, answers, head, commit) = tokio::join!(
         tx.execute(&insert_events, &event_params),
         tx.execute(&insert_answers, &answer_params),
         tx.execute(&move_head, &head_params),
         tx.batch_execute("COMMIT"),
     );
+    let written = events.and(answers).and(head).and(commit);
     if let Err(e) = written {
         let key_taken = e.as_db_error().is_some_and(|d| {
             *d.code() == SqlState::UNIQUE_VIOLATION && d.table() == Some("idempotency_keys")

@@ -193,8 +193,8 @@ delegate! {
     fn ping(&self) -> ();
     /// The position of the last committed event (0 for an empty log).
     fn head(&self) -> u64;
-    /// Every event of the given streams, in log order.
-    fn load_streams(&self, streams: &[StreamId]) -> Vec<crate::events::RecordedEvent>;
+    /// The events of the given streams after the given versions (0: all), in log order.
+    fn load_streams(&self, streams: &[(StreamId, u64)]) -> Vec<crate::events::RecordedEvent>;
     /// The global log after a position, oldest first; never skips an event.
     fn read_log(&self, after: u64, limit: u32) -> Vec<crate::events::RecordedEvent>;
     /// The first answer stored under an idempotency key.

@@ -89,21 +89,26 @@ impl PgStore {
         Ok(to_u64(client.query_one(&stmt, &[]).await?.get(0)))
     }
 
-    /// Every event of the given streams, in log order (one round trip for an admin and its
-    /// tenant).
+    /// The events of the given streams after the given versions (0: all of them), in log
+    /// order, in one round trip (an admin and its tenant).
     #[tracing::instrument(skip(self), level = "debug")]
     pub async fn load_streams(
         &self,
-        streams: &[StreamId],
+        streams: &[(StreamId, u64)],
     ) -> Result<Vec<RecordedEvent>, StoreError> {
         let client = self.pool.get().await?;
-        let names: Vec<String> = streams.iter().map(ToString::to_string).collect();
+        let (names, after): (Vec<String>, Vec<i64>) = streams
+            .iter()
+            .map(|(s, v)| (s.to_string(), to_i64(*v)))
+            .unzip();
         let stmt = client
             .prepare_cached(
-                "SELECT payload FROM events WHERE stream_id = ANY($1) ORDER BY position",
+                "SELECT e.payload FROM unnest($1::text[], $2::bigint[]) AS s(name, after)
+                 JOIN events e ON e.stream_id = s.name AND e.stream_version > s.after
+                 ORDER BY e.position",
             )
             .await?;
-        decode_rows(client.query(&stmt, &[&names]).await?)
+        decode_rows(client.query(&stmt, &[&names, &after]).await?)
     }
 
     /// The global log after `after`, oldest first. Never skips an event: see the comment on

@@ -114,16 +114,20 @@ impl SqliteStore {
 
     pub async fn load_streams(
         &self,
-        streams: &[StreamId],
+        streams: &[(StreamId, u64)],
     ) -> Result<Vec<RecordedEvent>, StoreError> {
-        let names: Vec<String> = streams.iter().map(ToString::to_string).collect();
+        let streams: Vec<(String, i64)> = streams
+            .iter()
+            .map(|(s, v)| (s.to_string(), i64_of(*v)))
+            .collect();
         self.run(move |c| {
             let mut payloads = Vec::new();
             let mut stmt = c.prepare_cached(
-                "SELECT position, payload FROM events WHERE stream_id = ?1 ORDER BY stream_version",
+                "SELECT position, payload FROM events WHERE stream_id = ?1 AND stream_version > ?2
+                 ORDER BY stream_version",
             )?;
-            for name in &names {
-                let rows = stmt.query_map([name], |r| {
+            for (name, after) in &streams {
+                let rows = stmt.query_map(params![name, after], |r| {
                     Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?))
                 })?;
                 for row in rows {

@@ -98,9 +98,9 @@ async fn concurrent_writers_without_if_match_lose_no_update(backend: Backend) {
     // Each change's old value is the previous change's new value: none was decided on stale state.
     let values: Vec<(String, String)> = app
         .store()
-        .load_streams(&[StreamId::Admin(
-            TenantId::from_uuid(app.tenant),
-            AdminId::from_uuid(admin),
+        .load_streams(&[(
+            StreamId::Admin(TenantId::from_uuid(app.tenant), AdminId::from_uuid(admin)),
+            0,
         )])
         .await
         .unwrap()
@@ -554,3 +554,36 @@ crate::on_both_backends!(
     one_idempotency_key_on_two_streams_at_once_lands_once,
     a_rebuilt_projection_equals_the_live_one,
 );
+
+/// A replica decides on the states it folded before plus what was appended since, also by
+/// another replica: the admin's methods and the tenant's domains are never stale.
+#[tokio::test]
+async fn a_replica_decides_on_what_another_replica_appended_since() {
+    let database_url = fresh_database().await;
+    let a = spawn_on(database_url.clone(), Options::default()).await;
+    let mut b = spawn_on(database_url, Options::default()).await;
+    b.tenant = a.tenant;
+    let admin = Uuid::now_v7();
+    // `a` folds the admin and the tenant once.
+    a.add_ok(admin, "mobile_phone", "+45 20 12 34 56").await;
+    // `b` appends to both streams.
+    b.add_ok(admin, "email", "jane@example.com").await;
+    b.put_settings_ok(json!({"domains": ["contoso.com"]})).await;
+    // `a` sees both.
+    assert_problem(
+        a.add(admin, "email", "jane@elsewhere.com").await,
+        409,
+        "method_kind_exists",
+    )
+    .await;
+    let other = Uuid::now_v7();
+    a.add_ok(other, "mobile_phone", "+45 20 12 34 57").await;
+    b.put_settings_ok(json!({"domains": ["fabrikam.com"]})).await;
+    assert_problem(
+        a.add(other, "email", "joe@fabrikam.com").await,
+        422,
+        "email_in_tenant_domain",
+    )
+    .await;
+    a.add_ok(other, "email", "joe@contoso.com").await;
+}
