@@ -1,5 +1,5 @@
 //! Seeding the log directly (binary COPY of events built with the service's own types), and
-//! the projection rebuild measured over it.
+//! the operator's projection rebuild (`replay`) measured over it.
 
 use crate::db::connect;
 use crate::say;
@@ -11,6 +11,7 @@ use recovery_info::domain::{
     AdminId, DomainEvent, MethodId, MethodKind, PhoneNumber, RemovedMethod, StreamId, TenantId,
 };
 use recovery_info::events::{Actor, PendingEvent, RecordedEvent};
+use recovery_info::projections::replay::{DEFAULT_BATCH, replay};
 use recovery_info::store::Store;
 use recovery_info::store::postgres::chain_hash;
 use recovery_info::store::projections::Projection;
@@ -202,53 +203,32 @@ pub async fn seed(url: &str, n: usize) -> anyhow::Result<u64> {
     Ok(last as u64)
 }
 
-/// Per-projection rebuild figures.
+/// The operator's rebuild measured over the seeded log.
 pub struct Rebuild {
-    /// Both projections, reset together, until both reach the head.
-    pub both: Rate,
-    pub contact_view_seconds: f64,
-    pub eligibility_seconds: f64,
+    /// Events folded over the whole `replay`: shadow tables created, the bulk pass, the
+    /// catch-up and the swap.
+    pub rate: Rate,
+    /// The position the rebuilt tables were swapped in at.
+    pub checkpoint: u64,
 }
 
-/// Resets both projections and waits until their checkpoints reach `head` again: the
-/// service's own runner does the work.
+/// Runs `replay` of both projections, as `recovery-info replay` does, while the service (and
+/// its runner) keeps running; it must reach `head` within `timeout`.
 pub async fn rebuild(store: &Store, head: u64, timeout: Duration) -> anyhow::Result<Rebuild> {
     let start = Instant::now();
-    for p in Projection::ALL {
-        store
-            .reset_projection(p)
-            .await
-            .with_context(|| format!("cannot reset the {} projection", p.name()))?;
-    }
-    let mut done: [Option<f64>; 2] = [None, None];
-    let mut last_report = Instant::now();
-    while done.iter().any(Option::is_none) {
-        if start.elapsed() > timeout {
-            bail!(
-                "the rebuild did not reach position {head} within {} s",
-                timeout.as_secs()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        let mut at = [0_u64; 2];
-        for (i, p) in Projection::ALL.into_iter().enumerate() {
-            at[i] = store.checkpoint(p).await?;
-            if done[i].is_none() && at[i] >= head {
-                done[i] = Some(start.elapsed().as_secs_f64());
-            }
-        }
-        if last_report.elapsed() > Duration::from_secs(5) {
-            last_report = Instant::now();
-            say(&format!(
-                "  rebuild: contact_view at {}, eligibility at {} of {head}",
-                at[0], at[1]
-            ));
-        }
-    }
+    let replayed = tokio::time::timeout(timeout, replay(store, &Projection::ALL, DEFAULT_BATCH))
+        .await
+        .with_context(|| format!("the replay did not finish within {} s", timeout.as_secs()))?
+        .context("the replay failed")?;
     let elapsed = start.elapsed();
+    if replayed.checkpoint < head {
+        bail!(
+            "the replay swapped in at position {}, before the head {head}",
+            replayed.checkpoint
+        );
+    }
     Ok(Rebuild {
-        both: Rate::new(head as usize, elapsed, Latencies::default(), 0),
-        contact_view_seconds: done[0].unwrap_or_default(),
-        eligibility_seconds: done[1].unwrap_or_default(),
+        rate: Rate::new(replayed.events as usize, elapsed, Latencies::default(), 0),
+        checkpoint: replayed.checkpoint,
     })
 }

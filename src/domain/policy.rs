@@ -67,6 +67,19 @@ pub fn evaluate<'a>(
     domains: &[TenantDomain],
     methods: impl IntoIterator<Item = &'a Method>,
 ) -> Verdict {
+    evaluate_masking(policy, domains, methods, |m| mask(m.kind, &m.value))
+}
+
+/// [`evaluate`], taking each usable method's masked value from `masked`, which must answer
+/// what [`mask`] would. A fold passes the masks of its previous verdict for the values that
+/// did not change: masking a phone number formats it for its country, the dearest step of a
+/// verdict.
+pub fn evaluate_masking<'a>(
+    policy: ResetPolicy,
+    domains: &[TenantDomain],
+    methods: impl IntoIterator<Item = &'a Method>,
+    mut masked: impl FnMut(&Method) -> String,
+) -> Verdict {
     let mut usable: Vec<&Method> = methods
         .into_iter()
         .filter(|m| method_counts(m, domains))
@@ -94,7 +107,7 @@ pub fn evaluate<'a>(
             .map(|m| UsableMethod {
                 id: m.id,
                 kind: m.kind,
-                masked_value: mask(m.kind, &m.value),
+                masked_value: masked(m),
             })
             .collect(),
     }

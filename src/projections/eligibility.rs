@@ -4,7 +4,8 @@
 use super::contact_view::AdminKey;
 use super::verdicts::VerdictChanges;
 use crate::domain::{
-    AdminState, StreamId, TenantId, TenantState, Verdict, admin_decider, evaluate, tenant_decider,
+    AdminState, DomainEvent, MethodId, StreamId, TenantId, TenantState, Verdict, admin_decider,
+    evaluate, evaluate_masking, mask, tenant_decider,
 };
 use crate::events::RecordedEvent;
 use serde::{Deserialize, Serialize};
@@ -34,25 +35,32 @@ impl EligibilityFold {
         let meta = event.meta();
         match event.stream {
             StreamId::Admin(t, a) => {
-                let tenant = self.tenants.get(&t).cloned().unwrap_or_default();
+                let no_settings;
+                let tenant = match self.tenants.get(&t) {
+                    Some(tenant) => tenant,
+                    None => {
+                        no_settings = TenantState::default();
+                        &no_settings
+                    }
+                };
                 let entry = self
                     .admins
                     .entry((t, a))
                     .or_insert_with(|| AdminEligibility {
                         state: AdminState::default(),
-                        verdict: verdict_for(&tenant, &AdminState::default()),
+                        verdict: verdict_for(tenant, &AdminState::default()),
                         changed_position: 0,
                     });
                 entry.state =
                     admin_decider::evolve(std::mem::take(&mut entry.state), &event.event, &meta);
-                reevaluate(entry, &tenant, meta.position);
+                reevaluate(entry, tenant, meta.position, revalued(&event.event));
             }
             StreamId::Tenant(t) => {
                 let tenant = self.tenants.remove(&t).unwrap_or_default();
                 let tenant = tenant_decider::evolve(tenant, &event.event, &meta);
                 for ((at, _), entry) in self.admins.iter_mut() {
                     if *at == t {
-                        reevaluate(entry, &tenant, meta.position);
+                        reevaluate(entry, &tenant, meta.position, None);
                     }
                 }
                 self.tenants.insert(t, tenant);
@@ -112,10 +120,138 @@ pub fn verdict_for(tenant: &TenantState, admin: &AdminState) -> Verdict {
     evaluate(tenant.policy, &tenant.domains, &admin.methods)
 }
 
-fn reevaluate(entry: &mut AdminEligibility, tenant: &TenantState, position: u64) {
-    let verdict = verdict_for(tenant, &entry.state);
+/// The method whose value `event` sets, if any: every other method keeps its value.
+fn revalued(event: &DomainEvent) -> Option<MethodId> {
+    match event {
+        DomainEvent::MethodAdded { method_id, .. }
+        | DomainEvent::MethodChanged { method_id, .. } => Some(*method_id),
+        DomainEvent::MethodRemoved(_)
+        | DomainEvent::AdminOffboarded { .. }
+        | DomainEvent::TenantDomainsSet { .. }
+        | DomainEvent::ResetPolicySet { .. }
+        | DomainEvent::PiiRevealed { .. } => None,
+    }
+}
+
+/// Re-evaluates an admin after an event that set the value of `revalued` (if any).
+fn reevaluate(
+    entry: &mut AdminEligibility,
+    tenant: &TenantState,
+    position: u64,
+    revalued: Option<MethodId>,
+) {
+    let previous = &entry.verdict.usable_methods;
+    let verdict = evaluate_masking(tenant.policy, &tenant.domains, &entry.state.methods, |m| {
+        // The verdict always matches the state folded so far, and a method's kind never
+        // changes: a method usable before whose value stayed keeps its mask.
+        previous
+            .iter()
+            .find(|u| u.id == m.id && Some(m.id) != revalued)
+            .map_or_else(|| mask(m.kind, &m.value), |u| u.masked_value.clone())
+    });
     if verdict != entry.verdict {
         entry.verdict = verdict;
         entry.changed_position = position;
+    }
+}
+
+#[cfg(test)]
+pub(super) mod tests {
+    use super::*;
+    use crate::domain::{AdminId, MethodKind, RemovedMethod, ResetPolicy, TenantDomain};
+    use crate::events::{Actor, PendingEvent};
+    use uuid::Uuid;
+
+    /// A log of one tenant and two admins: numbers added, changed (to values with the same
+    /// mask and with another), domains and policy changed, a method removed, an offboarding.
+    pub(in crate::projections) fn log(t: TenantId) -> Vec<RecordedEvent> {
+        let admins = [
+            StreamId::Admin(t, AdminId::from_uuid(Uuid::now_v7())),
+            StreamId::Admin(t, AdminId::from_uuid(Uuid::now_v7())),
+        ];
+        let [mobile, email, office] = [(); 3].map(|_| MethodId::from_uuid(Uuid::now_v7()));
+        let changed = |method_id, kind, new_value: &str| DomainEvent::MethodChanged {
+            method_id,
+            kind,
+            old_value: String::new(),
+            new_value: new_value.into(),
+        };
+        let added = |method_id, kind, value: &str| DomainEvent::MethodAdded {
+            method_id,
+            kind,
+            value: value.into(),
+        };
+        let events = [
+            (0, added(mobile, MethodKind::MobilePhone, "+4520123456")),
+            (0, added(email, MethodKind::Email, "jane@contoso.com")),
+            (1, added(office, MethodKind::OfficePhone, "+14255550100x12")),
+            // The same mask, then another one.
+            (0, changed(mobile, MethodKind::MobilePhone, "+4520999956")),
+            (0, changed(mobile, MethodKind::MobilePhone, "+4520999901")),
+            (
+                2,
+                DomainEvent::TenantDomainsSet {
+                    domains: vec![TenantDomain::parse("contoso.com").unwrap()],
+                },
+            ),
+            (0, changed(email, MethodKind::Email, "jane@example.com")),
+            (
+                2,
+                DomainEvent::ResetPolicySet {
+                    policy: ResetPolicy::AnyTwoMethods,
+                },
+            ),
+            (1, changed(office, MethodKind::OfficePhone, "+14255550199")),
+            (
+                0,
+                DomainEvent::MethodRemoved(RemovedMethod {
+                    method_id: email,
+                    kind: MethodKind::Email,
+                    old_value: String::new(),
+                }),
+            ),
+            (0, DomainEvent::AdminOffboarded { removed: vec![] }),
+        ];
+        let mut versions = [0; 3];
+        events
+            .into_iter()
+            .enumerate()
+            .map(|(i, (s, event))| {
+                versions[s] += 1;
+                let stream = admins.get(s).copied().unwrap_or(StreamId::Tenant(t));
+                let pending = PendingEvent {
+                    event_id: Uuid::now_v7(),
+                    occurred_at: chrono::Utc::now(),
+                    actor: Actor::default(),
+                    correlation_id: Uuid::now_v7(),
+                    idempotency_key: None,
+                    event,
+                };
+                RecordedEvent::place(pending, stream, versions[s], i as u64 + 1)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_verdict_is_the_one_of_the_state_folded_so_far() {
+        let t = TenantId::from_uuid(Uuid::now_v7());
+        let mut fold = EligibilityFold::default();
+        let mut changes = 0;
+        for event in log(t) {
+            fold.apply(&event);
+            let tenant = fold.tenants.get(&t).cloned().unwrap_or_default();
+            for entry in fold.admins.values() {
+                // The masks carried over from the previous verdict are the ones of the values.
+                assert_eq!(
+                    entry.verdict,
+                    verdict_for(&tenant, &entry.state),
+                    "{event:?}"
+                );
+                changes += usize::from(entry.changed_position == event.position);
+            }
+        }
+        // Every event changes a verdict but the change to a number with the same mask; the
+        // policy change changes both admins'.
+        assert_eq!(changes, 11);
     }
 }

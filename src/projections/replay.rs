@@ -58,31 +58,46 @@ pub struct Replayed {
     pub rate: f64,
 }
 
-/// Rebuilds `projections` beside the live tables, in batches of `batch_size`, and swaps them in
-/// once caught up. Progress on stderr.
+/// Rebuilds `projections` beside the live tables and swaps them in once caught up: on
+/// PostgreSQL, one bulk pass over the log up to the head, then batches of `batch_size` for what
+/// was appended meanwhile; on the embedded store, batches from the start. Progress on stderr.
 pub async fn replay(
     store: &Store,
     projections: &[Projection],
     batch_size: u32,
 ) -> Result<Replayed, StoreError> {
+    let batch_size = batch_size.max(1);
     let head = store.head().await?;
     let mut progress = Progress::new("replay", "events", Some(head));
     store.replay_prepare(projections.to_vec()).await?;
     let mut after = 0;
-    loop {
+    if let Some(bulk) = store
+        .replay_bulk(projections.to_vec(), |n| progress.add(n))
+        .await?
+    {
+        after = bulk.checkpoint;
+    }
+    // Less than a batch left: the swap folds the rest under the lock.
+    while store.head().await?.saturating_sub(after) >= u64::from(batch_size) {
         let batch = store
-            .replay_batch(projections.to_vec(), after, batch_size.max(1))
+            .replay_batch(projections.to_vec(), after, batch_size)
             .await?;
         after = batch.checkpoint;
         progress.add(batch.applied as u64);
-        // A short batch means the head is near: the swap folds the rest under the lock.
+        // Only a gap in the log (events deleted by hand) gives a short batch here.
         if batch.applied < batch_size as usize {
             break;
         }
     }
+    tracing::info!(position = after, "replay: caught up, swapping in");
     let swap = store.replay_swap(projections.to_vec(), after).await?;
     progress.add(swap.applied as u64);
     progress.finish();
+    tracing::info!(
+        position = swap.checkpoint,
+        applied_under_lock = swap.applied,
+        "replay: swapped in"
+    );
     Ok(Replayed {
         events: progress.done(),
         checkpoint: swap.checkpoint,

@@ -169,6 +169,22 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Fills the empty shadow tables of a replay with the log up to the head in one pass
+    /// where the backend can (PostgreSQL); `None` where it folds in batches only (the
+    /// embedded store). `on_decoded` counts the events as they are decoded.
+    pub async fn replay_bulk(
+        &self,
+        projections: Vec<Projection>,
+        on_decoded: impl FnMut(u64) + Send,
+    ) -> Result<Option<Batch>, StoreError> {
+        match self {
+            Store::Postgres(s) => s.replay_bulk(projections, on_decoded).await.map(Some),
+            Store::Embedded(_) => Ok(None),
+        }
+    }
+}
+
 /// Forwards each listed method to the backend.
 macro_rules! delegate {
     ($($(#[$doc:meta])* fn $name:ident(&self $(, $arg:ident: $ty:ty)*) -> $ret:ty;)*) => {

@@ -7,10 +7,12 @@ use crate::support::{Backend, TestApp, fresh_store, spawn_backend};
 use prost::Message;
 use recovery_info::domain::{AdminId, DomainEvent, MethodId, MethodKind, StreamId, TenantId};
 use recovery_info::events::{Actor, PendingEvent, pb};
+use recovery_info::http::auth::Role;
 use recovery_info::projections::replay::replay;
 use recovery_info::store::projections::Projection;
 use recovery_info::store::sqlite::DB_FILE;
 use recovery_info::store::{Store, StoreConfig};
+use reqwest::Method;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap};
 use std::process::{Command, Output, Stdio};
@@ -804,10 +806,239 @@ async fn replay_swaps_in_a_rebuild_equal_to_the_live_projection_while_requests_f
     assert!(db.projections().await == reference);
 }
 
+/// One tenant's side of a workload, through the API.
+struct Tenant<'a> {
+    app: &'a TestApp,
+    id: Uuid,
+}
+
+impl Tenant<'_> {
+    /// Sends a command or a query as an authentication admin and auditor; it must succeed.
+    async fn ok(&self, method: Method, path: &str, body: Option<Value>) -> Value {
+        let url = format!("{}/v1/tenants/{}{path}", self.app.base, self.id);
+        let roles = [Role::AuthenticationAdmin, Role::Auditor, Role::ResetService];
+        let token = self.app.token_for(self.id, "helpdesk-1", &roles);
+        let r = self.app.send(method, &url, &token, body).await;
+        let status = r.status();
+        let body: Value = r.json().await.unwrap();
+        assert!(status.is_success(), "{path}: {status} {body}");
+        body
+    }
+
+    /// Adds a method; returns its id.
+    async fn add(&self, admin: Uuid, kind: &str, value: &str) -> String {
+        let body = json!({"kind": kind, "value": value});
+        let added = self
+            .ok(
+                Method::POST,
+                &format!("/admins/{admin}/methods"),
+                Some(body),
+            )
+            .await;
+        added["method"]["id"].as_str().unwrap().to_owned()
+    }
+
+    async fn change(&self, admin: Uuid, method: &str, value: &str) {
+        let path = format!("/admins/{admin}/methods/{method}");
+        self.ok(Method::PATCH, &path, Some(json!({"value": value})))
+            .await;
+    }
+
+    async fn settings(&self, body: Value) {
+        self.ok(Method::PUT, "/settings", Some(body)).await;
+    }
+
+    async fn offboard(&self, admin: Uuid) {
+        let path = format!("/admins/{admin}/offboard");
+        self.ok(Method::POST, &path, None).await;
+    }
+
+    /// Each admin's contact view and eligibility answer.
+    async fn answers(&self, admins: &[Uuid]) -> Vec<(Value, Value)> {
+        let mut answers = Vec::new();
+        for admin in admins {
+            let view = self
+                .ok(Method::GET, &format!("/admins/{admin}/methods"), None)
+                .await;
+            let verdict = self
+                .ok(
+                    Method::GET,
+                    &format!("/admins/{admin}/reset-eligibility"),
+                    None,
+                )
+                .await;
+            answers.push((view, verdict));
+        }
+        answers
+    }
+}
+
+/// Six admins of a tenant with phones, emails (half of them in contoso.com), an alternate and
+/// an office phone, numbers changed, an email removed, one admin offboarded; with `settings`,
+/// changes the tenant's domains and then its policy in between, re-evaluating every admin.
+/// An auditor's reveal puts an audit event in the log too. Returns each admin's mobile id.
+async fn tenant_workload(t: &Tenant<'_>, admins: &[Uuid], settings: bool) -> Vec<String> {
+    let mut mobiles = Vec::new();
+    for (i, admin) in admins.iter().enumerate() {
+        mobiles.push(
+            t.add(*admin, "mobile_phone", &format!("+45 20 12 34 {i:02}"))
+                .await,
+        );
+        let domain = if i % 2 == 0 {
+            "contoso.com"
+        } else {
+            "example.com"
+        };
+        t.add(*admin, "email", &format!("admin{i}@{domain}")).await;
+        if i < 3 {
+            t.add(*admin, "alternate_phone", &format!("+45 30 12 34 {i:02}"))
+                .await;
+        }
+    }
+    t.add(admins[3], "office_phone", "+1 425 555 0100 x123")
+        .await;
+    // Half the new numbers end like the old ones: their masks, and so the verdicts, stay.
+    for (i, (admin, mobile)) in admins.iter().zip(&mobiles).enumerate() {
+        let end = if i % 2 == 0 { i } else { i + 50 };
+        t.change(*admin, mobile, &format!("+45 21 12 34 {end:02}"))
+            .await;
+    }
+    if settings {
+        t.settings(json!({"domains": ["contoso.com"]})).await;
+    }
+    let view = t
+        .ok(Method::GET, &format!("/admins/{}/methods", admins[4]), None)
+        .await;
+    let email = view["methods"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["kind"] == "email")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    t.ok(
+        Method::DELETE,
+        &format!("/admins/{}/methods/{email}", admins[4]),
+        None,
+    )
+    .await;
+    if settings {
+        t.settings(json!({"reset_policy": {"name": "any_two_methods"}}))
+            .await;
+    }
+    t.offboard(admins[5]).await;
+    t.ok(
+        Method::GET,
+        &format!("/admins/{}/history?reveal=true", admins[0]),
+        None,
+    )
+    .await;
+    mobiles
+}
+
+async fn replay_comes_out_identical_across_tenants_policy_changes_and_offboarding(
+    backend: Backend,
+) {
+    let app = spawn_backend(backend).await;
+    let (one, two) = (
+        Tenant {
+            app: &app,
+            id: app.tenant,
+        },
+        Tenant {
+            app: &app,
+            id: Uuid::now_v7(),
+        },
+    );
+    let admins_one: Vec<Uuid> = (0..6).map(|_| Uuid::now_v7()).collect();
+    let admins_two: Vec<Uuid> = (0..6).map(|_| Uuid::now_v7()).collect();
+    // Only the first tenant changes its settings: the second one's verdicts must not follow.
+    let mobiles_one = tenant_workload(&one, &admins_one, true).await;
+    let mobiles_two = tenant_workload(&two, &admins_two, false).await;
+    app.caught_up().await;
+    let db = Db::open(&app.store_config).await;
+    let live = db.projections().await;
+    assert_eq!(live[0].len(), 12);
+    assert_eq!(live[2].len(), 1, "one tenant has settings");
+    let answers = (
+        one.answers(&admins_one).await,
+        two.answers(&admins_two).await,
+    );
+    let eligible = |answers: &[(Value, Value)]| {
+        answers
+            .iter()
+            .filter(|(_, verdict)| verdict["eligible"] == true)
+            .count()
+    };
+    // The workload gives both tenants eligible and ineligible admins, and the policy change
+    // of the first one makes them differ (an email in contoso.com stops counting, but any
+    // two methods do).
+    assert_eq!(eligible(&answers.0), 4, "{:?}", answers.0);
+    assert_eq!(eligible(&answers.1), 4, "{:?}", answers.1);
+
+    // The replay folds the whole log at once (PostgreSQL: in one bulk pass): the tables come
+    // out as the live runner built them event by event, and every answer stays the same.
+    let store = Store::open(&app.store_config).await.unwrap();
+    let replayed = replay(&store, &Projection::ALL, 4).await.unwrap();
+    assert_eq!(replayed.checkpoint, app.store().head().await.unwrap());
+    assert!(db.projections().await == live, "the replay differs");
+    assert_eq!(
+        (
+            one.answers(&admins_one).await,
+            two.answers(&admins_two).await
+        ),
+        answers
+    );
+
+    // Events committed after the bulk pass read the log (a policy change re-evaluating every
+    // admin, an offboarding, changed numbers) are folded by the swap.
+    store
+        .replay_prepare(Projection::ALL.to_vec())
+        .await
+        .unwrap();
+    let bulk = store
+        .replay_bulk(Projection::ALL.to_vec(), |_| {})
+        .await
+        .unwrap();
+    assert_eq!(bulk.is_some(), backend == Backend::Postgres);
+    let after = bulk.map_or(0, |b| b.checkpoint);
+    one.settings(json!({"reset_policy": {"name": "email_and_mobile_phone"}}))
+        .await;
+    one.offboard(admins_one[1]).await;
+    one.change(admins_one[0], &mobiles_one[0], "+45 22 12 34 00")
+        .await;
+    two.change(admins_two[2], &mobiles_two[2], "+45 22 12 34 02")
+        .await;
+    let swap = store
+        .replay_swap(Projection::ALL.to_vec(), after)
+        .await
+        .unwrap();
+    assert_eq!(swap.checkpoint, app.store().head().await.unwrap());
+    app.caught_up().await;
+    let swapped = db.projections().await;
+    assert!(swapped != live);
+    // The reference: empty the tables and let the live runner refold from 0.
+    for p in Projection::ALL {
+        app.store().reset_projection(p).await.unwrap();
+    }
+    app.caught_up().await;
+    let reference = db.projections().await;
+    assert!(swapped == reference, "the swapped-in rebuild differs");
+
+    // One projection at a time folds the same (the contact view alone, or eligibility alone).
+    for p in Projection::ALL {
+        replay(&store, &[p], 1000).await.unwrap();
+        assert!(db.projections().await == reference, "{p:?} alone differs");
+    }
+}
+
 crate::on_both_backends!(
     verify_accepts_an_intact_log_and_checks_an_anchor,
     verify_names_the_first_broken_link_of_a_tampered_log,
     export_of_a_100k_event_log_runs_in_bounded_memory,
     export_writes_the_same_entries_as_the_http_history,
     replay_swaps_in_a_rebuild_equal_to_the_live_projection_while_requests_flow,
+    replay_comes_out_identical_across_tenants_policy_changes_and_offboarding,
 );
