@@ -24,6 +24,7 @@ use recovery_info::store::projections::Projection;
 use recovery_info::store::{Store, StoreConfig};
 use report::{Goal, Row};
 use serde_json::json;
+use stats::CpuMeter;
 use std::process::ExitCode;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -228,14 +229,23 @@ async fn measure_with(
     raw_pg::prepare(&db.url).await?;
     let raw = raw_pg::RawTable::new();
     let mut raw_insert = Vec::new();
+    // CPU microseconds per operation of the 16-connection phases: (raw, service).
+    let mut cpu_insert = (None, None);
+    let mut cpu_lookup = (None, None);
     for conns in [1, 16, 64] {
         say(&format!("raw INSERT, {conns} connections"));
+        let cpu = CpuMeter::start();
         let r = raw.insert_tps(&db.url, conns, plan.phase).await?;
+        let mut d = r.to_json();
+        let used = cpu.record(r.per_second, &mut d);
         say(&format!(
-            "  {:.0} tps, p50 {:.2} ms, p99 {:.2} ms",
+            "  {:.0} tps, p50 {:.2} ms, p99 {:.2} ms{used}",
             r.per_second, r.latency.p50_ms, r.latency.p99_ms
         ));
-        details.insert(format!("raw_insert_{conns}"), r.to_json());
+        if conns == 16 {
+            cpu_insert.0 = cpu.per_op(r.per_second).map(|(_, us)| us);
+        }
+        details.insert(format!("raw_insert_{conns}"), d);
         raw_insert.push((conns, r));
     }
     let mut raw_pk = Vec::new();
@@ -244,12 +254,18 @@ async fn measure_with(
             "raw primary-key lookups, {conns} connections ({} rows)",
             raw.rows()
         ));
+        let cpu = CpuMeter::start();
         let r = raw.pk_lookups(&db.url, conns, plan.phase).await?;
+        let mut d = r.to_json();
+        let used = cpu.record(r.per_second, &mut d);
         say(&format!(
-            "  {:.0} lookups/s, p50 {:.2} ms, p99 {:.2} ms",
+            "  {:.0} lookups/s, p50 {:.2} ms, p99 {:.2} ms{used}",
             r.per_second, r.latency.p50_ms, r.latency.p99_ms
         ));
-        details.insert(format!("raw_pk_{conns}"), r.to_json());
+        if conns == 16 {
+            cpu_lookup.0 = cpu.per_op(r.per_second).map(|(_, us)| us);
+        }
+        details.insert(format!("raw_pk_{conns}"), d);
         raw_pk.push((conns, r));
     }
 
@@ -275,6 +291,7 @@ async fn measure_with(
     let mut admins = Vec::new();
     for (conns, base) in &raw_insert {
         say(&format!("service commands, {conns} clients"));
+        let cpu = CpuMeter::start();
         let run = load::commands(
             &service,
             *conns,
@@ -284,11 +301,15 @@ async fn measure_with(
         )
         .await?;
         let r = run.rate;
+        let mut d = r.to_json();
+        let used = cpu.record(r.per_second, &mut d);
+        if *conns == 16 {
+            cpu_insert.1 = cpu.per_op(r.per_second).map(|(_, us)| us);
+        }
         say(&format!(
-            "  {:.0} commands/s, p50 {:.2} ms, p99 {:.2} ms, errors {:?}",
+            "  {:.0} commands/s, p50 {:.2} ms, p99 {:.2} ms, errors {:?}{used}",
             r.per_second, r.latency.p50_ms, r.latency.p99_ms, run.errors_by_status
         ));
-        let mut d = r.to_json();
         d["errors_by_status"] = json!(run.errors_by_status);
         details.insert(format!("service_commands_{conns}"), d);
         let errors = if r.errors > 0 {
@@ -338,12 +359,18 @@ async fn measure_with(
             "service eligibility queries, {conns} clients over {} admins",
             admins.len()
         ));
+        let cpu = CpuMeter::start();
         let r = load::eligibility(&service, &admins, *conns, plan.warmup, plan.phase).await?;
+        let mut d = r.to_json();
+        let used = cpu.record(r.per_second, &mut d);
         say(&format!(
-            "  {:.0} queries/s, p50 {:.2} ms, p99 {:.2} ms, errors {}",
+            "  {:.0} queries/s, p50 {:.2} ms, p99 {:.2} ms, errors {}{used}",
             r.per_second, r.latency.p50_ms, r.latency.p99_ms, r.errors
         ));
-        details.insert(format!("service_eligibility_{conns}"), r.to_json());
+        if *conns == 16 {
+            cpu_lookup.1 = cpu.per_op(r.per_second).map(|(_, us)| us);
+        }
+        details.insert(format!("service_eligibility_{conns}"), d);
         rows.push(
             Row::new(
                 format!("eligibility q/s, {conns} clients"),
@@ -377,6 +404,23 @@ async fn measure_with(
                 Some(base.latency.p99_ms),
             ),
         );
+    }
+    // What one operation costs the whole machine (service, PostgreSQL, NATS, load generator).
+    for (measure, baseline, (raw_us, service_us)) in [
+        (
+            "machine CPU per command, 16 clients",
+            "per raw INSERT, 16 conns",
+            cpu_insert,
+        ),
+        (
+            "machine CPU per eligibility query, 16 clients",
+            "per raw PK lookup, 16 conns",
+            cpu_lookup,
+        ),
+    ] {
+        if let Some(us) = service_us {
+            rows.push(Row::new(measure, us, "µs").against(baseline, raw_us));
+        }
     }
 
     // Does the service publish?

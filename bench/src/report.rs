@@ -124,6 +124,7 @@ fn figure(v: Option<f64>, unit: &str) -> String {
     match v {
         None => "—".into(),
         Some(v) if unit == "ms" => format!("{v:.2} ms"),
+        Some(v) if unit == "µs" => format!("{v:.0} µs"),
         Some(v) if v >= 100.0 => format!("{:.0}/s", v),
         Some(v) => format!("{v:.1}/s"),
     }

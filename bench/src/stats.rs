@@ -115,3 +115,54 @@ impl Rng {
         self.next_u64() % n.max(1)
     }
 }
+
+/// The whole machine's CPU use over a phase, from `/proc/stat`: every core and every process
+/// (the service, PostgreSQL, NATS and the load generator alike). With the rate it gives the
+/// CPU time one operation costs the machine, which is what bounds a 2-core box.
+pub struct CpuMeter {
+    start: Option<(u64, u64)>,
+}
+
+impl CpuMeter {
+    pub fn start() -> Self {
+        CpuMeter { start: cpu_ticks() }
+    }
+
+    /// The busy share of all cores since the start (0 to 1), and the CPU microseconds per
+    /// operation at `per_second`; `None` where `/proc/stat` cannot be read.
+    pub fn per_op(&self, per_second: f64) -> Option<(f64, f64)> {
+        let (busy0, total0) = self.start?;
+        let (busy1, total1) = cpu_ticks()?;
+        let total = total1.checked_sub(total0).filter(|t| *t > 0)?;
+        let busy = busy1.saturating_sub(busy0) as f64 / total as f64;
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+        Some((busy, busy * cores * 1e6 / per_second.max(1e-9)))
+    }
+
+    /// Adds `cpu_busy` and `cpu_us_per_op` to a phase's JSON; a short text for the progress.
+    pub fn record(&self, per_second: f64, json: &mut serde_json::Value) -> String {
+        match self.per_op(per_second) {
+            Some((busy, us)) => {
+                json["cpu_busy"] = serde_json::json!(busy);
+                json["cpu_us_per_op"] = serde_json::json!(us);
+                format!(", machine CPU {:.0}% busy, {us:.0} µs per op", busy * 100.0)
+            }
+            None => String::new(),
+        }
+    }
+}
+
+/// (busy, total) jiffies of the `cpu` line of `/proc/stat`.
+fn cpu_ticks() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal
+    let idle = v.get(3)? + v.get(4).unwrap_or(&0);
+    let total: u64 = v.iter().take(8).sum();
+    Some((total - idle, total))
+}

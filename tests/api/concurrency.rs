@@ -578,7 +578,8 @@ async fn a_replica_decides_on_what_another_replica_appended_since() {
     .await;
     let other = Uuid::now_v7();
     a.add_ok(other, "mobile_phone", "+45 20 12 34 57").await;
-    b.put_settings_ok(json!({"domains": ["fabrikam.com"]})).await;
+    b.put_settings_ok(json!({"domains": ["fabrikam.com"]}))
+        .await;
     assert_problem(
         a.add(other, "email", "joe@fabrikam.com").await,
         422,
