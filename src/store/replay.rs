@@ -117,9 +117,9 @@ impl PgStore {
     /// events and the fold.
     ///
     /// Two stages: a task reads the `COPY` stream and decodes the events while this one folds
-    /// them (the dearest step: an eligibility verdict per event). With PostgreSQL producing
-    /// the rows that is three busy threads for two cores, yet on two cores it is a third
-    /// faster than decoding and folding in one task, which leaves a core half idle.
+    /// them (the dearest step: an eligibility verdict per event). PostgreSQL takes a fifth of a
+    /// core to produce the rows, so on two cores this is a quarter to a third faster than
+    /// decoding and folding in one task (docs/benchmarks.md).
     async fn fold_log(
         &self,
         projections: &[Projection],
