@@ -96,6 +96,9 @@ impl PgStore {
         let (head, decoded, fold) = self.fold_log(&projections, on_decoded).await?;
         let folded = started.elapsed();
         let written = self.write_fold(&fold).await?;
+        // Freeing every admin's state takes a while (a fifth of a second per million events
+        // here): the swap need not wait for it.
+        tokio::task::spawn_blocking(move || drop(fold));
         tracing::info!(
             events = decoded,
             position = head,
@@ -114,9 +117,9 @@ impl PgStore {
     /// events and the fold.
     ///
     /// Two stages: a task reads the `COPY` stream and decodes the events while this one folds
-    /// them (the dearest step: an eligibility verdict per event). With PostgreSQL producing
-    /// the rows that is three busy threads for two cores, yet on two cores it is a third
-    /// faster than decoding and folding in one task, which leaves a core half idle.
+    /// them (the dearest step: an eligibility verdict per event). PostgreSQL takes a fifth of a
+    /// core to produce the rows, so on two cores this is a quarter to a third faster than
+    /// decoding and folding in one task (docs/benchmarks.md).
     async fn fold_log(
         &self,
         projections: &[Projection],
