@@ -101,10 +101,14 @@ impl PgStore {
             .iter()
             .map(|(s, v)| (s.to_string(), to_i64(*v)))
             .unzip();
+        // LATERAL with OFFSET 0: an index scan per stream whatever the plan. As a plain join,
+        // the generic plan of this prepared statement is a hash join over the whole log.
         let stmt = client
             .prepare_cached(
                 "SELECT e.payload FROM unnest($1::text[], $2::bigint[]) AS s(name, after)
-                 JOIN events e ON e.stream_id = s.name AND e.stream_version > s.after
+                 CROSS JOIN LATERAL (SELECT position, payload FROM events
+                                     WHERE stream_id = s.name AND stream_version > s.after
+                                     OFFSET 0) e
                  ORDER BY e.position",
             )
             .await?;

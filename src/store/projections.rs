@@ -289,11 +289,15 @@ async fn apply_contact_view(
         return Ok(());
     }
     let (tenants, admins) = key_arrays(&keys);
+    // The loads below are LATERAL with OFFSET 0: a primary-key lookup per admin whatever the
+    // plan. As plain joins, the generic plans of these prepared statements scan the table.
     let load = tx
         .prepare_cached(&format!(
-            "SELECT v.tenant_id, v.admin_id, v.state FROM {} v
-             JOIN unnest($1::uuid[], $2::uuid[]) AS k(tenant_id, admin_id)
-               ON v.tenant_id = k.tenant_id AND v.admin_id = k.admin_id",
+            "SELECT v.tenant_id, v.admin_id, v.state
+             FROM unnest($1::uuid[], $2::uuid[]) AS k(tenant_id, admin_id)
+             CROSS JOIN LATERAL (SELECT * FROM {} v
+                                 WHERE v.tenant_id = k.tenant_id AND v.admin_id = k.admin_id
+                                 OFFSET 0) v",
             tables.contact_views
         ))
         .await?;
@@ -352,9 +356,10 @@ async fn apply_eligibility(
     let load_admins = tx
         .prepare_cached(&format!(
             "SELECT e.tenant_id, e.admin_id, e.state, e.verdict, e.changed_position
-             FROM {admins} e
-             JOIN unnest($1::uuid[], $2::uuid[]) AS k(tenant_id, admin_id)
-               ON e.tenant_id = k.tenant_id AND e.admin_id = k.admin_id
+             FROM unnest($1::uuid[], $2::uuid[]) AS k(tenant_id, admin_id)
+             CROSS JOIN LATERAL (SELECT * FROM {admins} e
+                                 WHERE e.tenant_id = k.tenant_id AND e.admin_id = k.admin_id
+                                 OFFSET 0) e
              UNION
              SELECT e.tenant_id, e.admin_id, e.state, e.verdict, e.changed_position
              FROM {admins} e WHERE e.tenant_id = ANY($3)",
