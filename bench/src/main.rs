@@ -351,9 +351,9 @@ async fn measure_with(
     }
     let admins = Arc::new(admins);
 
-    say("waiting for the projections to catch up");
+    say("waiting for the projections and the publisher to catch up");
     let head = store.head().await?;
-    wait_for_projections(store, head, Duration::from_secs(120)).await?;
+    wait_for_projections(store, head, nats.is_some(), Duration::from_secs(120)).await?;
     for (conns, base) in &raw_pk {
         say(&format!(
             "service eligibility queries, {conns} clients over {} admins",
@@ -504,7 +504,7 @@ async fn measure_with(
     // seeded events (it would compete with both for the cores).
     say("waiting for the projections to fold the seeded events");
     let t = Instant::now();
-    wait_for_projections(store, head, plan.rebuild_timeout).await?;
+    wait_for_projections(store, head, false, plan.rebuild_timeout).await?;
     say(&format!("  done in {:.1} s", t.elapsed().as_secs_f64()));
     say(&format!("raw binary COPY scan of {head} events"));
     let copy = raw_pg::copy_scan(&db.url).await?;
@@ -622,14 +622,36 @@ async fn measure_with(
 }
 
 /// Waits until both projections have folded the log up to `head`.
-async fn wait_for_projections(store: &Store, head: u64, timeout: Duration) -> anyhow::Result<()> {
+/// Waits until both projections and, with `publisher`, the publisher have reached `head`, so
+/// that the next phase does not share the machine with their catching up.
+async fn wait_for_projections(
+    store: &Store,
+    head: u64,
+    publisher: bool,
+    timeout: Duration,
+) -> anyhow::Result<()> {
     let deadline = Instant::now() + timeout;
-    for p in Projection::ALL {
-        while store.checkpoint(p).await? < head {
+    let stream = publisher::stream_name();
+    let mut followers: Vec<&str> = Projection::ALL.iter().map(|p| p.name()).collect();
+    if publisher {
+        followers.push("publisher");
+    }
+    for name in followers {
+        loop {
+            let at = match (
+                Projection::ALL.into_iter().find(|p| p.name() == name),
+                store,
+            ) {
+                (Some(p), _) => store.checkpoint(p).await?,
+                (None, Store::Postgres(pg)) => pg.publisher_checkpoint(&stream).await?,
+                (None, Store::Embedded(_)) => break,
+            };
+            if at >= head {
+                break;
+            }
             if Instant::now() > deadline {
                 anyhow::bail!(
-                    "the {} projection did not reach position {head} within {} s",
-                    p.name(),
+                    "the {name} did not reach position {head} within {} s",
                     timeout.as_secs()
                 );
             }

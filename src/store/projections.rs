@@ -8,7 +8,7 @@ use crate::events::RecordedEvent;
 use crate::projections::contact_view::{self, AdminKey};
 use crate::projections::eligibility::{self, AdminEligibility, EligibilityFold, verdict_for};
 use crate::projections::verdicts::VerdictChanges;
-use deadpool_postgres::Transaction;
+use deadpool_postgres::GenericClient;
 use std::collections::{BTreeSet, HashMap};
 use tokio_postgres::types::Json;
 use uuid::Uuid;
@@ -116,7 +116,7 @@ impl PgStore {
         projection: Projection,
         limit: u32,
     ) -> Result<Projected, StoreError> {
-        let mut client = self.pool().get().await?;
+        let client = self.pool().get().await?;
         // Idle runners poll: look without a transaction or a row lock first.
         let peek = client
             .prepare_cached(
@@ -129,46 +129,12 @@ impl PgStore {
         if seen >= head {
             return Ok(Projected::idle(seen));
         }
-        let tx = client.transaction().await?;
-        // A projection's rows and checkpoint commit together, so a commit lost in a crash is
-        // simply projected again: it need not wait for the WAL flush.
-        tx.batch_execute("SET LOCAL synchronous_commit = off")
-            .await?;
-        let lock = tx
-            .prepare_cached(
-                "SELECT position FROM projection_checkpoints WHERE name = $1 FOR UPDATE",
-            )
-            .await?;
-        let checkpoint = to_u64(tx.query_one(&lock, &[&projection.name()]).await?.get(0));
-        let read = tx
-            .prepare_cached(
-                "SELECT payload FROM events WHERE position > $1 ORDER BY position LIMIT $2",
-            )
-            .await?;
-        let events = tx
-            .query(&read, &[&to_i64(checkpoint), &i64::from(limit)])
-            .await?
-            .iter()
-            .map(|r| RecordedEvent::decode(r.get::<_, &[u8]>(0)))
-            .collect::<Result<Vec<_>, _>>()?;
-        let Some(last) = events.last().map(|e| e.position) else {
-            return Ok(Projected::idle(checkpoint));
-        };
-        let changes = apply(&tx, projection, Tables::LIVE, &events).await?;
-        let save = tx
-            .prepare_cached("UPDATE projection_checkpoints SET position = $2 WHERE name = $1")
-            .await?;
-        tx.execute(&save, &[&projection.name(), &to_i64(last)])
-            .await?;
-        tx.commit().await?;
-        Ok(Projected {
-            from: checkpoint,
-            batch: Batch {
-                applied: events.len(),
-                checkpoint: last,
-            },
-            changes,
-        })
+        let projected = project_in(&client, projection, limit).await;
+        if projected.is_err() {
+            // Outside a transaction this is only a warning.
+            let _ = client.batch_execute("ROLLBACK").await;
+        }
+        projected
     }
 
     /// Empties the projection's tables and sets its checkpoint to 0, in one transaction, so
@@ -263,9 +229,71 @@ impl PgStore {
     }
 }
 
+type Param = dyn tokio_postgres::types::ToSql + Sync;
+
+/// One batch in one transaction, in four round trips: `BEGIN`, the checkpoint's row lock and
+/// the events after it, pipelined; the rows the batch needs; the rows it writes; the checkpoint
+/// and `COMMIT`, pipelined. The caller rolls back on an error.
+async fn project_in(
+    client: &deadpool_postgres::Client,
+    projection: Projection,
+    limit: u32,
+) -> Result<Projected, StoreError> {
+    let name = projection.name();
+    let lock = client
+        .prepare_cached("SELECT position FROM projection_checkpoints WHERE name = $1 FOR UPDATE")
+        .await?;
+    // Runs after the lock statement: it reads the checkpoint the lock holds.
+    let read = client
+        .prepare_cached(
+            "SELECT payload FROM events
+             WHERE position > (SELECT position FROM projection_checkpoints WHERE name = $1)
+             ORDER BY position LIMIT $2",
+        )
+        .await?;
+    let save = client
+        .prepare_cached("UPDATE projection_checkpoints SET position = $2 WHERE name = $1")
+        .await?;
+    // A projection's rows and checkpoint commit together, so a commit lost in a crash is
+    // simply projected again: it need not wait for the WAL flush.
+    let limit = i64::from(limit);
+    let lock_params: [&Param; 1] = [&name];
+    let read_params: [&Param; 2] = [&name, &limit];
+    let (_, locked, rows) = tokio::try_join!(
+        client.batch_execute("BEGIN; SET LOCAL synchronous_commit = off"),
+        client.query_one(&lock, &lock_params),
+        client.query(&read, &read_params),
+    )?;
+    let checkpoint = to_u64(locked.get(0));
+    let events = rows
+        .iter()
+        .map(|r| RecordedEvent::decode(r.get::<_, &[u8]>(0)))
+        .collect::<Result<Vec<_>, _>>()?;
+    let Some(last) = events.last().map(|e| e.position) else {
+        client.batch_execute("COMMIT").await?;
+        return Ok(Projected::idle(checkpoint));
+    };
+    let changes = apply(client, projection, Tables::LIVE, &events).await?;
+    let last_position = to_i64(last);
+    let save_params: [&Param; 2] = [&name, &last_position];
+    let (saved, committed) = tokio::join!(
+        client.execute(&save, &save_params),
+        client.batch_execute("COMMIT"),
+    );
+    saved.and(committed)?;
+    Ok(Projected {
+        from: checkpoint,
+        batch: Batch {
+            applied: events.len(),
+            checkpoint: last,
+        },
+        changes,
+    })
+}
+
 /// Folds `events` into `projection`'s rows in `tables`; for eligibility, what it wrote.
 pub(super) async fn apply(
-    tx: &Transaction<'_>,
+    tx: &impl GenericClient,
     projection: Projection,
     tables: Tables,
     events: &[RecordedEvent],
@@ -280,7 +308,7 @@ pub(super) async fn apply(
 }
 
 async fn apply_contact_view(
-    tx: &Transaction<'_>,
+    tx: &impl GenericClient,
     tables: Tables,
     events: &[RecordedEvent],
 ) -> Result<(), StoreError> {
@@ -330,7 +358,7 @@ async fn apply_contact_view(
 }
 
 async fn apply_eligibility(
-    tx: &Transaction<'_>,
+    tx: &impl GenericClient,
     tables: Tables,
     events: &[RecordedEvent],
 ) -> Result<VerdictChanges, StoreError> {
@@ -344,13 +372,6 @@ async fn apply_eligibility(
             tables.eligibility_tenants
         ))
         .await?;
-    for row in tx.query(&load_tenants, &[&all_tenants]).await? {
-        fold.tenants.insert(
-            TenantId::from_uuid(row.get("tenant_id")),
-            row.try_get::<_, Json<TenantState>>("state")?.0,
-        );
-    }
-
     let (ts, as_) = key_arrays(&needs.admins);
     let settings_tenants: Vec<Uuid> = needs.settings_changed.iter().map(|t| t.as_uuid()).collect();
     let load_admins = tx
@@ -366,10 +387,20 @@ async fn apply_eligibility(
             admins = tables.eligibility_admins
         ))
         .await?;
-    for row in tx
-        .query(&load_admins, &[&ts, &as_, &settings_tenants])
-        .await?
-    {
+    // Both loads in one round trip.
+    let tenant_params: [&Param; 1] = [&all_tenants];
+    let admin_params: [&Param; 3] = [&ts, &as_, &settings_tenants];
+    let (tenant_rows, admin_rows) = tokio::try_join!(
+        tx.query(&load_tenants, &tenant_params),
+        tx.query(&load_admins, &admin_params),
+    )?;
+    for row in tenant_rows {
+        fold.tenants.insert(
+            TenantId::from_uuid(row.get("tenant_id")),
+            row.try_get::<_, Json<TenantState>>("state")?.0,
+        );
+    }
+    for row in admin_rows {
         fold.admins.insert(
             admin_key(&row),
             AdminEligibility {
