@@ -43,7 +43,20 @@ impl PgStore {
                 "UPDATE publisher_checkpoints SET position = greatest(position, $2) WHERE name = $1",
             )
             .await?;
-        client.execute(&stmt, &[&name, &to_i64(position)]).await?;
+        // Without waiting for the WAL flush, in one round trip: a checkpoint lost in a crash is
+        // harmless, the relay resumes from the stream's own tip (see `publish::nats`).
+        let position = to_i64(position);
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&name, &position];
+        let (begun, saved, committed) = tokio::join!(
+            client.batch_execute("BEGIN; SET LOCAL synchronous_commit = off"),
+            client.execute(&stmt, &params),
+            client.batch_execute("COMMIT"),
+        );
+        let saved = begun.and(saved).and(committed);
+        if saved.is_err() {
+            let _ = client.batch_execute("ROLLBACK").await;
+        }
+        saved?;
         Ok(())
     }
 
