@@ -20,9 +20,6 @@ pub struct RunnerConfig {
     pub poll_interval: Duration,
     /// How many eligibility verdicts are answered from memory at most.
     pub verdict_capacity: usize,
-    /// How long a woken runner lets appends gather before its next batch: under load, one
-    /// batch then folds many commands instead of one transaction per command.
-    pub linger: Duration,
 }
 
 impl Default for RunnerConfig {
@@ -31,7 +28,6 @@ impl Default for RunnerConfig {
             batch_size: 2000,
             poll_interval: Duration::from_millis(100),
             verdict_capacity: verdicts::DEFAULT_CAPACITY,
-            linger: Duration::from_millis(2),
         }
     }
 }
@@ -171,7 +167,6 @@ async fn run(
                 }
                 if batch.applied < config.batch_size as usize {
                     let _ = tokio::time::timeout(config.poll_interval, wake.notified()).await;
-                    tokio::time::sleep(config.linger).await;
                 }
             }
             Err(e) => {

@@ -42,9 +42,6 @@ pub struct PublisherConfig {
     pub ack_timeout: Duration,
     /// How often an idle publisher looks at the log without a notification.
     pub poll_interval: Duration,
-    /// How long a woken publisher lets appends gather before it reads them (one round of many
-    /// events instead of one per command under load).
-    pub linger: Duration,
     /// How often a follower tries to become the leader.
     pub leader_retry: Duration,
 }
@@ -66,7 +63,6 @@ impl PublisherConfig {
             batch_size: 2000,
             ack_timeout: Duration::from_secs(5),
             poll_interval: Duration::from_millis(500),
-            linger: Duration::from_millis(2),
             leader_retry: Duration::from_secs(1),
         }
     }

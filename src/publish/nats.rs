@@ -224,7 +224,6 @@ impl Relay {
                     _ = self.wake.wait() => {}
                     _ = leadership.lost() => return Err(PublishError::LostLeadership),
                 }
-                tokio::time::sleep(self.config.linger).await;
                 continue;
             };
             let started = Instant::now();
