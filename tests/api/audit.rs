@@ -3,7 +3,7 @@
 //! matches the HTTP history, and `replay` swaps in a rebuild equal to the live projection while
 //! requests keep flowing.
 
-use crate::support::{Backend, TestApp, fresh_store, spawn_backend};
+use crate::support::{Backend, TestApp, fresh_store, method_id, spawn_backend};
 use prost::Message;
 use recovery_info::domain::{AdminId, DomainEvent, MethodId, MethodKind, StreamId, TenantId};
 use recovery_info::events::{Actor, PendingEvent, pb};
@@ -909,15 +909,7 @@ async fn tenant_workload(t: &Tenant<'_>, admins: &[Uuid], settings: bool) -> Vec
     let view = t
         .ok(Method::GET, &format!("/admins/{}/methods", admins[4]), None)
         .await;
-    let email = view["methods"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["kind"] == "email")
-        .unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let email = method_id(&view, "email");
     t.ok(
         Method::DELETE,
         &format!("/admins/{}/methods/{email}", admins[4]),

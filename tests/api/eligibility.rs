@@ -1,8 +1,8 @@
 //! Reset eligibility: the default policy, tenant domains and policies, read-your-writes.
 
 use crate::support::{
-    Backend, Options, assert_problem, fresh_database, spawn_app, spawn_app_with, spawn_backend,
-    spawn_on,
+    Backend, Options, assert_problem, fresh_database, method_id, spawn_app, spawn_app_with,
+    spawn_backend, spawn_on,
 };
 use recovery_info::http::auth::Role;
 use reqwest::Method;
@@ -208,15 +208,7 @@ async fn answers_follow_writes_made_through_another_replica() {
         let r = if round % 2 == 0 {
             writer.add(admin, "email", "jane@example.com").await
         } else {
-            let email = writer.view(admin).await["methods"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .find(|m| m["kind"] == "email")
-                .unwrap()["id"]
-                .as_str()
-                .unwrap()
-                .to_owned();
+            let email = method_id(&writer.view(admin).await, "email");
             writer.remove(admin, &email).await
         };
         assert!(r.status().is_success());

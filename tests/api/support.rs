@@ -316,6 +316,16 @@ impl TestApp {
 }
 
 /// Reads a problem+json answer, checking its content type, status and code.
+/// The id of the method of `kind` in a contact view.
+pub fn method_id(view: &Value, kind: &str) -> String {
+    view["methods"]
+        .as_array()
+        .and_then(|ms| ms.iter().find(|m| m["kind"] == kind))
+        .and_then(|m| m["id"].as_str())
+        .unwrap_or_else(|| panic!("no {kind} in {view}"))
+        .to_owned()
+}
+
 pub async fn assert_problem(r: Response, status: u16, code: &str) -> Value {
     assert_eq!(r.status(), status, "expected {status} {code}");
     let ct = r.headers()["content-type"].to_str().unwrap().to_owned();
