@@ -48,20 +48,26 @@ impl Projections {
     pub fn spawn(store: Store, config: RunnerConfig) -> (Self, Vec<JoinHandle<()>>) {
         let mut wake = HashMap::new();
         let mut progress = HashMap::new();
+        let mut senders = HashMap::new();
+        for projection in Projection::ALL {
+            let (tx, rx) = watch::channel(0);
+            progress.insert(projection, rx);
+            senders.insert(projection, tx);
+        }
+        // Shared: an eligibility batch may move the contact view's checkpoint too.
+        let senders = Arc::new(senders);
         let mut tasks = Vec::new();
         let verdicts = Arc::new(VerdictCache::new(config.verdict_capacity));
         for projection in Projection::ALL {
             let notify = Arc::new(Notify::new());
-            let (tx, rx) = watch::channel(0);
             wake.insert(projection, notify.clone());
-            progress.insert(projection, rx);
             let cache = (projection == Projection::Eligibility).then(|| verdicts.clone());
             tasks.push(tokio::spawn(run(
                 store.clone(),
                 projection,
                 config,
                 notify,
-                tx,
+                senders.clone(),
                 cache,
             )));
         }
@@ -135,7 +141,7 @@ async fn run(
     projection: Projection,
     config: RunnerConfig,
     wake: Arc<Notify>,
-    progress: watch::Sender<u64>,
+    progress: Arc<HashMap<Projection, watch::Sender<u64>>>,
     verdicts: Option<Arc<VerdictCache>>,
 ) {
     let mut backoff = Duration::from_millis(100);
@@ -145,6 +151,7 @@ async fn run(
                 from,
                 batch,
                 changes,
+                contact_view_too,
             }) => {
                 backoff = Duration::from_millis(100);
                 // Before the progress: a reader woken by it finds the verdicts up to date.
@@ -155,7 +162,11 @@ async fn run(
                         cache.advance(from, batch.checkpoint, &changes);
                     }
                 }
-                progress.send_replace(batch.checkpoint);
+                progress[&projection].send_replace(batch.checkpoint);
+                if contact_view_too {
+                    progress[&Projection::ContactView]
+                        .send_modify(|p| *p = (*p).max(batch.checkpoint));
+                }
                 if batch.applied > 0 {
                     metrics::counter!("recovery_projection_events_total", "projection" => projection.name())
                         .increment(batch.applied as u64);

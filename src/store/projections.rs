@@ -73,6 +73,9 @@ pub struct Projected {
     pub batch: Batch,
     /// For eligibility, what the batch wrote.
     pub changes: VerdictChanges,
+    /// An eligibility batch that also folded the contact view (their checkpoints were equal):
+    /// the contact view's checkpoint moved to the same position.
+    pub contact_view_too: bool,
 }
 
 impl Projected {
@@ -84,6 +87,7 @@ impl Projected {
                 checkpoint,
             },
             changes: VerdictChanges::default(),
+            contact_view_too: false,
         }
     }
 }
@@ -120,13 +124,17 @@ impl PgStore {
         // Idle runners poll: look without a transaction or a row lock first.
         let peek = client
             .prepare_cached(
-                "SELECT c.position, h.position FROM projection_checkpoints c, log_head h
-                 WHERE c.name = $1",
+                "SELECT c.position, h.position, e.position
+                 FROM projection_checkpoints c, projection_checkpoints e, log_head h
+                 WHERE c.name = $1 AND e.name = 'eligibility'",
             )
             .await?;
         let row = client.query_one(&peek, &[&projection.name()]).await?;
-        let (seen, head) = (to_u64(row.get(0)), to_u64(row.get(1)));
-        if seen >= head {
+        let (seen, head, eligibility) =
+            (to_u64(row.get(0)), to_u64(row.get(1)), to_u64(row.get(2)));
+        // A contact view level with eligibility is folded by the eligibility batches.
+        let folded_elsewhere = projection == Projection::ContactView && seen == eligibility;
+        if seen >= head || folded_elsewhere {
             return Ok(Projected::idle(seen));
         }
         let projected = project_in(&client, projection, limit).await;
@@ -234,14 +242,26 @@ type Param = dyn tokio_postgres::types::ToSql + Sync;
 /// One batch in one transaction, in four round trips: `BEGIN`, the checkpoint's row lock and
 /// the events after it, pipelined; the rows the batch needs; the rows it writes; the checkpoint
 /// and `COMMIT`, pipelined. The caller rolls back on an error.
+///
+/// An eligibility batch locks the contact view's checkpoint too (the rows in name order, as a
+/// replay's swap does): when both are at the same position, it folds the contact view in the same
+/// pass — the eligibility fold holds every touched admin's state, which is the contact view — and
+/// moves both checkpoints, so that the events are read and committed once for both.
 async fn project_in(
     client: &deadpool_postgres::Client,
     projection: Projection,
     limit: u32,
 ) -> Result<Projected, StoreError> {
     let name = projection.name();
+    let names: Vec<&str> = match projection {
+        Projection::ContactView => vec![name],
+        Projection::Eligibility => Projection::ALL.iter().map(|p| p.name()).collect(),
+    };
     let lock = client
-        .prepare_cached("SELECT position FROM projection_checkpoints WHERE name = $1 FOR UPDATE")
+        .prepare_cached(
+            "SELECT name, position FROM projection_checkpoints WHERE name = ANY($1)
+             ORDER BY name FOR UPDATE",
+        )
         .await?;
     // Runs after the lock statement: it reads the checkpoint the lock holds.
     let read = client
@@ -252,19 +272,25 @@ async fn project_in(
         )
         .await?;
     let save = client
-        .prepare_cached("UPDATE projection_checkpoints SET position = $2 WHERE name = $1")
+        .prepare_cached("UPDATE projection_checkpoints SET position = $2 WHERE name = ANY($1)")
         .await?;
     // A projection's rows and checkpoint commit together, so a commit lost in a crash is
     // simply projected again: it need not wait for the WAL flush.
     let limit = i64::from(limit);
-    let lock_params: [&Param; 1] = [&name];
+    let lock_params: [&Param; 1] = [&names];
     let read_params: [&Param; 2] = [&name, &limit];
     let (_, locked, rows) = tokio::try_join!(
         client.batch_execute("BEGIN; SET LOCAL synchronous_commit = off"),
-        client.query_one(&lock, &lock_params),
+        client.query(&lock, &lock_params),
         client.query(&read, &read_params),
     )?;
-    let checkpoint = to_u64(locked.get(0));
+    let positions: HashMap<String, u64> = locked
+        .iter()
+        .map(|r| (r.get(0), to_u64(r.get(1))))
+        .collect();
+    let checkpoint = positions.get(name).copied().unwrap_or(0);
+    let contact_view_too = projection == Projection::Eligibility
+        && positions.get(Projection::ContactView.name()) == Some(&checkpoint);
     let events = rows
         .iter()
         .map(|r| RecordedEvent::decode(r.get::<_, &[u8]>(0)))
@@ -273,9 +299,15 @@ async fn project_in(
         client.batch_execute("COMMIT").await?;
         return Ok(Projected::idle(checkpoint));
     };
-    let changes = apply(client, projection, Tables::LIVE, &events).await?;
+    let changes = match projection {
+        Projection::Eligibility => {
+            apply_eligibility(client, Tables::LIVE, &events, contact_view_too).await?
+        }
+        Projection::ContactView => apply(client, projection, Tables::LIVE, &events).await?,
+    };
+    let moved: Vec<&str> = if contact_view_too { names } else { vec![name] };
     let last_position = to_i64(last);
-    let save_params: [&Param; 2] = [&name, &last_position];
+    let save_params: [&Param; 2] = [&moved, &last_position];
     let (saved, committed) = tokio::join!(
         client.execute(&save, &save_params),
         client.batch_execute("COMMIT"),
@@ -288,6 +320,7 @@ async fn project_in(
             checkpoint: last,
         },
         changes,
+        contact_view_too,
     })
 }
 
@@ -303,7 +336,7 @@ pub(super) async fn apply(
             apply_contact_view(tx, tables, events).await?;
             Ok(VerdictChanges::default())
         }
-        Projection::Eligibility => apply_eligibility(tx, tables, events).await,
+        Projection::Eligibility => apply_eligibility(tx, tables, events, false).await,
     }
 }
 
@@ -339,11 +372,23 @@ async fn apply_contact_view(
     for event in events {
         contact_view::apply(&mut views, event);
     }
+    save_contact_views(tx, tables, views.iter()).await
+}
+
+/// Upserts contact views.
+async fn save_contact_views<'a>(
+    tx: &impl GenericClient,
+    tables: Tables,
+    views: impl Iterator<Item = (&'a AdminKey, &'a AdminState)>,
+) -> Result<(), StoreError> {
     let (mut ts, mut as_, mut states) = (Vec::new(), Vec::new(), Vec::new());
-    for ((t, a), state) in &views {
+    for ((t, a), state) in views {
         ts.push(t.as_uuid());
         as_.push(a.as_uuid());
         states.push(Json(state));
+    }
+    if ts.is_empty() {
+        return Ok(());
     }
     let save = tx
         .prepare_cached(&format!(
@@ -357,10 +402,13 @@ async fn apply_contact_view(
     Ok(())
 }
 
+/// Folds `events` into the eligibility rows; with `contact_views`, also writes the contact view of
+/// every admin they touch (from the same fold: the eligibility entry's state is the view).
 async fn apply_eligibility(
     tx: &impl GenericClient,
     tables: Tables,
     events: &[RecordedEvent],
+    contact_views: bool,
 ) -> Result<VerdictChanges, StoreError> {
     let needs = eligibility::needs(events);
     let mut fold = EligibilityFold::default();
@@ -456,6 +504,13 @@ async fn apply_eligibility(
             .await?;
         tx.execute(&save, &[&ts, &as_, &states, &verdicts, &changed])
             .await?;
+    }
+    if contact_views {
+        let touched = needs
+            .admins
+            .iter()
+            .filter_map(|key| fold.admins.get(key).map(|e| (key, &e.state)));
+        save_contact_views(tx, tables, touched).await?;
     }
     Ok(fold.changes(&needs))
 }

@@ -521,6 +521,7 @@ fn project_batch(
             checkpoint: last,
         },
         changes,
+        contact_view_too: false,
     })
 }
 
