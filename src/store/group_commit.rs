@@ -13,7 +13,7 @@
 //! key), it is rolled back and every append of the group is retried alone, so that one bad
 //! append cannot fail the others.
 
-use super::postgres::{GENESIS_HASH, chain_hash, to_i64, to_u64};
+use super::postgres::{GENESIS_HASH, chain_hash, rolled_back_on_error, to_i64, to_u64};
 use super::{Appended, IdempotentAnswer, StoreError};
 use crate::domain::StreamId;
 use crate::events::{PendingEvent, RecordedEvent};
@@ -123,12 +123,7 @@ async fn write(
     jobs: &[AppendJob],
 ) -> Result<Vec<Result<Appended, StoreError>>, StoreError> {
     let client = pool.get().await?;
-    let written = write_in(&client, jobs).await;
-    if written.is_err() {
-        // Outside a transaction this is only a warning.
-        let _ = client.batch_execute("ROLLBACK").await;
-    }
-    written
+    rolled_back_on_error(&client, write_in(&client, jobs).await).await
 }
 
 async fn write_in(

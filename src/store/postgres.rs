@@ -25,6 +25,19 @@ pub(crate) fn to_u64(v: i64) -> u64 {
     u64::try_from(v).unwrap_or(0)
 }
 
+/// Passes `result` on, first rolling back what a failed pipelined transaction (`BEGIN` … `COMMIT`
+/// sent as one pipeline) may have left open, so that the connection goes back to the pool clean.
+/// Outside a transaction the `ROLLBACK` is only a warning.
+pub(crate) async fn rolled_back_on_error<T, E>(
+    client: &tokio_postgres::Client,
+    result: Result<T, E>,
+) -> Result<T, E> {
+    if result.is_err() {
+        let _ = client.batch_execute("ROLLBACK").await;
+    }
+    result
+}
+
 pub(crate) fn to_i64(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }

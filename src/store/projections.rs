@@ -1,7 +1,7 @@
 //! Projection storage on PostgreSQL: batches that fold the log into the projections' tables and
 //! move the checkpoint in the same transaction (exactly-once), and the queries that read them.
 
-use super::postgres::{to_i64, to_u64};
+use super::postgres::{rolled_back_on_error, to_i64, to_u64};
 use super::{PgStore, StoreError};
 use crate::domain::{AdminId, AdminState, TenantId, TenantState, Verdict};
 use crate::events::RecordedEvent;
@@ -137,12 +137,7 @@ impl PgStore {
         if seen >= head || folded_elsewhere {
             return Ok(Projected::idle(seen));
         }
-        let projected = project_in(&client, projection, limit).await;
-        if projected.is_err() {
-            // Outside a transaction this is only a warning.
-            let _ = client.batch_execute("ROLLBACK").await;
-        }
-        projected
+        rolled_back_on_error(&client, project_in(&client, projection, limit).await).await
     }
 
     /// Empties the projection's tables and sets its checkpoint to 0, in one transaction, so

@@ -2,7 +2,7 @@
 //! leadership through an advisory lock on a dedicated connection, and LISTEN for the
 //! `recovery_log` hint that migration 0002 sends on every append.
 
-use super::postgres::{to_i64, to_u64};
+use super::postgres::{rolled_back_on_error, to_i64, to_u64};
 use super::{PgStore, StoreError};
 use crate::domain::{AdminId, StreamId, TenantId};
 use crate::events::RecordedEvent;
@@ -52,11 +52,7 @@ impl PgStore {
             client.execute(&stmt, &params),
             client.batch_execute("COMMIT"),
         );
-        let saved = begun.and(saved).and(committed);
-        if saved.is_err() {
-            let _ = client.batch_execute("ROLLBACK").await;
-        }
-        saved?;
+        rolled_back_on_error(&client, begun.and(saved).and(committed)).await?;
         Ok(())
     }
 
