@@ -1,8 +1,6 @@
 //! Masking for values shown to a reset flow or a dashboard: enough to recognise, not to use.
 
 use super::MethodKind;
-use std::collections::HashMap;
-use std::sync::{LazyLock, RwLock};
 
 const DOT: char = '•';
 
@@ -16,32 +14,9 @@ pub fn mask(kind: MethodKind, value: &str) -> String {
     }
 }
 
-/// Masked phone numbers, memoized: formatting a number by its country's rules parses it again,
-/// and the same numbers are masked over and over (every verdict re-evaluation, every published
-/// event). Emptied when full.
-static PHONE_MASKS: LazyLock<RwLock<HashMap<String, String>>> = LazyLock::new(Default::default);
-const PHONE_MASKS_CAPACITY: usize = 100_000;
-
 fn mask_phone(value: &str) -> String {
     // The extension (office phones) is not needed to recognise a number.
     let e164 = value.split('x').next().unwrap_or(value);
-    if let Some(masked) = PHONE_MASKS
-        .read()
-        .unwrap_or_else(|p| p.into_inner())
-        .get(e164)
-    {
-        return masked.clone();
-    }
-    let masked = format_masked(e164);
-    let mut memo = PHONE_MASKS.write().unwrap_or_else(|p| p.into_inner());
-    if memo.len() >= PHONE_MASKS_CAPACITY {
-        memo.clear();
-    }
-    memo.insert(e164.to_owned(), masked.clone());
-    masked
-}
-
-fn format_masked(e164: &str) -> String {
     let display = phonenumber::parse(None, e164)
         .map(|n| {
             n.format()
@@ -93,7 +68,7 @@ mod tests {
             mask(MethodKind::OfficePhone, "+14255550100x123"),
             "+1 •••-•••-••00"
         );
-        // Again, from the memo.
+        // Again: the same masks.
         assert_eq!(
             mask(MethodKind::MobilePhone, "+4520123456"),
             "+45 •• •• •• 56"
