@@ -68,9 +68,7 @@ impl EligibilityFold {
             StreamId::Audit(_) => {}
         }
     }
-}
 
-impl EligibilityFold {
     /// What a batch folded with `needs` wrote, for the in-memory verdicts.
     pub fn changes(&self, needs: &Needs) -> VerdictChanges {
         VerdictChanges {

@@ -97,27 +97,14 @@ impl VerdictCache {
     /// entries are exact at (otherwise a batch moved on meanwhile and the read may be stale).
     pub fn remember(&self, tenant: TenantId, admin: AdminId, position: u64, verdict: &Verdict) {
         let mut inner = self.write();
-        if inner.position == Some(position)
-            && inner
-                .tenants
-                .get(&tenant)
-                .is_none_or(|m| !m.contains_key(&admin))
-        {
+        if inner.position == Some(position) {
             inner.insert(tenant, admin, Arc::new(verdict.clone()), self.capacity);
         }
     }
 
-    /// The projection's checkpoint was seen at `position` (nothing applied by this process):
-    /// if it moved without us, what we hold may be stale.
-    pub fn saw(&self, position: u64) {
-        let mut inner = self.write();
-        if inner.position != Some(position) {
-            inner.clear(position);
-        }
-    }
-
-    /// This process committed a batch that moved the checkpoint from `from` to `to` and wrote
-    /// `changes`.
+    /// The runner's batch found the checkpoint at `from` and left it at `to`, having written
+    /// `changes` (none when it found nothing to fold). A checkpoint that is not where this
+    /// process last left it moved without us: what is held may be stale, and is dropped.
     pub fn advance(&self, from: u64, to: u64, changes: &VerdictChanges) {
         let mut inner = self.write();
         if inner.position != Some(from) {
@@ -163,6 +150,11 @@ mod tests {
         verdict_for(&TenantState::default(), &AdminState::default())
     }
 
+    /// A batch of the runner that found nothing to fold, with the checkpoint at `position`.
+    fn saw(cache: &VerdictCache, position: u64) {
+        cache.advance(position, position, &VerdictChanges::default());
+    }
+
     #[test]
     fn nothing_is_answered_before_the_first_batch() {
         let cache = VerdictCache::new(10);
@@ -175,7 +167,7 @@ mod tests {
     fn a_read_is_remembered_only_at_the_current_position() {
         let cache = VerdictCache::new(10);
         let (t, a) = ids();
-        cache.saw(5);
+        saw(&cache, 5);
         cache.remember(t, a, 4, &verdict());
         assert!(cache.get(t, a, None).is_none(), "read at an older position");
         cache.remember(t, a, 5, &verdict());
@@ -188,12 +180,12 @@ mod tests {
     fn a_checkpoint_moved_elsewhere_empties_the_cache() {
         let cache = VerdictCache::new(10);
         let (t, a) = ids();
-        cache.saw(5);
+        saw(&cache, 5);
         cache.remember(t, a, 5, &verdict());
         cache.advance(7, 9, &VerdictChanges::default());
         assert!(cache.get(t, a, None).is_none());
         cache.remember(t, a, 9, &verdict());
-        cache.saw(3);
+        saw(&cache, 3);
         assert!(cache.get(t, a, None).is_none(), "reset behind us");
         assert!(cache.is_empty());
     }
@@ -204,7 +196,7 @@ mod tests {
         let (t, a) = ids();
         let (other_t, other_a) = ids();
         let b = AdminId::from_uuid(Uuid::new_v4());
-        cache.saw(1);
+        saw(&cache, 1);
         cache.remember(t, a, 1, &verdict());
         cache.remember(t, b, 1, &verdict());
         cache.remember(other_t, other_a, 1, &verdict());
@@ -232,7 +224,7 @@ mod tests {
         let cache = VerdictCache::new(1);
         let (t, a) = ids();
         let b = AdminId::from_uuid(Uuid::new_v4());
-        cache.saw(1);
+        saw(&cache, 1);
         cache.remember(t, a, 1, &verdict());
         cache.remember(t, b, 1, &verdict());
         assert!(cache.get(t, b, None).is_none());

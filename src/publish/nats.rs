@@ -245,8 +245,6 @@ impl Relay {
                 expected_sequence: sequence,
                 position: last,
                 events: batch.len(),
-                // A short batch read up to the head.
-                full: batch.len() >= self.config.batch_size as usize,
                 started,
             };
             if let Some(previous) = in_flight.replace(sent) {
@@ -280,7 +278,8 @@ impl Relay {
         metrics::counter!("recovery_published_events_total").increment(batch.events as u64);
         metrics::histogram!("recovery_publish_batch_seconds")
             .record(batch.started.elapsed().as_secs_f64());
-        let head = if batch.full {
+        // A batch shorter than asked for was read up to the head: no need to ask for it.
+        let head = if batch.events >= self.config.batch_size as usize {
             self.store.head().await.ok()
         } else {
             Some(batch.position)
@@ -372,7 +371,5 @@ struct InFlight {
     /// The batch's last log position: the checkpoint once acknowledged.
     position: u64,
     events: usize,
-    /// Whether the batch was as long as asked (the log may go on beyond it).
-    full: bool,
     started: Instant,
 }

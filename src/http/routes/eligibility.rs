@@ -49,8 +49,9 @@ pub async fn get(
 pub struct VerdictBody {
     tenant_id: TenantId,
     admin_id: AdminId,
+    /// Shared with the in-memory verdicts.
     #[serde(flatten)]
-    verdict: SharedVerdict,
+    verdict: Arc<Verdict>,
     position: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     as_of: Option<DateTime<Utc>>,
@@ -63,19 +64,10 @@ impl VerdictBody {
         VerdictBody {
             tenant_id: tenant,
             admin_id: admin,
-            verdict: SharedVerdict(verdict),
+            verdict,
             position,
             as_of: None,
             tenant_settings: None,
         }
-    }
-}
-
-/// A verdict shared with the in-memory verdicts, serialized as the verdict itself.
-struct SharedVerdict(Arc<Verdict>);
-
-impl Serialize for SharedVerdict {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        self.0.serialize(serializer)
     }
 }
