@@ -127,17 +127,17 @@ async fn write(
 }
 
 async fn write_in(
-    tx: &deadpool_postgres::Client,
+    client: &deadpool_postgres::Client,
     jobs: &[AppendJob],
 ) -> Result<Vec<Result<Appended, StoreError>>, StoreError> {
     let names: Vec<String> = jobs.iter().map(|j| j.stream.to_string()).collect();
-    let lock = tx
+    let lock = client
         .prepare_cached("SELECT position FROM log_head FOR UPDATE")
         .await?;
     // The newest event of each stream of the group. Sent right behind the lock statement
     // (pipelined): PostgreSQL runs it after the lock is granted, with a snapshot that sees
     // every append committed before ours.
-    let tips = tx
+    let tips = client
         .prepare_cached(
             // One backward index probe per stream (LIMIT 1), however long the stream is.
             "SELECT s.name, t.stream_version, t.hash FROM unnest($1::text[]) AS s(name)
@@ -148,9 +148,9 @@ async fn write_in(
         .await?;
     let tip_params: [&Param; 1] = [&names];
     let (_, head, tip_rows) = tokio::try_join!(
-        tx.batch_execute("BEGIN"),
-        tx.query_one(&lock, &[]),
-        tx.query(&tips, &tip_params)
+        client.batch_execute("BEGIN"),
+        client.query_one(&lock, &[]),
+        client.query(&tips, &tip_params)
     )?;
     let head = to_u64(head.get(0));
     let mut tips: HashMap<String, (u64, Vec<u8>)> = tip_rows
@@ -213,7 +213,7 @@ async fn write_in(
         }));
     }
 
-    let insert_events = tx
+    let insert_events = client
         .prepare_cached(
             "INSERT INTO events (position, stream_id, stream_version, event_id, event_type,
                                  tenant_id, admin_id, occurred_at, payload, prev_hash, hash)
@@ -222,15 +222,14 @@ async fn write_in(
                                   $10::bytea[], $11::bytea[])",
         )
         .await?;
-    let insert_answers = tx
+    let insert_answers = client
         .prepare_cached(
             "INSERT INTO idempotency_keys (tenant_id, subject, key, request_hash, status, response)
              SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::bytea[], $5::smallint[],
-                                  $6::jsonb[])
-",
+                                  $6::jsonb[])",
         )
         .await?;
-    let move_head = tx
+    let move_head = client
         .prepare_cached("UPDATE log_head SET position = $1")
         .await?;
     let event_params: [&Param; 11] = [
@@ -260,10 +259,10 @@ async fn write_in(
     // the first error in statement order is the cause, the later ones only say that the
     // transaction was aborted.
     let (events, answers, head, commit) = tokio::join!(
-        tx.execute(&insert_events, &event_params),
-        tx.execute(&insert_answers, &answer_params),
-        tx.execute(&move_head, &head_params),
-        tx.batch_execute("COMMIT"),
+        client.execute(&insert_events, &event_params),
+        client.execute(&insert_answers, &answer_params),
+        client.execute(&move_head, &head_params),
+        client.batch_execute("COMMIT"),
     );
     let written = events.and(answers).and(head).and(commit);
     if let Err(e) = written {

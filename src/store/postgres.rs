@@ -25,6 +25,15 @@ pub(crate) fn to_u64(v: i64) -> u64 {
     u64::try_from(v).unwrap_or(0)
 }
 
+pub(crate) fn to_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+/// Opens a transaction whose commit does not wait for the WAL flush: for writes that a crash
+/// may lose because they are derived and redone (projection rows with their checkpoint, the
+/// publisher's checkpoint). Sent as the head of a pipeline.
+pub(crate) const BEGIN_WITHOUT_FLUSH: &str = "BEGIN; SET LOCAL synchronous_commit = off";
+
 /// Passes `result` on, first rolling back what a failed pipelined transaction (`BEGIN` … `COMMIT`
 /// sent as one pipeline) may have left open, so that the connection goes back to the pool clean.
 /// Outside a transaction the `ROLLBACK` is only a warning.
@@ -36,10 +45,6 @@ pub(crate) async fn rolled_back_on_error<T, E>(
         let _ = client.batch_execute("ROLLBACK").await;
     }
     result
-}
-
-pub(crate) fn to_i64(v: u64) -> i64 {
-    i64::try_from(v).unwrap_or(i64::MAX)
 }
 
 /// `sha256(prev_hash || payload)`: the link of an event in its stream's hash chain.

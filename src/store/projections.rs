@@ -1,7 +1,7 @@
 //! Projection storage on PostgreSQL: batches that fold the log into the projections' tables and
 //! move the checkpoint in the same transaction (exactly-once), and the queries that read them.
 
-use super::postgres::{rolled_back_on_error, to_i64, to_u64};
+use super::postgres::{BEGIN_WITHOUT_FLUSH, rolled_back_on_error, to_i64, to_u64};
 use super::{PgStore, StoreError};
 use crate::domain::{AdminId, AdminState, TenantId, TenantState, Verdict};
 use crate::events::RecordedEvent;
@@ -275,7 +275,7 @@ async fn project_in(
     let lock_params: [&Param; 1] = [&names];
     let read_params: [&Param; 2] = [&name, &limit];
     let (_, locked, rows) = tokio::try_join!(
-        client.batch_execute("BEGIN; SET LOCAL synchronous_commit = off"),
+        client.batch_execute(BEGIN_WITHOUT_FLUSH),
         client.query(&lock, &lock_params),
         client.query(&read, &read_params),
     )?;
@@ -298,7 +298,10 @@ async fn project_in(
         Projection::Eligibility => {
             apply_eligibility(client, Tables::LIVE, &events, contact_view_too).await?
         }
-        Projection::ContactView => apply(client, projection, Tables::LIVE, &events).await?,
+        Projection::ContactView => {
+            apply_contact_view(client, Tables::LIVE, &events).await?;
+            VerdictChanges::default()
+        }
     };
     let moved: Vec<&str> = if contact_view_too { names } else { vec![name] };
     let last_position = to_i64(last);

@@ -2,7 +2,7 @@
 //! leadership through an advisory lock on a dedicated connection, and LISTEN for the
 //! `recovery_log` hint that migration 0002 sends on every append.
 
-use super::postgres::{rolled_back_on_error, to_i64, to_u64};
+use super::postgres::{BEGIN_WITHOUT_FLUSH, rolled_back_on_error, to_i64, to_u64};
 use super::{PgStore, StoreError};
 use crate::domain::{AdminId, StreamId, TenantId};
 use crate::events::RecordedEvent;
@@ -48,7 +48,7 @@ impl PgStore {
         let position = to_i64(position);
         let params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&name, &position];
         let (begun, saved, committed) = tokio::join!(
-            client.batch_execute("BEGIN; SET LOCAL synchronous_commit = off"),
+            client.batch_execute(BEGIN_WITHOUT_FLUSH),
             client.execute(&stmt, &params),
             client.batch_execute("COMMIT"),
         );
