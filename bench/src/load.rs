@@ -163,14 +163,13 @@ impl Service {
         }
     }
 
-    /// One eligibility query; returns the status.
-    /// The eligibility URL of `admin`, parsed once (the load generator's own URL parsing
+    /// The eligibility URL of `admin`, to parse once (the load generator's own URL parsing
     /// showed in the profile).
     pub fn eligibility_url(&self, admin: &AdminSim) -> anyhow::Result<reqwest::Url> {
         Ok(format!("{}/reset-eligibility", self.admin_url(admin)).parse()?)
     }
 
-    /// Asks for an admin's eligibility; the status (the body is read, not parsed).
+    /// One eligibility query; returns the status (the body is read, not parsed).
     pub async fn eligibility(&self, client: &Client, admin: &AdminSim, url: reqwest::Url) -> u16 {
         let token = &self.tenants[admin.tenant].reset;
         match client.get(url).bearer_auth(token).send().await {

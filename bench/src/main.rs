@@ -237,13 +237,13 @@ async fn measure_with(
         let cpu = CpuMeter::start();
         let r = raw.insert_tps(&db.url, conns, plan.phase).await?;
         let mut d = r.to_json();
-        let used = cpu.record(r.per_second, &mut d);
+        let (used, us_per_op) = cpu.record(r.per_second, &mut d);
         say(&format!(
             "  {:.0} tps, p50 {:.2} ms, p99 {:.2} ms{used}",
             r.per_second, r.latency.p50_ms, r.latency.p99_ms
         ));
         if conns == 16 {
-            cpu_insert.0 = cpu.per_op(r.per_second).map(|(_, us)| us);
+            cpu_insert.0 = us_per_op;
         }
         details.insert(format!("raw_insert_{conns}"), d);
         raw_insert.push((conns, r));
@@ -257,13 +257,13 @@ async fn measure_with(
         let cpu = CpuMeter::start();
         let r = raw.pk_lookups(&db.url, conns, plan.phase).await?;
         let mut d = r.to_json();
-        let used = cpu.record(r.per_second, &mut d);
+        let (used, us_per_op) = cpu.record(r.per_second, &mut d);
         say(&format!(
             "  {:.0} lookups/s, p50 {:.2} ms, p99 {:.2} ms{used}",
             r.per_second, r.latency.p50_ms, r.latency.p99_ms
         ));
         if conns == 16 {
-            cpu_lookup.0 = cpu.per_op(r.per_second).map(|(_, us)| us);
+            cpu_lookup.0 = us_per_op;
         }
         details.insert(format!("raw_pk_{conns}"), d);
         raw_pk.push((conns, r));
@@ -302,9 +302,9 @@ async fn measure_with(
         .await?;
         let r = run.rate;
         let mut d = r.to_json();
-        let used = cpu.record(r.per_second, &mut d);
+        let (used, us_per_op) = cpu.record(r.per_second, &mut d);
         if *conns == 16 {
-            cpu_insert.1 = cpu.per_op(r.per_second).map(|(_, us)| us);
+            cpu_insert.1 = us_per_op;
         }
         say(&format!(
             "  {:.0} commands/s, p50 {:.2} ms, p99 {:.2} ms, errors {:?}{used}",
@@ -362,13 +362,13 @@ async fn measure_with(
         let cpu = CpuMeter::start();
         let r = load::eligibility(&service, &admins, *conns, plan.warmup, plan.phase).await?;
         let mut d = r.to_json();
-        let used = cpu.record(r.per_second, &mut d);
+        let (used, us_per_op) = cpu.record(r.per_second, &mut d);
         say(&format!(
             "  {:.0} queries/s, p50 {:.2} ms, p99 {:.2} ms, errors {}{used}",
             r.per_second, r.latency.p50_ms, r.latency.p99_ms, r.errors
         ));
         if *conns == 16 {
-            cpu_lookup.1 = cpu.per_op(r.per_second).map(|(_, us)| us);
+            cpu_lookup.1 = us_per_op;
         }
         details.insert(format!("service_eligibility_{conns}"), d);
         rows.push(
@@ -621,7 +621,6 @@ async fn measure_with(
     Ok((rows, goals, serde_json::Value::Object(details)))
 }
 
-/// Waits until both projections have folded the log up to `head`.
 /// Waits until both projections and, with `publisher`, the publisher have reached `head`, so
 /// that the next phase does not share the machine with their catching up.
 async fn wait_for_projections(
@@ -631,32 +630,34 @@ async fn wait_for_projections(
     timeout: Duration,
 ) -> anyhow::Result<()> {
     let deadline = Instant::now() + timeout;
-    let stream = publisher::stream_name();
-    let mut followers: Vec<&str> = Projection::ALL.iter().map(|p| p.name()).collect();
-    if publisher {
-        followers.push("publisher");
+    for p in Projection::ALL {
+        wait_until(p.name(), head, deadline, || store.checkpoint(p)).await?;
     }
-    for name in followers {
-        loop {
-            let at = match (
-                Projection::ALL.into_iter().find(|p| p.name() == name),
-                store,
-            ) {
-                (Some(p), _) => store.checkpoint(p).await?,
-                (None, Store::Postgres(pg)) => pg.publisher_checkpoint(&stream).await?,
-                (None, Store::Embedded(_)) => break,
-            };
-            if at >= head {
-                break;
-            }
-            if Instant::now() > deadline {
-                anyhow::bail!(
-                    "the {name} did not reach position {head} within {} s",
-                    timeout.as_secs()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+    if let (true, Store::Postgres(pg)) = (publisher, store) {
+        let stream = publisher::stream_name();
+        wait_until("publisher", head, deadline, || {
+            pg.publisher_checkpoint(&stream)
+        })
+        .await?;
+    }
+    Ok(())
+}
+
+/// Polls `position` until it reaches `head`, or fails at `deadline`.
+async fn wait_until<F>(
+    what: &str,
+    head: u64,
+    deadline: Instant,
+    mut position: impl FnMut() -> F,
+) -> anyhow::Result<()>
+where
+    F: std::future::Future<Output = Result<u64, recovery_info::store::StoreError>>,
+{
+    while position().await? < head {
+        if Instant::now() > deadline {
+            anyhow::bail!("the {what} did not reach position {head} in time");
         }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
     Ok(())
 }

@@ -130,7 +130,7 @@ impl CpuMeter {
 
     /// The busy share of all cores since the start (0 to 1), and the CPU microseconds per
     /// operation at `per_second`; `None` where `/proc/stat` cannot be read.
-    pub fn per_op(&self, per_second: f64) -> Option<(f64, f64)> {
+    fn per_op(&self, per_second: f64) -> Option<(f64, f64)> {
         let (busy0, total0) = self.start?;
         let (busy1, total1) = cpu_ticks()?;
         let total = total1.checked_sub(total0).filter(|t| *t > 0)?;
@@ -139,15 +139,17 @@ impl CpuMeter {
         Some((busy, busy * cores * 1e6 / per_second.max(1e-9)))
     }
 
-    /// Adds `cpu_busy` and `cpu_us_per_op` to a phase's JSON; a short text for the progress.
-    pub fn record(&self, per_second: f64, json: &mut serde_json::Value) -> String {
+    /// Reads the meter once: adds `cpu_busy` and `cpu_us_per_op` to a phase's JSON, and gives
+    /// a short text for the progress and the microseconds per operation.
+    pub fn record(&self, per_second: f64, json: &mut Value) -> (String, Option<f64>) {
         match self.per_op(per_second) {
             Some((busy, us)) => {
-                json["cpu_busy"] = serde_json::json!(busy);
-                json["cpu_us_per_op"] = serde_json::json!(us);
-                format!(", machine CPU {:.0}% busy, {us:.0} µs per op", busy * 100.0)
+                json["cpu_busy"] = json!(busy);
+                json["cpu_us_per_op"] = json!(us);
+                let text = format!(", machine CPU {:.0}% busy, {us:.0} µs per op", busy * 100.0);
+                (text, Some(us))
             }
-            None => String::new(),
+            None => (String::new(), None),
         }
     }
 }
