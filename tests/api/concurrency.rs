@@ -1,6 +1,6 @@
 //! Optimistic concurrency, idempotency, the gap-free global log and exactly-once projections.
 
-use crate::support::{Backend, Options, assert_problem, fresh_database, spawn_backend, spawn_on};
+use crate::support::{Backend, assert_problem, spawn_backend, two_replicas};
 use futures::future::join_all;
 use recovery_info::domain::{AdminId, DomainEvent, MethodId, MethodKind, StreamId, TenantId};
 use recovery_info::events::{Actor, PendingEvent, RecordedEvent};
@@ -390,10 +390,9 @@ async fn snapshot(
 
 #[tokio::test]
 async fn two_replicas_project_each_event_once_and_a_rebuild_comes_out_identical() {
-    let database_url = fresh_database().await;
-    let a = Arc::new(spawn_on(database_url.clone(), Options::default()).await);
-    let mut b = spawn_on(database_url.clone(), Options::default()).await;
-    b.tenant = a.tenant;
+    let (a, b) = two_replicas().await;
+    let a = Arc::new(a);
+    let database_url = a.database_url();
 
     // A mixed workload through both replicas, with a settings change in the middle.
     let admins: Vec<Uuid> = (0..12).map(|_| Uuid::now_v7()).collect();
@@ -559,10 +558,7 @@ crate::on_both_backends!(
 /// another replica: the admin's methods and the tenant's domains are never stale.
 #[tokio::test]
 async fn a_replica_decides_on_what_another_replica_appended_since() {
-    let database_url = fresh_database().await;
-    let a = spawn_on(database_url.clone(), Options::default()).await;
-    let mut b = spawn_on(database_url, Options::default()).await;
-    b.tenant = a.tenant;
+    let (a, b) = two_replicas().await;
     let admin = Uuid::now_v7();
     // `a` folds the admin and the tenant once.
     a.add_ok(admin, "mobile_phone", "+45 20 12 34 56").await;

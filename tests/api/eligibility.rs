@@ -1,8 +1,8 @@
 //! Reset eligibility: the default policy, tenant domains and policies, read-your-writes.
 
 use crate::support::{
-    Backend, Options, assert_problem, fresh_database, method_id, spawn_app, spawn_app_with,
-    spawn_backend, spawn_on,
+    Backend, Options, assert_problem, method_id, spawn_app, spawn_app_with, spawn_backend,
+    two_replicas,
 };
 use recovery_info::http::auth::Role;
 use reqwest::Method;
@@ -180,10 +180,7 @@ crate::on_both_backends!(
 /// every answer reflects exactly the position it reports, and a later position shows up.
 #[tokio::test]
 async fn answers_follow_writes_made_through_another_replica() {
-    let database_url = fresh_database().await;
-    let reader = spawn_on(database_url.clone(), Options::default()).await;
-    let mut writer = spawn_on(database_url, Options::default()).await;
-    writer.tenant = reader.tenant;
+    let (reader, writer) = two_replicas().await;
     let reset = reader.token("reset-flow", &[Role::ResetService]);
     let admin = Uuid::now_v7();
     writer

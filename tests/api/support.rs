@@ -108,6 +108,15 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
     spawn_on(database_url, options).await
 }
 
+/// Two replicas of the service on one fresh PostgreSQL database, acting for the same tenant.
+pub async fn two_replicas() -> (TestApp, TestApp) {
+    let database_url = fresh_database().await;
+    let a = spawn_on(database_url.clone(), Options::default()).await;
+    let mut b = spawn_on(database_url, Options::default()).await;
+    b.tenant = a.tenant;
+    (a, b)
+}
+
 /// Starts the app on an existing PostgreSQL database.
 pub async fn spawn_on(database_url: String, options: Options) -> TestApp {
     let store = StoreConfig::Postgres {
