@@ -1,9 +1,15 @@
 //! Command handling and queries, shared by every interface (HTTP today, NATS and the CLI later).
 //!
 //! A command is handled as: replay an idempotent answer if there is one; load the streams the
-//! decision reads; fold them; decide; append with the expected version and the idempotency
-//! record in one transaction. A conflict without `If-Match` means another writer got in
-//! between our read and our append: the command is decided again on the new state.
+//! decision reads; fold them; decide; append with the expected version, the tenant's version
+//! the decision read, and the idempotency record in one transaction. A conflict without
+//! `If-Match` means another writer got in between our read and our append: the command is
+//! decided again on the new state.
+//!
+//! The first attempt usually skips the load: it decides on the states this process folded
+//! last, and the append's two version checks refuse a decision made on a stale one. What the
+//! append does not check (a refusal, an `If-Match` mismatch, a command with nothing to
+//! append) is only answered from loaded states.
 
 use crate::domain::{
     AdminCommand, AdminId, AdminState, DomainError, DomainEvent, SetSettings, StreamId, TenantId,
@@ -148,6 +154,25 @@ impl App {
         self.folded.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Keeps a folded state for the stream's next command.
+    fn remember(&self, stream: StreamId, state: Folded) {
+        let mut folded = self.folded();
+        if folded.len() >= FOLDED_CAPACITY {
+            folded.clear();
+        }
+        folded.insert(stream, state);
+    }
+
+    /// The admin's and the tenant's states as this process last folded them, if it has both
+    /// (neither read from the store: other replicas may have appended since).
+    fn remembered(&self, admin: StreamId, tenant: StreamId) -> Option<(AdminState, TenantState)> {
+        let folded = self.folded();
+        match (folded.get(&admin), folded.get(&tenant)) {
+            (Some(Folded::Admin(a)), Some(Folded::Tenant(t))) => Some((a.clone(), t.clone())),
+            _ => None,
+        }
+    }
+
     /// The admin's and the tenant's current states: what was folded before, and the events
     /// appended after it (one round trip).
     async fn load_admin(
@@ -173,12 +198,8 @@ impl App {
             .await?;
         let admin_state = fold_admin(&loaded, admin_state);
         let tenant_state = fold_tenant(&loaded, tenant_state);
-        let mut folded = self.folded();
-        if folded.len() >= FOLDED_CAPACITY {
-            folded.clear();
-        }
-        folded.insert(admin, Folded::Admin(admin_state.clone()));
-        folded.insert(tenant, Folded::Tenant(tenant_state.clone()));
+        self.remember(admin, Folded::Admin(admin_state.clone()));
+        self.remember(tenant, Folded::Tenant(tenant_state.clone()));
         Ok((admin_state, tenant_state))
     }
 
@@ -215,26 +236,50 @@ impl App {
     ) -> Result<Answer, AppError> {
         let render = Arc::new(render);
         let stream = StreamId::Admin(ctx.tenant, admin);
+        let tenant_stream = StreamId::Tenant(ctx.tenant);
         let _turn = self.stream_lock(&stream).lock().await;
+        let mut remembered = self.remembered(stream, tenant_stream);
         for _ in 0..MAX_ATTEMPTS {
-            let (state, tenant) = self
-                .load_admin(stream, StreamId::Tenant(ctx.tenant))
-                .await?;
+            let loaded = remembered.is_none();
+            let (state, tenant) = match remembered.take() {
+                Some(states) => states,
+                None => self.load_admin(stream, tenant_stream).await?,
+            };
             // After the load: an answer committed before it is found here; one committed
             // after it moved the stream, and the append below will conflict.
             if let Some(answer) = self.replay(ctx).await? {
                 return Ok(answer);
             }
-            check_if_match(ctx, state.version)?;
-            let events = admin_decider::decide(&command, &state, &tenant)?;
+            let decided = check_if_match(ctx, state.version)
+                .and_then(|()| Ok(admin_decider::decide(&command, &state, &tenant)?));
+            let events = match decided {
+                Ok(events) if loaded || !events.is_empty() => events,
+                Err(e) if loaded => return Err(e),
+                // Decided on remembered states, and nothing for the append to check: decide
+                // again on loaded ones.
+                _ => continue,
+            };
             let version = state.version;
+            let guard = (tenant_stream, tenant.version);
+            let after = state.clone();
             let render = render.clone();
             let render: RenderAnswer = Box::new(move |recorded: &[RecordedEvent]| {
                 render(&fold_admin(recorded, state.clone()))
             });
-            match self.commit(ctx, stream, version, events, render).await {
-                Err(AppError::Store(StoreError::Conflict { .. })) => {}
-                other => return other,
+            match self
+                .commit(ctx, stream, version, Some(guard), events, render)
+                .await
+            {
+                Ok((answer, recorded)) => {
+                    if !recorded.is_empty() {
+                        self.remember(stream, Folded::Admin(fold_admin(&recorded, after)));
+                    }
+                    return Ok(answer);
+                }
+                Err(AppError::Store(
+                    StoreError::Conflict { .. } | StoreError::DecidedOnStale { .. },
+                )) => {}
+                Err(e) => return Err(e),
             }
         }
         Err(AppError::Contention)
@@ -262,13 +307,24 @@ impl App {
             check_if_match(ctx, state.version)?;
             let events = tenant_decider::decide(&command, &state)?;
             let version = state.version;
+            let after = state.clone();
             let render = render.clone();
             let render: RenderAnswer = Box::new(move |recorded: &[RecordedEvent]| {
-                render(&fold_tenant(recorded, state.clone()))
+                render(&fold_tenant(recorded, after.clone()))
             });
-            match self.commit(ctx, stream, version, events, render).await {
+            match self
+                .commit(ctx, stream, version, None, events, render)
+                .await
+            {
+                Ok((answer, recorded)) => {
+                    if !recorded.is_empty() {
+                        // Admin commands then decide on the new settings without a load.
+                        self.remember(stream, Folded::Tenant(fold_tenant(&recorded, state)));
+                    }
+                    return Ok(answer);
+                }
                 Err(AppError::Store(StoreError::Conflict { .. })) => {}
-                other => return other,
+                Err(e) => return Err(e),
             }
         }
         Err(AppError::Contention)
@@ -295,22 +351,25 @@ impl App {
         }
     }
 
+    /// Appends a decided command; the answer, and the events it placed in the log (none
+    /// when it appended nothing or an earlier answer was replayed).
     async fn commit(
         &self,
         ctx: &CommandContext,
         stream: StreamId,
         expected_version: u64,
+        guard: Option<(StreamId, u64)>,
         events: Vec<DomainEvent>,
         render: RenderAnswer,
-    ) -> Result<Answer, AppError> {
+    ) -> Result<(Answer, Vec<RecordedEvent>), AppError> {
+        let fresh = |(status, body): (u16, Value)| Answer {
+            status,
+            body,
+            replayed: false,
+        };
         if events.is_empty() && ctx.idempotency.is_none() {
             // Nothing to append and no answer to keep: the store need not be involved.
-            let (status, body) = render(&[]);
-            return Ok(Answer {
-                status,
-                body,
-                replayed: false,
-            });
+            return Ok((fresh(render(&[])), Vec::new()));
         }
         let now = Utc::now();
         let pending: Vec<PendingEvent> = events
@@ -324,38 +383,43 @@ impl App {
                 event,
             })
             .collect();
-        let result = match &ctx.idempotency {
-            Some(idem) => {
-                let answer = IdempotentAnswer {
+        // The answer is rendered in the append's transaction when it is kept under a key.
+        let (answer, keep) = match &ctx.idempotency {
+            Some(idem) => (
+                Some(IdempotentAnswer {
                     key: idempotency_key(ctx, idem),
                     request_hash: idem.request_hash.clone(),
                     render,
-                };
+                }),
+                None,
+            ),
+            None => (None, Some(render)),
+        };
+        let result = match guard {
+            Some(guard) => {
                 self.store
-                    .append(stream, expected_version, pending, Some(answer))
+                    .append_guarded(stream, expected_version, guard, pending, answer)
                     .await
-                    .map(|appended| appended.answer)
             }
-            None => self
-                .store
-                .append(stream, expected_version, pending, None)
-                .await
-                .map(|appended| Some(render(&appended.events))),
+            None => {
+                self.store
+                    .append(stream, expected_version, pending, answer)
+                    .await
+            }
         };
         match result {
-            Ok(out) => {
+            Ok(appended) => {
                 self.log_grew();
-                let (status, body) = out.unwrap_or((500, Value::Null));
-                Ok(Answer {
-                    status,
-                    body,
-                    replayed: false,
-                })
+                let out = match keep {
+                    Some(render) => render(&appended.events),
+                    None => appended.answer.unwrap_or((500, Value::Null)),
+                };
+                Ok((fresh(out), appended.events))
             }
             Err(StoreError::Conflict { expected, actual }) => {
                 // The same request, retried concurrently, may be the writer that got in first.
                 if let Some(answer) = self.replay(ctx).await? {
-                    return Ok(answer);
+                    return Ok((answer, Vec::new()));
                 }
                 if ctx.if_match.is_some() {
                     return Err(AppError::PreconditionFailed { expected, actual });
@@ -366,7 +430,8 @@ impl App {
             }
             Err(StoreError::IdempotencyRace) => {
                 // A concurrent retry with the same key committed first: answer as it did.
-                self.replay(ctx).await?.ok_or(AppError::Contention)
+                let answer = self.replay(ctx).await?.ok_or(AppError::Contention)?;
+                Ok((answer, Vec::new()))
             }
             Err(e) => Err(e.into()),
         }

@@ -34,6 +34,9 @@ pub(super) struct AppendJob {
     pub stream: StreamId,
     /// `None`: append at whatever version the stream is (the audit stream).
     pub expected: Option<u64>,
+    /// Another stream the command was decided on (the tenant's settings) and the version it
+    /// was read at: the append is refused if that stream has moved since.
+    pub guard: Option<(StreamId, u64)>,
     pub events: Vec<PendingEvent>,
     pub answer: Option<IdempotentAnswer>,
     pub reply: oneshot::Sender<Result<Appended, StoreError>>,
@@ -131,6 +134,16 @@ async fn write_in(
     jobs: &[AppendJob],
 ) -> Result<Vec<Result<Appended, StoreError>>, StoreError> {
     let names: Vec<String> = jobs.iter().map(|j| j.stream.to_string()).collect();
+    let guards: Vec<Option<(String, u64)>> = jobs
+        .iter()
+        .map(|j| j.guard.map(|(s, v)| (s.to_string(), v)))
+        .collect();
+    // The tips of the appended streams and of the guarded ones.
+    let tip_names: Vec<String> = names
+        .iter()
+        .chain(guards.iter().flatten().map(|(s, _)| s))
+        .cloned()
+        .collect();
     let lock = client
         .prepare_cached("SELECT position FROM log_head FOR UPDATE")
         .await?;
@@ -146,7 +159,7 @@ async fn write_in(
                                  ORDER BY stream_version DESC LIMIT 1) t",
         )
         .await?;
-    let tip_params: [&Param; 1] = [&names];
+    let tip_params: [&Param; 1] = [&tip_names];
     let (_, head, tip_rows) = tokio::try_join!(
         client.batch_execute("BEGIN"),
         client.query_one(&lock, &[]),
@@ -162,7 +175,7 @@ async fn write_in(
     let mut rows = EventRows::default();
     let mut answers = AnswerRows::default();
     let mut outcomes = Vec::with_capacity(jobs.len());
-    for (job, name) in jobs.iter().zip(&names) {
+    for ((job, name), guard) in jobs.iter().zip(&names).zip(&guards) {
         let (actual, mut prev_hash) = tips
             .get(name)
             .cloned()
@@ -172,6 +185,19 @@ async fn write_in(
         {
             outcomes.push(Err(StoreError::Conflict { expected, actual }));
             continue;
+        }
+        // Checked against the tips as this group moves them: a settings change earlier in
+        // the group moves the tenant's stream for the commands behind it.
+        if let Some((guarded, read_at)) = guard {
+            let now_at = tips.get(guarded).map_or(0, |(v, _)| *v);
+            if now_at != *read_at {
+                outcomes.push(Err(StoreError::DecidedOnStale {
+                    stream: guarded.clone(),
+                    read_at: *read_at,
+                    now_at,
+                }));
+                continue;
+            }
         }
         let mut recorded = Vec::with_capacity(job.events.len());
         for (i, pending) in job.events.iter().enumerate() {

@@ -29,6 +29,14 @@ pub enum StoreError {
     /// The stream moved on since the caller read it: an optimistic-concurrency conflict.
     #[error("stream is at version {actual}, not the expected {expected}")]
     Conflict { expected: u64, actual: u64 },
+    /// A stream the command was decided on besides its own (the tenant's settings) moved on
+    /// since it was read: the command must be decided again.
+    #[error("{stream} is at version {now_at}, not {read_at} as the command was decided on")]
+    DecidedOnStale {
+        stream: String,
+        read_at: u64,
+        now_at: u64,
+    },
     /// Another request stored an answer under the same idempotency key first.
     #[error("a concurrent request used the same idempotency key")]
     IdempotencyRace,
@@ -224,6 +232,16 @@ delegate! {
         &self,
         stream: StreamId,
         expected_version: u64,
+        events: Vec<PendingEvent>,
+        answer: Option<IdempotentAnswer>
+    ) -> Appended;
+    /// [`Store::append`], and only if `guard`'s stream (the tenant's settings the command was
+    /// decided on) is still at its version: [`StoreError::DecidedOnStale`] otherwise.
+    fn append_guarded(
+        &self,
+        stream: StreamId,
+        expected_version: u64,
+        guard: (StreamId, u64),
         events: Vec<PendingEvent>,
         answer: Option<IdempotentAnswer>
     ) -> Appended;

@@ -222,7 +222,19 @@ impl PgStore {
         events: Vec<PendingEvent>,
         answer: Option<IdempotentAnswer>,
     ) -> Result<Appended, StoreError> {
-        self.submit(stream, Some(expected_version), events, answer)
+        self.submit(stream, Some(expected_version), None, events, answer)
+            .await
+    }
+
+    pub async fn append_guarded(
+        &self,
+        stream: StreamId,
+        expected_version: u64,
+        guard: (StreamId, u64),
+        events: Vec<PendingEvent>,
+        answer: Option<IdempotentAnswer>,
+    ) -> Result<Appended, StoreError> {
+        self.submit(stream, Some(expected_version), Some(guard), events, answer)
             .await
     }
 
@@ -232,7 +244,7 @@ impl PgStore {
         stream: StreamId,
         events: Vec<PendingEvent>,
     ) -> Result<Appended, StoreError> {
-        self.submit(stream, None, events, None).await
+        self.submit(stream, None, None, events, None).await
     }
 
     #[tracing::instrument(skip(self, events, answer), fields(stream = %stream, ?expected, n = events.len()))]
@@ -240,6 +252,7 @@ impl PgStore {
         &self,
         stream: StreamId,
         expected: Option<u64>,
+        guard: Option<(StreamId, u64)>,
         events: Vec<PendingEvent>,
         answer: Option<IdempotentAnswer>,
     ) -> Result<Appended, StoreError> {
@@ -247,6 +260,7 @@ impl PgStore {
         let job = AppendJob {
             stream,
             expected,
+            guard,
             events,
             answer,
             reply,

@@ -187,7 +187,7 @@ impl SqliteStore {
         stream: StreamId,
         events: Vec<PendingEvent>,
     ) -> Result<Appended, StoreError> {
-        self.run(move |c| append(c, stream, None, events, None))
+        self.run(move |c| append(c, stream, None, None, events, None))
             .await
     }
 
@@ -231,7 +231,31 @@ impl SqliteStore {
         answer: Option<IdempotentAnswer>,
     ) -> Result<Appended, StoreError> {
         let appended = self
-            .run(move |c| append(c, stream, Some(expected_version), events, answer))
+            .run(move |c| append(c, stream, Some(expected_version), None, events, answer))
+            .await?;
+        metrics::counter!("recovery_events_appended_total").increment(appended.events.len() as u64);
+        Ok(appended)
+    }
+
+    pub async fn append_guarded(
+        &self,
+        stream: StreamId,
+        expected_version: u64,
+        guard: (StreamId, u64),
+        events: Vec<PendingEvent>,
+        answer: Option<IdempotentAnswer>,
+    ) -> Result<Appended, StoreError> {
+        let appended = self
+            .run(move |c| {
+                append(
+                    c,
+                    stream,
+                    Some(expected_version),
+                    Some(guard),
+                    events,
+                    answer,
+                )
+            })
             .await?;
         metrics::counter!("recovery_events_appended_total").increment(appended.events.len() as u64);
         Ok(appended)
@@ -402,16 +426,38 @@ pub(super) fn checkpoint(c: &Connection, projection: Projection) -> Result<u64, 
     )?))
 }
 
+/// The version of a stream's newest event (0 for an empty stream).
+fn stream_version(tx: &rusqlite::Transaction<'_>, name: &str) -> Result<u64, StoreError> {
+    Ok(tx
+        .query_row(
+            "SELECT max(stream_version) FROM events WHERE stream_id = ?1",
+            [name],
+            |r| r.get::<_, Option<i64>>(0),
+        )?
+        .map_or(0, u64_of))
+}
+
 fn append(
     c: &mut Connection,
     stream: StreamId,
     expected_version: Option<u64>,
+    guard: Option<(StreamId, u64)>,
     events: Vec<PendingEvent>,
     answer: Option<IdempotentAnswer>,
 ) -> Result<Appended, StoreError> {
     // IMMEDIATE takes the write lock now: the version check and the position are decided
     // under it, like the PostgreSQL store's global append lock.
     let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    if let Some((guarded, read_at)) = guard {
+        let now_at = stream_version(&tx, &guarded.to_string())?;
+        if now_at != read_at {
+            return Err(StoreError::DecidedOnStale {
+                stream: guarded.to_string(),
+                read_at,
+                now_at,
+            });
+        }
+    }
     let mut recorded = Vec::with_capacity(events.len());
     if !events.is_empty() {
         let name = stream.to_string();

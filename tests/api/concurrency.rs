@@ -304,6 +304,75 @@ async fn one_idempotency_key_on_two_streams_at_once_lands_once(backend: Backend)
     assert_eq!(store.head().await.unwrap(), 2);
 }
 
+/// An admin's command carries the tenant version it was decided on: once the tenant's settings
+/// moved, the append is refused and leaves nothing, also when both are in one group.
+async fn a_command_decided_on_stale_settings_is_refused_in_the_store(backend: Backend) {
+    let app = spawn_backend(backend).await;
+    let tenant = TenantId::from_uuid(app.tenant);
+    let settings = StreamId::Tenant(tenant);
+    let admin = || StreamId::Admin(tenant, AdminId::from_uuid(Uuid::now_v7()));
+    let store = app.store();
+    let email = |v: &str| vec![pending(MethodKind::Email, v.into())];
+    store
+        .append_guarded(admin(), 0, (settings, 0), email("a@example.com"), None)
+        .await
+        .unwrap();
+    let mut domains = pending(MethodKind::Email, String::new());
+    domains.event = DomainEvent::TenantDomainsSet {
+        domains: vec![recovery_info::domain::TenantDomain::parse("contoso.com").unwrap()],
+    };
+    // The settings change and a command decided before it, sent at once (one group on
+    // PostgreSQL): the command lands only if it was sent first.
+    let (set, guarded) = tokio::join!(
+        store.append(settings, 0, vec![domains], None),
+        store.append_guarded(admin(), 0, (settings, 0), email("b@example.com"), None),
+    );
+    set.unwrap();
+    let head = store.head().await.unwrap();
+    match guarded {
+        Ok(_) => assert_eq!(head, 3),
+        Err(e) => {
+            assert!(
+                matches!(
+                    e,
+                    StoreError::DecidedOnStale {
+                        read_at: 0,
+                        now_at: 1,
+                        ..
+                    }
+                ),
+                "{e}"
+            );
+            assert_eq!(head, 2);
+        }
+    }
+    let err = store
+        .append_guarded(admin(), 0, (settings, 0), email("c@example.com"), None)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::DecidedOnStale {
+                read_at: 0,
+                now_at: 1,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(
+        store.head().await.unwrap(),
+        head,
+        "the refused append left nothing"
+    );
+    store
+        .append_guarded(admin(), 0, (settings, 1), email("d@example.com"), None)
+        .await
+        .unwrap();
+    assert_eq!(store.head().await.unwrap(), head + 1);
+}
+
 async fn a_stale_expected_version_is_a_conflict_in_the_store(backend: Backend) {
     let app = spawn_backend(backend).await;
     let stream = StreamId::Admin(
@@ -550,6 +619,7 @@ crate::on_both_backends!(
     concurrent_retries_with_one_key_append_once,
     a_reader_of_the_global_log_never_skips_an_event_under_concurrent_writers,
     a_stale_expected_version_is_a_conflict_in_the_store,
+    a_command_decided_on_stale_settings_is_refused_in_the_store,
     one_idempotency_key_on_two_streams_at_once_lands_once,
     a_rebuilt_projection_equals_the_live_one,
 );
@@ -583,4 +653,42 @@ async fn a_replica_decides_on_what_another_replica_appended_since() {
     )
     .await;
     a.add_ok(other, "email", "joe@contoso.com").await;
+}
+
+/// A replica decides a command on the states it folded last, without reading the store; what
+/// the append does not check — a refusal, an If-Match mismatch, a command with nothing to
+/// append — is answered only after reading what another replica appended since.
+#[tokio::test]
+async fn a_replica_answers_from_what_it_remembers_only_what_the_append_checked() {
+    let (a, b) = two_replicas().await;
+    let admin = Uuid::now_v7();
+    let mobile = a.add_ok(admin, "mobile_phone", "+45 20 12 34 56").await;
+    // `b` adds an email that `a` has not seen: `a` removes it.
+    let email = b.add_ok(admin, "email", "jane@example.com").await;
+    let r = a.remove(admin, &email).await;
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    // `b` changes the mobile (version 4): `a` remembers version 3, and If-Match 4 holds.
+    let r = b.change(admin, &mobile, "+45 20 12 34 57").await;
+    assert_eq!(r.status(), 200);
+    let r = a
+        .client
+        .patch(a.admin_path(admin, &format!("/methods/{mobile}")))
+        .bearer_auth(a.admin_token())
+        .header("if-match", "\"4\"")
+        .json(&json!({"value": "+45 20 12 34 58"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    assert_eq!(r.headers()["etag"], "\"5\"");
+    // `b` changes it again; `a` asks for the value it remembers: that is a change, not a no-op.
+    let r = b.change(admin, &mobile, "+45 20 12 34 59").await;
+    assert_eq!(r.status(), 200);
+    let r = a.change(admin, &mobile, "+45 20 12 34 58").await;
+    assert_eq!(r.status(), 200);
+    let view = b.view(admin).await;
+    let methods = view["methods"].as_array().unwrap();
+    assert_eq!(methods.len(), 1, "{view}");
+    assert_eq!(methods[0]["value"], "+4520123458", "{view}");
+    assert_eq!(b.history(admin).await.len(), 7);
 }
