@@ -205,25 +205,30 @@ impl Relay {
             stream_sequence = sequence,
             "publishing from position"
         );
+        // Whether the last read reached the head: then the next one waits for an append.
+        let mut at_head = false;
         loop {
-            if !leadership.is_held() {
-                return Err(PublishError::LostLeadership);
-            }
-            self.wake.mark_seen();
-            let batch = self
-                .store
-                .read_log(position, self.config.batch_size)
-                .await?;
-            let Some(last) = batch.last().map(|e| e.position) else {
+            if at_head {
                 if let Some(previous) = in_flight.take() {
                     self.settle(previous).await?;
-                    continue;
                 }
                 metrics::gauge!("recovery_publisher_lag_events").set(0.0);
                 tokio::select! {
                     _ = self.wake.wait() => {}
                     _ = leadership.lost() => return Err(PublishError::LostLeadership),
                 }
+            }
+            if !leadership.is_held() {
+                return Err(PublishError::LostLeadership);
+            }
+            // Before the read: an append committed after it wakes the wait above at once.
+            self.wake.mark_seen();
+            let batch = self
+                .store
+                .read_log(position, self.config.batch_size)
+                .await?;
+            at_head = batch.len() < self.config.batch_size as usize;
+            let Some(last) = batch.last().map(|e| e.position) else {
                 continue;
             };
             let started = Instant::now();
