@@ -5,7 +5,7 @@ use tokio_postgres::{Client, NoTls};
 
 /// `url` with its database name replaced by `db`.
 pub fn with_database(url: &str, db: &str) -> anyhow::Result<String> {
-    let mut u = reqwest::Url::parse(url)
+    let mut u = url::Url::parse(url)
         .map_err(|e| anyhow!("--pg-url {url:?} is not a postgres:// URL: {e}"))?;
     u.set_path(&format!("/{db}"));
     Ok(u.to_string())
@@ -24,7 +24,7 @@ pub async fn connect(url: &str) -> anyhow::Result<Client> {
 
 /// The URL without a password, for messages.
 pub fn redact(url: &str) -> String {
-    match reqwest::Url::parse(url) {
+    match url::Url::parse(url) {
         Ok(mut u) if u.password().is_some() => {
             let _ = u.set_password(Some("***"));
             u.to_string()

@@ -4,9 +4,14 @@
 
 use crate::stats::{Latencies, Rate, Rng};
 use anyhow::Context;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1::SendRequest;
+use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HOST, HeaderValue};
+use hyper::{Method, Request, Uri};
+use hyper_util::rt::TokioIo;
 use recovery_info::domain::PhoneNumber;
 use recovery_info::http::auth::{JwtKeys, Role};
-use reqwest::{Client, Method};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -18,19 +23,101 @@ use uuid::Uuid;
 /// every kind can be added and removed freely).
 const KINDS: [&str; 3] = ["mobile_phone", "office_phone", "email"];
 
-/// One tenant of the load and its tokens.
+/// How long a request may take before it counts as unanswered.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// One tenant of the load and its tokens (as `Authorization` values).
 pub struct Tenant {
     pub id: Uuid,
     /// `authentication_admin`: manages every admin of the tenant.
-    manage: String,
+    manage: HeaderValue,
     /// `reset_service`: reads eligibility.
-    reset: String,
+    reset: HeaderValue,
 }
 
 /// The service under load.
 pub struct Service {
-    base: String,
+    addr: SocketAddr,
+    host: HeaderValue,
     pub tenants: Vec<Tenant>,
+}
+
+/// A load client: one keep-alive HTTP/1.1 connection, one request at a time (reopened when
+/// it breaks). A bare hyper connection rather than a full client library: the load
+/// generator shares the machine with the service, and what it spends per request is taken
+/// from the service.
+pub struct Client {
+    addr: SocketAddr,
+    host: HeaderValue,
+    conn: tokio::sync::Mutex<Option<SendRequest<Full<Bytes>>>>,
+}
+
+impl Client {
+    /// Sends a request; the status and the body (status 0: no answer).
+    async fn request(
+        &self,
+        method: Method,
+        uri: Uri,
+        token: &HeaderValue,
+        body: Option<Bytes>,
+    ) -> (u16, Bytes) {
+        let mut conn = self.conn.lock().await;
+        match tokio::time::timeout(
+            REQUEST_TIMEOUT,
+            self.exchange(&mut conn, method, uri, token, body),
+        )
+        .await
+        {
+            Ok(Ok(answer)) => answer,
+            _ => {
+                // The connection may be broken or mid-answer: the next request opens another.
+                *conn = None;
+                (0, Bytes::new())
+            }
+        }
+    }
+
+    async fn exchange(
+        &self,
+        conn: &mut Option<SendRequest<Full<Bytes>>>,
+        method: Method,
+        uri: Uri,
+        token: &HeaderValue,
+        body: Option<Bytes>,
+    ) -> anyhow::Result<(u16, Bytes)> {
+        let sender = match conn {
+            Some(sender) if !sender.is_closed() => sender,
+            _ => conn.insert(self.connect().await?),
+        };
+        sender.ready().await?;
+        let mut request = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header(HOST, self.host.clone())
+            .header(AUTHORIZATION, token.clone());
+        if body.is_some() {
+            request = request.header(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        }
+        let response = sender
+            .send_request(request.body(Full::new(body.unwrap_or_default()))?)
+            .await?;
+        let status = response.status().as_u16();
+        let body = response.into_body().collect().await?.to_bytes();
+        Ok((status, body))
+    }
+
+    async fn connect(&self) -> anyhow::Result<SendRequest<Full<Bytes>>> {
+        let stream = tokio::net::TcpStream::connect(self.addr).await?;
+        stream.set_nodelay(true)?;
+        let (sender, connection) =
+            hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+        tokio::spawn(connection);
+        Ok(sender)
+    }
+}
+
+fn bearer(token: &str) -> anyhow::Result<HeaderValue> {
+    Ok(HeaderValue::from_str(&format!("Bearer {token}"))?)
 }
 
 impl Service {
@@ -44,30 +131,30 @@ impl Service {
             };
             list.push(Tenant {
                 id,
-                manage: mint(Role::AuthenticationAdmin)?,
-                reset: mint(Role::ResetService)?,
+                manage: bearer(&mint(Role::AuthenticationAdmin)?)?,
+                reset: bearer(&mint(Role::ResetService)?)?,
             });
         }
         Ok(Service {
-            base: format!("http://{addr}/v1/tenants"),
+            addr,
+            host: HeaderValue::from_str(&addr.to_string())?,
             tenants: list,
         })
     }
 
-    /// A client with one keep-alive connection.
-    pub fn client() -> anyhow::Result<Client> {
-        Client::builder()
-            .pool_max_idle_per_host(1)
-            .tcp_nodelay(true)
-            .timeout(Duration::from_secs(30))
-            .build()
-            .context("cannot build the HTTP client")
+    /// A client with one keep-alive connection (opened by its first request).
+    pub fn client(&self) -> Client {
+        Client {
+            addr: self.addr,
+            host: self.host.clone(),
+            conn: tokio::sync::Mutex::new(None),
+        }
     }
 
     fn admin_url(&self, admin: &AdminSim) -> String {
         format!(
-            "{}/{}/admins/{}",
-            self.base, self.tenants[admin.tenant].id, admin.id
+            "/v1/tenants/{}/admins/{}",
+            self.tenants[admin.tenant].id, admin.id
         )
     }
 
@@ -75,21 +162,18 @@ impl Service {
         client: &Client,
         method: Method,
         url: String,
-        token: &str,
+        token: &HeaderValue,
         body: Option<Value>,
     ) -> (u16, Value) {
-        let mut req = client.request(method, url).bearer_auth(token);
-        if let Some(body) = body {
-            req = req.json(&body);
-        }
-        match req.send().await {
-            Ok(resp) => {
-                let status = resp.status().as_u16();
-                (status, resp.json().await.unwrap_or(Value::Null))
-            }
-            // Status 0: the request did not get an answer.
-            Err(_) => (0, Value::Null),
-        }
+        let (Ok(uri), Ok(body)) = (
+            url.parse::<Uri>(),
+            body.map(|b| serde_json::to_vec(&b).map(Bytes::from))
+                .transpose(),
+        ) else {
+            return (0, Value::Null);
+        };
+        let (status, body) = client.request(method, uri, token, body).await;
+        (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
     }
 
     /// Sends the next command for `admin` and updates what the load knows of it. Returns the
@@ -165,23 +249,14 @@ impl Service {
 
     /// The eligibility URL of `admin`, to parse once (the load generator's own URL parsing
     /// showed in the profile).
-    pub fn eligibility_url(&self, admin: &AdminSim) -> anyhow::Result<reqwest::Url> {
+    pub fn eligibility_url(&self, admin: &AdminSim) -> anyhow::Result<Uri> {
         Ok(format!("{}/reset-eligibility", self.admin_url(admin)).parse()?)
     }
 
     /// One eligibility query; returns the status (the body is read, not parsed).
-    pub async fn eligibility(&self, client: &Client, admin: &AdminSim, url: reqwest::Url) -> u16 {
+    pub async fn eligibility(&self, client: &Client, admin: &AdminSim, url: Uri) -> u16 {
         let token = &self.tenants[admin.tenant].reset;
-        match client.get(url).bearer_auth(token).send().await {
-            Ok(resp) => {
-                let status = resp.status().as_u16();
-                match resp.bytes().await {
-                    Ok(_) => status,
-                    Err(_) => 0,
-                }
-            }
-            Err(_) => 0,
-        }
+        client.request(Method::GET, url, token, None).await.0
     }
 }
 
@@ -285,7 +360,7 @@ pub async fn commands(
     let mut tasks = Vec::with_capacity(clients);
     for c in 0..clients {
         let service = service.clone();
-        let client = Service::client()?;
+        let client = service.client();
         let mut admins: Vec<AdminSim> = (0..admins_per_client)
             .map(|i| AdminSim::new((c + i) % service.tenants.len()))
             .collect();
@@ -346,7 +421,7 @@ pub async fn eligibility(
     for c in 0..clients {
         let service = service.clone();
         let admins = admins.clone();
-        let client = Service::client()?;
+        let client = service.client();
         let urls = admins
             .iter()
             .map(|a| service.eligibility_url(a))

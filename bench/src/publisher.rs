@@ -58,7 +58,7 @@ pub async fn probe(
     };
     let mut sub = nats.subscribe(events_subjects()).await?;
     nats.flush().await?;
-    let client = Service::client()?;
+    let client = service.client();
     let mut admin = AdminSim::new(0);
     let outcome = service
         .command(&client, &mut admin, &mut Rng::new(99))
@@ -156,9 +156,7 @@ pub async fn commit_to_subscriber(
     // request at a time: pools of both are handed around.
     let pool = Arc::new(Mutex::new(admins));
     let clients = Arc::new(Mutex::new(
-        (0..64)
-            .map(|_| Service::client())
-            .collect::<anyhow::Result<Vec<_>>>()?,
+        (0..64).map(|_| service.client()).collect::<Vec<_>>(),
     ));
     let mut ticker = tokio::time::interval(Duration::from_secs(1) / rate.max(1));
     let deadline = Instant::now() + duration;
