@@ -13,6 +13,12 @@ use recovery_info::telemetry;
 use std::process::ExitCode;
 use std::time::Duration;
 
+/// mimalloc instead of the system allocator: the service allocates per request, per event and
+/// per row, and glibc's malloc took a tenth of the process's time in the profiles
+/// (docs/benchmarks.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();

@@ -94,6 +94,12 @@ pub fn say(line: &str) {
     eprintln!("[{:7.1}s] {line}", started().elapsed().as_secs_f64());
 }
 
+/// mimalloc instead of the system allocator: the service allocates per request, per event and
+/// per row, and glibc's malloc took a tenth of the process's time in the profiles
+/// (docs/benchmarks.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
