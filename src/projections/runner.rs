@@ -152,6 +152,7 @@ async fn run(
                 batch,
                 changes,
                 contact_view_too,
+                folded_elsewhere,
             }) => {
                 backoff = Duration::from_millis(100);
                 // Before the progress: a reader woken by it finds the verdicts up to date.
@@ -172,7 +173,11 @@ async fn run(
                         "projected"
                     );
                 }
-                if batch.applied < config.batch_size as usize {
+                if folded_elsewhere {
+                    // The eligibility batches fold this projection too, as long as the two
+                    // stay level: an append need not wake it, the poll checks they still are.
+                    tokio::time::sleep(config.poll_interval).await;
+                } else if batch.applied < config.batch_size as usize {
                     let _ = tokio::time::timeout(config.poll_interval, wake.notified()).await;
                 }
             }

@@ -76,6 +76,9 @@ pub struct Projected {
     /// An eligibility batch that also folded the contact view (their checkpoints were equal):
     /// the contact view's checkpoint moved to the same position.
     pub contact_view_too: bool,
+    /// A contact-view batch that found nothing to do because its checkpoint is level with
+    /// eligibility's: the eligibility batches fold it (PostgreSQL).
+    pub folded_elsewhere: bool,
 }
 
 impl Projected {
@@ -88,6 +91,7 @@ impl Projected {
             },
             changes: VerdictChanges::default(),
             contact_view_too: false,
+            folded_elsewhere: false,
         }
     }
 }
@@ -135,7 +139,10 @@ impl PgStore {
         // A contact view level with eligibility is folded by the eligibility batches.
         let folded_elsewhere = projection == Projection::ContactView && seen == eligibility;
         if seen >= head || folded_elsewhere {
-            return Ok(Projected::idle(seen));
+            return Ok(Projected {
+                folded_elsewhere,
+                ..Projected::idle(seen)
+            });
         }
         rolled_back_on_error(&client, project_in(&client, projection, limit).await).await
     }
@@ -319,6 +326,7 @@ async fn project_in(
         },
         changes,
         contact_view_too,
+        folded_elsewhere: false,
     })
 }
 

@@ -568,6 +568,7 @@ fn project_batch(
         },
         changes,
         contact_view_too: false,
+        folded_elsewhere: false,
     })
 }
 
