@@ -230,11 +230,8 @@ impl SqliteStore {
         events: Vec<PendingEvent>,
         answer: Option<IdempotentAnswer>,
     ) -> Result<Appended, StoreError> {
-        let appended = self
-            .run(move |c| append(c, stream, Some(expected_version), None, events, answer))
-            .await?;
-        metrics::counter!("recovery_events_appended_total").increment(appended.events.len() as u64);
-        Ok(appended)
+        self.append_checked(stream, expected_version, None, events, answer)
+            .await
     }
 
     pub async fn append_guarded(
@@ -245,17 +242,20 @@ impl SqliteStore {
         events: Vec<PendingEvent>,
         answer: Option<IdempotentAnswer>,
     ) -> Result<Appended, StoreError> {
+        self.append_checked(stream, expected_version, Some(guard), events, answer)
+            .await
+    }
+
+    async fn append_checked(
+        &self,
+        stream: StreamId,
+        expected_version: u64,
+        guard: Option<(StreamId, u64)>,
+        events: Vec<PendingEvent>,
+        answer: Option<IdempotentAnswer>,
+    ) -> Result<Appended, StoreError> {
         let appended = self
-            .run(move |c| {
-                append(
-                    c,
-                    stream,
-                    Some(expected_version),
-                    Some(guard),
-                    events,
-                    answer,
-                )
-            })
+            .run(move |c| append(c, stream, Some(expected_version), guard, events, answer))
             .await?;
         metrics::counter!("recovery_events_appended_total").increment(appended.events.len() as u64);
         Ok(appended)
