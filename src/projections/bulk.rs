@@ -50,6 +50,17 @@ impl BulkFold {
         }
     }
 
+    /// Adds the fold of other tenants (a shard of the same log folded apart): tenants' folds
+    /// are independent, so this only moves their entries.
+    pub fn merge(&mut self, other: BulkFold) {
+        if let (Some(views), Some(more)) = (&mut self.contact_views, other.contact_views) {
+            views.extend(more);
+        }
+        if let (Some(tenants), Some(more)) = (&mut self.eligibility, other.eligibility) {
+            tenants.extend(more);
+        }
+    }
+
     /// The rows of the contact view, in key order (none when it is not rebuilt).
     pub fn contact_views(&self) -> Vec<(&AdminKey, &AdminState)> {
         let mut rows: Vec<_> = match &self.contact_views {
@@ -127,6 +138,19 @@ mod tests {
         ] {
             let mut bulk = BulkFold::new(projections);
             interleaved.iter().for_each(|e| bulk.apply(e));
+            // Each tenant folded apart and merged, as the sharded bulk replay does.
+            let mut merged = BulkFold::new(projections);
+            for tenant in tenants {
+                let mut shard = BulkFold::new(projections);
+                interleaved
+                    .iter()
+                    .filter(|e| e.stream.tenant() == tenant)
+                    .for_each(|e| shard.apply(e));
+                merged.merge(shard);
+            }
+            assert_eq!(merged.contact_views(), bulk.contact_views());
+            let (m, b) = (merged.eligibility(), bulk.eligibility());
+            assert_eq!((m.admins, m.tenants), (b.admins, b.tenants));
             let eligibility = bulk.eligibility();
             if projections.contains(&Projection::ContactView) {
                 assert_eq!(bulk.contact_views(), views);
