@@ -94,9 +94,8 @@ pub fn say(line: &str) {
     eprintln!("[{:7.1}s] {line}", started().elapsed().as_secs_f64());
 }
 
-/// mimalloc instead of the system allocator: the service allocates per request, per event and
-/// per row, and glibc's malloc took a tenth of the process's time in the profiles
-/// (docs/benchmarks.md).
+/// The allocator of the service's binary (`src/main.rs`): the bench runs the service in its own
+/// process, so it measures it with the allocator it ships with.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -366,8 +366,6 @@ impl PgStore {
     }
 }
 
-/// Decodes the payloads of a binary `COPY` and sends them on in batches of [`DECODE_BATCH`],
-/// until the stream ends, an error (sent on too) or the receiver is gone.
 /// How many shards of tenants the bulk fold runs on: one per core.
 fn fold_shards() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get().clamp(1, 8))
@@ -378,6 +376,8 @@ fn shard_of(event: &RecordedEvent, shards: usize) -> usize {
     (event.stream.tenant().as_uuid().as_u128() as u64 % shards as u64) as usize
 }
 
+/// Decodes the payloads of a binary `COPY` and sends them on in batches of [`DECODE_BATCH`],
+/// until the stream ends, an error (sent on too) or the receiver is gone.
 async fn decode_rows(
     stream: CopyOutStream,
     sender: mpsc::Sender<Result<Vec<RecordedEvent>, StoreError>>,
