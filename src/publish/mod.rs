@@ -44,6 +44,9 @@ pub struct PublisherConfig {
     pub poll_interval: Duration,
     /// How often a follower tries to become the leader.
     pub leader_retry: Duration,
+    /// The admins whose eligibility the relay keeps folded between rounds, at most. Past it
+    /// the fold is dropped, and each round loads again the history of the admins it touches.
+    pub warm_capacity: usize,
 }
 
 /// The production stream name.
@@ -64,6 +67,7 @@ impl PublisherConfig {
             ack_timeout: Duration::from_secs(5),
             poll_interval: Duration::from_millis(500),
             leader_retry: Duration::from_secs(1),
+            warm_capacity: 200_000,
         }
     }
 }

@@ -201,7 +201,8 @@ impl Relay {
         }
         let mut sequence = tip.sequence;
         // The eligibility fold stays warm across batches: an admin's (or a whole tenant's)
-        // history is loaded once, the first time a batch touches it.
+        // history is loaded once, the first time a batch touches it (again after the fold
+        // is dropped at its capacity).
         let mut warm = WarmFold::default();
         // One batch's PubAcks are awaited while the next batch is read and sent.
         let mut in_flight: Option<InFlight> = None;
@@ -245,6 +246,15 @@ impl Relay {
             };
             let started = Instant::now();
             last_round = Some(tokio::time::Instant::from_std(started));
+            if warm.fold.admins.len() >= self.config.warm_capacity {
+                // Bounded memory: what the fold held is loaded again as rounds touch it.
+                tracing::info!(
+                    admins = warm.fold.admins.len(),
+                    "publisher: eligibility fold at capacity, dropped"
+                );
+                metrics::counter!("recovery_publisher_fold_drops_total").increment(1);
+                warm = WarmFold::default();
+            }
             self.prime(&mut warm, &batch, position).await?;
             let mut out = messages::build(
                 &self.config.subject_prefix,

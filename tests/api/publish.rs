@@ -295,6 +295,96 @@ async fn every_event_type_is_published_on_its_subject_and_decodes_masked() {
     assert!(changes.windows(2).all(|w| w[0].position < w[1].position));
 }
 
+/// The relay's eligibility fold is bounded: dropped at its capacity (here, before every round),
+/// it loads the touched admins' history again, and the stream holds exactly the messages of one
+/// fold of the whole log — including a tenant's settings change, which re-evaluates every admin
+/// of the tenant.
+#[tokio::test]
+async fn the_relay_publishes_the_same_messages_when_its_fold_is_dropped_every_round() {
+    let nats = PrivateNats::start().await;
+    let app = spawn_app_with(Options {
+        publisher: Some(PublisherConfig {
+            warm_capacity: 1,
+            ..publisher(&nats)
+        }),
+        ..Options::default()
+    })
+    .await;
+    let admins: Vec<Uuid> = (0..3).map(|_| Uuid::now_v7()).collect();
+    let mut phones = Vec::new();
+    for (i, a) in admins.iter().enumerate() {
+        phones.push(
+            app.add_ok(*a, "mobile_phone", &format!("+45 20 12 34 5{i}"))
+                .await,
+        );
+        app.add_ok(*a, "email", &format!("admin{i}@contoso.com"))
+            .await;
+    }
+    // Emails in the tenant's own domain stop being usable for every admin at once.
+    let r = app
+        .put_settings(
+            json!({"domains": ["contoso.com"], "reset_policy": {"name": "any_two_methods"}}),
+        )
+        .await;
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    for (i, a) in admins.iter().enumerate() {
+        let r = app
+            .change(*a, &phones[i], &format!("+45 20 12 34 6{i}"))
+            .await;
+        assert_eq!(r.status(), 200);
+    }
+    let js = js(&nats).await;
+    let messages = wait_published(&app, &js, Duration::from_secs(10)).await;
+    let head = app.store().head().await.unwrap();
+    assert_exactly_once_in_order(&messages, head);
+    let log = app.store().read_log(0, 1000).await.unwrap();
+    let expected = recovery_info::publish::messages::build(
+        "recovery.v1",
+        false,
+        &mut Default::default(),
+        &log,
+    );
+    let expected: Vec<_> = expected
+        .iter()
+        .map(|m| (m.subject.as_str(), m.msg_id.as_str(), &m.payload))
+        .collect();
+    let published: Vec<_> = messages
+        .iter()
+        .map(|m| (m.subject.as_str(), m.msg_id.as_str(), &m.payload))
+        .collect();
+    assert_eq!(published, expected);
+    // Not vacuous: the domains event changed all three admins' verdicts, in a round whose
+    // fold started empty.
+    let domains = log
+        .iter()
+        .find(|e| matches!(e.event, DomainEvent::TenantDomainsSet { .. }))
+        .unwrap();
+    let changed = messages
+        .iter()
+        .filter(|m| {
+            m.msg_id
+                .starts_with(&format!("{}.eligibility.", domains.event_id))
+        })
+        .count();
+    assert_eq!(changed, admins.len());
+    // And it was dropped indeed (a counter on /metrics).
+    let metrics = app
+        .client
+        .get(format!("{}/metrics", app.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let drops: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("recovery_publisher_fold_drops_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0);
+    assert!(drops >= 1.0, "{metrics}");
+}
+
 #[tokio::test]
 async fn events_are_published_exactly_once_in_order_across_a_nats_restart_and_a_lost_checkpoint() {
     let mut nats = PrivateNats::start().await;
