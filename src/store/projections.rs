@@ -435,13 +435,14 @@ async fn apply_eligibility(
              CROSS JOIN LATERAL (SELECT * FROM {admins} e
                                  WHERE e.tenant_id = k.tenant_id AND e.admin_id = k.admin_id
                                  OFFSET 0) e
-             UNION
+             UNION ALL
              SELECT e.tenant_id, e.admin_id, e.state, e.verdict, e.changed_position
              FROM {admins} e WHERE e.tenant_id = ANY($3)",
             admins = tables.eligibility_admins
         ))
         .await?;
-    // Both loads in one round trip.
+    // Both loads in one round trip. An admin of a tenant whose settings changed may come twice
+    // (`UNION ALL`: no comparison of the rows' `jsonb` to drop it); both rows are the same.
     let tenant_params: [&Param; 1] = [&all_tenants];
     let admin_params: [&Param; 3] = [&ts, &as_, &settings_tenants];
     let (tenant_rows, admin_rows) = tokio::try_join!(
