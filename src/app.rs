@@ -395,18 +395,10 @@ impl App {
             ),
             None => (None, Some(render)),
         };
-        let result = match guard {
-            Some(guard) => {
-                self.store
-                    .append_guarded(stream, expected_version, guard, pending, answer)
-                    .await
-            }
-            None => {
-                self.store
-                    .append(stream, expected_version, pending, answer)
-                    .await
-            }
-        };
+        let result = self
+            .store
+            .append_guarded(stream, expected_version, guard, pending, answer)
+            .await;
         match result {
             Ok(appended) => {
                 self.log_grew();

@@ -235,13 +235,14 @@ delegate! {
         events: Vec<PendingEvent>,
         answer: Option<IdempotentAnswer>
     ) -> Appended;
-    /// [`Store::append`], and only if `guard`'s stream (the tenant's settings the command was
-    /// decided on) is still at its version: [`StoreError::DecidedOnStale`] otherwise.
+    /// [`Store::append`], and with a `guard` only if that stream (the tenant's settings the
+    /// command was decided on) is still at its version: [`StoreError::DecidedOnStale`]
+    /// otherwise.
     fn append_guarded(
         &self,
         stream: StreamId,
         expected_version: u64,
-        guard: (StreamId, u64),
+        guard: Option<(StreamId, u64)>,
         events: Vec<PendingEvent>,
         answer: Option<IdempotentAnswer>
     ) -> Appended;

@@ -230,11 +230,11 @@ impl PgStore {
         &self,
         stream: StreamId,
         expected_version: u64,
-        guard: (StreamId, u64),
+        guard: Option<(StreamId, u64)>,
         events: Vec<PendingEvent>,
         answer: Option<IdempotentAnswer>,
     ) -> Result<Appended, StoreError> {
-        self.submit(stream, Some(expected_version), Some(guard), events, answer)
+        self.submit(stream, Some(expected_version), guard, events, answer)
             .await
     }
 

@@ -230,23 +230,11 @@ impl SqliteStore {
         events: Vec<PendingEvent>,
         answer: Option<IdempotentAnswer>,
     ) -> Result<Appended, StoreError> {
-        self.append_checked(stream, expected_version, None, events, answer)
+        self.append_guarded(stream, expected_version, None, events, answer)
             .await
     }
 
     pub async fn append_guarded(
-        &self,
-        stream: StreamId,
-        expected_version: u64,
-        guard: (StreamId, u64),
-        events: Vec<PendingEvent>,
-        answer: Option<IdempotentAnswer>,
-    ) -> Result<Appended, StoreError> {
-        self.append_checked(stream, expected_version, Some(guard), events, answer)
-            .await
-    }
-
-    async fn append_checked(
         &self,
         stream: StreamId,
         expected_version: u64,
@@ -426,15 +414,17 @@ pub(super) fn checkpoint(c: &Connection, projection: Projection) -> Result<u64, 
     )?))
 }
 
-/// The version of a stream's newest event (0 for an empty stream).
-fn stream_version(tx: &rusqlite::Transaction<'_>, name: &str) -> Result<u64, StoreError> {
+/// The version and hash of a stream's newest event (0 and the genesis hash for an empty one).
+fn stream_tip(tx: &rusqlite::Transaction<'_>, name: &str) -> Result<(u64, Vec<u8>), StoreError> {
     Ok(tx
         .query_row(
-            "SELECT max(stream_version) FROM events WHERE stream_id = ?1",
+            "SELECT stream_version, hash FROM events WHERE stream_id = ?1
+             ORDER BY stream_version DESC LIMIT 1",
             [name],
-            |r| r.get::<_, Option<i64>>(0),
-        )?
-        .map_or(0, u64_of))
+            |r| Ok((u64_of(r.get(0)?), r.get::<_, Vec<u8>>(1)?)),
+        )
+        .optional()?
+        .unwrap_or((0, GENESIS_HASH.to_vec())))
 }
 
 fn append(
@@ -449,7 +439,7 @@ fn append(
     // under it, like the PostgreSQL store's global append lock.
     let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
     if let Some((guarded, read_at)) = guard {
-        let now_at = stream_version(&tx, &guarded.to_string())?;
+        let (now_at, _) = stream_tip(&tx, &guarded.to_string())?;
         if now_at != read_at {
             return Err(StoreError::DecidedOnStale {
                 stream: guarded.to_string(),
@@ -461,15 +451,7 @@ fn append(
     let mut recorded = Vec::with_capacity(events.len());
     if !events.is_empty() {
         let name = stream.to_string();
-        let (actual, mut prev_hash) = tx
-            .query_row(
-                "SELECT stream_version, hash FROM events WHERE stream_id = ?1
-                 ORDER BY stream_version DESC LIMIT 1",
-                [&name],
-                |r| Ok((u64_of(r.get(0)?), r.get::<_, Vec<u8>>(1)?)),
-            )
-            .optional()?
-            .unwrap_or((0, GENESIS_HASH.to_vec()));
+        let (actual, mut prev_hash) = stream_tip(&tx, &name)?;
         if let Some(expected) = expected_version
             && actual != expected
         {

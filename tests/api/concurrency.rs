@@ -314,7 +314,13 @@ async fn a_command_decided_on_stale_settings_is_refused_in_the_store(backend: Ba
     let store = app.store();
     let email = |v: &str| vec![pending(MethodKind::Email, v.into())];
     store
-        .append_guarded(admin(), 0, (settings, 0), email("a@example.com"), None)
+        .append_guarded(
+            admin(),
+            0,
+            Some((settings, 0)),
+            email("a@example.com"),
+            None,
+        )
         .await
         .unwrap();
     let mut domains = pending(MethodKind::Email, String::new());
@@ -325,7 +331,13 @@ async fn a_command_decided_on_stale_settings_is_refused_in_the_store(backend: Ba
     // PostgreSQL): the command lands only if it was sent first.
     let (set, guarded) = tokio::join!(
         store.append(settings, 0, vec![domains], None),
-        store.append_guarded(admin(), 0, (settings, 0), email("b@example.com"), None),
+        store.append_guarded(
+            admin(),
+            0,
+            Some((settings, 0)),
+            email("b@example.com"),
+            None
+        ),
     );
     set.unwrap();
     let head = store.head().await.unwrap();
@@ -347,7 +359,13 @@ async fn a_command_decided_on_stale_settings_is_refused_in_the_store(backend: Ba
         }
     }
     let err = store
-        .append_guarded(admin(), 0, (settings, 0), email("c@example.com"), None)
+        .append_guarded(
+            admin(),
+            0,
+            Some((settings, 0)),
+            email("c@example.com"),
+            None,
+        )
         .await
         .unwrap_err();
     assert!(
@@ -367,7 +385,13 @@ async fn a_command_decided_on_stale_settings_is_refused_in_the_store(backend: Ba
         "the refused append left nothing"
     );
     store
-        .append_guarded(admin(), 0, (settings, 1), email("d@example.com"), None)
+        .append_guarded(
+            admin(),
+            0,
+            Some((settings, 1)),
+            email("d@example.com"),
+            None,
+        )
         .await
         .unwrap();
     assert_eq!(store.head().await.unwrap(), head + 1);
