@@ -157,7 +157,7 @@ async fn run(
                 backoff = Duration::from_millis(100);
                 // Before the progress: a reader woken by it finds the verdicts up to date.
                 if let Some(cache) = &verdicts {
-                    cache.advance(from, batch.checkpoint, &changes);
+                    cache.advance(from, batch.checkpoint, changes);
                 }
                 progress[&projection].send_replace(batch.checkpoint);
                 if contact_view_too {

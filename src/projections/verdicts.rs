@@ -105,19 +105,19 @@ impl VerdictCache {
     /// The runner's batch found the checkpoint at `from` and left it at `to`, having written
     /// `changes` (none when it found nothing to fold). A checkpoint that is not where this
     /// process last left it moved without us: what is held may be stale, and is dropped.
-    pub fn advance(&self, from: u64, to: u64, changes: &VerdictChanges) {
+    pub fn advance(&self, from: u64, to: u64, changes: VerdictChanges) {
         let mut inner = self.write();
         if inner.position != Some(from) {
             inner.clear(from);
         }
-        for tenant in &changes.settings_changed {
+        for tenant in changes.settings_changed {
             // Admins of the tenant without events are not in the batch: forget them all.
-            if let Some(admins) = inner.tenants.remove(tenant) {
+            if let Some(admins) = inner.tenants.remove(&tenant) {
                 inner.len -= admins.len();
             }
         }
-        for ((tenant, admin), verdict) in &changes.verdicts {
-            inner.insert(*tenant, *admin, Arc::new(verdict.clone()), self.capacity);
+        for ((tenant, admin), verdict) in changes.verdicts {
+            inner.insert(tenant, admin, Arc::new(verdict), self.capacity);
         }
         inner.position = Some(to);
     }
@@ -152,7 +152,7 @@ mod tests {
 
     /// A batch of the runner that found nothing to fold, with the checkpoint at `position`.
     fn saw(cache: &VerdictCache, position: u64) {
-        cache.advance(position, position, &VerdictChanges::default());
+        cache.advance(position, position, VerdictChanges::default());
     }
 
     #[test]
@@ -182,7 +182,7 @@ mod tests {
         let (t, a) = ids();
         saw(&cache, 5);
         cache.remember(t, a, 5, &verdict());
-        cache.advance(7, 9, &VerdictChanges::default());
+        cache.advance(7, 9, VerdictChanges::default());
         assert!(cache.get(t, a, None).is_none());
         cache.remember(t, a, 9, &verdict());
         saw(&cache, 3);
@@ -205,7 +205,7 @@ mod tests {
         cache.advance(
             1,
             4,
-            &VerdictChanges {
+            VerdictChanges {
                 settings_changed: vec![t],
                 verdicts: vec![((t, a), changed.clone())],
             },
@@ -233,7 +233,7 @@ mod tests {
         cache.advance(
             1,
             2,
-            &VerdictChanges {
+            VerdictChanges {
                 settings_changed: vec![],
                 verdicts: vec![((t, a), changed.clone())],
             },

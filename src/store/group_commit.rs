@@ -13,7 +13,7 @@
 //! key), it is rolled back and every append of the group is retried alone, so that one bad
 //! append cannot fail the others.
 
-use super::postgres::{GENESIS_HASH, chain_hash, rolled_back_on_error, to_i64, to_u64};
+use super::postgres::{GENESIS_HASH, Param, chain_hash, rolled_back_on_error, to_i64, to_u64};
 use super::{Appended, IdempotentAnswer, StoreError};
 use crate::domain::StreamId;
 use crate::events::{PendingEvent, RecordedEvent};
@@ -23,8 +23,6 @@ use std::collections::HashMap;
 use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::error::SqlState;
 use uuid::Uuid;
-
-type Param = dyn tokio_postgres::types::ToSql + Sync;
 
 /// The most appends written in one transaction.
 const MAX_GROUP: usize = 256;

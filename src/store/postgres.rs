@@ -29,6 +29,9 @@ pub(crate) fn to_i64(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
+/// A statement parameter, for arrays of parameters of different types.
+pub(crate) type Param = dyn tokio_postgres::types::ToSql + Sync;
+
 /// Opens a transaction whose commit does not wait for the WAL flush: for writes that a crash
 /// may lose because they are derived and redone (projection rows with their checkpoint, the
 /// publisher's checkpoint). Sent as the head of a pipeline.

@@ -1,7 +1,7 @@
 //! Projection storage on PostgreSQL: batches that fold the log into the projections' tables and
 //! move the checkpoint in the same transaction (exactly-once), and the queries that read them.
 
-use super::postgres::{BEGIN_WITHOUT_FLUSH, rolled_back_on_error, to_i64, to_u64};
+use super::postgres::{BEGIN_WITHOUT_FLUSH, Param, rolled_back_on_error, to_i64, to_u64};
 use super::{PgStore, StoreError};
 use crate::domain::{AdminId, AdminState, TenantId, TenantState, Verdict};
 use crate::events::RecordedEvent;
@@ -238,8 +238,6 @@ impl PgStore {
         Ok((to_u64(row.get(0)), verdict))
     }
 }
-
-type Param = dyn tokio_postgres::types::ToSql + Sync;
 
 /// One batch in one transaction, in four round trips: `BEGIN`, the checkpoint's row lock and
 /// the events after it, pipelined; the rows the batch needs; the rows it writes; the checkpoint

@@ -46,6 +46,7 @@ impl PgStore {
         // Without waiting for the WAL flush, in one round trip: a checkpoint lost in a crash is
         // harmless, the relay resumes from the stream's own tip (see `publish::nats`).
         let position = to_i64(position);
+        // `Param` would need a `'static` name.
         let params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&name, &position];
         let (begun, saved, committed) = tokio::join!(
             client.batch_execute(BEGIN_WITHOUT_FLUSH),
