@@ -163,14 +163,19 @@ impl App {
         folded.insert(stream, state);
     }
 
-    /// The admin's and the tenant's states as this process last folded them, if it has both
-    /// (neither read from the store: other replicas may have appended since).
-    fn remembered(&self, admin: StreamId, tenant: StreamId) -> Option<(AdminState, TenantState)> {
+    /// The admin's and the tenant's states as this process last folded them, each if it has
+    /// one (neither read from the store: other replicas may have appended since).
+    fn kept(&self, admin: StreamId, tenant: StreamId) -> (Option<AdminState>, Option<TenantState>) {
         let folded = self.folded();
-        match (folded.get(&admin), folded.get(&tenant)) {
-            (Some(Folded::Admin(a)), Some(Folded::Tenant(t))) => Some((a.clone(), t.clone())),
+        let admin = match folded.get(&admin) {
+            Some(Folded::Admin(s)) => Some(s.clone()),
             _ => None,
-        }
+        };
+        let tenant = match folded.get(&tenant) {
+            Some(Folded::Tenant(s)) => Some(s.clone()),
+            _ => None,
+        };
+        (admin, tenant)
     }
 
     /// The admin's and the tenant's current states: what was folded before, and the events
@@ -180,18 +185,11 @@ impl App {
         admin: StreamId,
         tenant: StreamId,
     ) -> Result<(AdminState, TenantState), AppError> {
-        let (admin_state, tenant_state) = {
-            let folded = self.folded();
-            let admin_state = match folded.get(&admin) {
-                Some(Folded::Admin(s)) => s.clone(),
-                _ => AdminState::default(),
-            };
-            let tenant_state = match folded.get(&tenant) {
-                Some(Folded::Tenant(s)) => s.clone(),
-                _ => TenantState::default(),
-            };
-            (admin_state, tenant_state)
-        };
+        let (admin_state, tenant_state) = self.kept(admin, tenant);
+        let (admin_state, tenant_state) = (
+            admin_state.unwrap_or_default(),
+            tenant_state.unwrap_or_default(),
+        );
         let loaded = self
             .store
             .load_streams(&[(admin, admin_state.version), (tenant, tenant_state.version)])
@@ -238,7 +236,10 @@ impl App {
         let stream = StreamId::Admin(ctx.tenant, admin);
         let tenant_stream = StreamId::Tenant(ctx.tenant);
         let _turn = self.stream_lock(&stream).lock().await;
-        let mut remembered = self.remembered(stream, tenant_stream);
+        let mut remembered = match self.kept(stream, tenant_stream) {
+            (Some(admin), Some(tenant)) => Some((admin, tenant)),
+            _ => None,
+        };
         for _ in 0..MAX_ATTEMPTS {
             let loaded = remembered.is_none();
             let (state, tenant) = match remembered.take() {

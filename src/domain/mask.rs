@@ -68,7 +68,8 @@ mod tests {
             mask(MethodKind::OfficePhone, "+14255550100x123"),
             "+1 •••-•••-••00"
         );
-        // Again: the same masks.
+        // Masking keeps no state between calls, and an office number without an extension
+        // masks like one with it.
         assert_eq!(
             mask(MethodKind::MobilePhone, "+4520123456"),
             "+45 •• •• •• 56"

@@ -35,10 +35,11 @@ fn names(projections: &[Projection]) -> Vec<&'static str> {
 /// How many events the final catch-up reads per round trip.
 const SWAP_BATCH: u32 = 2000;
 
-/// Events per batch from the decoder to the fold of a bulk replay (and per progress report).
+/// Events per batch from the decoder to a fold shard of a bulk replay (and per progress
+/// report).
 const DECODE_BATCH: usize = 1000;
 
-/// Decoded batches that may wait for the fold (memory stays bounded if it falls behind).
+/// Decoded batches that may wait for a fold shard (memory stays bounded if it falls behind).
 const DECODED_IN_FLIGHT: usize = 8;
 
 impl PgStore {
@@ -116,10 +117,10 @@ impl PgStore {
     /// Reads the log up to the committed head and folds it; returns the head, the number of
     /// events and the fold.
     ///
-    /// Three stages: a task reads the `COPY` stream and decodes the events; this one hands
-    /// each event to the fold of its tenant's shard; one blocking thread per shard folds (the
-    /// dearest step: an eligibility verdict per event). Tenants' folds are independent of each
-    /// other, so the shards are merged at the end by moving their maps (docs/benchmarks.md).
+    /// Two stages: this task reads the `COPY` stream, decodes the events and hands each to the
+    /// fold of its tenant's shard; one blocking thread per shard folds (the dearest step: an
+    /// eligibility verdict per event). Tenants' folds are independent of each other, so the
+    /// shards are merged at the end by moving their maps (docs/benchmarks.md).
     async fn fold_log(
         &self,
         projections: &[Projection],
@@ -145,8 +146,6 @@ impl PgStore {
                  TO STDOUT (FORMAT binary)"
             ))
             .await?;
-        let (sender, mut batches) = mpsc::channel(DECODED_IN_FLIGHT);
-        let decoder = tokio::spawn(decode_rows(stream, sender));
         let shards = fold_shards();
         let (mut to_shards, mut folds) = (Vec::new(), Vec::new());
         for _ in 0..shards {
@@ -160,34 +159,9 @@ impl PgStore {
                 fold
             }));
         }
-        let mut decoded = 0;
-        let mut routed = Ok(());
-        while let Some(batch) = batches.recv().await {
-            let batch = match batch {
-                Ok(batch) => batch,
-                Err(e) => {
-                    routed = Err(e);
-                    break;
-                }
-            };
-            decoded += batch.len() as u64;
-            on_decoded(batch.len() as u64);
-            let mut parts: Vec<Vec<RecordedEvent>> = (0..shards)
-                .map(|_| Vec::with_capacity(batch.len() / shards + 1))
-                .collect();
-            for event in batch {
-                parts[shard_of(&event, shards)].push(event);
-            }
-            for (shard, part) in to_shards.iter().zip(parts) {
-                // A closed shard has panicked: its join below says so.
-                if !part.is_empty() && shard.send(part).await.is_err() {
-                    break;
-                }
-            }
-        }
+        let read = route_rows(stream, &to_shards, &mut on_decoded).await;
         // Closing the channels ends the shards' loops.
         drop(to_shards);
-        drop(batches);
         let mut fold = BulkFold::new(projections);
         for shard in folds {
             match shard.await {
@@ -196,13 +170,7 @@ impl PgStore {
                 Err(e) => return Err(StoreError::Config(format!("a fold shard stopped: {e}"))),
             }
         }
-        // The channel closes when the decoder ends: it has read the whole stream, or panicked.
-        if let Err(e) = decoder.await
-            && e.is_panic()
-        {
-            std::panic::resume_unwind(e.into_panic());
-        }
-        routed?;
+        let decoded = read?;
         tx.commit().await?;
         Ok((head, decoded, fold))
     }
@@ -376,33 +344,41 @@ fn shard_of(event: &RecordedEvent, shards: usize) -> usize {
     (event.stream.tenant().as_uuid().as_u128() as u64 % shards as u64) as usize
 }
 
-/// Decodes the payloads of a binary `COPY` and sends them on in batches of [`DECODE_BATCH`],
-/// until the stream ends, an error (sent on too) or the receiver is gone.
-async fn decode_rows(
+/// Decodes the payloads of a binary `COPY` and sends each event to its tenant's shard, in
+/// batches of up to [`DECODE_BATCH`]; returns how many it decoded. Stops at the first error,
+/// or early if a shard is gone (it panicked: its join says so).
+async fn route_rows(
     stream: CopyOutStream,
-    sender: mpsc::Sender<Result<Vec<RecordedEvent>, StoreError>>,
-) {
+    shards: &[mpsc::Sender<Vec<RecordedEvent>>],
+    on_decoded: &mut (impl FnMut(u64) + Send),
+) -> Result<u64, StoreError> {
     let rows = BinaryCopyOutStream::new(stream, &[Type::BYTEA]);
     pin_mut!(rows);
-    let mut batch = Vec::with_capacity(DECODE_BATCH);
+    let batch = || Vec::with_capacity(DECODE_BATCH);
+    let mut parts: Vec<Vec<RecordedEvent>> = shards.iter().map(|_| batch()).collect();
+    let mut decoded = 0;
     while let Some(row) = rows.next().await {
-        match decode_row(row) {
-            Ok(event) => batch.push(event),
-            Err(e) => {
-                let _ = sender.send(Err(e)).await;
-                return;
-            }
+        let event = decode_row(row)?;
+        let shard = shard_of(&event, shards.len());
+        parts[shard].push(event);
+        decoded += 1;
+        if decoded % DECODE_BATCH as u64 == 0 {
+            on_decoded(DECODE_BATCH as u64);
         }
-        if batch.len() == DECODE_BATCH {
-            let full = std::mem::replace(&mut batch, Vec::with_capacity(DECODE_BATCH));
-            if sender.send(Ok(full)).await.is_err() {
-                return;
+        if parts[shard].len() == DECODE_BATCH {
+            let full = std::mem::replace(&mut parts[shard], batch());
+            if shards[shard].send(full).await.is_err() {
+                return Ok(decoded);
             }
         }
     }
-    if !batch.is_empty() {
-        let _ = sender.send(Ok(batch)).await;
+    on_decoded(decoded % DECODE_BATCH as u64);
+    for (shard, part) in shards.iter().zip(parts) {
+        if !part.is_empty() && shard.send(part).await.is_err() {
+            break;
+        }
     }
+    Ok(decoded)
 }
 
 fn decode_row(

@@ -29,15 +29,7 @@ async fn health_readiness_and_metrics_answer() {
         &format!("/reset-eligibility?min_position={head}"),
     ))
     .await;
-    let text = app
-        .client
-        .get(format!("{}/metrics", app.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.metrics().await;
     for metric in [
         "recovery_http_requests_total",
         "recovery_http_request_duration_seconds",

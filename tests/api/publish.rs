@@ -184,6 +184,18 @@ async fn wait_published(app: &TestApp, js: &jetstream::Context, timeout: Duratio
     }
 }
 
+/// Waits until every event up to the head is published, checks that the stream holds each
+/// exactly once and in order, and returns its messages.
+async fn published_exactly_once(
+    app: &TestApp,
+    js: &jetstream::Context,
+    timeout: Duration,
+) -> Vec<Stored> {
+    let messages = wait_published(app, js, timeout).await;
+    assert_exactly_once_in_order(&messages, app.store().head().await.unwrap());
+    messages
+}
+
 /// Every position exactly once, in log order, and each admin's versions 1, 2, 3, …
 fn assert_exactly_once_in_order(messages: &[Stored], head: u64) {
     let events = events_of(messages);
@@ -236,9 +248,7 @@ async fn every_event_type_is_published_on_its_subject_and_decodes_masked() {
     assert_eq!(r.status(), 200);
 
     let js = js(&nats).await;
-    let messages = wait_published(&app, &js, Duration::from_secs(10)).await;
-    let head = app.store().head().await.unwrap();
-    assert_exactly_once_in_order(&messages, head);
+    let messages = published_exactly_once(&app, &js, Duration::from_secs(10)).await;
 
     let mut types = HashSet::new();
     for (m, (subject, e)) in messages
@@ -334,9 +344,7 @@ async fn the_relay_publishes_the_same_messages_when_its_fold_is_dropped_every_ro
         assert_eq!(r.status(), 200);
     }
     let js = js(&nats).await;
-    let messages = wait_published(&app, &js, Duration::from_secs(10)).await;
-    let head = app.store().head().await.unwrap();
-    assert_exactly_once_in_order(&messages, head);
+    let messages = published_exactly_once(&app, &js, Duration::from_secs(10)).await;
     let log = app.store().read_log(0, 1000).await.unwrap();
     let expected = recovery_info::publish::messages::build(
         "recovery.v1",
@@ -368,15 +376,7 @@ async fn the_relay_publishes_the_same_messages_when_its_fold_is_dropped_every_ro
         .count();
     assert_eq!(changed, admins.len());
     // And it was dropped indeed (a counter on /metrics).
-    let metrics = app
-        .client
-        .get(format!("{}/metrics", app.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     let drops: f64 = metrics
         .lines()
         .find_map(|l| l.strip_prefix("recovery_publisher_fold_drops_total "))
@@ -425,8 +425,7 @@ async fn events_are_published_exactly_once_in_order_across_a_nats_restart_and_a_
         churn(round).await;
     }
     let js = js(&nats).await;
-    let messages = wait_published(&app, &js, Duration::from_secs(30)).await;
-    assert_exactly_once_in_order(&messages, app.store().head().await.unwrap());
+    published_exactly_once(&app, &js, Duration::from_secs(30)).await;
 
     // A crash between PubAck and checkpoint: the new process starts from an old checkpoint and
     // must not publish anything twice.
@@ -451,8 +450,7 @@ async fn events_are_published_exactly_once_in_order_across_a_nats_restart_and_a_
     .await;
     let more = Uuid::now_v7();
     app.add_ok(more, "email", "late@example.com").await;
-    let messages = wait_published(&app, &js, Duration::from_secs(10)).await;
-    assert_exactly_once_in_order(&messages, app.store().head().await.unwrap());
+    published_exactly_once(&app, &js, Duration::from_secs(10)).await;
 }
 
 #[tokio::test]

@@ -293,6 +293,17 @@ impl TestApp {
             .await
     }
 
+    /// The text of `/metrics`.
+    pub async fn metrics(&self) -> String {
+        let r = self
+            .client
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .await
+            .unwrap();
+        r.text().await.unwrap()
+    }
+
     /// Eligibility at least as fresh as the log's head.
     pub async fn eligibility(&self, admin: Uuid) -> Value {
         let head = self.store().head().await.unwrap();
