@@ -45,6 +45,9 @@ struct Args {
     /// The NATS server (with JetStream).
     #[arg(long, default_value = "nats://127.0.0.1:4222")]
     nats_url: String,
+    /// Keep the run's database at the end (to profile `recovery-info replay` on its log, say).
+    #[arg(long)]
+    keep_database: bool,
 }
 
 /// How long and how big each phase is.
@@ -128,8 +131,13 @@ async fn run(args: &Args) -> anyhow::Result<()> {
         r = measure(args, &plan, &db) => r,
         _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
     };
-    say("dropping the database");
-    let dropped = db.drop_db().await;
+    let dropped = if args.keep_database {
+        say(&format!("kept the database {}", db.name));
+        Ok(())
+    } else {
+        say("dropping the database");
+        db.drop_db().await
+    };
     let (rows, goals, details) = result?;
     dropped?;
 
@@ -444,6 +452,11 @@ async fn measure_with(
         None => None,
     };
 
+    // The publisher is measured alone, as its raw baseline is: the projection runners are
+    // held (their checkpoint rows locked) from before the seed until the publisher has
+    // published it, and fold the seeded events afterwards.
+    let held = seed::hold_projections(&db.url).await?;
+
     // Seed the log up to the rebuild size.
     let head = store.head().await?;
     let target = plan.rebuild_events as u64;
@@ -507,10 +520,19 @@ async fn measure_with(
 
     // Raw COPY scan, then the rebuild over the same log, once the live runner has folded the
     // seeded events (it would compete with both for the cores).
+    held.release().await?;
     say("waiting for the projections to fold the seeded events");
     let t = Instant::now();
     wait_for_projections(store, head, false, plan.rebuild_timeout).await?;
-    say(&format!("  done in {:.1} s", t.elapsed().as_secs_f64()));
+    let caught_up = t.elapsed().as_secs_f64();
+    say(&format!(
+        "  done in {caught_up:.1} s ({:.0} events/s by the live runners)",
+        seeded as f64 / caught_up
+    ));
+    details.insert(
+        "live_projection_catch_up".into(),
+        json!({"events": seeded, "seconds": caught_up, "events_per_second": seeded as f64 / caught_up}),
+    );
     say(&format!("raw binary COPY scan of {head} events"));
     let copy = raw_pg::copy_scan(&db.url).await?;
     details.insert("raw_copy_scan".into(), copy.to_json());

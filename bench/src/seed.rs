@@ -20,6 +20,31 @@ use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
+/// The projection runners held still: a transaction holding their checkpoint rows (`FOR
+/// UPDATE`, which every runner batch takes first), until [`HeldProjections::release`].
+pub struct HeldProjections(tokio_postgres::Client);
+
+/// Holds the projection runners (see [`HeldProjections`]).
+pub async fn hold_projections(url: &str) -> anyhow::Result<HeldProjections> {
+    let client = connect(url).await?;
+    client
+        .batch_execute(
+            "BEGIN;
+             SELECT position FROM projection_checkpoints ORDER BY name FOR UPDATE;",
+        )
+        .await
+        .context("cannot hold the projection runners")?;
+    Ok(HeldProjections(client))
+}
+
+impl HeldProjections {
+    /// Lets the runners go on.
+    pub async fn release(self) -> anyhow::Result<()> {
+        self.0.batch_execute("COMMIT").await?;
+        Ok(())
+    }
+}
+
 /// Events per seeded admin, on average.
 const EVENTS_PER_ADMIN: usize = 8;
 const TENANTS: usize = 64;
