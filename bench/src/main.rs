@@ -55,6 +55,8 @@ struct Plan {
     warmup: Duration,
     phase: Duration,
     nats_messages: usize,
+    /// Log events whose relay messages are published raw (the relay's own ceiling).
+    relay_sample: usize,
     rebuild_events: usize,
     rebuild_timeout: Duration,
     admins_per_client: usize,
@@ -67,6 +69,7 @@ impl Plan {
                 warmup: Duration::from_millis(500),
                 phase: Duration::from_secs(3),
                 nats_messages: 20_000,
+                relay_sample: 50_000,
                 rebuild_events: 100_000,
                 rebuild_timeout: Duration::from_secs(60),
                 admins_per_client: 16,
@@ -76,6 +79,7 @@ impl Plan {
                 warmup: Duration::from_secs(2),
                 phase: Duration::from_secs(10),
                 nats_messages: 200_000,
+                relay_sample: 200_000,
                 rebuild_events: 1_000_000,
                 rebuild_timeout: Duration::from_secs(1200),
                 admins_per_client: 16,
@@ -481,7 +485,9 @@ async fn measure_with(
     let head = store.head().await?;
 
     // Publisher throughput over the seeded backlog.
-    let publish_row = match (publishing, published_before) {
+    let raw_js = raw_js.map(|r| r.per_second);
+    let goal_row = |row: Row| row.against("raw pipelined JetStream publish", raw_js);
+    let publish_rows = match (publishing, published_before) {
         (Some(n), Some(before)) => {
             say(&format!(
                 "publisher: waiting for {seeded} events to reach JetStream"
@@ -501,22 +507,41 @@ async fn measure_with(
                 "  {:.0} events/s ({messages} messages with the eligibility changes, {messages_per_second:.0} messages/s)",
                 r.per_second
             ));
+            let per_second = r.per_second;
             let mut detail = r.to_json();
             detail["messages"] = json!(messages);
             detail["messages_per_second"] = json!(messages_per_second);
             details.insert("publisher_throughput".into(), detail);
-            Row::new("publisher events/s to JetStream", r.per_second, "/s")
+            // What JetStream takes of the relay's own message stream, sent raw.
+            let (out, events) = publisher::relay_messages(store, plan.relay_sample).await?;
+            say(&format!(
+                "raw JetStream publish of the relay's messages for {events} events ({} messages, {} in flight)",
+                out.len(),
+                raw_nats::WINDOW
+            ));
+            let own =
+                raw_nats::publish_messages_rate(n, &publisher::raw_prefix(), out, events).await?;
+            say(&format!("  {:.0} events/s", own.per_second));
+            let own_rate = own.per_second;
+            details.insert("raw_jetstream_relay_messages".into(), own.to_json());
+            vec![
+                goal_row(Row::new(
+                    "publisher events/s to JetStream",
+                    per_second,
+                    "/s",
+                )),
+                Row::new("publisher events/s, its messages raw", per_second, "/s").against(
+                    "raw JetStream publish of the same messages, events/s",
+                    Some(own_rate),
+                ),
+            ]
         }
-        _ => Row::missing(
+        _ => vec![goal_row(Row::missing(
             "publisher events/s to JetStream",
             "/s",
             "publisher not built",
-        ),
-    }
-    .against(
-        "raw pipelined JetStream publish",
-        raw_js.map(|r| r.per_second),
-    );
+        ))],
+    };
 
     // Raw COPY scan, then the rebuild over the same log, once the live runner has folded the
     // seeded events (it would compete with both for the cores).
@@ -566,7 +591,7 @@ async fn measure_with(
             Some(copy.per_second),
         ),
     );
-    rows.push(publish_row);
+    rows.extend(publish_rows);
 
     // Commit → subscriber latency at a fixed 1k events/s.
     let latency_row = match publishing {

@@ -13,6 +13,8 @@ use crate::stats::{Latencies, Rate, Rng, Summary};
 use anyhow::Context;
 use futures::StreamExt;
 use recovery_info::events::RecordedEvent;
+use recovery_info::projections::eligibility::EligibilityFold;
+use recovery_info::publish::messages::{self, OutMessage};
 use recovery_info::store::Store;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -28,6 +30,30 @@ pub fn stream_name() -> String {
 /// The subject prefix the bench's service publishes under.
 pub fn prefix() -> String {
     format!("bench{}.v1", std::process::id())
+}
+
+/// The subject prefix of the raw publish of the relay's messages (another stream's).
+pub fn raw_prefix() -> String {
+    format!("benchraw{}.v1", std::process::id())
+}
+
+/// The messages the relay sends for the first `sample` events of the log (at most), built by
+/// the relay's own code over an eligibility fold from position 0; and the number of events.
+pub async fn relay_messages(
+    store: &Store,
+    sample: usize,
+) -> anyhow::Result<(Vec<OutMessage>, usize)> {
+    let mut fold = EligibilityFold::default();
+    let (mut out, mut events, mut after) = (Vec::new(), 0, 0);
+    while events < sample {
+        let limit = (sample - events).min(10_000) as u32;
+        let batch = store.read_log(after, limit).await?;
+        let Some(last) = batch.last() else { break };
+        after = last.position;
+        events += batch.len();
+        out.extend(messages::build(&raw_prefix(), false, &mut fold, &batch));
+    }
+    Ok((out, events))
 }
 
 /// The subjects the service publishes events on.

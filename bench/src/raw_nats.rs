@@ -3,8 +3,9 @@
 
 use crate::stats::{Latencies, Rate};
 use anyhow::Context;
-use async_nats::jetstream::{self, stream};
+use async_nats::jetstream::{self, message::PublishMessage, stream};
 use bytes::Bytes;
+use recovery_info::publish::messages::{OutMessage, POSITION_HEADER};
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 use uuid::Uuid;
@@ -40,6 +41,55 @@ pub async fn publish_rate(
     .await
     .context("cannot create the JetStream stream for the baseline")?;
     let result = publish_window(&js, &subject, messages, payload_bytes).await;
+    let _ = js.delete_stream(&name).await;
+    result
+}
+
+/// Publishes the relay's own `messages` (those of `events` log events: the same subjects,
+/// payloads and headers, each expecting the one before it) to a private file-backed stream,
+/// `WINDOW` in flight: what JetStream can take of the message stream the relay sends, without
+/// the relay's reading and folding. The stream is deleted afterwards.
+pub async fn publish_messages_rate(
+    client: &async_nats::Client,
+    prefix: &str,
+    messages: Vec<OutMessage>,
+    events: usize,
+) -> anyhow::Result<Rate> {
+    let js = jetstream::new(client.clone());
+    let name = format!("RECOVERY_BENCH_RAW_RELAY_{}", std::process::id());
+    js.get_or_create_stream(stream::Config {
+        name: name.clone(),
+        subjects: vec![format!("{prefix}.>")],
+        storage: stream::StorageType::File,
+        ..Default::default()
+    })
+    .await
+    .context("cannot create the JetStream stream for the baseline")?;
+    let result = async {
+        let mut in_flight = VecDeque::with_capacity(WINDOW);
+        let mut lat = Latencies::with_capacity(messages.len());
+        let start = Instant::now();
+        for (sequence, m) in (0_u64..).zip(messages) {
+            let publish = PublishMessage::build()
+                .payload(m.payload)
+                .message_id(&m.msg_id)
+                .expected_last_sequence(sequence)
+                .header(POSITION_HEADER, m.position.to_string().as_str());
+            let ack = js
+                .send_publish(m.subject, publish)
+                .await
+                .context("JetStream publish failed")?;
+            in_flight.push_back((Instant::now(), ack));
+            if in_flight.len() >= WINDOW {
+                drain_one(&mut in_flight, &mut lat).await?;
+            }
+        }
+        while !in_flight.is_empty() {
+            drain_one(&mut in_flight, &mut lat).await?;
+        }
+        Ok(Rate::new(events, start.elapsed(), lat, 0))
+    }
+    .await;
     let _ = js.delete_stream(&name).await;
     result
 }
