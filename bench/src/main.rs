@@ -294,9 +294,12 @@ async fn measure_with(
                 plan.nats_messages,
                 raw_nats::WINDOW
             ));
+            let cpu = CpuMeter::start_by_process();
             let r = raw_nats::publish_rate(nats, plan.nats_messages, 240).await?;
-            say(&format!("  {:.0} msgs/s", r.per_second));
-            details.insert("raw_jetstream_publish".into(), r.to_json());
+            let mut d = r.to_json();
+            let (used, _) = cpu.record(r.per_second, &mut d);
+            say(&format!("  {:.0} msgs/s{used}", r.per_second));
+            details.insert("raw_jetstream_publish".into(), d);
             Some(r)
         }
         None => None,
@@ -308,7 +311,7 @@ async fn measure_with(
     let mut admins = Vec::new();
     for (conns, base) in &raw_insert {
         say(&format!("service commands, {conns} clients"));
-        let cpu = CpuMeter::start();
+        let cpu = CpuMeter::start_by_process();
         let run = load::commands(
             &service,
             *conns,
@@ -376,7 +379,7 @@ async fn measure_with(
             "service eligibility queries, {conns} clients over {} admins",
             admins.len()
         ));
-        let cpu = CpuMeter::start();
+        let cpu = CpuMeter::start_by_process();
         let r = load::eligibility(&service, &admins, *conns, plan.warmup, plan.phase).await?;
         let mut d = r.to_json();
         let (used, us_per_op) = cpu.record(r.per_second, &mut d);
@@ -482,6 +485,7 @@ async fn measure_with(
         );
     }
     let committed_at = Instant::now();
+    let publisher_cpu = CpuMeter::start_by_process();
     let head = store.head().await?;
 
     // Publisher throughput over the seeded backlog.
@@ -503,12 +507,12 @@ async fn measure_with(
             )
             .await?;
             let messages_per_second = messages as f64 / r.seconds;
-            say(&format!(
-                "  {:.0} events/s ({messages} messages with the eligibility changes, {messages_per_second:.0} messages/s)",
-                r.per_second
-            ));
             let per_second = r.per_second;
             let mut detail = r.to_json();
+            let (used, _) = publisher_cpu.record(per_second, &mut detail);
+            say(&format!(
+                "  {per_second:.0} events/s ({messages} messages with the eligibility changes, {messages_per_second:.0} messages/s){used}"
+            ));
             detail["messages"] = json!(messages);
             detail["messages_per_second"] = json!(messages_per_second);
             details.insert("publisher_throughput".into(), detail);
@@ -519,11 +523,14 @@ async fn measure_with(
                 out.len(),
                 raw_nats::WINDOW
             ));
+            let cpu = CpuMeter::start_by_process();
             let own =
                 raw_nats::publish_messages_rate(n, &publisher::raw_prefix(), out, events).await?;
-            say(&format!("  {:.0} events/s", own.per_second));
             let own_rate = own.per_second;
-            details.insert("raw_jetstream_relay_messages".into(), own.to_json());
+            let mut d = own.to_json();
+            let (used, _) = cpu.record(own_rate, &mut d);
+            say(&format!("  {own_rate:.0} events/s{used}"));
+            details.insert("raw_jetstream_relay_messages".into(), d);
             vec![
                 goal_row(Row::new(
                     "publisher events/s to JetStream",

@@ -121,11 +121,95 @@ impl Rng {
 /// CPU time one operation costs the machine, which is what bounds a 2-core box.
 pub struct CpuMeter {
     start: Option<(u64, u64)>,
+    /// Per process too (only where the processes live through the phase: the service's).
+    by_process: Option<ProcessTicks>,
+}
+
+/// CPU ticks (user + system) of the processes that share the machine in a run, by who they
+/// are: PostgreSQL's, NATS's, and this one (the service and the load generator).
+#[derive(Clone, Copy, Debug, Default)]
+struct ProcessTicks {
+    postgres: u64,
+    nats: u64,
+    this: u64,
+}
+
+impl ProcessTicks {
+    /// Sums `/proc/<pid>/stat` over the running processes (a process that ends within a
+    /// phase takes its ticks with it: PostgreSQL's pooled backends and NATS live on).
+    fn read() -> Self {
+        let mut ticks = ProcessTicks::default();
+        let me = std::process::id().to_string();
+        let Ok(dir) = std::fs::read_dir("/proc") else {
+            return ticks;
+        };
+        for entry in dir.flatten() {
+            let name = entry.file_name();
+            let Some(pid) = name
+                .to_str()
+                .filter(|p| p.bytes().all(|b| b.is_ascii_digit()))
+            else {
+                continue;
+            };
+            let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+                continue;
+            };
+            // `pid (comm) state ppid …`: utime and stime are the 12th and 13th fields
+            // after the closing parenthesis of comm.
+            let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+                continue;
+            };
+            let comm = &stat[open + 1..close];
+            let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+            let used = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok());
+            let (Some(utime), Some(stime)) = (used(11), used(12)) else {
+                continue;
+            };
+            let slot = match comm {
+                _ if pid == me => &mut ticks.this,
+                "postgres" => &mut ticks.postgres,
+                "nats-server" => &mut ticks.nats,
+                _ => continue,
+            };
+            *slot += utime + stime;
+        }
+        ticks
+    }
 }
 
 impl CpuMeter {
     pub fn start() -> Self {
-        CpuMeter { start: cpu_ticks() }
+        CpuMeter {
+            start: cpu_ticks(),
+            by_process: None,
+        }
+    }
+
+    /// [`CpuMeter::start`], and the CPU of PostgreSQL, NATS and this process apart (a raw
+    /// phase's connections end before it is read, and their backends' ticks with them).
+    pub fn start_by_process() -> Self {
+        CpuMeter {
+            start: cpu_ticks(),
+            by_process: Some(ProcessTicks::read()),
+        }
+    }
+
+    /// CPU microseconds per operation at `per_second` of PostgreSQL, NATS and this process
+    /// since the start, over the whole machine's ticks in the same time.
+    fn per_op_by_process(&self, per_second: f64) -> Option<Value> {
+        let (start, (_, total0)) = (self.by_process?, self.start?);
+        let (_, total1) = cpu_ticks()?;
+        let total = total1.checked_sub(total0).filter(|t| *t > 0)? as f64;
+        let now = ProcessTicks::read();
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+        let us = |t1: u64, t0: u64| {
+            t1.saturating_sub(t0) as f64 / total * cores * 1e6 / per_second.max(1e-9)
+        };
+        Some(json!({
+            "postgres": us(now.postgres, start.postgres),
+            "nats": us(now.nats, start.nats),
+            "service_and_load_generator": us(now.this, start.this),
+        }))
     }
 
     /// The busy share of all cores since the start (0 to 1), and the CPU microseconds per
@@ -146,7 +230,18 @@ impl CpuMeter {
             Some((busy, us)) => {
                 json["cpu_busy"] = json!(busy);
                 json["cpu_us_per_op"] = json!(us);
-                let text = format!(", machine CPU {:.0}% busy, {us:.0} µs per op", busy * 100.0);
+                let mut text =
+                    format!(", machine CPU {:.0}% busy, {us:.0} µs per op", busy * 100.0);
+                if let Some(by) = self.per_op_by_process(per_second) {
+                    let of = |k: &str| by[k].as_f64().unwrap_or(0.0);
+                    text.push_str(&format!(
+                        " (PostgreSQL {:.0}, NATS {:.0}, this process {:.0})",
+                        of("postgres"),
+                        of("nats"),
+                        of("service_and_load_generator")
+                    ));
+                    json["cpu_us_per_op_by_process"] = by;
+                }
                 (text, Some(us))
             }
             None => (String::new(), None),
