@@ -18,11 +18,13 @@
 
 use super::messages::{self, OutMessage, POSITION_HEADER};
 use super::{PublishError, PublisherConfig, Wake};
+use crate::domain::{StreamId, TenantId};
 use crate::projections::eligibility::EligibilityFold;
 use crate::store::PgStore;
 use crate::store::publish::Leadership;
 use async_nats::jetstream::context::PublishAckFuture;
 use async_nats::jetstream::{self, message::PublishMessage, stream};
+use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 /// The shortest time between the starts of two rounds that reach the head: at most 5 ms added
@@ -44,7 +46,9 @@ pub struct Relay {
 struct WarmFold {
     fold: EligibilityFold,
     /// Tenants whose every admin is in the fold.
-    whole_tenants: std::collections::HashSet<crate::domain::TenantId>,
+    whole_tenants: HashSet<TenantId>,
+    /// Tenants whose settings (their stream's history) are in the fold.
+    settled_tenants: HashSet<TenantId>,
 }
 
 /// Where the stream ends: its last sequence, and the id and position of its last message.
@@ -326,6 +330,11 @@ impl Relay {
 
     /// Loads into `warm` the history (up to `position`) of every admin `batch` touches and,
     /// for a tenant settings event, of every admin of the tenant — each only once.
+    ///
+    /// An admin whose first event in the batch is its stream's first (version 1) has no
+    /// history: nothing is read for it once its tenant's settings are in the fold. That is
+    /// every new admin of a known tenant, which keeps a large backlog (or a steady stream of
+    /// newcomers) from costing a read of the log per round.
     async fn prime(
         &self,
         warm: &mut WarmFold,
@@ -333,10 +342,21 @@ impl Relay {
         position: u64,
     ) -> Result<(), PublishError> {
         let (admins, tenants) = messages::fold_scope(batch);
+        let mut newcomers = HashSet::new();
+        for e in batch {
+            if let StreamId::Admin(t, a) = e.stream
+                && e.version == 1
+            {
+                newcomers.insert((t, a));
+            }
+        }
         let admins: Vec<_> = admins
             .into_iter()
             .filter(|(t, a)| {
-                !warm.whole_tenants.contains(t) && !warm.fold.admins.contains_key(&(*t, *a))
+                let held =
+                    warm.whole_tenants.contains(t) || warm.fold.admins.contains_key(&(*t, *a));
+                let no_history = newcomers.contains(&(*t, *a)) && warm.settled_tenants.contains(t);
+                !held && !no_history
             })
             .collect();
         let tenants: Vec<_> = tenants
@@ -361,6 +381,9 @@ impl Relay {
         for (tenant, state) in cold.tenants {
             warm.fold.tenants.entry(tenant).or_insert(state);
         }
+        // The history read holds the stream of every tenant it was asked about.
+        warm.settled_tenants.extend(admins.iter().map(|(t, _)| *t));
+        warm.settled_tenants.extend(tenants.iter().copied());
         warm.whole_tenants.extend(tenants);
         Ok(())
     }

@@ -58,12 +58,26 @@ pub fn chain_hash(prev_hash: &[u8], payload: &[u8]) -> Vec<u8> {
     h.finalize().to_vec()
 }
 
+/// Turns PostgreSQL's JIT compilation off for the service's sessions, unless the URL's
+/// `options` set `jit` themselves. Every statement here is a short index lookup or write whose
+/// plan can still be costed above `jit_above_cost` (a relay's history read over many streams of
+/// a large log, say): compiling it took longer than running it, and loading LLVM into each
+/// pooled backend showed in the profile of the publisher over a large backlog.
+fn without_jit(config: &mut tokio_postgres::Config) {
+    let options = config.get_options().unwrap_or_default();
+    if !options.contains("jit") {
+        let options = format!("{options} -c jit=off");
+        config.options(options.trim_start());
+    }
+}
+
 impl PgStore {
     /// Builds a pool for `url` and checks that the database answers.
     pub async fn connect(url: &str, pool_size: usize) -> Result<Self, StoreError> {
-        let config: tokio_postgres::Config = url
+        let mut config: tokio_postgres::Config = url
             .parse()
             .map_err(|e| StoreError::Config(format!("DATABASE_URL is malformed: {e}")))?;
+        without_jit(&mut config);
         let manager = Manager::from_config(
             config,
             NoTls,
@@ -282,4 +296,31 @@ fn decode_rows(rows: Vec<tokio_postgres::Row>) -> Result<Vec<RecordedEvent>, Sto
     rows.iter()
         .map(|r| RecordedEvent::decode(r.get::<_, &[u8]>(0)).map_err(StoreError::from))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_jit;
+
+    fn options_after(url: &str) -> Option<String> {
+        let mut config: tokio_postgres::Config = url.parse().unwrap();
+        without_jit(&mut config);
+        config.get_options().map(str::to_owned)
+    }
+
+    #[test]
+    fn the_pool_turns_jit_off_unless_the_url_sets_it() {
+        assert_eq!(
+            options_after("postgres://u@h/db").as_deref(),
+            Some("-c jit=off")
+        );
+        assert_eq!(
+            options_after("postgres://u@h/db?options=-c%20statement_timeout%3D5s").as_deref(),
+            Some("-c statement_timeout=5s -c jit=off")
+        );
+        assert_eq!(
+            options_after("postgres://u@h/db?options=-c%20jit%3Don").as_deref(),
+            Some("-c jit=on")
+        );
+    }
 }

@@ -343,7 +343,15 @@ async fn the_relay_publishes_the_same_messages_when_its_fold_is_dropped_every_ro
             .await;
         assert_eq!(r.status(), 200);
     }
+    // A newcomer after the settings change, in a round of its own: its first event has no
+    // history of its own, but its verdict still depends on the tenant's settings, which a
+    // round that starts with an empty fold must load (its verdict names the tenant's policy
+    // and what that one misses).
     let js = js(&nats).await;
+    published_exactly_once(&app, &js, Duration::from_secs(10)).await;
+    let newcomer = Uuid::now_v7();
+    app.add_ok(newcomer, "mobile_phone", "+45 20 12 34 70")
+        .await;
     let messages = published_exactly_once(&app, &js, Duration::from_secs(10)).await;
     let log = app.store().read_log(0, 1000).await.unwrap();
     let expected = recovery_info::publish::messages::build(
