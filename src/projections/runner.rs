@@ -20,6 +20,10 @@ pub struct RunnerConfig {
     pub poll_interval: Duration,
     /// How many eligibility verdicts are answered from memory at most.
     pub verdict_capacity: usize,
+    /// How long the contact view may stay level with eligibility without moving before its
+    /// runner folds on its own (the eligibility batches, which fold both while they are level,
+    /// may be failing).
+    pub level_grace: Duration,
 }
 
 impl Default for RunnerConfig {
@@ -28,6 +32,7 @@ impl Default for RunnerConfig {
             batch_size: 2000,
             poll_interval: Duration::from_millis(100),
             verdict_capacity: verdicts::DEFAULT_CAPACITY,
+            level_grace: Duration::from_secs(1),
         }
     }
 }
@@ -145,8 +150,17 @@ async fn run(
     verdicts: Option<Arc<VerdictCache>>,
 ) {
     let mut backoff = Duration::from_millis(100);
+    // While the contact view is level with eligibility, the eligibility batches fold it; the
+    // checkpoint it was left at and since when. If it does not move within the grace, this
+    // runner folds on its own (and is then ahead, so the two part until eligibility catches
+    // up): a failing eligibility batch must not stall the contact view too.
+    let mut level: Option<(u64, Instant)> = None;
     loop {
-        match store.project_batch(projection, config.batch_size).await {
+        let fold_level = level.is_some_and(|(_, since)| since.elapsed() >= config.level_grace);
+        match store
+            .project_batch(projection, config.batch_size, fold_level)
+            .await
+        {
             Ok(Projected {
                 from,
                 batch,
@@ -155,6 +169,22 @@ async fn run(
                 folded_elsewhere,
             }) => {
                 backoff = Duration::from_millis(100);
+                level = match level {
+                    Some((at, since)) if folded_elsewhere && at == batch.checkpoint => {
+                        Some((at, since))
+                    }
+                    _ if folded_elsewhere => Some((batch.checkpoint, Instant::now())),
+                    _ => None,
+                };
+                if fold_level && batch.applied > 0 {
+                    tracing::warn!(
+                        applied = batch.applied,
+                        position = batch.checkpoint,
+                        grace_ms = config.level_grace.as_millis() as u64,
+                        "contact view folded on its own: the eligibility batches did not move it"
+                    );
+                    metrics::counter!("recovery_contact_view_unlevelled_total").increment(1);
+                }
                 // Before the progress: a reader woken by it finds the verdicts up to date.
                 if let Some(cache) = &verdicts {
                     cache.advance(from, batch.checkpoint, changes);

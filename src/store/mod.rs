@@ -246,8 +246,9 @@ delegate! {
         events: Vec<PendingEvent>,
         answer: Option<IdempotentAnswer>
     ) -> Appended;
-    /// Folds the next events into a projection and moves its checkpoint, in one transaction.
-    fn project_batch(&self, projection: Projection, limit: u32) -> Projected;
+    /// Folds the next events into a projection and moves its checkpoint, in one transaction;
+    /// a contact view level with eligibility only with `fold_level` (PostgreSQL).
+    fn project_batch(&self, projection: Projection, limit: u32, fold_level: bool) -> Projected;
     /// A projection's checkpoint.
     fn checkpoint(&self, projection: Projection) -> u64;
     /// Empties a projection and zeroes its checkpoint, so that it is rebuilt.

@@ -77,7 +77,7 @@ pub struct Projected {
     /// the contact view's checkpoint moved to the same position.
     pub contact_view_too: bool,
     /// A contact-view batch that found nothing to do because its checkpoint is level with
-    /// eligibility's: the eligibility batches fold it (PostgreSQL).
+    /// eligibility's: the eligibility batches fold it (PostgreSQL; see `fold_level`).
     pub folded_elsewhere: bool,
 }
 
@@ -118,11 +118,15 @@ impl PgStore {
     /// Folds the next `limit` events after the projection's checkpoint into its tables and
     /// moves the checkpoint, in one transaction. The checkpoint row is locked first, so two
     /// replicas running the same projection take turns and never apply an event twice.
+    ///
+    /// A contact view level with eligibility is left to the eligibility batches (which fold
+    /// both while level), unless `fold_level`.
     #[tracing::instrument(skip(self), level = "debug", fields(projection = projection.name()))]
     pub async fn project_batch(
         &self,
         projection: Projection,
         limit: u32,
+        fold_level: bool,
     ) -> Result<Projected, StoreError> {
         let client = self.pool().get().await?;
         // Idle runners poll: look without a transaction or a row lock first.
@@ -137,7 +141,8 @@ impl PgStore {
         let (seen, head, eligibility) =
             (to_u64(row.get(0)), to_u64(row.get(1)), to_u64(row.get(2)));
         // A contact view level with eligibility is folded by the eligibility batches.
-        let folded_elsewhere = projection == Projection::ContactView && seen == eligibility;
+        let folded_elsewhere =
+            projection == Projection::ContactView && seen == eligibility && !fold_level;
         if seen >= head || folded_elsewhere {
             return Ok(Projected {
                 folded_elsewhere,

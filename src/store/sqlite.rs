@@ -249,10 +249,13 @@ impl SqliteStore {
         Ok(appended)
     }
 
+    /// Folds the next `limit` events into `projection` (each projection folds its own: there is
+    /// no level pass to opt out of, so `_fold_level` changes nothing here).
     pub async fn project_batch(
         &self,
         projection: Projection,
         limit: u32,
+        _fold_level: bool,
     ) -> Result<Projected, StoreError> {
         self.run(move |c| project_batch(c, projection, limit)).await
     }

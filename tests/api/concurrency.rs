@@ -1,6 +1,6 @@
 //! Optimistic concurrency, idempotency, the gap-free global log and exactly-once projections.
 
-use crate::support::{Backend, assert_problem, spawn_backend, two_replicas};
+use crate::support::{Backend, assert_problem, spawn_app, spawn_backend, two_replicas};
 use futures::future::join_all;
 use recovery_info::domain::{AdminId, DomainEvent, MethodId, MethodKind, StreamId, TenantId};
 use recovery_info::events::{Actor, PendingEvent, RecordedEvent};
@@ -715,4 +715,55 @@ async fn a_replica_answers_from_what_it_remembers_only_what_the_append_checked()
     assert_eq!(methods.len(), 1, "{view}");
     assert_eq!(methods[0]["value"], "+4520123458", "{view}");
     assert_eq!(b.history(admin).await.len(), 7);
+}
+
+/// The eligibility batches fold the contact view too while the two are level. When they fail
+/// (here, every time: one admin's eligibility row is unreadable), the contact view must not
+/// stall with them: its runner folds on its own after a grace period.
+#[tokio::test]
+async fn a_failing_eligibility_projection_does_not_stall_the_contact_view() {
+    let app = spawn_app().await;
+    let admin = Uuid::now_v7();
+    app.add_ok(admin, "mobile_phone", "+45 20 12 34 56").await;
+    app.caught_up().await;
+    let (db, connection) = tokio_postgres::connect(&app.database_url(), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let poisoned = db
+        .execute(
+            "UPDATE eligibility_admins SET state = '\"not a state\"' WHERE admin_id = $1",
+            &[&admin],
+        )
+        .await
+        .unwrap();
+    assert_eq!(poisoned, 1);
+
+    app.add_ok(admin, "email", "jane@example.com").await;
+    let head = app.store().head().await.unwrap();
+    // Within the freshness timeout (5 s here; the grace is 1 s).
+    let view = app.view(admin).await;
+    let kinds: Vec<&str> = view["methods"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds.len(), 2, "{view}");
+    assert!(kinds.contains(&"email"), "{view}");
+    // Not vacuous: eligibility is stuck behind the event all along.
+    let eligibility = app
+        .store()
+        .checkpoint(Projection::Eligibility)
+        .await
+        .unwrap();
+    assert!(
+        eligibility < head,
+        "eligibility reached {eligibility} of {head}"
+    );
+    assert!(
+        app.metrics()
+            .await
+            .contains("recovery_contact_view_unlevelled_total")
+    );
 }
