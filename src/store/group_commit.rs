@@ -12,6 +12,13 @@
 //! If the group's transaction fails (say, a concurrent replica stored the same idempotency
 //! key), it is rolled back and every append of the group is retried alone, so that one bad
 //! append cannot fail the others.
+//!
+//! The appender remembers the tips (version and hash) of the streams it wrote or read, and the
+//! head it left the log at. Every append of every replica takes the same lock and moves the
+//! head, so when the head it finds under the lock is the head it left, no one else has appended
+//! since and the tips it remembers are the tips in the table: it reads only the tips of streams
+//! it does not know. When the head has moved (another replica, or a bulk load), it forgets them
+//! and reads them all. Any failure forgets them too.
 
 use super::postgres::{GENESIS_HASH, Param, chain_hash, rolled_back_on_error, to_i64, to_u64};
 use super::{Appended, IdempotentAnswer, StoreError};
@@ -26,6 +33,24 @@ use uuid::Uuid;
 
 /// The most appends written in one transaction.
 const MAX_GROUP: usize = 256;
+
+/// The most stream tips the appender remembers (beyond it, it forgets them all and starts
+/// again).
+const TIPS_REMEMBERED: usize = 100_000;
+
+/// The stream tips the appender wrote or read, exact as long as the log's head is `head`.
+#[derive(Default)]
+struct KnownTips {
+    head: Option<u64>,
+    tips: HashMap<String, (u64, Vec<u8>)>,
+}
+
+impl KnownTips {
+    fn forget(&mut self) {
+        self.head = None;
+        self.tips.clear();
+    }
+}
 
 /// One append waiting for the appender.
 pub(super) struct AppendJob {
@@ -44,6 +69,7 @@ pub(super) struct AppendJob {
 pub(super) fn spawn(pool: Pool) -> mpsc::Sender<AppendJob> {
     let (tx, mut rx) = mpsc::channel::<AppendJob>(4 * MAX_GROUP);
     tokio::spawn(async move {
+        let mut known = KnownTips::default();
         while let Some(first) = rx.recv().await {
             let mut jobs = vec![first];
             while jobs.len() < MAX_GROUP {
@@ -53,14 +79,14 @@ pub(super) fn spawn(pool: Pool) -> mpsc::Sender<AppendJob> {
                 }
             }
             metrics::histogram!("recovery_append_group_size").record(jobs.len() as f64);
-            run_group(&pool, jobs).await;
+            run_group(&pool, jobs, &mut known).await;
         }
     });
     tx
 }
 
-async fn run_group(pool: &Pool, jobs: Vec<AppendJob>) {
-    match write(pool, &jobs).await {
+async fn run_group(pool: &Pool, jobs: Vec<AppendJob>, known: &mut KnownTips) {
+    match write(pool, &jobs, known).await {
         Ok(outcomes) => {
             for (job, outcome) in jobs.into_iter().zip(outcomes) {
                 let _ = job.reply.send(outcome);
@@ -74,7 +100,7 @@ async fn run_group(pool: &Pool, jobs: Vec<AppendJob>) {
         Err(e) => {
             tracing::debug!(error = %e, n = jobs.len(), "group append failed; retrying one by one");
             for job in jobs {
-                let outcome = match write(pool, std::slice::from_ref(&job)).await {
+                let outcome = match write(pool, std::slice::from_ref(&job), known).await {
                     Ok(mut outcomes) => outcomes.pop().unwrap_or_else(|| {
                         Err(StoreError::Config("an append got no outcome".into()))
                     }),
@@ -122,14 +148,20 @@ struct AnswerRows {
 async fn write(
     pool: &Pool,
     jobs: &[AppendJob],
+    known: &mut KnownTips,
 ) -> Result<Vec<Result<Appended, StoreError>>, StoreError> {
     let client = pool.get().await?;
-    rolled_back_on_error(&client, write_in(&client, jobs).await).await
+    let written = rolled_back_on_error(&client, write_in(&client, jobs, known).await).await;
+    if written.is_err() {
+        known.forget();
+    }
+    written
 }
 
 async fn write_in(
     client: &deadpool_postgres::Client,
     jobs: &[AppendJob],
+    known: &mut KnownTips,
 ) -> Result<Vec<Result<Appended, StoreError>>, StoreError> {
     let names: Vec<String> = jobs.iter().map(|j| j.stream.to_string()).collect();
     let guards: Vec<Option<(String, u64)>> = jobs
@@ -148,7 +180,7 @@ async fn write_in(
     // The newest event of each stream of the group. Sent right behind the lock statement
     // (pipelined): PostgreSQL runs it after the lock is granted, with a snapshot that sees
     // every append committed before ours.
-    let tips = client
+    let tips_query = client
         .prepare_cached(
             // One backward index probe per stream (LIMIT 1), however long the stream is.
             "SELECT s.name, t.stream_version, t.hash FROM unnest($1::text[]) AS s(name)
@@ -157,17 +189,61 @@ async fn write_in(
                                  ORDER BY stream_version DESC LIMIT 1) t",
         )
         .await?;
-    let tip_params: [&Param; 1] = [&tip_names];
+    // Only the tips not remembered are read with the lock; the rest are checked by the head.
+    let unknown: Vec<String> = match known.head {
+        Some(_) => tip_names
+            .iter()
+            .filter(|n| !known.tips.contains_key(*n))
+            .cloned()
+            .collect(),
+        None => tip_names.clone(),
+    };
+    let tip_params: [&Param; 1] = [&unknown];
     let (_, head, tip_rows) = tokio::try_join!(
         client.batch_execute("BEGIN"),
         client.query_one(&lock, &[]),
-        client.query(&tips, &tip_params)
+        async {
+            if unknown.is_empty() {
+                Ok(Vec::new())
+            } else {
+                client.query(&tips_query, &tip_params).await
+            }
+        }
     )?;
     let head = to_u64(head.get(0));
-    let mut tips: HashMap<String, (u64, Vec<u8>)> = tip_rows
+    let mut tips: HashMap<String, (u64, Vec<u8>)> = unknown
         .iter()
-        .map(|r| (r.get(0), (to_u64(r.get(1)), r.get(2))))
+        .map(|n| (n.clone(), (0, GENESIS_HASH.to_vec())))
         .collect();
+    tips.extend(
+        tip_rows
+            .iter()
+            .map(|r| (r.get(0), (to_u64(r.get(1)), r.get(2)))),
+    );
+    let remembered: Vec<String> = tip_names
+        .iter()
+        .filter(|n| !tips.contains_key(*n))
+        .cloned()
+        .collect();
+    if known.head == Some(head) {
+        for name in remembered {
+            if let Some(tip) = known.tips.get(&name) {
+                tips.insert(name, tip.clone());
+            }
+        }
+    } else {
+        // Someone else appended since: what is remembered may be stale.
+        known.forget();
+        if !remembered.is_empty() {
+            let params: [&Param; 1] = [&remembered];
+            for r in client.query(&tips_query, &params).await? {
+                tips.insert(r.get(0), (to_u64(r.get(1)), r.get(2)));
+            }
+            for name in remembered {
+                tips.entry(name).or_insert((0, GENESIS_HASH.to_vec()));
+            }
+        }
+    }
 
     let mut next = head;
     let mut rows = EventRows::default();
@@ -300,6 +376,12 @@ async fn write_in(
             e.into()
         });
     }
+    // Committed: these tips are the table's at the head this group leaves.
+    if known.tips.len() + tips.len() > TIPS_REMEMBERED {
+        known.forget();
+    }
+    known.head = Some(next);
+    known.tips.extend(tips);
     metrics::counter!("recovery_events_appended_total").increment(rows.position.len() as u64);
     Ok(outcomes)
 }
