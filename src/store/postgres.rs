@@ -18,6 +18,8 @@ pub const GENESIS_HASH: [u8; 32] = [0; 32];
 pub struct PgStore {
     pool: Pool,
     appender: tokio::sync::mpsc::Sender<AppendJob>,
+    /// The eligibility rows this process's batches wrote last (`projections::KnownRows`).
+    known_rows: std::sync::Arc<std::sync::Mutex<super::projections::KnownRows>>,
 }
 
 /// Positions and versions are `bigint` in SQL and never negative.
@@ -93,13 +95,21 @@ impl PgStore {
             .build()
             .map_err(|e| StoreError::Config(e.to_string()))?;
         let appender = group_commit::spawn(pool.clone());
-        let store = PgStore { pool, appender };
+        let store = PgStore {
+            pool,
+            appender,
+            known_rows: Default::default(),
+        };
         store.ping().await?;
         Ok(store)
     }
 
     pub(super) fn pool(&self) -> &Pool {
         &self.pool
+    }
+
+    pub(super) fn known_rows(&self) -> &std::sync::Mutex<super::projections::KnownRows> {
+        &self.known_rows
     }
 
     /// Applies pending migrations; returns how many ran.

@@ -3,7 +3,7 @@
 
 use super::postgres::{BEGIN_WITHOUT_FLUSH, Param, rolled_back_on_error, to_i64, to_u64};
 use super::{PgStore, StoreError};
-use crate::domain::{AdminId, AdminState, TenantId, TenantState, Verdict};
+use crate::domain::{AdminId, AdminState, StreamId, TenantId, TenantState, Verdict};
 use crate::events::RecordedEvent;
 use crate::projections::contact_view::{self, AdminKey};
 use crate::projections::eligibility::{self, AdminEligibility, EligibilityFold, verdict_for};
@@ -103,6 +103,52 @@ pub struct Batch {
     pub checkpoint: u64,
 }
 
+/// The most eligibility rows remembered (beyond it, they are forgotten and remembered again).
+const ROWS_KNOWN: usize = 100_000;
+
+/// The eligibility rows this process's live batches wrote, exact at the checkpoint the last of
+/// them left: a batch that finds the checkpoint there takes the rows of the admins it touches
+/// from here instead of reading them. A checkpoint found anywhere else (another replica
+/// projected, a reset, a replay) means they may be stale: they are forgotten. Only the live
+/// batches of the eligibility projection use them (a replay's shadow tables never do).
+#[derive(Default)]
+pub(super) struct KnownRows {
+    position: Option<u64>,
+    admins: HashMap<AdminKey, AdminEligibility>,
+}
+
+impl KnownRows {
+    /// The rows of `keys` it holds, taken out, if they are exact at `checkpoint`.
+    fn take(
+        &mut self,
+        checkpoint: u64,
+        keys: &BTreeSet<AdminKey>,
+    ) -> HashMap<AdminKey, AdminEligibility> {
+        if self.position != Some(checkpoint) {
+            self.position = None;
+            self.admins.clear();
+            return HashMap::new();
+        }
+        keys.iter()
+            .filter_map(|k| self.admins.remove(k).map(|row| (*k, row)))
+            .collect()
+    }
+
+    /// A batch moved the checkpoint from `from` to `to`, writing `rows`.
+    fn keep(&mut self, from: u64, to: u64, rows: HashMap<AdminKey, AdminEligibility>) {
+        if self.position != Some(from) || self.admins.len() + rows.len() > ROWS_KNOWN {
+            self.admins.clear();
+        }
+        self.position = Some(to);
+        self.admins.extend(rows);
+    }
+}
+
+fn lock_rows(rows: &std::sync::Mutex<KnownRows>) -> std::sync::MutexGuard<'_, KnownRows> {
+    // Poisoned only if a holder panicked between two plain map operations: still consistent.
+    rows.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 fn key_arrays(keys: &BTreeSet<AdminKey>) -> (Vec<Uuid>, Vec<Uuid>) {
     keys.iter().map(|(t, a)| (t.as_uuid(), a.as_uuid())).unzip()
 }
@@ -149,7 +195,11 @@ impl PgStore {
                 ..Projected::idle(seen)
             });
         }
-        rolled_back_on_error(&client, project_in(&client, projection, limit).await).await
+        rolled_back_on_error(
+            &client,
+            project_in(&client, projection, limit, self.known_rows()).await,
+        )
+        .await
     }
 
     /// Empties the projection's tables and sets its checkpoint to 0, in one transaction, so
@@ -256,6 +306,7 @@ async fn project_in(
     client: &deadpool_postgres::Client,
     projection: Projection,
     limit: u32,
+    known: &std::sync::Mutex<KnownRows>,
 ) -> Result<Projected, StoreError> {
     let name = projection.name();
     let names: Vec<&str> = match projection {
@@ -304,13 +355,24 @@ async fn project_in(
         client.batch_execute("COMMIT").await?;
         return Ok(Projected::idle(checkpoint));
     };
-    let changes = match projection {
+    let (changes, written) = match projection {
         Projection::Eligibility => {
-            apply_eligibility(client, Tables::LIVE, &events, contact_view_too).await?
+            let needs = eligibility::needs(&events);
+            let known_rows = lock_rows(known).take(checkpoint, &needs.admins);
+            let (changes, written) = apply_eligibility(
+                client,
+                Tables::LIVE,
+                &events,
+                needs,
+                known_rows,
+                contact_view_too,
+            )
+            .await?;
+            (changes, Some(written))
         }
         Projection::ContactView => {
             apply_contact_view(client, Tables::LIVE, &events).await?;
-            VerdictChanges::default()
+            (VerdictChanges::default(), None)
         }
     };
     let moved: Vec<&str> = if contact_view_too { names } else { vec![name] };
@@ -321,6 +383,9 @@ async fn project_in(
         client.batch_execute("COMMIT"),
     );
     saved.and(committed)?;
+    if let Some(written) = written {
+        lock_rows(known).keep(checkpoint, last, written);
+    }
     Ok(Projected {
         from: checkpoint,
         batch: Batch {
@@ -345,7 +410,12 @@ pub(super) async fn apply(
             apply_contact_view(tx, tables, events).await?;
             Ok(VerdictChanges::default())
         }
-        Projection::Eligibility => apply_eligibility(tx, tables, events, false).await,
+        Projection::Eligibility => {
+            let needs = eligibility::needs(events);
+            let (changes, _) =
+                apply_eligibility(tx, tables, events, needs, HashMap::new(), false).await?;
+            Ok(changes)
+        }
     }
 }
 
@@ -413,14 +483,33 @@ async fn save_contact_views<'a>(
 
 /// Folds `events` into the eligibility rows; with `contact_views`, also writes the contact view of
 /// every admin they touch (from the same fold: the eligibility entry's state is the view).
+/// `known` holds rows of touched admins as they are in the table (not read again); an admin
+/// whose first event here is its stream's first has no row yet and is not read either.
+/// Returns what it wrote: the verdict changes, and every row.
 async fn apply_eligibility(
     tx: &impl GenericClient,
     tables: Tables,
     events: &[RecordedEvent],
+    needs: eligibility::Needs,
+    known: HashMap<AdminKey, AdminEligibility>,
     contact_views: bool,
-) -> Result<VerdictChanges, StoreError> {
-    let needs = eligibility::needs(events);
-    let mut fold = EligibilityFold::default();
+) -> Result<(VerdictChanges, HashMap<AdminKey, AdminEligibility>), StoreError> {
+    let mut fold = EligibilityFold {
+        admins: known,
+        ..EligibilityFold::default()
+    };
+    let mut newcomers = BTreeSet::new();
+    for e in events {
+        if let (StreamId::Admin(t, a), 1) = (e.stream, e.version) {
+            newcomers.insert((t, a));
+        }
+    }
+    let to_read: BTreeSet<AdminKey> = needs
+        .admins
+        .iter()
+        .filter(|k| !fold.admins.contains_key(*k) && !newcomers.contains(*k))
+        .copied()
+        .collect();
 
     let all_tenants: Vec<Uuid> = needs.tenants.iter().map(|t| t.as_uuid()).collect();
     let load_tenants = tx
@@ -429,7 +518,7 @@ async fn apply_eligibility(
             tables.eligibility_tenants
         ))
         .await?;
-    let (ts, as_) = key_arrays(&needs.admins);
+    let (ts, as_) = key_arrays(&to_read);
     let settings_tenants: Vec<Uuid> = needs.settings_changed.iter().map(|t| t.as_uuid()).collect();
     let load_admins = tx
         .prepare_cached(&format!(
@@ -522,5 +611,6 @@ async fn apply_eligibility(
             .filter_map(|key| fold.admins.get(key).map(|e| (key, &e.state)));
         save_contact_views(tx, tables, touched).await?;
     }
-    Ok(fold.changes(&needs))
+    let changes = fold.changes(&needs);
+    Ok((changes, fold.admins))
 }

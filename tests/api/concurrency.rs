@@ -718,11 +718,14 @@ async fn a_replica_answers_from_what_it_remembers_only_what_the_append_checked()
 }
 
 /// The eligibility batches fold the contact view too while the two are level. When they fail
-/// (here, every time: one admin's eligibility row is unreadable), the contact view must not
-/// stall with them: its runner folds on its own after a grace period.
+/// (here, every time: the tenant's eligibility row, which every batch of the tenant reads, is
+/// unreadable), the contact view must not stall with them: its runner folds on its own after a
+/// grace period.
 #[tokio::test]
 async fn a_failing_eligibility_projection_does_not_stall_the_contact_view() {
     let app = spawn_app().await;
+    app.put_settings_ok(json!({"domains": ["contoso.com"]}))
+        .await;
     let admin = Uuid::now_v7();
     app.add_ok(admin, "mobile_phone", "+45 20 12 34 56").await;
     app.caught_up().await;
@@ -732,8 +735,8 @@ async fn a_failing_eligibility_projection_does_not_stall_the_contact_view() {
     tokio::spawn(connection);
     let poisoned = db
         .execute(
-            "UPDATE eligibility_admins SET state = '\"not a state\"' WHERE admin_id = $1",
-            &[&admin],
+            "UPDATE eligibility_tenants SET state = '\"not a state\"' WHERE tenant_id = $1",
+            &[&app.tenant],
         )
         .await
         .unwrap();
@@ -766,4 +769,47 @@ async fn a_failing_eligibility_projection_does_not_stall_the_contact_view() {
             .await
             .contains("recovery_contact_view_unlevelled_total")
     );
+}
+
+/// A process folds eligibility from the rows its own last batch wrote, without reading them
+/// again, only while the checkpoint is where that batch left it. Here the batches are driven by
+/// hand and alternate between two replicas: the second batch of the first replica must read
+/// the admin's row that the other replica's batch wrote in between.
+#[tokio::test]
+async fn a_replica_folds_eligibility_on_the_rows_another_replica_wrote_since() {
+    let database_url = crate::support::fresh_database().await;
+    let manual = || crate::support::Options {
+        run_projections: false,
+        ..Default::default()
+    };
+    let a = crate::support::spawn_on(database_url.clone(), manual()).await;
+    let mut b = crate::support::spawn_on(database_url, manual()).await;
+    b.tenant = a.tenant;
+    let project = |app: &crate::support::TestApp| {
+        let store = app.store().clone();
+        async move {
+            store
+                .project_batch(Projection::Eligibility, 100, false)
+                .await
+                .unwrap()
+        }
+    };
+    let admin = Uuid::now_v7();
+    let mobile = a.add_ok(admin, "mobile_phone", "+45 20 12 34 56").await;
+    project(&a).await;
+    b.add_ok(admin, "email", "jane@example.com").await;
+    project(&b).await;
+    let r = a.change(admin, &mobile, "+45 20 12 34 99").await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(project(&a).await.batch.applied, 1);
+
+    let verdict = a.eligibility(admin).await;
+    assert_eq!(verdict["eligible"], true, "{verdict}");
+    let masked: Vec<&str> = verdict["usable_methods"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["masked_value"].as_str().unwrap())
+        .collect();
+    assert_eq!(masked, ["+45 •• •• •• 99", "j•••@example.com"], "{verdict}");
 }
