@@ -29,20 +29,16 @@ pub async fn publish_rate(
     messages: usize,
     payload_bytes: usize,
 ) -> anyhow::Result<Rate> {
-    let js = jetstream::new(client.clone());
-    let name = format!("RECOVERY_BENCH_RAW_{}", std::process::id());
     let subject = format!("recovery-bench.{}.raw", std::process::id());
-    js.get_or_create_stream(stream::Config {
-        name: name.clone(),
-        subjects: vec![format!("{subject}.>")],
-        storage: stream::StorageType::File,
-        ..Default::default()
-    })
-    .await
-    .context("cannot create the JetStream stream for the baseline")?;
-    let result = publish_window(&js, &subject, messages, payload_bytes).await;
-    let _ = js.delete_stream(&name).await;
-    result
+    let payload = Bytes::from(vec![0x5a_u8; payload_bytes]);
+    let sends = (0..messages).map(|i| {
+        let message = PublishMessage::build()
+            .payload(payload.clone())
+            .message_id(Uuid::new_v4().to_string().as_str());
+        (format!("{subject}.{}", i % 64), message)
+    });
+    let name = format!("RECOVERY_BENCH_RAW_{}", std::process::id());
+    on_scratch_stream(client, name, format!("{subject}.>"), sends, messages).await
 }
 
 /// Publishes the relay's own `messages` (those of `events` log events: the same subjects,
@@ -55,11 +51,32 @@ pub async fn publish_messages_rate(
     messages: Vec<OutMessage>,
     events: usize,
 ) -> anyhow::Result<Rate> {
-    let js = jetstream::new(client.clone());
+    let sends = (0_u64..).zip(messages).map(|(sequence, m)| {
+        let message = PublishMessage::build()
+            .payload(m.payload)
+            .message_id(&m.msg_id)
+            .expected_last_sequence(sequence)
+            .header(POSITION_HEADER, m.position.to_string().as_str());
+        (m.subject, message)
+    });
     let name = format!("RECOVERY_BENCH_RAW_RELAY_{}", std::process::id());
+    on_scratch_stream(client, name, format!("{prefix}.>"), sends, events).await
+}
+
+/// Creates the file-backed stream `name` over `subjects`, sends `sends` to it with `WINDOW`
+/// in flight (awaiting the oldest acknowledgement beyond that), and deletes it; the rate is
+/// `ops` over the sending time.
+async fn on_scratch_stream(
+    client: &async_nats::Client,
+    name: String,
+    subjects: String,
+    sends: impl Iterator<Item = (String, PublishMessage)>,
+    ops: usize,
+) -> anyhow::Result<Rate> {
+    let js = jetstream::new(client.clone());
     js.get_or_create_stream(stream::Config {
         name: name.clone(),
-        subjects: vec![format!("{prefix}.>")],
+        subjects: vec![subjects],
         storage: stream::StorageType::File,
         ..Default::default()
     })
@@ -67,16 +84,11 @@ pub async fn publish_messages_rate(
     .context("cannot create the JetStream stream for the baseline")?;
     let result = async {
         let mut in_flight = VecDeque::with_capacity(WINDOW);
-        let mut lat = Latencies::with_capacity(messages.len());
+        let mut lat = Latencies::with_capacity(ops);
         let start = Instant::now();
-        for (sequence, m) in (0_u64..).zip(messages) {
-            let publish = PublishMessage::build()
-                .payload(m.payload)
-                .message_id(&m.msg_id)
-                .expected_last_sequence(sequence)
-                .header(POSITION_HEADER, m.position.to_string().as_str());
+        for (subject, message) in sends {
             let ack = js
-                .send_publish(m.subject, publish)
+                .send_publish(subject, message)
                 .await
                 .context("JetStream publish failed")?;
             in_flight.push_back((Instant::now(), ack));
@@ -87,39 +99,11 @@ pub async fn publish_messages_rate(
         while !in_flight.is_empty() {
             drain_one(&mut in_flight, &mut lat).await?;
         }
-        Ok(Rate::new(events, start.elapsed(), lat, 0))
+        Ok(Rate::new(ops, start.elapsed(), lat, 0))
     }
     .await;
     let _ = js.delete_stream(&name).await;
     result
-}
-
-async fn publish_window(
-    js: &jetstream::Context,
-    subject: &str,
-    messages: usize,
-    payload_bytes: usize,
-) -> anyhow::Result<Rate> {
-    let payload = Bytes::from(vec![0x5a_u8; payload_bytes]);
-    let mut in_flight = VecDeque::with_capacity(WINDOW);
-    let mut lat = Latencies::with_capacity(messages);
-    let start = Instant::now();
-    for i in 0..messages {
-        let mut headers = async_nats::HeaderMap::new();
-        headers.insert("Nats-Msg-Id", Uuid::new_v4().to_string().as_str());
-        let ack = js
-            .publish_with_headers(format!("{subject}.{}", i % 64), headers, payload.clone())
-            .await
-            .context("JetStream publish failed")?;
-        in_flight.push_back((Instant::now(), ack));
-        if in_flight.len() >= WINDOW {
-            drain_one(&mut in_flight, &mut lat).await?;
-        }
-    }
-    while !in_flight.is_empty() {
-        drain_one(&mut in_flight, &mut lat).await?;
-    }
-    Ok(Rate::new(messages, start.elapsed(), lat, 0))
 }
 
 async fn drain_one(
