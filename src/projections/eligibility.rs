@@ -113,6 +113,18 @@ pub fn needs(events: &[RecordedEvent]) -> Needs {
     needs
 }
 
+/// The admins whose first event in `events` is their stream's first (version 1): they have no
+/// history before these events, so no row or history needs reading for them.
+pub fn newcomers(events: &[RecordedEvent]) -> BTreeSet<AdminKey> {
+    events
+        .iter()
+        .filter_map(|e| match e.stream {
+            StreamId::Admin(t, a) if e.version == 1 => Some((t, a)),
+            _ => None,
+        })
+        .collect()
+}
+
 /// The verdict of the tenant's policy for an admin's state.
 pub fn verdict_for(tenant: &TenantState, admin: &AdminState) -> Verdict {
     evaluate(tenant.policy, &tenant.domains, &admin.methods)

@@ -18,8 +18,8 @@
 
 use super::messages::{self, OutMessage, POSITION_HEADER};
 use super::{PublishError, PublisherConfig, Wake};
-use crate::domain::{StreamId, TenantId};
-use crate::projections::eligibility::EligibilityFold;
+use crate::domain::TenantId;
+use crate::projections::eligibility::{EligibilityFold, newcomers};
 use crate::store::PgStore;
 use crate::store::publish::Leadership;
 use async_nats::jetstream::context::PublishAckFuture;
@@ -342,14 +342,7 @@ impl Relay {
         position: u64,
     ) -> Result<(), PublishError> {
         let (admins, tenants) = messages::fold_scope(batch);
-        let mut newcomers = HashSet::new();
-        for e in batch {
-            if let StreamId::Admin(t, a) = e.stream
-                && e.version == 1
-            {
-                newcomers.insert((t, a));
-            }
-        }
+        let newcomers = newcomers(batch);
         let admins: Vec<_> = admins
             .into_iter()
             .filter(|(t, a)| {

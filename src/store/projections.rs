@@ -3,7 +3,7 @@
 
 use super::postgres::{BEGIN_WITHOUT_FLUSH, Param, rolled_back_on_error, to_i64, to_u64};
 use super::{PgStore, StoreError};
-use crate::domain::{AdminId, AdminState, StreamId, TenantId, TenantState, Verdict};
+use crate::domain::{AdminId, AdminState, TenantId, TenantState, Verdict};
 use crate::events::RecordedEvent;
 use crate::projections::contact_view::{self, AdminKey};
 use crate::projections::eligibility::{self, AdminEligibility, EligibilityFold, verdict_for};
@@ -498,12 +498,7 @@ async fn apply_eligibility(
         admins: known,
         ..EligibilityFold::default()
     };
-    let mut newcomers = BTreeSet::new();
-    for e in events {
-        if let (StreamId::Admin(t, a), 1) = (e.stream, e.version) {
-            newcomers.insert((t, a));
-        }
-    }
+    let newcomers = eligibility::newcomers(events);
     let to_read: BTreeSet<AdminKey> = needs
         .admins
         .iter()
