@@ -1,6 +1,6 @@
 //! Optimistic concurrency, idempotency, the gap-free global log and exactly-once projections.
 
-use crate::support::{Backend, assert_problem, spawn_app, spawn_backend, two_replicas};
+use crate::support::{Backend, assert_problem, each, spawn_app, spawn_backend, two_replicas};
 use futures::future::join_all;
 use recovery_info::domain::{AdminId, DomainEvent, MethodId, MethodKind, StreamId, TenantId};
 use recovery_info::events::{Actor, PendingEvent, RecordedEvent};
@@ -746,12 +746,7 @@ async fn a_failing_eligibility_projection_does_not_stall_the_contact_view() {
     let head = app.store().head().await.unwrap();
     // Within the freshness timeout (5 s here; the grace is 1 s).
     let view = app.view(admin).await;
-    let kinds: Vec<&str> = view["methods"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["kind"].as_str().unwrap())
-        .collect();
+    let kinds = each(&view, "methods", "kind");
     assert_eq!(kinds.len(), 2, "{view}");
     assert!(kinds.contains(&"email"), "{view}");
     // Not vacuous: eligibility is stuck behind the event all along.
@@ -805,11 +800,6 @@ async fn a_replica_folds_eligibility_on_the_rows_another_replica_wrote_since() {
 
     let verdict = a.eligibility(admin).await;
     assert_eq!(verdict["eligible"], true, "{verdict}");
-    let masked: Vec<&str> = verdict["usable_methods"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["masked_value"].as_str().unwrap())
-        .collect();
+    let masked = each(&verdict, "usable_methods", "masked_value");
     assert_eq!(masked, ["+45 •• •• •• 99", "j•••@example.com"], "{verdict}");
 }

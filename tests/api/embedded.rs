@@ -1,5 +1,6 @@
 //! The zero-setup default: the binary on an embedded store, through a crash, and bad starts.
 
+use crate::support::each;
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -144,12 +145,7 @@ async fn every_acknowledged_event_survives_a_sigkill() {
         r.json().await.unwrap()
     };
     let history = get("/history").await;
-    let types: Vec<&str> = history["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["type"].as_str().unwrap())
-        .collect();
+    let types = each(&history, "events", "type");
     assert_eq!(
         types,
         [

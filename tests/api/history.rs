@@ -1,6 +1,6 @@
 //! History for auditors: filters, paging, reveal with an audit trail, and time travel.
 
-use crate::support::{Backend, TestApp, assert_problem, spawn_backend};
+use crate::support::{Backend, TestApp, assert_problem, each, spawn_backend};
 use chrono::{DateTime, SecondsFormat, Utc};
 use recovery_info::http::auth::Role;
 use reqwest::Method;
@@ -75,12 +75,7 @@ async fn history_is_filtered_and_paged(backend: Backend) {
         &format!("{base}?since={}&until={}", at(t1), at(t2)),
     )
     .await;
-    let types: Vec<&str> = window["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["type"].as_str().unwrap())
-        .collect();
+    let types = each(&window, "events", "type");
     assert_eq!(types, ["MethodAdded", "MethodChanged"]);
 
     let mut seen = Vec::new();

@@ -1,6 +1,6 @@
 //! The help page's flow and every rule of an admin's security methods.
 
-use crate::support::{Backend, assert_problem, spawn_app, spawn_backend};
+use crate::support::{Backend, assert_problem, each, spawn_app, spawn_backend};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
@@ -17,12 +17,7 @@ async fn the_help_page_flow_is_recorded_step_by_step(backend: Backend) {
     let e = app.eligibility(admin).await;
     assert_eq!(e["eligible"], true, "{e}");
     assert_eq!(e["policy"], "email_and_mobile_phone");
-    let masked: Vec<&str> = e["usable_methods"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["masked_value"].as_str().unwrap())
-        .collect();
+    let masked = each(&e, "usable_methods", "masked_value");
     assert_eq!(masked, ["+45 •• •• •• 56", "j•••@example.com"]);
 
     let r = app.change(admin, &phone, "+45 31 12 34 99").await;

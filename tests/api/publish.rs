@@ -2,7 +2,7 @@
 //! private `nats-server -js` that each test starts (and stops) itself.
 
 use crate::support::{
-    Backend, Options, TestApp, fresh_database, spawn_app_with, spawn_backend, spawn_on,
+    Backend, Options, TestApp, each, fresh_database, spawn_app_with, spawn_backend, spawn_on,
 };
 use async_nats::jetstream;
 use prost::Message;
@@ -630,12 +630,7 @@ async fn eligibility_over_nats_answers_as_http_does() {
         .iter()
         .map(|m| m.masked_value.as_str())
         .collect();
-    let http_masked: Vec<&str> = http["usable_methods"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["masked_value"].as_str().unwrap())
-        .collect();
+    let http_masked = each(&http, "usable_methods", "masked_value");
     assert_eq!(masked, http_masked);
     let ids: Vec<String> = verdict
         .usable_methods

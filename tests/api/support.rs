@@ -335,7 +335,16 @@ impl TestApp {
     }
 }
 
-/// Reads a problem+json answer, checking its content type, status and code.
+/// The string `field` of each entry of the array `list` of `value`, in order.
+pub fn each<'a>(value: &'a Value, list: &str, field: &str) -> Vec<&'a str> {
+    value[list]
+        .as_array()
+        .unwrap_or_else(|| panic!("no array {list:?} in {value}"))
+        .iter()
+        .map(|entry| entry[field].as_str().unwrap())
+        .collect()
+}
+
 /// The id of the method of `kind` in a contact view.
 pub fn method_id(view: &Value, kind: &str) -> String {
     view["methods"]
@@ -346,6 +355,7 @@ pub fn method_id(view: &Value, kind: &str) -> String {
         .to_owned()
 }
 
+/// Reads a problem+json answer, checking its content type, status and code.
 pub async fn assert_problem(r: Response, status: u16, code: &str) -> Value {
     assert_eq!(r.status(), status, "expected {status} {code}");
     let ct = r.headers()["content-type"].to_str().unwrap().to_owned();
