@@ -92,6 +92,29 @@ impl PgStore {
     }
 }
 
+/// TCP keepalives of the dedicated connections, on both ends: a peer that vanishes without
+/// closing the connection (a host that lost power, a network partition) is noticed after
+/// about idle + interval × probes = 25 s rather than the kernel's default of two hours. On
+/// PostgreSQL's side that ends the dead leader's session and so releases its advisory lock for
+/// the next replica; on ours it ends the leadership of a process cut off from PostgreSQL (its
+/// late publishes are fenced by JetStream's expected sequence anyway).
+const KEEPALIVE_IDLE_S: u64 = 10;
+const KEEPALIVE_INTERVAL_S: u64 = 5;
+const KEEPALIVE_PROBES: u32 = 3;
+
+/// The configuration of a dedicated connection to `url`: the URL's, with the keepalives.
+fn dedicated_config(url: &str) -> Result<tokio_postgres::Config, StoreError> {
+    let mut config: tokio_postgres::Config = url
+        .parse()
+        .map_err(|e| StoreError::Config(format!("DATABASE_URL is malformed: {e}")))?;
+    config
+        .keepalives(true)
+        .keepalives_idle(std::time::Duration::from_secs(KEEPALIVE_IDLE_S))
+        .keepalives_interval(std::time::Duration::from_secs(KEEPALIVE_INTERVAL_S))
+        .keepalives_retries(KEEPALIVE_PROBES);
+    Ok(config)
+}
+
 /// A dedicated PostgreSQL connection (outside the pool), driven by its own task. `alive` turns
 /// `false` when the connection ends, and every notification bumps `notified`.
 struct Dedicated {
@@ -102,10 +125,7 @@ struct Dedicated {
 
 impl Dedicated {
     async fn connect(url: &str, notified: Option<watch::Sender<u64>>) -> Result<Self, StoreError> {
-        let config: tokio_postgres::Config = url
-            .parse()
-            .map_err(|e| StoreError::Config(format!("DATABASE_URL is malformed: {e}")))?;
-        let (client, mut connection) = config.connect(NoTls).await?;
+        let (client, mut connection) = dedicated_config(url)?.connect(NoTls).await?;
         let (alive_tx, alive) = watch::channel(true);
         let task = tokio::spawn(async move {
             let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
@@ -125,11 +145,22 @@ impl Dedicated {
             }
             alive_tx.send_replace(false);
         });
-        Ok(Dedicated {
+        let dedicated = Dedicated {
             client,
             alive,
             task,
-        })
+        };
+        // PostgreSQL's end of the keepalives (ignored on a Unix socket, where a dead peer is
+        // seen at once).
+        dedicated
+            .client
+            .batch_execute(&format!(
+                "SET tcp_keepalives_idle = {KEEPALIVE_IDLE_S};
+                 SET tcp_keepalives_interval = {KEEPALIVE_INTERVAL_S};
+                 SET tcp_keepalives_count = {KEEPALIVE_PROBES};"
+            ))
+            .await?;
+        Ok(dedicated)
     }
 }
 
@@ -194,5 +225,55 @@ impl LogListener {
     pub async fn closed(&self) {
         let mut alive = self.conn.alive.clone();
         let _ = alive.wait_for(|a| !*a).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn dedicated_connections_send_keepalives() {
+        let config = dedicated_config("postgres://u@h/db").unwrap();
+        assert!(config.get_keepalives());
+        assert_eq!(config.get_keepalives_idle(), Duration::from_secs(10));
+        assert_eq!(
+            config.get_keepalives_interval(),
+            Some(Duration::from_secs(5))
+        );
+        assert_eq!(config.get_keepalives_retries(), Some(3));
+    }
+
+    /// PostgreSQL drops the session of a leader whose host vanished, and with it the lock,
+    /// after its own keepalives: they are set on the very session that holds the lock.
+    #[tokio::test]
+    async fn postgresql_probes_the_leaders_session_with_keepalives() {
+        let url = std::env::var("TEST_PG_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
+        let name = format!("keepalive-test-{}", Uuid::new_v4());
+        let leader = Leadership::try_acquire(&url, &name).await.unwrap().unwrap();
+        let mut settings = Vec::new();
+        for setting in [
+            "tcp_keepalives_idle",
+            "tcp_keepalives_interval",
+            "tcp_keepalives_count",
+        ] {
+            let row = leader
+                .conn
+                .client
+                .query_one(&format!("SHOW {setting}"), &[])
+                .await
+                .unwrap();
+            settings.push(row.get::<_, String>(0));
+        }
+        assert_eq!(settings, ["10", "5", "3"]);
+        // And the lock is the leader's alone.
+        assert!(
+            Leadership::try_acquire(&url, &name)
+                .await
+                .unwrap()
+                .is_none()
+        );
     }
 }
