@@ -6,20 +6,8 @@ use uuid::Uuid;
 #[tokio::test]
 async fn health_readiness_and_metrics_answer() {
     let app = spawn_app().await;
-    let r = app
-        .client
-        .get(format!("{}/healthz", app.base))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    let r = app
-        .client
-        .get(format!("{}/readyz", app.base))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    assert_eq!(app.get_service("/healthz").await.status(), 200);
+    assert_eq!(app.get_service("/readyz").await.status(), 200);
 
     app.add_ok(Uuid::now_v7(), "mobile_phone", "+45 20 12 34 56")
         .await;
@@ -45,12 +33,7 @@ async fn health_readiness_and_metrics_answer() {
 #[tokio::test]
 async fn every_answer_carries_a_request_id() {
     let app = spawn_app().await;
-    let r = app
-        .client
-        .get(format!("{}/healthz", app.base))
-        .send()
-        .await
-        .unwrap();
+    let r = app.get_service("/healthz").await;
     assert!(Uuid::parse_str(r.headers()["x-request-id"].to_str().unwrap()).is_ok());
     let r = app
         .client

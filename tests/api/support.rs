@@ -293,15 +293,18 @@ impl TestApp {
             .await
     }
 
-    /// The text of `/metrics`.
-    pub async fn metrics(&self) -> String {
-        let r = self
-            .client
-            .get(format!("{}/metrics", self.base))
+    /// A `GET` of one of the service's own paths (`/healthz`, `/metrics`, …), without a token.
+    pub async fn get_service(&self, path: &str) -> Response {
+        self.client
+            .get(format!("{}{path}", self.base))
             .send()
             .await
-            .unwrap();
-        r.text().await.unwrap()
+            .unwrap()
+    }
+
+    /// The text of `/metrics`.
+    pub async fn metrics(&self) -> String {
+        self.get_service("/metrics").await.text().await.unwrap()
     }
 
     /// Eligibility at least as fresh as the log's head.
