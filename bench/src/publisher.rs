@@ -43,7 +43,7 @@ pub async fn relay_messages(
     store: &Store,
     sample: usize,
 ) -> anyhow::Result<(Vec<OutMessage>, usize)> {
-    let mut fold = EligibilityFold::default();
+    let (prefix, mut fold) = (raw_prefix(), EligibilityFold::default());
     let (mut out, mut events, mut after) = (Vec::new(), 0, 0);
     while events < sample {
         let limit = (sample - events).min(10_000) as u32;
@@ -51,7 +51,7 @@ pub async fn relay_messages(
         let Some(last) = batch.last() else { break };
         after = last.position;
         events += batch.len();
-        out.extend(messages::build(&raw_prefix(), false, &mut fold, &batch));
+        out.extend(messages::build(&prefix, false, &mut fold, &batch));
     }
     Ok((out, events))
 }

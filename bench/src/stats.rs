@@ -194,58 +194,42 @@ impl CpuMeter {
         }
     }
 
-    /// CPU microseconds per operation at `per_second` of PostgreSQL, NATS and this process
-    /// since the start, over the whole machine's ticks in the same time.
-    fn per_op_by_process(&self, per_second: f64) -> Option<Value> {
-        let (start, (_, total0)) = (self.by_process?, self.start?);
-        let (_, total1) = cpu_ticks()?;
-        let total = total1.checked_sub(total0).filter(|t| *t > 0)? as f64;
-        let now = ProcessTicks::read();
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
-        let us = |t1: u64, t0: u64| {
-            t1.saturating_sub(t0) as f64 / total * cores * 1e6 / per_second.max(1e-9)
-        };
-        Some(json!({
-            "postgres": us(now.postgres, start.postgres),
-            "nats": us(now.nats, start.nats),
-            "service_and_load_generator": us(now.this, start.this),
-        }))
-    }
-
-    /// The busy share of all cores since the start (0 to 1), and the CPU microseconds per
-    /// operation at `per_second`; `None` where `/proc/stat` cannot be read.
-    fn per_op(&self, per_second: f64) -> Option<(f64, f64)> {
-        let (busy0, total0) = self.start?;
-        let (busy1, total1) = cpu_ticks()?;
-        let total = total1.checked_sub(total0).filter(|t| *t > 0)?;
-        let busy = busy1.saturating_sub(busy0) as f64 / total as f64;
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
-        Some((busy, busy * cores * 1e6 / per_second.max(1e-9)))
-    }
-
-    /// Reads the meter once: adds `cpu_busy` and `cpu_us_per_op` to a phase's JSON, and gives
-    /// a short text for the progress and the microseconds per operation.
+    /// Reads the meter once: adds `cpu_busy` and `cpu_us_per_op` (and, when started by
+    /// process, `cpu_us_per_op_by_process`) to a phase's JSON, and gives a short text for the
+    /// progress and the microseconds per operation; nothing where `/proc/stat` cannot be read.
     pub fn record(&self, per_second: f64, json: &mut Value) -> (String, Option<f64>) {
-        match self.per_op(per_second) {
-            Some((busy, us)) => {
-                json["cpu_busy"] = json!(busy);
-                json["cpu_us_per_op"] = json!(us);
-                let mut text =
-                    format!(", machine CPU {:.0}% busy, {us:.0} µs per op", busy * 100.0);
-                if let Some(by) = self.per_op_by_process(per_second) {
-                    let of = |k: &str| by[k].as_f64().unwrap_or(0.0);
-                    text.push_str(&format!(
-                        " (PostgreSQL {:.0}, NATS {:.0}, this process {:.0})",
-                        of("postgres"),
-                        of("nats"),
-                        of("service_and_load_generator")
-                    ));
-                    json["cpu_us_per_op_by_process"] = by;
-                }
-                (text, Some(us))
-            }
-            None => (String::new(), None),
+        let Some(((busy0, total0), (busy1, total1))) = self.start.zip(cpu_ticks()) else {
+            return (String::new(), None);
+        };
+        let Some(total) = total1.checked_sub(total0).filter(|t| *t > 0) else {
+            return (String::new(), None);
+        };
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+        // The CPU microseconds per operation of `ticks` spent over the phase.
+        let us = |ticks: u64| ticks as f64 / total as f64 * cores * 1e6 / per_second.max(1e-9);
+        let busy_ticks = busy1.saturating_sub(busy0);
+        let (busy, machine) = (busy_ticks as f64 / total as f64, us(busy_ticks));
+        json["cpu_busy"] = json!(busy);
+        json["cpu_us_per_op"] = json!(machine);
+        let mut text = format!(
+            ", machine CPU {:.0}% busy, {machine:.0} µs per op",
+            busy * 100.0
+        );
+        if let Some(start) = self.by_process {
+            let now = ProcessTicks::read();
+            let postgres = us(now.postgres.saturating_sub(start.postgres));
+            let nats = us(now.nats.saturating_sub(start.nats));
+            let this = us(now.this.saturating_sub(start.this));
+            text.push_str(&format!(
+                " (PostgreSQL {postgres:.0}, NATS {nats:.0}, this process {this:.0})"
+            ));
+            json["cpu_us_per_op_by_process"] = json!({
+                "postgres": postgres,
+                "nats": nats,
+                "service_and_load_generator": this,
+            });
         }
+        (text, Some(machine))
     }
 }
 
