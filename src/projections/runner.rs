@@ -169,13 +169,10 @@ async fn run(
                 folded_elsewhere,
             }) => {
                 backoff = Duration::from_millis(100);
-                level = match level {
-                    Some((at, since)) if folded_elsewhere && at == batch.checkpoint => {
-                        Some((at, since))
-                    }
-                    _ if folded_elsewhere => Some((batch.checkpoint, Instant::now())),
-                    _ => None,
-                };
+                level = folded_elsewhere.then(|| match level {
+                    Some((at, since)) if at == batch.checkpoint => (at, since),
+                    _ => (batch.checkpoint, Instant::now()),
+                });
                 if fold_level && batch.applied > 0 {
                     tracing::warn!(
                         applied = batch.applied,
