@@ -158,6 +158,25 @@ async fn write(
     written
 }
 
+/// The tips of the streams `names` (version 0 and the genesis hash for a stream without
+/// events), read with `query`; nothing is sent for no names.
+async fn read_tips(
+    client: &deadpool_postgres::Client,
+    query: &tokio_postgres::Statement,
+    names: &[String],
+) -> Result<HashMap<String, (u64, Vec<u8>)>, tokio_postgres::Error> {
+    let mut tips: HashMap<String, (u64, Vec<u8>)> = names
+        .iter()
+        .map(|n| (n.clone(), (0, GENESIS_HASH.to_vec())))
+        .collect();
+    if !names.is_empty() {
+        for r in client.query(query, &[&names]).await? {
+            tips.insert(r.get(0), (to_u64(r.get(1)), r.get(2)));
+        }
+    }
+    Ok(tips)
+}
+
 async fn write_in(
     client: &deadpool_postgres::Client,
     jobs: &[AppendJob],
@@ -198,28 +217,12 @@ async fn write_in(
             .collect(),
         None => tip_names.clone(),
     };
-    let tip_params: [&Param; 1] = [&unknown];
-    let (_, head, tip_rows) = tokio::try_join!(
+    let (_, head, mut tips) = tokio::try_join!(
         client.batch_execute("BEGIN"),
         client.query_one(&lock, &[]),
-        async {
-            if unknown.is_empty() {
-                Ok(Vec::new())
-            } else {
-                client.query(&tips_query, &tip_params).await
-            }
-        }
+        read_tips(client, &tips_query, &unknown),
     )?;
     let head = to_u64(head.get(0));
-    let mut tips: HashMap<String, (u64, Vec<u8>)> = unknown
-        .iter()
-        .map(|n| (n.clone(), (0, GENESIS_HASH.to_vec())))
-        .collect();
-    tips.extend(
-        tip_rows
-            .iter()
-            .map(|r| (r.get(0), (to_u64(r.get(1)), r.get(2)))),
-    );
     let remembered: Vec<String> = tip_names
         .iter()
         .filter(|n| !tips.contains_key(*n))
@@ -234,15 +237,7 @@ async fn write_in(
     } else {
         // Someone else appended since: what is remembered may be stale.
         known.forget();
-        if !remembered.is_empty() {
-            let params: [&Param; 1] = [&remembered];
-            for r in client.query(&tips_query, &params).await? {
-                tips.insert(r.get(0), (to_u64(r.get(1)), r.get(2)));
-            }
-            for name in remembered {
-                tips.entry(name).or_insert((0, GENESIS_HASH.to_vec()));
-            }
-        }
+        tips.extend(read_tips(client, &tips_query, &remembered).await?);
     }
 
     let mut next = head;
