@@ -80,6 +80,7 @@ pub async fn run(command: AuditCommand) -> anyhow::Result<()> {
     match command {
         AuditCommand::Verify(args) => {
             let store = Store::open(&args.store.store_config()).await?;
+            store.schema_is_current().await?;
             let summary = verify::verify(&store, args.expect_anchor).await?;
             println!(
                 "intact: {} events in {} streams, head {}",
@@ -93,6 +94,7 @@ pub async fn run(command: AuditCommand) -> anyhow::Result<()> {
         }
         AuditCommand::Export(args) => {
             let store = Store::open(&args.store.store_config()).await?;
+            store.schema_is_current().await?;
             let filter = ExportFilter {
                 tenant: TenantId::from_uuid(args.tenant),
                 admin: args.admin.map(AdminId::from_uuid),

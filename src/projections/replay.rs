@@ -108,6 +108,7 @@ pub async fn replay(
 /// Runs the `replay` command.
 pub async fn run(args: ReplayArgs) -> anyhow::Result<()> {
     let store = Store::open(&args.store.store_config()).await?;
+    store.schema_is_current().await?;
     let projections = args.projection.projections();
     let done = replay(&store, &projections, args.batch_size).await?;
     let names: Vec<&str> = projections.iter().map(|p| p.name()).collect();

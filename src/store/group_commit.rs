@@ -321,7 +321,7 @@ async fn write_in(
         .prepare_cached(
             "INSERT INTO idempotency_keys (tenant_id, subject, key, request_hash, status, response)
              SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::bytea[], $5::smallint[],
-                                  $6::jsonb[])",
+                                  $6::json[])",
         )
         .await?;
     let move_head = client

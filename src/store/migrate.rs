@@ -16,7 +16,31 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "publisher",
         include_str!("../../migrations/postgres/0002_publisher.sql"),
     ),
+    (
+        3,
+        "json_documents",
+        include_str!("../../migrations/postgres/0003_json_documents.sql"),
+    ),
 ];
+
+/// Fails unless the database's schema is the one this build knows (without migrating it).
+pub async fn check(client: &Object) -> Result<(), StoreError> {
+    let row = client
+        .query_one("SELECT to_regclass('schema_migrations') IS NOT NULL", &[])
+        .await?;
+    let found: i32 = if row.get(0) {
+        let row = client
+            .query_one(
+                "SELECT coalesce(max(version), 0) FROM schema_migrations",
+                &[],
+            )
+            .await?;
+        row.get(0)
+    } else {
+        0
+    };
+    StoreError::check_schema(found, MIGRATIONS.last().map_or(0, |m| m.0))
+}
 
 /// An arbitrary constant key for `pg_advisory_lock` while migrating.
 const MIGRATION_LOCK: i64 = 0x7265_636f_7665_7279; // "recovery"

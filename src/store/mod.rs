@@ -56,6 +56,22 @@ pub enum StoreError {
         "the database schema is at version {found}, newer than this build knows ({known}); upgrade recovery-info"
     )]
     SchemaTooNew { found: i32, known: i32 },
+    #[error(
+        "the database schema is at version {found}, older than this build needs ({known}); run `recovery-info migrate` first"
+    )]
+    SchemaTooOld { found: i32, known: i32 },
+}
+
+impl StoreError {
+    /// `Ok` when a database at schema version `found` is the one a build that knows `known`
+    /// versions works on.
+    pub(crate) fn check_schema(found: i32, known: i32) -> Result<(), StoreError> {
+        match found.cmp(&known) {
+            std::cmp::Ordering::Less => Err(StoreError::SchemaTooOld { found, known }),
+            std::cmp::Ordering::Greater => Err(StoreError::SchemaTooNew { found, known }),
+            std::cmp::Ordering::Equal => Ok(()),
+        }
+    }
 }
 
 impl StoreError {
@@ -213,6 +229,9 @@ macro_rules! delegate {
 delegate! {
     /// Applies pending migrations; returns how many ran.
     fn migrate(&self) -> usize;
+    /// Fails unless the schema is the one this build knows: for the commands that work on a
+    /// database without migrating it (`replay`, `audit`).
+    fn schema_is_current(&self) -> ();
     /// One round trip to the database (readiness).
     fn ping(&self) -> ();
     /// The position of the last committed event (0 for an empty log).

@@ -118,6 +118,12 @@ impl PgStore {
         migrate::run(&mut client).await
     }
 
+    /// Fails unless the schema is the one this build knows.
+    pub async fn schema_is_current(&self) -> Result<(), StoreError> {
+        let client = self.pool.get().await?;
+        migrate::check(&client).await
+    }
+
     /// One round trip to the database (readiness).
     pub async fn ping(&self) -> Result<(), StoreError> {
         self.pool.get().await?.simple_query("SELECT 1").await?;

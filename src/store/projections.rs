@@ -472,7 +472,7 @@ async fn save_contact_views<'a>(
     let save = tx
         .prepare_cached(&format!(
             "INSERT INTO {} (tenant_id, admin_id, state)
-             SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::jsonb[])
+             SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::json[])
              ON CONFLICT (tenant_id, admin_id) DO UPDATE SET state = excluded.state",
             tables.contact_views
         ))
@@ -529,7 +529,7 @@ async fn apply_eligibility(
         ))
         .await?;
     // Both loads in one round trip. An admin of a tenant whose settings changed may come twice
-    // (`UNION ALL`: no comparison of the rows' `jsonb` to drop it); both rows are the same.
+    // (`UNION ALL`: no comparison of the rows' `json` to drop it); both rows are the same.
     let tenant_params: [&Param; 1] = [&all_tenants];
     let admin_params: [&Param; 3] = [&ts, &as_, &settings_tenants];
     let (tenant_rows, admin_rows) = tokio::try_join!(
@@ -568,7 +568,7 @@ async fn apply_eligibility(
         let save = tx
             .prepare_cached(&format!(
                 "INSERT INTO {} (tenant_id, state)
-                 SELECT * FROM unnest($1::uuid[], $2::jsonb[])
+                 SELECT * FROM unnest($1::uuid[], $2::json[])
                  ON CONFLICT (tenant_id) DO UPDATE SET state = excluded.state",
                 tables.eligibility_tenants
             ))
@@ -589,7 +589,7 @@ async fn apply_eligibility(
         let save = tx
             .prepare_cached(&format!(
                 "INSERT INTO {} (tenant_id, admin_id, state, verdict, changed_position)
-                 SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::jsonb[], $4::jsonb[], $5::bigint[])
+                 SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::json[], $4::json[], $5::bigint[])
                  ON CONFLICT (tenant_id, admin_id) DO UPDATE
                  SET state = excluded.state, verdict = excluded.verdict,
                      changed_position = excluded.changed_position",

@@ -208,19 +208,19 @@ impl PgStore {
             self.copy_rows(
                 tables.contact_views,
                 "tenant_id, admin_id, state",
-                &[Type::UUID, Type::UUID, Type::JSONB],
+                &[Type::UUID, Type::UUID, Type::JSON],
                 views.iter().map(|(t, a, s)| [t as _, a as _, s as _]),
             ),
             self.copy_rows(
                 tables.eligibility_tenants,
                 "tenant_id, state",
-                &[Type::UUID, Type::JSONB],
+                &[Type::UUID, Type::JSON],
                 tenants.iter().map(|(t, s)| [t as _, s as _]),
             ),
             self.copy_rows(
                 tables.eligibility_admins,
                 "tenant_id, admin_id, state, verdict, changed_position",
-                &[Type::UUID, Type::UUID, Type::JSONB, Type::JSONB, Type::INT8],
+                &[Type::UUID, Type::UUID, Type::JSON, Type::JSON, Type::INT8],
                 admins
                     .iter()
                     .map(|(t, a, s, v, c)| [t as _, a as _, s as _, v as _, c as _]),

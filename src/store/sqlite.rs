@@ -95,6 +95,31 @@ impl SqliteStore {
         self.run(migrate).await
     }
 
+    /// Fails unless the schema is the one this build knows.
+    pub async fn schema_is_current(&self) -> Result<(), StoreError> {
+        self.run(|c| {
+            let found: i64 = c.query_row(
+                "SELECT CASE WHEN EXISTS (SELECT 1 FROM sqlite_master
+                                          WHERE type = 'table' AND name = 'schema_migrations')
+                        THEN 1 ELSE 0 END",
+                [],
+                |r| r.get(0),
+            )?;
+            let found: i64 = if found == 1 {
+                c.query_row(
+                    "SELECT coalesce(max(version), 0) FROM schema_migrations",
+                    [],
+                    |r| r.get(0),
+                )?
+            } else {
+                0
+            };
+            let known = MIGRATIONS.last().map_or(0, |m| m.0);
+            StoreError::check_schema(found as i32, known as i32)
+        })
+        .await
+    }
+
     /// Checks the database answers.
     pub async fn ping(&self) -> Result<(), StoreError> {
         self.run(|c| Ok(c.query_row("SELECT 1", [], |_| Ok(()))?))

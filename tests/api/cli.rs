@@ -103,15 +103,66 @@ async fn migrate_applies_the_schema_once() {
     let url = fresh_database().await;
     let out = run(&["migrate"], &[("DATABASE_URL", &url)]);
     assert!(out.status.success(), "{out:?}");
+    let files = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/postgres"))
+        .unwrap()
+        .count();
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim(),
-        "migrations applied: 2"
+        format!("migrations applied: {files}")
     );
     let out = run(&["migrate", "--database-url", &url], &[]);
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim(),
         "migrations applied: 0"
     );
+}
+
+#[tokio::test]
+async fn replay_and_audit_refuse_a_schema_that_is_not_migrated() {
+    let url = fresh_database().await;
+    let commands: [&[&str]; 2] = [&["replay"], &["audit", "verify"]];
+    // Never migrated, then one migration behind: each command says what to run, and writes
+    // nothing.
+    for behind in [false, true] {
+        if behind {
+            assert!(
+                run(&["migrate"], &[("DATABASE_URL", &url)])
+                    .status
+                    .success()
+            );
+            let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                .await
+                .unwrap();
+            tokio::spawn(conn);
+            client
+                .batch_execute(
+                    "DELETE FROM schema_migrations
+                     WHERE version = (SELECT max(version) FROM schema_migrations)",
+                )
+                .await
+                .unwrap();
+        }
+        for args in commands {
+            let out = run(args, &[("DATABASE_URL", &url)]);
+            assert_eq!(out.status.code(), Some(1), "{args:?} {out:?}");
+            let line = stderr_line(&out);
+            assert!(
+                line.contains("older than this build needs")
+                    && line.contains("run `recovery-info migrate` first"),
+                "{args:?}: {line}"
+            );
+        }
+    }
+    // Migrated again, both run.
+    assert!(
+        run(&["migrate"], &[("DATABASE_URL", &url)])
+            .status
+            .success()
+    );
+    for args in commands {
+        let out = run(args, &[("DATABASE_URL", &url)]);
+        assert!(out.status.success(), "{args:?} {out:?}");
+    }
 }
 
 #[test]
