@@ -19,19 +19,57 @@ pub fn pg_url() -> String {
     std::env::var("TEST_PG_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
 }
 
-/// Creates an empty database and returns its URL.
+/// Creates an empty database and returns its URL. Its name carries this process's id, so that
+/// the first call of a later run drops what an earlier run left behind (`cargo test` run
+/// directly has no `scripts/test` to drop them afterwards).
 pub async fn fresh_database() -> String {
-    let name = format!("ri_test_{}", Uuid::new_v4().simple());
+    let pid = std::process::id();
+    let name = format!("ri_test_{pid}_{}", Uuid::new_v4().simple());
     let (client, conn) =
         tokio_postgres::connect(&format!("{}/postgres", pg_url()), tokio_postgres::NoTls)
             .await
             .expect("PostgreSQL must run for the tests: use scripts/test");
     tokio::spawn(conn);
+    static SWEPT: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
+    SWEPT.get_or_init(|| drop_left_behind(&client)).await;
     client
         .batch_execute(&format!("CREATE DATABASE {name}"))
         .await
         .expect("create test database");
     format!("{}/{name}", pg_url())
+}
+
+/// Drops the test databases of test processes that are gone, when PostgreSQL runs on this
+/// machine (elsewhere a process id says nothing). A database still in use is left alone.
+async fn drop_left_behind(client: &tokio_postgres::Client) {
+    let url = pg_url();
+    if !(url.contains("@127.0.0.1") || url.contains("@localhost")) {
+        return;
+    }
+    let Ok(rows) = client
+        .query(
+            "SELECT datname FROM pg_database WHERE datname LIKE 'ri\\_test\\_%'",
+            &[],
+        )
+        .await
+    else {
+        return;
+    };
+    for row in rows {
+        let name: String = row.get(0);
+        let owner = name
+            .strip_prefix("ri_test_")
+            .and_then(|rest| rest.split_once('_'))
+            .and_then(|(pid, _)| pid.parse::<u32>().ok());
+        let gone = owner.is_some_and(|pid| {
+            pid != std::process::id() && !std::path::Path::new(&format!("/proc/{pid}")).exists()
+        });
+        if gone {
+            let _ = client
+                .batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\""))
+                .await;
+        }
+    }
 }
 
 pub struct TestApp {
