@@ -15,8 +15,7 @@ pub fn mask(kind: MethodKind, value: &str) -> String {
 }
 
 fn mask_phone(value: &str) -> String {
-    // The extension (office phones) is not needed to recognise a number.
-    let e164 = value.split('x').next().unwrap_or(value);
+    let e164 = number_part(value);
     let display = phonenumber::parse(None, e164)
         .map(|n| {
             n.format()
@@ -24,24 +23,60 @@ fn mask_phone(value: &str) -> String {
                 .to_string()
         })
         .unwrap_or_else(|_| e164.to_owned());
-    // Keep the country code (everything before the first separator) and the last two digits.
+    // Keep the country code (everything before the first separator) and the number's last two
+    // digits, taken from the number itself rather than from the display: so two numbers that
+    // end differently never mask alike, whatever a country's format does ([`masks_alike`]).
     let cc_end = display.find([' ', '-']).unwrap_or(display.len().min(3));
-    let digits_total = display[cc_end..]
+    let mut masked: Vec<char> = display[cc_end..]
         .chars()
-        .filter(char::is_ascii_digit)
-        .count();
-    let mut seen = 0;
-    let mut out = String::with_capacity(display.len() * 3);
-    out.push_str(&display[..cc_end]);
-    for c in display[cc_end..].chars() {
-        if c.is_ascii_digit() {
-            seen += 1;
-            out.push(if seen + 2 > digits_total { c } else { DOT });
-        } else {
-            out.push(c);
+        .map(|c| if c.is_ascii_digit() { DOT } else { c })
+        .collect();
+    let mut kept = last_two_digits(e164).into_iter().rev().flatten();
+    for slot in masked.iter_mut().rev().filter(|c| **c == DOT) {
+        match kept.next() {
+            Some(digit) => *slot = digit,
+            None => break,
         }
     }
+    // A display with fewer digits than that (none seen so far) still ends with them.
+    let rest: Vec<char> = kept.collect();
+    masked.extend(rest.into_iter().rev());
+    let mut out = String::with_capacity(display.len() * 3);
+    out.push_str(&display[..cc_end]);
+    out.extend(masked);
     out
+}
+
+/// The number without an office phone's extension (not needed to recognise a number).
+fn number_part(value: &str) -> &str {
+    value.split('x').next().unwrap_or(value)
+}
+
+/// The last two digits of a number, in order (`None` where it has fewer).
+fn last_two_digits(number: &str) -> [Option<char>; 2] {
+    let mut digits = number.chars().rev().filter(char::is_ascii_digit);
+    let last = digits.next();
+    let before = digits.next();
+    [before, last]
+}
+
+/// Whether two stored values of `kind` mask alike (`mask(kind, a) == mask(kind, b)`), without
+/// formatting either when they cannot: an address's mask is its first character and domain,
+/// and a number's ends with its own last two digits. Only numbers that end alike are
+/// formatted.
+pub fn masks_alike(kind: MethodKind, a: &str, b: &str) -> bool {
+    if a == b {
+        return true;
+    }
+    if !kind.is_phone() {
+        let shown = |v: &str| {
+            v.rsplit_once('@')
+                .map(|(local, domain)| (local.chars().next(), domain.to_owned()))
+        };
+        return shown(a) == shown(b);
+    }
+    last_two_digits(number_part(a)) == last_two_digits(number_part(b))
+        && mask_phone(a) == mask_phone(b)
 }
 
 fn mask_email(value: &str) -> String {
@@ -78,6 +113,57 @@ mod tests {
             mask(MethodKind::OfficePhone, "+14255550100"),
             "+1 •••-•••-••00"
         );
+    }
+
+    #[test]
+    fn masks_alike_is_the_comparison_of_the_masks() {
+        let pairs = [
+            (MethodKind::MobilePhone, "+4520123456", "+4520999956"), // alike
+            (MethodKind::MobilePhone, "+4520123456", "+4520123457"),
+            (MethodKind::MobilePhone, "+4520123456", "+4531123456"), // alike (same layout)
+            (MethodKind::MobilePhone, "+4520123456", "+14255550156"), // other country
+            (MethodKind::OfficePhone, "+14255550100x1", "+14255550100x2"), // alike
+            (MethodKind::OfficePhone, "+14255550100x1", "+14255559900"), // alike
+            (MethodKind::OfficePhone, "+14255550100", "+442071838750"),
+            (MethodKind::MobilePhone, "+999123456789", "+999123456700"), // does not parse
+            (MethodKind::MobilePhone, "+999123456789", "+999000000089"), // alike
+            (MethodKind::Email, "jane@example.com", "john@example.com"), // alike
+            (MethodKind::Email, "jane@example.com", "jane@example.org"),
+            (MethodKind::Email, "jane@example.com", "mary@example.com"),
+            (MethodKind::Email, "jane@example.com", "jane@example.com"),
+        ];
+        let mut alike = 0;
+        for (kind, a, b) in pairs {
+            let expected = mask(kind, a) == mask(kind, b);
+            assert_eq!(masks_alike(kind, a, b), expected, "{a} {b}");
+            assert_eq!(masks_alike(kind, b, a), expected, "{b} {a}");
+            alike += usize::from(expected);
+        }
+        assert_eq!(alike, 7);
+    }
+
+    #[test]
+    fn a_mask_ends_with_the_numbers_own_last_two_digits() {
+        for number in [
+            "+4520123456",
+            "+14255550199x77",
+            "+442071838750",
+            "+999123456789",
+        ] {
+            let masked = mask(MethodKind::MobilePhone, number);
+            let digits: String = number
+                .split('x')
+                .next()
+                .unwrap()
+                .chars()
+                .filter(char::is_ascii_digit)
+                .collect();
+            assert!(masked.ends_with(&digits[digits.len() - 2..]), "{masked}");
+            // Past the country code, only those two digits show.
+            let (_, hidden) = masked.split_once(DOT).unwrap();
+            let shown = hidden.chars().filter(char::is_ascii_digit).count();
+            assert_eq!(shown, 2, "{masked}");
+        }
     }
 
     #[test]

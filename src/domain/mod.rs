@@ -15,7 +15,7 @@ pub use admin::{AdminCommand, AdminState, Method};
 pub use error::DomainError;
 pub use event::{DomainEvent, EventMeta, RemovedMethod};
 pub use ids::{AdminId, MethodId, StreamId, TenantId};
-pub use mask::mask;
+pub use mask::{mask, masks_alike};
 pub use method::{
     AlternateEmail, MethodKind, MethodValue, PhoneNumber, TenantDomain, email_domain,
 };

@@ -43,10 +43,25 @@ impl BulkFold {
         if let Some(tenants) = &mut self.eligibility {
             match event.stream {
                 StreamId::Admin(t, _) | StreamId::Tenant(t) => {
-                    tenants.entry(t).or_default().apply(event);
+                    tenants
+                        .entry(t)
+                        .or_insert_with(EligibilityFold::masking_at_the_end)
+                        .apply(event);
                 }
                 StreamId::Audit(_) => {}
             }
+        }
+    }
+
+    /// Masks the eligibility verdicts, which hold the usable methods' values until then
+    /// ([`EligibilityFold::masking_at_the_end`]): after the last event, before the rows are
+    /// read. Masking is the dearest step of the fold, and this is the step that runs it on
+    /// the final values only.
+    pub fn finish(&mut self) {
+        if let Some(tenants) = &mut self.eligibility {
+            tenants
+                .values_mut()
+                .for_each(EligibilityFold::mask_verdicts);
         }
     }
 
@@ -76,7 +91,8 @@ impl BulkFold {
         rows
     }
 
-    /// The rows of the eligibility projection, in key order (none when it is not rebuilt).
+    /// The rows of the eligibility projection, in key order (none when it is not rebuilt);
+    /// after [`BulkFold::finish`].
     pub fn eligibility(&self) -> EligibilityRows<'_> {
         let mut tenants: Vec<_> = self.eligibility_folds().flat_map(|f| &f.tenants).collect();
         tenants.sort_unstable_by_key(|(t, _)| **t);
@@ -138,6 +154,7 @@ mod tests {
         ] {
             let mut bulk = BulkFold::new(projections);
             interleaved.iter().for_each(|e| bulk.apply(e));
+            bulk.finish();
             // Each tenant folded apart and merged, as the sharded bulk replay does.
             let mut merged = BulkFold::new(projections);
             for tenant in tenants {
@@ -146,6 +163,7 @@ mod tests {
                     .iter()
                     .filter(|e| e.stream.tenant() == tenant)
                     .for_each(|e| shard.apply(e));
+                shard.finish();
                 merged.merge(shard);
             }
             assert_eq!(merged.contact_views(), bulk.contact_views());

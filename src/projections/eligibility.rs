@@ -5,7 +5,7 @@ use super::contact_view::AdminKey;
 use super::verdicts::VerdictChanges;
 use crate::domain::{
     AdminState, DomainEvent, MethodId, StreamId, TenantId, TenantState, Verdict, admin_decider,
-    evaluate, evaluate_masking, mask, tenant_decider,
+    evaluate, evaluate_masking, mask, masks_alike, tenant_decider,
 };
 use crate::events::RecordedEvent;
 use serde::{Deserialize, Serialize};
@@ -27,9 +27,38 @@ pub struct AdminEligibility {
 pub struct EligibilityFold {
     pub tenants: HashMap<TenantId, TenantState>,
     pub admins: HashMap<AdminKey, AdminEligibility>,
+    /// Verdicts hold the usable methods' values, not their masks, until
+    /// [`EligibilityFold::mask_verdicts`]: see [`EligibilityFold::masking_at_the_end`].
+    masks_deferred: bool,
 }
 
 impl EligibilityFold {
+    /// A fold that masks the verdicts once, at the end, instead of every new value as it is
+    /// folded (a bulk replay: most values are replaced before the end of the log, and masking
+    /// a number means parsing and formatting it). Whether a verdict changed is still decided
+    /// on the masks ([`masks_alike`], which formats only numbers that end alike), so the
+    /// changed positions are those of the fold that masks as it goes. The verdicts hold raw
+    /// values until [`EligibilityFold::mask_verdicts`]: nothing may read them before.
+    pub fn masking_at_the_end() -> Self {
+        EligibilityFold {
+            masks_deferred: true,
+            ..EligibilityFold::default()
+        }
+    }
+
+    /// Masks the verdicts of a fold made [`EligibilityFold::masking_at_the_end`] (nothing
+    /// otherwise); it masks as it goes from then on.
+    pub fn mask_verdicts(&mut self) {
+        if !std::mem::take(&mut self.masks_deferred) {
+            return;
+        }
+        for entry in self.admins.values_mut() {
+            for usable in &mut entry.verdict.usable_methods {
+                usable.masked_value = mask(usable.kind, &usable.masked_value);
+            }
+        }
+    }
+
     /// Folds one event.
     pub fn apply(&mut self, event: &RecordedEvent) {
         let meta = event.meta();
@@ -53,14 +82,21 @@ impl EligibilityFold {
                     });
                 entry.state =
                     admin_decider::evolve(std::mem::take(&mut entry.state), &event.event, &meta);
-                reevaluate(entry, tenant, meta.position, revalued(&event.event));
+                let deferred = self.masks_deferred;
+                reevaluate(
+                    entry,
+                    tenant,
+                    meta.position,
+                    revalued(&event.event),
+                    deferred,
+                );
             }
             StreamId::Tenant(t) => {
                 let tenant = self.tenants.remove(&t).unwrap_or_default();
                 let tenant = tenant_decider::evolve(tenant, &event.event, &meta);
                 for ((at, _), entry) in self.admins.iter_mut() {
                     if *at == t {
-                        reevaluate(entry, &tenant, meta.position, None);
+                        reevaluate(entry, &tenant, meta.position, None, self.masks_deferred);
                     }
                 }
                 self.tenants.insert(t, tenant);
@@ -143,26 +179,52 @@ fn revalued(event: &DomainEvent) -> Option<MethodId> {
     }
 }
 
-/// Re-evaluates an admin after an event that set the value of `revalued` (if any).
+/// Re-evaluates an admin after an event that set the value of `revalued` (if any). With
+/// `deferred` masks, the verdict keeps the new values themselves.
 fn reevaluate(
     entry: &mut AdminEligibility,
     tenant: &TenantState,
     position: u64,
     revalued: Option<MethodId>,
+    deferred: bool,
 ) {
     let previous = &entry.verdict.usable_methods;
     let verdict = evaluate_masking(tenant.policy, &tenant.domains, &entry.state.methods, |m| {
         // The verdict always matches the state folded so far, and a method's kind never
         // changes: a method usable before whose value stayed keeps its mask.
-        previous
+        match previous
             .iter()
             .find(|u| u.id == m.id && Some(m.id) != revalued)
-            .map_or_else(|| mask(m.kind, &m.value), |u| u.masked_value.clone())
+        {
+            Some(u) => u.masked_value.clone(),
+            None if deferred => m.value.clone(),
+            None => mask(m.kind, &m.value),
+        }
     });
-    if verdict != entry.verdict {
-        entry.verdict = verdict;
+    if verdict == entry.verdict {
+        return;
+    }
+    if !deferred || !shown_alike(&verdict, &entry.verdict) {
         entry.changed_position = position;
     }
+    entry.verdict = verdict;
+}
+
+/// Whether two verdicts whose usable methods hold values (not masks) would be the same verdict
+/// once masked.
+fn shown_alike(a: &Verdict, b: &Verdict) -> bool {
+    a.eligible == b.eligible
+        && a.policy == b.policy
+        && a.missing == b.missing
+        && a.usable_methods.len() == b.usable_methods.len()
+        && a.usable_methods
+            .iter()
+            .zip(&b.usable_methods)
+            .all(|(x, y)| {
+                x.id == y.id
+                    && x.kind == y.kind
+                    && masks_alike(x.kind, &x.masked_value, &y.masked_value)
+            })
 }
 
 #[cfg(test)]
@@ -263,5 +325,37 @@ pub(super) mod tests {
         // Every event changes a verdict but the change to a number with the same mask; the
         // policy change changes both admins'.
         assert_eq!(changes, 11);
+    }
+
+    #[test]
+    fn masking_at_the_end_gives_the_rows_of_masking_as_it_goes() {
+        let t = TenantId::from_uuid(Uuid::now_v7());
+        let events = log(t);
+        // Every prefix of the log: the rows, the masks and the positions where the verdicts
+        // last changed are the same.
+        for end in 1..=events.len() {
+            let mut live = EligibilityFold::default();
+            let mut deferred = EligibilityFold::masking_at_the_end();
+            for event in &events[..end] {
+                live.apply(event);
+                deferred.apply(event);
+            }
+            deferred.mask_verdicts();
+            assert_eq!(deferred.admins, live.admins, "after {end} events");
+            assert_eq!(deferred.tenants, live.tenants);
+            // Masked once: masking again changes nothing, and the fold masks as it goes on.
+            deferred.mask_verdicts();
+            assert_eq!(deferred.admins, live.admins);
+        }
+        // The raw values are what the deferred fold holds before: never a mask.
+        let mut deferred = EligibilityFold::masking_at_the_end();
+        events.iter().take(2).for_each(|e| deferred.apply(e));
+        let values: Vec<&str> = deferred
+            .admins
+            .values()
+            .flat_map(|e| &e.verdict.usable_methods)
+            .map(|u| u.masked_value.as_str())
+            .collect();
+        assert!(values.contains(&"+4520123456"), "{values:?}");
     }
 }

@@ -494,10 +494,8 @@ async fn apply_eligibility(
     known: HashMap<AdminKey, AdminEligibility>,
     contact_views: bool,
 ) -> Result<(VerdictChanges, HashMap<AdminKey, AdminEligibility>), StoreError> {
-    let mut fold = EligibilityFold {
-        admins: known,
-        ..EligibilityFold::default()
-    };
+    let mut fold = EligibilityFold::default();
+    fold.admins = known;
     let newcomers = eligibility::newcomers(events);
     let to_read: BTreeSet<AdminKey> = needs
         .admins

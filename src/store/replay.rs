@@ -156,6 +156,7 @@ impl PgStore {
                 while let Some(batch) = events.blocking_recv() {
                     batch.iter().for_each(|e| fold.apply(e));
                 }
+                fold.finish();
                 fold
             }));
         }
