@@ -13,12 +13,14 @@ use super::sqlite;
 use super::{PgStore, SqliteStore, StoreError};
 use crate::events::RecordedEvent;
 use crate::projections::bulk::BulkFold;
+use bytes::Bytes;
 use futures::{StreamExt, pin_mut};
 use rusqlite::{Connection, TransactionBehavior, params};
 use tokio::sync::mpsc;
 use tokio_postgres::CopyOutStream;
-use tokio_postgres::binary_copy::{BinaryCopyInWriter, BinaryCopyOutRow, BinaryCopyOutStream};
+use tokio_postgres::binary_copy::{BinaryCopyInWriter, BinaryCopyOutStream};
 use tokio_postgres::types::{Json, ToSql, Type};
+use uuid::Uuid;
 
 /// The pairs `(live, shadow)` of table names of `projections`.
 fn table_pairs(projections: &[Projection]) -> Vec<(&'static str, &'static str)> {
@@ -35,12 +37,12 @@ fn names(projections: &[Projection]) -> Vec<&'static str> {
 /// How many events the final catch-up reads per round trip.
 const SWAP_BATCH: u32 = 2000;
 
-/// Events per batch from the decoder to a fold shard of a bulk replay (and per progress
+/// Events per batch from the reader to a fold shard of a bulk replay (and per progress
 /// report).
-const DECODE_BATCH: usize = 1000;
+const READ_BATCH: usize = 1000;
 
-/// Decoded batches that may wait for a fold shard (memory stays bounded if it falls behind).
-const DECODED_IN_FLIGHT: usize = 8;
+/// Batches that may wait for a fold shard (memory stays bounded if it falls behind).
+const READ_IN_FLIGHT: usize = 8;
 
 impl PgStore {
     /// Drops any shadow tables an interrupted replay left and creates empty ones shaped like
@@ -117,8 +119,8 @@ impl PgStore {
     /// Reads the log up to the committed head and folds it; returns the head, the number of
     /// events and the fold.
     ///
-    /// Two stages: this task reads the `COPY` stream, decodes the events and hands each to the
-    /// fold of its tenant's shard; one blocking thread per shard folds (the dearest step: an
+    /// Two stages: this task reads the `COPY` stream and hands each payload to its tenant's
+    /// shard (by the row's `tenant_id`); one blocking thread per shard decodes and folds (an
     /// eligibility verdict per event). Tenants' folds are independent of each other, so the
     /// shards are merged at the end by moving their maps (docs/benchmarks.md).
     async fn fold_log(
@@ -142,22 +144,25 @@ impl PgStore {
         tracing::info!(head, "bulk replay: reading the log");
         let stream = tx
             .copy_out(&format!(
-                "COPY (SELECT payload FROM events WHERE position <= {head} ORDER BY position)
+                "COPY (SELECT tenant_id, payload FROM events WHERE position <= {head}
+                       ORDER BY position)
                  TO STDOUT (FORMAT binary)"
             ))
             .await?;
         let shards = fold_shards();
         let (mut to_shards, mut folds) = (Vec::new(), Vec::new());
         for _ in 0..shards {
-            let (shard, mut events) = mpsc::channel::<Vec<RecordedEvent>>(DECODED_IN_FLIGHT);
+            let (shard, mut payloads) = mpsc::channel::<Vec<Bytes>>(READ_IN_FLIGHT);
             let mut fold = BulkFold::new(projections);
             to_shards.push(shard);
             folds.push(tokio::task::spawn_blocking(move || {
-                while let Some(batch) = events.blocking_recv() {
-                    batch.iter().for_each(|e| fold.apply(e));
+                while let Some(batch) = payloads.blocking_recv() {
+                    for payload in batch {
+                        fold.apply(&RecordedEvent::decode(&payload)?);
+                    }
                 }
                 fold.finish();
-                fold
+                Ok::<_, StoreError>(fold)
             }));
         }
         let read = route_rows(stream, &to_shards, &mut on_decoded).await;
@@ -166,7 +171,7 @@ impl PgStore {
         let mut fold = BulkFold::new(projections);
         for shard in folds {
             match shard.await {
-                Ok(part) => fold.merge(part),
+                Ok(part) => fold.merge(part?),
                 Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
                 Err(e) => return Err(StoreError::Config(format!("a fold shard stopped: {e}"))),
             }
@@ -340,52 +345,48 @@ fn fold_shards() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get().clamp(1, 8))
 }
 
-/// The shard of an event: by its tenant (the random low bits of the id).
-fn shard_of(event: &RecordedEvent, shards: usize) -> usize {
-    (event.stream.tenant().as_uuid().as_u128() as u64 % shards as u64) as usize
+/// The shard of an event's tenant (the random low bits of its id).
+fn shard_of(tenant: Uuid, shards: usize) -> usize {
+    (tenant.as_u128() as u64 % shards as u64) as usize
 }
 
-/// Decodes the payloads of a binary `COPY` and sends each event to its tenant's shard, in
-/// batches of up to [`DECODE_BATCH`]; returns how many it decoded. Stops at the first error,
-/// or early if a shard is gone (it panicked: its join says so).
+/// Reads the rows `(tenant_id, payload)` of a binary `COPY` and sends each payload to its
+/// tenant's shard, which decodes and folds it (decoding takes as long as the rest of the
+/// reading: it runs on the shards' threads), in batches of up to [`READ_BATCH`]; returns how
+/// many it read. Stops at the first error, or early if a shard is gone (it failed or panicked:
+/// its join says so).
 async fn route_rows(
     stream: CopyOutStream,
-    shards: &[mpsc::Sender<Vec<RecordedEvent>>],
-    on_decoded: &mut (impl FnMut(u64) + Send),
+    shards: &[mpsc::Sender<Vec<Bytes>>],
+    on_read: &mut (impl FnMut(u64) + Send),
 ) -> Result<u64, StoreError> {
-    let rows = BinaryCopyOutStream::new(stream, &[Type::BYTEA]);
+    let rows = BinaryCopyOutStream::new(stream, &[Type::UUID, Type::BYTEA]);
     pin_mut!(rows);
-    let batch = || Vec::with_capacity(DECODE_BATCH);
-    let mut parts: Vec<Vec<RecordedEvent>> = shards.iter().map(|_| batch()).collect();
-    let mut decoded = 0;
+    let batch = || Vec::with_capacity(READ_BATCH);
+    let mut parts: Vec<Vec<Bytes>> = shards.iter().map(|_| batch()).collect();
+    let mut read = 0;
     while let Some(row) = rows.next().await {
-        let event = decode_row(row)?;
-        let shard = shard_of(&event, shards.len());
-        parts[shard].push(event);
-        decoded += 1;
-        if decoded % DECODE_BATCH as u64 == 0 {
-            on_decoded(DECODE_BATCH as u64);
+        let row = row?;
+        let shard = shard_of(row.try_get(0)?, shards.len());
+        parts[shard].push(Bytes::copy_from_slice(row.try_get::<&[u8]>(1)?));
+        read += 1;
+        if read % READ_BATCH as u64 == 0 {
+            on_read(READ_BATCH as u64);
         }
-        if parts[shard].len() == DECODE_BATCH {
+        if parts[shard].len() == READ_BATCH {
             let full = std::mem::replace(&mut parts[shard], batch());
             if shards[shard].send(full).await.is_err() {
-                return Ok(decoded);
+                return Ok(read);
             }
         }
     }
-    on_decoded(decoded % DECODE_BATCH as u64);
+    on_read(read % READ_BATCH as u64);
     for (shard, part) in shards.iter().zip(parts) {
         if !part.is_empty() && shard.send(part).await.is_err() {
             break;
         }
     }
-    Ok(decoded)
-}
-
-fn decode_row(
-    row: Result<BinaryCopyOutRow, tokio_postgres::Error>,
-) -> Result<RecordedEvent, StoreError> {
-    Ok(RecordedEvent::decode(row?.try_get::<&[u8]>(0)?)?)
+    Ok(read)
 }
 
 async fn pg_read(

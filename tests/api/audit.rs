@@ -1026,7 +1026,33 @@ async fn replay_comes_out_identical_across_tenants_policy_changes_and_offboardin
     }
 }
 
+/// A payload that does not decode stops the replay with that error, wherever it is read
+/// (PostgreSQL: on a fold shard's thread), and the live tables stay as they were.
+async fn replay_of_a_log_that_does_not_decode_fails_and_swaps_nothing(backend: Backend) {
+    let app = spawn_backend(backend).await;
+    let admins: Vec<Uuid> = (0..4).map(|_| Uuid::now_v7()).collect();
+    for (i, admin) in admins.iter().enumerate() {
+        app.add_ok(*admin, "mobile_phone", &format!("+45 20 12 34 5{i}"))
+            .await;
+        app.add_ok(*admin, "email", &format!("a{i}@example.org"))
+            .await;
+    }
+    app.caught_up().await;
+    let db = Db::open(&app.store_config).await;
+    let live = db.projections().await;
+    db.set_bytes("payload", 5, vec![0xff, 0xff, 0xff]).await;
+
+    let store = Store::open(&app.store_config).await.unwrap();
+    let err = replay(&store, &Projection::ALL, 1000).await.unwrap_err();
+    assert!(
+        format!("{err:#}").contains("decode"),
+        "the reason names the payload: {err:#}"
+    );
+    assert!(db.projections().await == live, "nothing was swapped in");
+}
+
 crate::on_both_backends!(
+    replay_of_a_log_that_does_not_decode_fails_and_swaps_nothing,
     verify_accepts_an_intact_log_and_checks_an_anchor,
     verify_names_the_first_broken_link_of_a_tampered_log,
     export_of_a_100k_event_log_runs_in_bounded_memory,
