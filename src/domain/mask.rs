@@ -31,16 +31,17 @@ fn mask_phone(value: &str) -> String {
         .chars()
         .map(|c| if c.is_ascii_digit() { DOT } else { c })
         .collect();
-    let mut kept = last_two_digits(e164).into_iter().rev().flatten();
-    for slot in masked.iter_mut().rev().filter(|c| **c == DOT) {
-        match kept.next() {
-            Some(digit) => *slot = digit,
-            None => break,
+    let tail: Vec<char> = last_two_digits(e164).into_iter().flatten().collect();
+    let slots: Vec<usize> = (0..masked.len()).filter(|&i| masked[i] == DOT).collect();
+    match slots.len().checked_sub(tail.len()) {
+        Some(first) => {
+            for (&slot, &digit) in slots[first..].iter().zip(&tail) {
+                masked[slot] = digit;
+            }
         }
+        // A display with fewer digits than that still ends with them.
+        None => masked.extend(&tail),
     }
-    // A display with fewer digits than that (none seen so far) still ends with them.
-    let rest: Vec<char> = kept.collect();
-    masked.extend(rest.into_iter().rev());
     let mut out = String::with_capacity(display.len() * 3);
     out.push_str(&display[..cc_end]);
     out.extend(masked);

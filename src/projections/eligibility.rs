@@ -343,7 +343,7 @@ pub(super) mod tests {
             deferred.mask_verdicts();
             assert_eq!(deferred.admins, live.admins, "after {end} events");
             assert_eq!(deferred.tenants, live.tenants);
-            // Masked once: masking again changes nothing, and the fold masks as it goes on.
+            // Masked once: masking again changes nothing.
             deferred.mask_verdicts();
             assert_eq!(deferred.admins, live.admins);
         }

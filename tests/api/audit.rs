@@ -1051,6 +1051,48 @@ async fn replay_of_a_log_that_does_not_decode_fails_and_swaps_nothing(backend: B
     assert!(db.projections().await == live, "nothing was swapped in");
 }
 
+/// The bulk replay routes rows to its fold shards by the `tenant_id` column and folds them by
+/// the payload's stream: a row where the two disagree (edited behind the service's back) must
+/// not have its tenant folded on two shards, one of which the merge would drop.
+#[tokio::test]
+async fn bulk_replay_refuses_a_row_whose_tenant_id_is_not_its_payloads() {
+    let app = spawn_backend(Backend::Postgres).await;
+    for i in 0..4 {
+        app.add_ok(Uuid::now_v7(), "email", &format!("a{i}@example.org"))
+            .await;
+    }
+    app.caught_up().await;
+    let Db::Pg(client) = Db::open(&app.store_config).await else {
+        unreachable!()
+    };
+    // A tenant id on another shard than the event's own (the replay folds on one shard per
+    // core, at most 8).
+    let shards = std::thread::available_parallelism().map_or(2, |n| n.get().clamp(1, 8)) as u128;
+    let shard = |t: Uuid| t.as_u128() % shards;
+    let other = std::iter::repeat_with(Uuid::now_v7)
+        .find(|t| shards == 1 || shard(*t) != shard(app.tenant))
+        .unwrap();
+    client
+        .execute(
+            "UPDATE events SET tenant_id = $1 WHERE position = 3",
+            &[&other],
+        )
+        .await
+        .unwrap();
+    let store = Store::open(&app.store_config).await.unwrap();
+    let result = replay(&store, &Projection::ALL, 1000).await;
+    if shards == 1 {
+        // One shard folds every row: the payload decides, as everywhere else.
+        result.unwrap();
+    } else {
+        let err = format!("{:#}", result.unwrap_err());
+        assert!(
+            err.contains("position 3 is not in its row's tenant_id"),
+            "{err}"
+        );
+    }
+}
+
 crate::on_both_backends!(
     replay_of_a_log_that_does_not_decode_fails_and_swaps_nothing,
     verify_accepts_an_intact_log_and_checks_an_anchor,
