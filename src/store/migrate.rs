@@ -48,14 +48,6 @@ const MIGRATION_LOCK: i64 = 0x7265_636f_7665_7279; // "recovery"
 /// Brings the schema up to date; returns how many migrations were applied.
 pub async fn run(client: &mut Object) -> Result<usize, StoreError> {
     client
-        .batch_execute(
-            "CREATE TABLE IF NOT EXISTS schema_migrations (
-                 version    integer     PRIMARY KEY,
-                 name       text        NOT NULL,
-                 applied_at timestamptz NOT NULL DEFAULT now())",
-        )
-        .await?;
-    client
         .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
         .await?;
     let result = apply_pending(client).await;
@@ -66,6 +58,20 @@ pub async fn run(client: &mut Object) -> Result<usize, StoreError> {
 }
 
 async fn apply_pending(client: &mut Object) -> Result<usize, StoreError> {
+    // Under the lock, and only when missing: `CREATE TABLE IF NOT EXISTS` would log a notice
+    // at every start.
+    client
+        .batch_execute(
+            "DO $$ BEGIN
+                 IF to_regclass('schema_migrations') IS NULL THEN
+                     CREATE TABLE schema_migrations (
+                         version    integer     PRIMARY KEY,
+                         name       text        NOT NULL,
+                         applied_at timestamptz NOT NULL DEFAULT now());
+                 END IF;
+             END $$",
+        )
+        .await?;
     let row = client
         .query_one(
             "SELECT coalesce(max(version), 0) FROM schema_migrations",
