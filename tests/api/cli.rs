@@ -118,6 +118,40 @@ async fn migrate_applies_the_schema_once() {
 }
 
 #[tokio::test]
+async fn replicas_migrating_at_once_apply_each_migration_once() {
+    let url = fresh_database().await;
+    let children: Vec<_> = (0..4)
+        .map(|_| {
+            let url = url.clone();
+            // PostgreSQL's notices are logged at `info` by tokio_postgres.
+            std::thread::spawn(move || {
+                run(
+                    &["migrate", "--database-url", &url],
+                    &[("RUST_LOG", "tokio_postgres=info")],
+                )
+            })
+        })
+        .collect();
+    let mut applied = 0;
+    for child in children {
+        let out = child.join().unwrap();
+        assert!(out.status.success(), "{out:?}");
+        assert!(out.stderr.is_empty(), "no notice, no warning: {out:?}");
+        let line = String::from_utf8_lossy(&out.stdout);
+        applied += line
+            .trim()
+            .strip_prefix("migrations applied: ")
+            .unwrap()
+            .parse::<usize>()
+            .unwrap();
+    }
+    let files = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/postgres"))
+        .unwrap()
+        .count();
+    assert_eq!(applied, files);
+}
+
+#[tokio::test]
 async fn replay_and_audit_refuse_a_schema_that_is_not_migrated() {
     let url = fresh_database().await;
     let commands: [&[&str]; 2] = [&["replay"], &["audit", "verify"]];
