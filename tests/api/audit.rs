@@ -127,13 +127,7 @@ enum Db {
 impl Db {
     async fn open(config: &StoreConfig) -> Db {
         match config {
-            StoreConfig::Postgres { url, .. } => {
-                let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
-                    .await
-                    .unwrap();
-                tokio::spawn(conn);
-                Db::Pg(client)
-            }
+            StoreConfig::Postgres { url, .. } => Db::Pg(crate::support::pg_client(url).await),
             StoreConfig::Embedded { data_dir } => {
                 let c = rusqlite::Connection::open(data_dir.join(DB_FILE)).unwrap();
                 c.busy_timeout(Duration::from_secs(5)).unwrap();
@@ -485,12 +479,8 @@ async fn export_of_a_100k_event_log_runs_in_bounded_memory(backend: Backend) {
     // A 100k-event database is worth giving back at once.
     if let StoreConfig::Postgres { url, .. } = &t.config {
         let (base, name) = url.rsplit_once('/').unwrap();
-        let (admin, conn) =
-            tokio_postgres::connect(&format!("{base}/postgres"), tokio_postgres::NoTls)
-                .await
-                .unwrap();
-        tokio::spawn(conn);
-        admin
+        crate::support::pg_client(&format!("{base}/postgres"))
+            .await
             .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
             .await
             .unwrap();

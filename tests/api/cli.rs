@@ -164,11 +164,8 @@ async fn replay_and_audit_refuse_a_schema_that_is_not_migrated() {
                     .status
                     .success()
             );
-            let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+            crate::support::pg_client(&url)
                 .await
-                .unwrap();
-            tokio::spawn(conn);
-            client
                 .batch_execute(
                     "DELETE FROM schema_migrations
                      WHERE version = (SELECT max(version) FROM schema_migrations)",

@@ -538,10 +538,7 @@ async fn two_replicas_project_each_event_once_and_a_rebuild_comes_out_identical(
         );
     }
 
-    let (db, conn) = tokio_postgres::connect(&database_url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(conn);
+    let db = crate::support::pg_client(&database_url).await;
     let live = snapshot(&db).await;
     assert_eq!(live.0.len(), admins.len());
     assert_eq!(live.1.len(), admins.len());
@@ -729,10 +726,7 @@ async fn a_failing_eligibility_projection_does_not_stall_the_contact_view() {
     let admin = Uuid::now_v7();
     app.add_ok(admin, "mobile_phone", "+45 20 12 34 56").await;
     app.caught_up().await;
-    let (db, connection) = tokio_postgres::connect(&app.database_url(), tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(connection);
+    let db = crate::support::pg_client(&app.database_url()).await;
     let poisoned = db
         .execute(
             "UPDATE eligibility_tenants SET state = '\"not a state\"' WHERE tenant_id = $1",

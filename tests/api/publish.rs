@@ -439,12 +439,8 @@ async fn events_are_published_exactly_once_in_order_across_a_nats_restart_and_a_
     // must not publish anything twice.
     let url = app.database_url();
     app.server.stop().await.unwrap();
-    let client = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+    crate::support::pg_client(&url)
         .await
-        .unwrap();
-    tokio::spawn(client.1);
-    client
-        .0
         .execute("UPDATE publisher_checkpoints SET position = 2", &[])
         .await
         .unwrap();

@@ -19,17 +19,22 @@ pub fn pg_url() -> String {
     std::env::var("TEST_PG_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
 }
 
+/// A plain connection to PostgreSQL at `url`, for a test's SQL behind the service's back.
+pub async fn pg_client(url: &str) -> tokio_postgres::Client {
+    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .expect("PostgreSQL must run for the tests: use scripts/test");
+    tokio::spawn(conn);
+    client
+}
+
 /// Creates an empty database and returns its URL. Its name carries this process's id, so that
 /// the first call of a later run drops what an earlier run left behind (`cargo test` run
 /// directly has no `scripts/test` to drop them afterwards).
 pub async fn fresh_database() -> String {
     let pid = std::process::id();
     let name = format!("ri_test_{pid}_{}", Uuid::new_v4().simple());
-    let (client, conn) =
-        tokio_postgres::connect(&format!("{}/postgres", pg_url()), tokio_postgres::NoTls)
-            .await
-            .expect("PostgreSQL must run for the tests: use scripts/test");
-    tokio::spawn(conn);
+    let client = pg_client(&format!("{}/postgres", pg_url())).await;
     static SWEPT: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
     SWEPT.get_or_init(|| drop_left_behind(&client)).await;
     client
