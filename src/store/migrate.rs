@@ -23,23 +23,31 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
     ),
 ];
 
-/// Fails unless the database's schema is the one this build knows (without migrating it).
-pub async fn check(client: &Object) -> Result<(), StoreError> {
+/// The newest migration this build knows.
+fn known() -> i32 {
+    MIGRATIONS.last().map_or(0, |m| m.0)
+}
+
+/// The version the database's schema is at; `None` before the first migration (no table).
+async fn schema_version(client: &Object) -> Result<Option<i32>, StoreError> {
     let row = client
         .query_one("SELECT to_regclass('schema_migrations') IS NOT NULL", &[])
         .await?;
-    let found: i32 = if row.get(0) {
-        let row = client
-            .query_one(
-                "SELECT coalesce(max(version), 0) FROM schema_migrations",
-                &[],
-            )
-            .await?;
-        row.get(0)
-    } else {
-        0
-    };
-    StoreError::check_schema(found, MIGRATIONS.last().map_or(0, |m| m.0))
+    if !row.get::<_, bool>(0) {
+        return Ok(None);
+    }
+    let row = client
+        .query_one(
+            "SELECT coalesce(max(version), 0) FROM schema_migrations",
+            &[],
+        )
+        .await?;
+    Ok(Some(row.get(0)))
+}
+
+/// Fails unless the database's schema is the one this build knows (without migrating it).
+pub async fn check(client: &Object) -> Result<(), StoreError> {
+    StoreError::check_schema(schema_version(client).await?.unwrap_or(0), known())
 }
 
 /// An arbitrary constant key for `pg_advisory_lock` while migrating.
@@ -58,28 +66,23 @@ pub async fn run(client: &mut Object) -> Result<usize, StoreError> {
 }
 
 async fn apply_pending(client: &mut Object) -> Result<usize, StoreError> {
-    // Under the lock, and only when missing: `CREATE TABLE IF NOT EXISTS` would log a notice
-    // at every start.
-    client
-        .batch_execute(
-            "DO $$ BEGIN
-                 IF to_regclass('schema_migrations') IS NULL THEN
-                     CREATE TABLE schema_migrations (
+    // Created under the lock, and only when missing (`CREATE TABLE IF NOT EXISTS` before the
+    // lock raced between replicas, and logged a notice at every start).
+    let current = match schema_version(client).await? {
+        Some(version) => version,
+        None => {
+            client
+                .batch_execute(
+                    "CREATE TABLE schema_migrations (
                          version    integer     PRIMARY KEY,
                          name       text        NOT NULL,
-                         applied_at timestamptz NOT NULL DEFAULT now());
-                 END IF;
-             END $$",
-        )
-        .await?;
-    let row = client
-        .query_one(
-            "SELECT coalesce(max(version), 0) FROM schema_migrations",
-            &[],
-        )
-        .await?;
-    let current: i32 = row.get(0);
-    let known = MIGRATIONS.last().map_or(0, |m| m.0);
+                         applied_at timestamptz NOT NULL DEFAULT now())",
+                )
+                .await?;
+            0
+        }
+    };
+    let known = known();
     if current > known {
         return Err(StoreError::SchemaTooNew {
             found: current,

@@ -98,24 +98,8 @@ impl SqliteStore {
     /// Fails unless the schema is the one this build knows.
     pub async fn schema_is_current(&self) -> Result<(), StoreError> {
         self.run(|c| {
-            let found: i64 = c.query_row(
-                "SELECT CASE WHEN EXISTS (SELECT 1 FROM sqlite_master
-                                          WHERE type = 'table' AND name = 'schema_migrations')
-                        THEN 1 ELSE 0 END",
-                [],
-                |r| r.get(0),
-            )?;
-            let found: i64 = if found == 1 {
-                c.query_row(
-                    "SELECT coalesce(max(version), 0) FROM schema_migrations",
-                    [],
-                    |r| r.get(0),
-                )?
-            } else {
-                0
-            };
-            let known = MIGRATIONS.last().map_or(0, |m| m.0);
-            StoreError::check_schema(found as i32, known as i32)
+            let found = schema_version(c)?.unwrap_or(0);
+            StoreError::check_schema(found as i32, known_version() as i32)
         })
         .await
     }
@@ -386,6 +370,29 @@ fn open_connection(dir: &Path) -> Result<Connection, StoreError> {
     Ok(conn)
 }
 
+/// The newest migration this build knows.
+fn known_version() -> i64 {
+    MIGRATIONS.last().map_or(0, |m| m.0)
+}
+
+/// The version the store's schema is at; `None` before the first migration (no table).
+fn schema_version(c: &Connection) -> Result<Option<i64>, StoreError> {
+    let exists: bool = c.query_row(
+        "SELECT EXISTS (SELECT 1 FROM sqlite_master
+                        WHERE type = 'table' AND name = 'schema_migrations')",
+        [],
+        |r| r.get(0),
+    )?;
+    if !exists {
+        return Ok(None);
+    }
+    Ok(Some(c.query_row(
+        "SELECT coalesce(max(version), 0) FROM schema_migrations",
+        [],
+        |r| r.get(0),
+    )?))
+}
+
 fn migrate(c: &mut Connection) -> Result<usize, StoreError> {
     c.execute_batch(
         "CREATE TABLE IF NOT EXISTS schema_migrations (
@@ -394,12 +401,8 @@ fn migrate(c: &mut Connection) -> Result<usize, StoreError> {
              applied_at_ms INTEGER NOT NULL)",
     )?;
     let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let current: i64 = tx.query_row(
-        "SELECT coalesce(max(version), 0) FROM schema_migrations",
-        [],
-        |r| r.get(0),
-    )?;
-    let known = MIGRATIONS.last().map_or(0, |m| m.0);
+    let current = schema_version(&tx)?.unwrap_or(0);
+    let known = known_version();
     if current > known {
         return Err(StoreError::SchemaTooNew {
             found: current as i32,
