@@ -62,19 +62,14 @@ fn last_two_digits(number: &str) -> [Option<char>; 2] {
 }
 
 /// Whether two stored values of `kind` mask alike (`mask(kind, a) == mask(kind, b)`), without
-/// formatting either when they cannot: an address's mask is its first character and domain,
-/// and a number's ends with its own last two digits. Only numbers that end alike are
-/// formatted.
+/// formatting a number when they cannot: a number's mask ends with its own last two digits, so
+/// only numbers that end alike are formatted (an address's mask needs no parsing).
 pub fn masks_alike(kind: MethodKind, a: &str, b: &str) -> bool {
     if a == b {
         return true;
     }
     if !kind.is_phone() {
-        let shown = |v: &str| {
-            v.rsplit_once('@')
-                .map(|(local, domain)| (local.chars().next(), domain.to_owned()))
-        };
-        return shown(a) == shown(b);
+        return mask_email(a) == mask_email(b);
     }
     last_two_digits(number_part(a)) == last_two_digits(number_part(b))
         && mask_phone(a) == mask_phone(b)

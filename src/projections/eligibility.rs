@@ -82,13 +82,12 @@ impl EligibilityFold {
                     });
                 entry.state =
                     admin_decider::evolve(std::mem::take(&mut entry.state), &event.event, &meta);
-                let deferred = self.masks_deferred;
                 reevaluate(
                     entry,
                     tenant,
                     meta.position,
                     revalued(&event.event),
-                    deferred,
+                    self.masks_deferred,
                 );
             }
             StreamId::Tenant(t) => {

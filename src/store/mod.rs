@@ -196,14 +196,14 @@ impl Store {
 impl Store {
     /// Fills the empty shadow tables of a replay with the log up to the head in one pass
     /// where the backend can (PostgreSQL); `None` where it folds in batches only (the
-    /// embedded store). `on_decoded` counts the events as they are decoded.
+    /// embedded store). `on_read` counts the events as they are read.
     pub async fn replay_bulk(
         &self,
         projections: Vec<Projection>,
-        on_decoded: impl FnMut(u64) + Send,
+        on_read: impl FnMut(u64) + Send,
     ) -> Result<Option<Batch>, StoreError> {
         match self {
-            Store::Postgres(s) => s.replay_bulk(projections, on_decoded).await.map(Some),
+            Store::Postgres(s) => s.replay_bulk(projections, on_read).await.map(Some),
             Store::Embedded(_) => Ok(None),
         }
     }

@@ -83,7 +83,7 @@ impl PgStore {
     /// Fills the empty shadow tables with the whole log up to the committed head: one binary
     /// `COPY` reads the payloads in log order, every projection is folded in memory as they
     /// arrive ([`BulkFold`]), and one binary `COPY` per table writes the rows, with the same
-    /// contents as the batches write. `on_decoded` counts the events as they are folded.
+    /// contents as the batches write. `on_read` counts the events as they are read.
     ///
     /// The log is read in one transaction (one snapshot). Each table is written in a
     /// transaction of its own, on a connection of its own, so that PostgreSQL parses the
@@ -93,10 +93,10 @@ impl PgStore {
     pub async fn replay_bulk(
         &self,
         projections: Vec<Projection>,
-        on_decoded: impl FnMut(u64) + Send,
+        on_read: impl FnMut(u64) + Send,
     ) -> Result<Batch, StoreError> {
         let started = std::time::Instant::now();
-        let (head, decoded, fold) = self.fold_log(&projections, on_decoded).await?;
+        let (head, decoded, fold) = self.fold_log(&projections, on_read).await?;
         let folded = started.elapsed();
         let written = self.write_fold(&fold).await?;
         // Freeing every admin's state takes a while (a fifth of a second per million events
@@ -126,7 +126,7 @@ impl PgStore {
     async fn fold_log(
         &self,
         projections: &[Projection],
-        mut on_decoded: impl FnMut(u64) + Send,
+        mut on_read: impl FnMut(u64) + Send,
     ) -> Result<(u64, u64, BulkFold), StoreError> {
         let mut client = self.pool().get().await?;
         let tx = client.transaction().await?;
@@ -173,7 +173,7 @@ impl PgStore {
                 Ok::<_, StoreError>(fold)
             }));
         }
-        let read = route_rows(stream, &to_shards, &mut on_decoded).await;
+        let read = route_rows(stream, &to_shards, &mut on_read).await;
         // Closing the channels ends the shards' loops.
         drop(to_shards);
         let mut fold = BulkFold::new(projections);
