@@ -261,6 +261,21 @@ impl PgStore {
         // The swap's commit waits for the WAL flush, and so for this transaction's too.
         tx.batch_execute("SET LOCAL synchronous_commit = off")
             .await?;
+        // Building the primary key once over the loaded rows is cheaper than inserting each
+        // row into it (a tenth to a fifth of a second per 100k admins here); the key is back
+        // before the commit, for the swap's catch-up and for the live runner after it.
+        let key = tx
+            .query_opt(
+                "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint
+                 WHERE conrelid = $1::text::regclass AND contype = 'p'",
+                &[&table],
+            )
+            .await?
+            .map(|row| (row.get::<_, String>(0), row.get::<_, String>(1)));
+        if let Some((name, _)) = &key {
+            tx.batch_execute(&format!("ALTER TABLE {table} DROP CONSTRAINT {name}"))
+                .await?;
+        }
         let sink = tx
             .copy_in(&format!(
                 "COPY {table} ({columns}) FROM STDIN (FORMAT binary)"
@@ -272,6 +287,12 @@ impl PgStore {
             writer.as_mut().write(&row).await?;
         }
         let written = writer.finish().await?;
+        if let Some((name, definition)) = &key {
+            tx.batch_execute(&format!(
+                "ALTER TABLE {table} ADD CONSTRAINT {name} {definition}"
+            ))
+            .await?;
+        }
         tx.commit().await?;
         Ok(written)
     }

@@ -223,6 +223,25 @@ impl Db {
         }
     }
 
+    /// PostgreSQL: each projection table's primary key, as `table: name definition`.
+    async fn primary_keys(&self) -> Vec<String> {
+        let Db::Pg(c) = self else {
+            return Vec::new();
+        };
+        c.query(
+            "SELECT conrelid::regclass::text || ': ' || conname || ' ' || pg_get_constraintdef(oid)
+             FROM pg_constraint WHERE contype = 'p' AND conrelid = ANY(ARRAY[
+               'contact_views', 'eligibility_admins', 'eligibility_tenants']::regclass[])
+             ORDER BY 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+    }
+
     /// Every row of the projections' tables, as JSON values (key order does not matter).
     async fn projections(&self) -> [BTreeMap<String, Value>; 3] {
         let cast = |col: &str| match self {
@@ -942,6 +961,8 @@ async fn replay_comes_out_identical_across_tenants_policy_changes_and_offboardin
     app.caught_up().await;
     let db = Db::open(&app.store_config).await;
     let live = db.projections().await;
+    let keys = db.primary_keys().await;
+    assert_eq!(keys.len(), if backend == Backend::Postgres { 3 } else { 0 });
     assert_eq!(live[0].len(), 12);
     assert_eq!(live[2].len(), 1, "one tenant has settings");
     let answers = (
@@ -998,6 +1019,9 @@ async fn replay_comes_out_identical_across_tenants_policy_changes_and_offboardin
         .await
         .unwrap();
     assert_eq!(swap.checkpoint, app.store().head().await.unwrap());
+    // The bulk pass builds the shadows' keys after loading them: the swapped-in tables have
+    // the live ones' keys, under the live names (which the live runner's upserts rely on).
+    assert_eq!(db.primary_keys().await, keys);
     app.caught_up().await;
     let swapped = db.projections().await;
     assert!(swapped != live);
