@@ -19,7 +19,9 @@ pub use mask::{mask, masks_alike};
 pub use method::{
     AlternateEmail, MethodKind, MethodValue, PhoneNumber, TenantDomain, email_domain,
 };
-pub use policy::{ResetPolicy, UsableMethod, Verdict, evaluate, evaluate_masking, method_counts};
+pub use policy::{
+    Missing, ResetPolicy, UsableMethod, Verdict, evaluate, evaluate_masking, method_counts,
+};
 pub use tenant::{SetSettings, TenantState};
 
 /// The admin decider: `decide` and `evolve` for admin streams.

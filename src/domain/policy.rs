@@ -41,12 +41,33 @@ pub struct UsableMethod {
     pub masked_value: String,
 }
 
+/// What a policy still needs before an admin may reset (the stable names of the API).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Missing {
+    Email,
+    MobilePhone,
+    /// One more method of any kind ([`ResetPolicy::AnyTwoMethods`]).
+    AnotherMethod,
+}
+
+impl Missing {
+    /// The stable name used in the API and in messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            Missing::Email => "email",
+            Missing::MobilePhone => "mobile_phone",
+            Missing::AnotherMethod => "another_method",
+        }
+    }
+}
+
 /// Whether an admin may reset now, what is missing, and with which methods.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Verdict {
     pub eligible: bool,
-    pub policy: String,
-    pub missing: Vec<String>,
+    pub policy: ResetPolicy,
+    pub missing: Vec<Missing>,
     pub usable_methods: Vec<UsableMethod>,
 }
 
@@ -80,35 +101,49 @@ pub fn evaluate_masking<'a>(
     methods: impl IntoIterator<Item = &'a Method>,
     mut masked: impl FnMut(&Method) -> String,
 ) -> Verdict {
-    let mut usable: Vec<&Method> = methods
+    let mut usable_methods: Vec<UsableMethod> = methods
         .into_iter()
         .filter(|m| method_counts(m, domains))
+        .map(|m| UsableMethod {
+            id: m.id,
+            kind: m.kind,
+            masked_value: masked(m),
+        })
         .collect();
-    usable.sort_by_key(|m| m.kind);
-    let has = |k: MethodKind| usable.iter().any(|m| m.kind == k);
-    let missing: Vec<String> = match policy {
-        ResetPolicy::EmailAndMobilePhone => [MethodKind::Email, MethodKind::MobilePhone]
-            .into_iter()
-            .filter(|k| !has(*k))
-            .map(|k| k.as_str().to_owned())
-            .collect(),
-        ResetPolicy::AnyTwoMethods => std::iter::repeat_n(
-            "another_method".to_owned(),
-            2usize.saturating_sub(usable.len()),
-        )
+    usable_methods.sort_by_key(|m| m.kind);
+    let has = |k: MethodKind| usable_methods.iter().any(|m| m.kind == k);
+    let missing: Vec<Missing> = match policy {
+        ResetPolicy::EmailAndMobilePhone => [
+            (MethodKind::Email, Missing::Email),
+            (MethodKind::MobilePhone, Missing::MobilePhone),
+        ]
+        .into_iter()
+        .filter(|(k, _)| !has(*k))
+        .map(|(_, missing)| missing)
         .collect(),
+        ResetPolicy::AnyTwoMethods => {
+            vec![Missing::AnotherMethod; 2usize.saturating_sub(usable_methods.len())]
+        }
     };
     Verdict {
         eligible: missing.is_empty(),
-        policy: policy.name().to_owned(),
+        policy,
         missing,
-        usable_methods: usable
-            .into_iter()
-            .map(|m| UsableMethod {
-                id: m.id,
-                kind: m.kind,
-                masked_value: masked(m),
-            })
-            .collect(),
+        usable_methods,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_names_are_the_serialized_ones() {
+        for m in [Missing::Email, Missing::MobilePhone, Missing::AnotherMethod] {
+            assert_eq!(serde_json::to_value(m).unwrap(), m.name());
+        }
+        for p in [ResetPolicy::EmailAndMobilePhone, ResetPolicy::AnyTwoMethods] {
+            assert_eq!(serde_json::to_value(p).unwrap(), p.name());
+        }
     }
 }

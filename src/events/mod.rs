@@ -58,6 +58,48 @@ pub struct RecordedEvent {
     pub event: DomainEvent,
 }
 
+/// The fields of [`pb::Envelope`] that a fold reads, under the same tags
+/// ([`RecordedEvent::decode_for_fold`]).
+#[derive(Clone, PartialEq, Message)]
+struct FoldEnvelope {
+    #[prost(string, tag = "2")]
+    stream: String,
+    #[prost(uint64, tag = "3")]
+    stream_version: u64,
+    #[prost(uint64, tag = "4")]
+    position: u64,
+    #[prost(int64, tag = "5")]
+    occurred_at_ms: i64,
+    #[prost(uint32, tag = "11")]
+    schema_version: u32,
+    #[prost(oneof = "pb::envelope::Event", tags = "20, 21, 22, 23, 24, 25, 26")]
+    event: Option<pb::envelope::Event>,
+}
+
+impl FoldEnvelope {
+    /// The event, with no id, actor, correlation or idempotency key; `which` names it in an
+    /// error.
+    fn into_event(self, which: impl FnOnce() -> String) -> Result<RecordedEvent, DecodeError> {
+        let stream = StreamId::parse(&self.stream)
+            .ok_or_else(|| DecodeError(format!("stream {:?} is not a stream name", self.stream)))?;
+        let event = self
+            .event
+            .ok_or_else(|| DecodeError(format!("event {} has an unknown event type", which())))?;
+        Ok(RecordedEvent {
+            position: self.position,
+            stream,
+            version: self.stream_version,
+            event_id: Uuid::nil(),
+            occurred_at: millis_to_time(self.occurred_at_ms),
+            actor: Actor::default(),
+            correlation_id: Uuid::nil(),
+            idempotency_key: None,
+            schema_version: self.schema_version,
+            event: event_from_pb(event, self.schema_version)?,
+        })
+    }
+}
+
 /// A stored payload that cannot be turned back into an event.
 #[derive(Debug, thiserror::Error)]
 #[error("undecodable event: {0}")]
@@ -131,29 +173,39 @@ impl RecordedEvent {
         Self::from_envelope(env)
     }
 
+    /// Decodes stored bytes for a fold, which reads the event's place in its stream and in the
+    /// log, its time and the event itself: the envelope's other fields are skipped undecoded,
+    /// and the event's id, actor, correlation and idempotency key come out empty (nil ids, no
+    /// actor). A bulk replay decodes every event of the log this way: the skipped fields are
+    /// half the allocations of a decode.
+    pub fn decode_for_fold(bytes: &[u8]) -> Result<Self, DecodeError> {
+        let env = FoldEnvelope::decode(bytes).map_err(|e| DecodeError(e.to_string()))?;
+        let position = env.position;
+        env.into_event(|| format!("at position {position}"))
+    }
+
     /// Converts an envelope back, upcasting older schema versions where meaning changed
     /// (see [`event_from_pb`]).
     pub fn from_envelope(env: pb::Envelope) -> Result<Self, DecodeError> {
-        let stream = StreamId::parse(&env.stream)
-            .ok_or_else(|| DecodeError(format!("stream {:?} is not a stream name", env.stream)))?;
-        let event = env.event.ok_or_else(|| {
-            DecodeError(format!("event {} has an unknown event type", env.event_id))
-        })?;
+        let fold = FoldEnvelope {
+            stream: env.stream,
+            stream_version: env.stream_version,
+            position: env.position,
+            occurred_at_ms: env.occurred_at_ms,
+            schema_version: env.schema_version,
+            event: env.event,
+        };
+        let event_id = env.event_id;
         let actor = env.actor.unwrap_or_default();
         Ok(RecordedEvent {
-            position: env.position,
-            stream,
-            version: env.stream_version,
-            event_id: parse_id(&env.event_id, "event_id")?,
-            occurred_at: millis_to_time(env.occurred_at_ms),
+            event_id: parse_id(&event_id, "event_id")?,
             actor: Actor {
                 subject: actor.subject,
                 roles: actor.roles,
             },
             correlation_id: parse_id(&env.correlation_id, "correlation_id")?,
             idempotency_key: Some(env.idempotency_key).filter(|k| !k.is_empty()),
-            schema_version: env.schema_version,
-            event: event_from_pb(event, env.schema_version)?,
+            ..fold.into_event(|| event_id.clone())?
         })
     }
 
@@ -467,6 +519,18 @@ mod tests {
         for event in events {
             let recorded = sample(event);
             assert_eq!(RecordedEvent::decode(&recorded.encode()).unwrap(), recorded);
+            // A fold's decode: the same event, its place and time, without who and why.
+            let for_fold = RecordedEvent {
+                event_id: Uuid::nil(),
+                actor: Actor::default(),
+                correlation_id: Uuid::nil(),
+                idempotency_key: None,
+                ..recorded.clone()
+            };
+            assert_eq!(
+                RecordedEvent::decode_for_fold(&recorded.encode()).unwrap(),
+                for_fold
+            );
             let stored = recorded.to_envelope().event.unwrap();
             assert_eq!(pb_type_name(&stored), recorded.type_name());
         }

@@ -4,8 +4,8 @@
 use super::contact_view::AdminKey;
 use super::verdicts::VerdictChanges;
 use crate::domain::{
-    AdminState, DomainEvent, MethodId, StreamId, TenantId, TenantState, Verdict, admin_decider,
-    evaluate, evaluate_masking, mask, masks_alike, tenant_decider,
+    AdminState, DomainEvent, MethodId, StreamId, TenantId, TenantState, UsableMethod, Verdict,
+    admin_decider, evaluate, evaluate_masking, mask, masks_alike, tenant_decider,
 };
 use crate::events::RecordedEvent;
 use serde::{Deserialize, Serialize};
@@ -187,43 +187,51 @@ fn reevaluate(
     revalued: Option<MethodId>,
     deferred: bool,
 ) {
-    let previous = &entry.verdict.usable_methods;
+    let mut previous = std::mem::take(&mut entry.verdict.usable_methods);
     let verdict = evaluate_masking(tenant.policy, &tenant.domains, &entry.state.methods, |m| {
         // The verdict always matches the state folded so far, and a method's kind never
-        // changes: a method usable before whose value stayed keeps its mask.
+        // changes: a method usable before whose value stayed keeps its mask, which moves over
+        // (`shown_alike` knows it is the same).
         match previous
-            .iter()
+            .iter_mut()
             .find(|u| u.id == m.id && Some(m.id) != revalued)
         {
-            Some(u) => u.masked_value.clone(),
+            Some(u) => std::mem::take(&mut u.masked_value),
             None if deferred => m.value.clone(),
             None => mask(m.kind, &m.value),
         }
     });
-    if verdict == entry.verdict {
-        return;
-    }
-    if !deferred || !shown_alike(&verdict, &entry.verdict) {
+    if !shown_alike(&verdict, &entry.verdict, &previous, revalued, deferred) {
         entry.changed_position = position;
     }
     entry.verdict = verdict;
 }
 
-/// Whether two verdicts whose usable methods hold values (not masks) would be the same verdict
-/// once masked.
-fn shown_alike(a: &Verdict, b: &Verdict) -> bool {
-    a.eligible == b.eligible
-        && a.policy == b.policy
-        && a.missing == b.missing
-        && a.usable_methods.len() == b.usable_methods.len()
-        && a.usable_methods
-            .iter()
-            .zip(&b.usable_methods)
-            .all(|(x, y)| {
-                x.id == y.id
-                    && x.kind == y.kind
-                    && masks_alike(x.kind, &x.masked_value, &y.masked_value)
-            })
+/// Whether `verdict` shows what the previous one (`before`, whose usable methods are
+/// `previous`) showed. The masks of the methods other than `revalued` moved over from
+/// `previous`; the one of `revalued` is compared, as a value that would mask alike when
+/// `deferred`.
+fn shown_alike(
+    verdict: &Verdict,
+    before: &Verdict,
+    previous: &[UsableMethod],
+    revalued: Option<MethodId>,
+    deferred: bool,
+) -> bool {
+    verdict.eligible == before.eligible
+        && verdict.policy == before.policy
+        && verdict.missing == before.missing
+        && verdict.usable_methods.len() == previous.len()
+        && verdict.usable_methods.iter().zip(previous).all(|(x, y)| {
+            x.id == y.id
+                && x.kind == y.kind
+                && (Some(x.id) != revalued
+                    || if deferred {
+                        masks_alike(x.kind, &x.masked_value, &y.masked_value)
+                    } else {
+                        x.masked_value == y.masked_value
+                    })
+        })
 }
 
 #[cfg(test)]

@@ -108,8 +108,12 @@ fn kind_to_pb(kind: MethodKind) -> i32 {
 pub fn verdict_to_pb(verdict: &Verdict) -> pb::EligibilityVerdict {
     pb::EligibilityVerdict {
         eligible: verdict.eligible,
-        policy: verdict.policy.clone(),
-        missing: verdict.missing.clone(),
+        policy: verdict.policy.name().to_owned(),
+        missing: verdict
+            .missing
+            .iter()
+            .map(|m| m.name().to_owned())
+            .collect(),
         usable_methods: verdict
             .usable_methods
             .iter()

@@ -158,7 +158,7 @@ impl PgStore {
             folds.push(tokio::task::spawn_blocking(move || {
                 while let Some(batch) = payloads.blocking_recv() {
                     for payload in batch {
-                        let event = RecordedEvent::decode(&payload)?;
+                        let event = RecordedEvent::decode_for_fold(&payload)?;
                         // A tenant folded on two shards would lose one part at the merge.
                         if shard_of(event.stream.tenant().as_uuid(), shards) != index {
                             return Err(StoreError::Config(format!(
