@@ -13,13 +13,14 @@ use super::sqlite;
 use super::{PgStore, SqliteStore, StoreError};
 use crate::events::RecordedEvent;
 use crate::projections::bulk::BulkFold;
-use bytes::Bytes;
+use bytes::{Buf, Bytes};
 use futures::{StreamExt, pin_mut};
 use rusqlite::{Connection, TransactionBehavior, params};
+use std::pin::Pin;
 use tokio::sync::mpsc;
 use tokio_postgres::CopyOutStream;
-use tokio_postgres::binary_copy::{BinaryCopyInWriter, BinaryCopyOutStream};
-use tokio_postgres::types::{Json, ToSql, Type};
+use tokio_postgres::binary_copy::BinaryCopyInWriter;
+use tokio_postgres::types::{IsNull, ToSql, Type, accepts, to_sql_checked};
 use uuid::Uuid;
 
 /// The pairs `(live, shadow)` of table names of `projections`.
@@ -98,10 +99,7 @@ impl PgStore {
         let started = std::time::Instant::now();
         let (head, decoded, fold) = self.fold_log(&projections, on_read).await?;
         let folded = started.elapsed();
-        let written = self.write_fold(&fold).await?;
-        // Freeing every admin's state takes a while (a fifth of a second per million events
-        // here): the swap need not wait for it.
-        tokio::task::spawn_blocking(move || drop(fold));
+        let written = self.write_fold(fold).await?;
         tracing::info!(
             events = decoded,
             position = head,
@@ -189,112 +187,100 @@ impl PgStore {
         Ok((head, decoded, fold))
     }
 
-    /// Writes every row of `fold` into the (empty) shadow tables, the tables at once; returns
+    /// Writes the rows of `fold` into the (empty) shadow tables, the tables at once; returns
     /// the number of rows.
-    async fn write_fold(&self, fold: &BulkFold) -> Result<u64, StoreError> {
+    ///
+    /// A blocking thread serializes the rows' JSON documents a chunk ahead of the writes
+    /// ([`serialize_rows`]), and this task writes each chunk into the tables' `COPY`s; a table
+    /// without rows gets no `COPY` (nor a connection). The fold is freed on that thread once
+    /// serialized (a fifth of a second per million events here): the writes do not wait for it.
+    async fn write_fold(&self, fold: BulkFold) -> Result<u64, StoreError> {
         let tables = Tables::SHADOW;
-        let views: Vec<_> = fold
-            .contact_views()
-            .into_iter()
-            .map(|((t, a), state)| (t.as_uuid(), a.as_uuid(), Json(state)))
-            .collect();
-        let eligibility = fold.eligibility();
-        let tenants: Vec<_> = eligibility
-            .tenants
-            .into_iter()
-            .map(|(t, state)| (t.as_uuid(), Json(state)))
-            .collect();
-        let admins: Vec<_> = eligibility
-            .admins
-            .into_iter()
-            .map(|((t, a), e)| {
-                let changed = to_i64(e.changed_position);
-                (
-                    t.as_uuid(),
-                    a.as_uuid(),
-                    Json(&e.state),
-                    Json(&e.verdict),
-                    changed,
-                )
-            })
-            .collect();
-        let (views, tenants, admins) = futures::try_join!(
-            self.copy_rows(
-                tables.contact_views,
-                "tenant_id, admin_id, state",
-                &[Type::UUID, Type::UUID, Type::JSON],
-                views.iter().map(|(t, a, s)| [t as _, a as _, s as _]),
-            ),
-            self.copy_rows(
-                tables.eligibility_tenants,
-                "tenant_id, state",
-                &[Type::UUID, Type::JSON],
-                tenants.iter().map(|(t, s)| [t as _, s as _]),
-            ),
-            self.copy_rows(
-                tables.eligibility_admins,
-                "tenant_id, admin_id, state, verdict, changed_position",
-                &[Type::UUID, Type::UUID, Type::JSON, Type::JSON, Type::INT8],
-                admins
+        let (to_writer, mut chunks) = mpsc::channel(CHUNKS_AHEAD);
+        let serializer = tokio::task::spawn_blocking(move || serialize_rows(fold, to_writer));
+        let (mut views, mut tenants, mut admins) = (None, None, None);
+        loop {
+            let chunk = match chunks.recv().await {
+                Some(chunk) => chunk?,
+                // The serializer stopped without its last message: it panicked.
+                None => {
+                    return Err(match serializer.await {
+                        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                        Err(e) => StoreError::Config(format!("serializing the rows stopped: {e}")),
+                        Ok(()) => StoreError::Config("serializing the rows stopped".into()),
+                    });
+                }
+            };
+            let Some(chunk) = chunk else {
+                break;
+            };
+            if !chunk.views.is_empty() {
+                let copy = match &mut views {
+                    Some(copy) => copy,
+                    None => views.insert(
+                        ShadowCopy::begin(
+                            self,
+                            tables.contact_views,
+                            "tenant_id, admin_id, state",
+                            &[Type::UUID, Type::UUID, Type::JSON],
+                        )
+                        .await?,
+                    ),
+                };
+                for ((t, a), state) in chunk.views.iter().zip(chunk.view_states.all()) {
+                    copy.write(&[t, a, &state]).await?;
+                }
+            }
+            if !chunk.tenants.is_empty() {
+                let copy = match &mut tenants {
+                    Some(copy) => copy,
+                    None => tenants.insert(
+                        ShadowCopy::begin(
+                            self,
+                            tables.eligibility_tenants,
+                            "tenant_id, state",
+                            &[Type::UUID, Type::JSON],
+                        )
+                        .await?,
+                    ),
+                };
+                for (t, state) in chunk.tenants.iter().zip(chunk.tenant_states.all()) {
+                    copy.write(&[t, &state]).await?;
+                }
+            }
+            if !chunk.admins.is_empty() {
+                let copy = match &mut admins {
+                    Some(copy) => copy,
+                    None => admins.insert(
+                        ShadowCopy::begin(
+                            self,
+                            tables.eligibility_admins,
+                            "tenant_id, admin_id, state, verdict, changed_position",
+                            &[Type::UUID, Type::UUID, Type::JSON, Type::JSON, Type::INT8],
+                        )
+                        .await?,
+                    ),
+                };
+                let states = chunk.admin_states.as_ref().unwrap_or(&chunk.view_states);
+                let rows = chunk
+                    .admins
                     .iter()
-                    .map(|(t, a, s, v, c)| [t as _, a as _, s as _, v as _, c as _]),
-            ),
-        )?;
+                    .zip(states.all())
+                    .zip(chunk.verdicts.all());
+                for (((t, a, changed), state), verdict) in rows {
+                    copy.write(&[t, a, &state, &verdict, changed]).await?;
+                }
+            }
+        }
+        let finish = |copy: Option<ShadowCopy>| async move {
+            match copy {
+                Some(copy) => copy.finish().await,
+                None => Ok(0),
+            }
+        };
+        let (views, tenants, admins) =
+            futures::try_join!(finish(views), finish(tenants), finish(admins))?;
         Ok(views + tenants + admins)
-    }
-
-    /// Writes `rows` into `table` with binary `COPY`, on a connection and in a transaction of
-    /// its own; nothing (not even a connection) when there are none.
-    async fn copy_rows<'a, const N: usize>(
-        &self,
-        table: &str,
-        columns: &str,
-        types: &[Type],
-        rows: impl Iterator<Item = [&'a (dyn ToSql + Sync); N]> + Send,
-    ) -> Result<u64, StoreError> {
-        let mut rows = rows.peekable();
-        if rows.peek().is_none() {
-            return Ok(0);
-        }
-        let mut client = self.pool().get().await?;
-        let tx = client.transaction().await?;
-        // The swap's commit waits for the WAL flush, and so for this transaction's too.
-        tx.batch_execute("SET LOCAL synchronous_commit = off")
-            .await?;
-        // Building the primary key once over the loaded rows is cheaper than inserting each
-        // row into it (a tenth to a fifth of a second per 100k admins here); the key is back
-        // before the commit, for the swap's catch-up and for the live runner after it.
-        let key = tx
-            .query_opt(
-                "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint
-                 WHERE conrelid = $1::text::regclass AND contype = 'p'",
-                &[&table],
-            )
-            .await?
-            .map(|row| (row.get::<_, String>(0), row.get::<_, String>(1)));
-        if let Some((name, _)) = &key {
-            tx.batch_execute(&format!("ALTER TABLE {table} DROP CONSTRAINT {name}"))
-                .await?;
-        }
-        let sink = tx
-            .copy_in(&format!(
-                "COPY {table} ({columns}) FROM STDIN (FORMAT binary)"
-            ))
-            .await?;
-        let writer = BinaryCopyInWriter::new(sink, types);
-        pin_mut!(writer);
-        for row in rows {
-            writer.as_mut().write(&row).await?;
-        }
-        let written = writer.finish().await?;
-        if let Some((name, definition)) = &key {
-            tx.batch_execute(&format!(
-                "ALTER TABLE {table} ADD CONSTRAINT {name} {definition}"
-            ))
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(written)
     }
 
     /// Catches the shadow tables up from `after` to the head and swaps them in, in one
@@ -369,6 +355,197 @@ impl PgStore {
     }
 }
 
+/// Rows per table in a chunk of [`serialize_rows`].
+const CHUNK_ROWS: usize = 1024;
+
+/// Chunks that may wait for the writes.
+const CHUNKS_AHEAD: usize = 4;
+
+/// The rows `i..j` of each shadow table (a table may have fewer), with their JSON documents.
+#[derive(Debug, Default)]
+struct Chunk {
+    views: Vec<(Uuid, Uuid)>,
+    view_states: Documents,
+    tenants: Vec<Uuid>,
+    tenant_states: Documents,
+    /// `(tenant, admin, changed_position)`.
+    admins: Vec<(Uuid, Uuid, i64)>,
+    /// `None`: the same as `view_states`.
+    admin_states: Option<Documents>,
+    verdicts: Documents,
+}
+
+/// Serializes the rows of `fold` in key order, a chunk at a time, into `out`, then `None`;
+/// frees the fold. An admin's state is serialized once: when both projections are rebuilt,
+/// the contact view and the eligibility row hold the same one (the same key at the same
+/// index of both lists, as the rows come from the same maps).
+fn serialize_rows(fold: BulkFold, out: mpsc::Sender<Result<Option<Chunk>, StoreError>>) {
+    let views = fold.contact_views();
+    let eligibility = fold.eligibility();
+    let (tenants, admins) = (&eligibility.tenants, &eligibility.admins);
+    let shared = views.len() == admins.len()
+        && views
+            .iter()
+            .zip(admins)
+            .all(|((vk, state), (ak, e))| vk == ak && std::ptr::eq(*state, &e.state));
+    let rows = views.len().max(tenants.len()).max(admins.len());
+    for start in (0..rows).step_by(CHUNK_ROWS) {
+        let range = |len: usize| start.min(len)..(start + CHUNK_ROWS).min(len);
+        let (views, tenants, admins) = (
+            &views[range(views.len())],
+            &tenants[range(tenants.len())],
+            &admins[range(admins.len())],
+        );
+        let chunk = (|| {
+            Ok(Chunk {
+                views: views
+                    .iter()
+                    .map(|((t, a), _)| (t.as_uuid(), a.as_uuid()))
+                    .collect(),
+                view_states: Documents::of(views.iter().map(|(_, state)| *state))?,
+                tenants: tenants.iter().map(|(t, _)| t.as_uuid()).collect(),
+                tenant_states: Documents::of(tenants.iter().map(|(_, state)| *state))?,
+                admins: admins
+                    .iter()
+                    .map(|((t, a), e)| (t.as_uuid(), a.as_uuid(), to_i64(e.changed_position)))
+                    .collect(),
+                admin_states: match shared {
+                    true => None,
+                    false => Some(Documents::of(admins.iter().map(|(_, e)| &e.state))?),
+                },
+                verdicts: Documents::of(admins.iter().map(|(_, e)| &e.verdict))?,
+            })
+        })();
+        let failed = chunk.is_err();
+        if out.blocking_send(chunk.map(Some)).is_err() || failed {
+            return;
+        }
+    }
+    let _ = out.blocking_send(Ok(None));
+}
+
+/// JSON documents serialized back to back.
+#[derive(Debug, Default)]
+struct Documents {
+    text: Vec<u8>,
+    /// Where each document ends in `text`.
+    ends: Vec<usize>,
+}
+
+impl Documents {
+    /// Serializes `values` in order.
+    fn of<'a, T: serde::Serialize + 'a>(
+        values: impl Iterator<Item = &'a T>,
+    ) -> Result<Documents, StoreError> {
+        let mut all = Documents::default();
+        for value in values {
+            serde_json::to_writer(&mut all.text, value).map_err(|e| {
+                StoreError::Config(format!("a projection row does not serialize: {e}"))
+            })?;
+            all.ends.push(all.text.len());
+        }
+        Ok(all)
+    }
+
+    fn all(&self) -> impl Iterator<Item = RawJson<'_>> {
+        let starts = std::iter::once(0).chain(self.ends.iter().copied());
+        starts
+            .zip(&self.ends)
+            .map(|(start, end)| RawJson(&self.text[start..*end]))
+    }
+}
+
+/// A JSON document already serialized, for a `json` column (whose binary form is the text).
+#[derive(Clone, Copy, Debug)]
+struct RawJson<'a>(&'a [u8]);
+
+impl ToSql for RawJson<'_> {
+    fn to_sql(
+        &self,
+        _: &Type,
+        out: &mut bytes::BytesMut,
+    ) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        out.extend_from_slice(self.0);
+        Ok(IsNull::No)
+    }
+
+    accepts!(JSON);
+    to_sql_checked!();
+}
+
+/// A binary `COPY` into an empty shadow table, in a transaction of its own on a connection of
+/// its own. The table's primary key is dropped before the rows and built once over them at the
+/// end (cheaper than inserting each row into it: a tenth to a fifth of a second per 100k
+/// admins here); it is back before the commit, for the swap's catch-up and the live runner.
+///
+/// The connection leaves the pool for good: a copy that fails or is dropped half way closes it
+/// with its transaction open (the server rolls it back), rather than hand it to the next user.
+struct ShadowCopy {
+    client: deadpool_postgres::ClientWrapper,
+    writer: Pin<Box<BinaryCopyInWriter>>,
+    table: &'static str,
+    /// The primary key's name and definition.
+    key: Option<(String, String)>,
+}
+
+impl ShadowCopy {
+    async fn begin(
+        store: &PgStore,
+        table: &'static str,
+        columns: &str,
+        types: &[Type],
+    ) -> Result<ShadowCopy, StoreError> {
+        let client = deadpool_postgres::Object::take(store.pool().get().await?);
+        // The swap's commit waits for the WAL flush, and so for this transaction's too.
+        client
+            .batch_execute("BEGIN; SET LOCAL synchronous_commit = off")
+            .await?;
+        let key = client
+            .query_opt(
+                "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint
+                 WHERE conrelid = $1::text::regclass AND contype = 'p'",
+                &[&table],
+            )
+            .await?
+            .map(|row| (row.get::<_, String>(0), row.get::<_, String>(1)));
+        if let Some((name, _)) = &key {
+            client
+                .batch_execute(&format!("ALTER TABLE {table} DROP CONSTRAINT {name}"))
+                .await?;
+        }
+        let sink = client
+            .copy_in(&format!(
+                "COPY {table} ({columns}) FROM STDIN (FORMAT binary)"
+            ))
+            .await?;
+        Ok(ShadowCopy {
+            client,
+            writer: Box::pin(BinaryCopyInWriter::new(sink, types)),
+            table,
+            key,
+        })
+    }
+
+    async fn write(&mut self, row: &[&(dyn ToSql + Sync)]) -> Result<(), StoreError> {
+        Ok(self.writer.as_mut().write(row).await?)
+    }
+
+    /// Ends the `COPY`, builds the primary key and commits; returns the number of rows.
+    async fn finish(mut self) -> Result<u64, StoreError> {
+        let rows = self.writer.as_mut().finish().await?;
+        if let Some((name, definition)) = &self.key {
+            self.client
+                .batch_execute(&format!(
+                    "ALTER TABLE {} ADD CONSTRAINT {name} {definition}",
+                    self.table
+                ))
+                .await?;
+        }
+        self.client.batch_execute("COMMIT").await?;
+        Ok(rows)
+    }
+}
+
 /// How many shards of tenants the bulk fold runs on: one per core.
 fn fold_shards() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get().clamp(1, 8))
@@ -383,21 +560,26 @@ fn shard_of(tenant: Uuid, shards: usize) -> usize {
 /// tenant's shard, which decodes and folds it (decoding takes as long as the rest of the
 /// reading: it runs on the shards' threads), in batches of up to [`READ_BATCH`]; returns how
 /// many it read. Stops at the first error, or early if a shard is gone (it failed or panicked:
-/// its join says so).
+/// its join says so). A payload is a slice of the message it came in, not a copy.
 async fn route_rows(
     stream: CopyOutStream,
     shards: &[mpsc::Sender<Vec<Bytes>>],
     on_read: &mut (impl FnMut(u64) + Send),
 ) -> Result<u64, StoreError> {
-    let rows = BinaryCopyOutStream::new(stream, &[Type::UUID, Type::BYTEA]);
-    pin_mut!(rows);
+    pin_mut!(stream);
     let batch = || Vec::with_capacity(READ_BATCH);
     let mut parts: Vec<Vec<Bytes>> = shards.iter().map(|_| batch()).collect();
-    let mut read = 0;
-    while let Some(row) = rows.next().await {
-        let row = row?;
-        let shard = shard_of(row.try_get(0)?, shards.len());
-        parts[shard].push(Bytes::copy_from_slice(row.try_get::<&[u8]>(1)?));
+    let (mut read, mut header) = (0, true);
+    while let Some(message) = stream.next().await {
+        let mut message = message?;
+        if std::mem::take(&mut header) {
+            skip_copy_header(&mut message)?;
+        }
+        let Some((tenant, payload)) = copy_row(message)? else {
+            break;
+        };
+        let shard = shard_of(tenant, shards.len());
+        parts[shard].push(payload);
         read += 1;
         if read % READ_BATCH as u64 == 0 {
             on_read(READ_BATCH as u64);
@@ -416,6 +598,57 @@ async fn route_rows(
         }
     }
     Ok(read)
+}
+
+/// The signature that starts a binary `COPY`.
+const COPY_SIGNATURE: &[u8] = b"PGCOPY\n\xff\r\n\0";
+
+fn bad_copy(what: &str) -> StoreError {
+    StoreError::Config(format!("the log's binary COPY stream is malformed: {what}"))
+}
+
+/// Takes the header of a binary `COPY` (the signature, flags and extension) off the front of
+/// its first message.
+fn skip_copy_header(message: &mut Bytes) -> Result<(), StoreError> {
+    if !message.starts_with(COPY_SIGNATURE) || message.len() < COPY_SIGNATURE.len() + 8 {
+        return Err(bad_copy("no header"));
+    }
+    message.advance(COPY_SIGNATURE.len());
+    let flags = message.get_u32();
+    let extension = message.get_u32() as usize;
+    // The low 16 bits are flags a reader must know; bit 16 says rows carry OIDs.
+    if flags & 0x0001_ffff != 0 || message.len() < extension {
+        return Err(bad_copy("unexpected header flags"));
+    }
+    message.advance(extension);
+    Ok(())
+}
+
+/// One message of a binary `COPY` of `(tenant_id uuid, payload bytea)`: the row's tenant and
+/// payload, or `None` for the trailer that ends the stream.
+fn copy_row(mut message: Bytes) -> Result<Option<(Uuid, Bytes)>, StoreError> {
+    let field = |message: &mut Bytes| {
+        if message.len() < 4 {
+            return Err(bad_copy("a field is cut short"));
+        }
+        let len = usize::try_from(message.get_i32()).map_err(|_| bad_copy("a NULL field"))?;
+        if message.len() < len {
+            return Err(bad_copy("a field is cut short"));
+        }
+        Ok(message.split_to(len))
+    };
+    if message.len() < 2 {
+        return Err(bad_copy("a row is cut short"));
+    }
+    match message.get_i16() {
+        -1 => Ok(None),
+        2 => {
+            let tenant = field(&mut message)?;
+            let tenant = Uuid::from_slice(&tenant).map_err(|_| bad_copy("a tenant_id"))?;
+            Ok(Some((tenant, field(&mut message)?)))
+        }
+        n => Err(bad_copy(&format!("a row of {n} fields"))),
+    }
 }
 
 async fn pg_read(

@@ -5,7 +5,9 @@
 
 use crate::support::{Backend, TestApp, fresh_store, method_id, spawn_backend};
 use prost::Message;
-use recovery_info::domain::{AdminId, DomainEvent, MethodId, MethodKind, StreamId, TenantId};
+use recovery_info::domain::{
+    AdminId, DomainEvent, MethodId, MethodKind, ResetPolicy, StreamId, TenantId,
+};
 use recovery_info::events::{Actor, PendingEvent, pb};
 use recovery_info::http::auth::Role;
 use recovery_info::projections::replay::replay;
@@ -1105,6 +1107,52 @@ async fn bulk_replay_refuses_a_row_whose_tenant_id_is_not_its_payloads() {
             "{err}"
         );
     }
+}
+
+/// The bulk replay writes its rows a chunk at a time (a thousand per table): a log of more
+/// admins than that, in two tenants with settings, comes out as the batches fold it.
+#[tokio::test]
+async fn bulk_replay_of_thousands_of_admins_writes_what_the_batches_fold() {
+    let t = TestStore::new(Backend::Postgres).await;
+    let (one, two) = (Uuid::now_v7(), Uuid::now_v7());
+    let mut streams = admin_streams(one, 1800);
+    streams.extend(admin_streams(two, 700));
+    seed(&t.store, &streams, 1, 1).await;
+    for (tenant, version) in [(one, 0), (two, 0), (one, 1)] {
+        let event = PendingEvent {
+            event: DomainEvent::ResetPolicySet {
+                policy: if version == 0 {
+                    ResetPolicy::AnyTwoMethods
+                } else {
+                    ResetPolicy::EmailAndMobilePhone
+                },
+            },
+            ..added(0)
+        };
+        let stream = StreamId::Tenant(TenantId::from_uuid(tenant));
+        t.store
+            .append(stream, version, vec![event], None)
+            .await
+            .unwrap();
+    }
+    let db = Db::open(&t.config).await;
+    let bulk = replay(&t.store, &Projection::ALL, 1000).await.unwrap();
+    assert_eq!(bulk.checkpoint, 2503);
+    let written = db.projections().await;
+    assert_eq!(written.each_ref().map(BTreeMap::len), [2500, 2500, 2]);
+
+    let all = Projection::ALL.to_vec();
+    t.store.replay_prepare(all.clone()).await.unwrap();
+    let mut after = 0;
+    loop {
+        let batch = t.store.replay_batch(all.clone(), after, 500).await.unwrap();
+        if batch.applied == 0 {
+            break;
+        }
+        after = batch.checkpoint;
+    }
+    t.store.replay_swap(all, after).await.unwrap();
+    assert!(db.projections().await == written, "the bulk rows differ");
 }
 
 crate::on_both_backends!(
