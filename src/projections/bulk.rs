@@ -45,7 +45,7 @@ impl BulkFold {
                 StreamId::Admin(t, _) | StreamId::Tenant(t) => {
                     tenants
                         .entry(t)
-                        .or_insert_with(EligibilityFold::masking_at_the_end)
+                        .or_insert_with(EligibilityFold::verdicts_at_the_end)
                         .apply(event);
                 }
                 StreamId::Audit(_) => {}
@@ -53,15 +53,15 @@ impl BulkFold {
         }
     }
 
-    /// Masks the eligibility verdicts, which hold the usable methods' values until then
-    /// ([`EligibilityFold::masking_at_the_end`]): after the last event, before the rows are
-    /// read. Masking is the dearest step of the fold, and this is the step that runs it on
-    /// the final values only.
+    /// Works out the eligibility verdicts, stale until then
+    /// ([`EligibilityFold::verdicts_at_the_end`]): after the last event, before the rows are
+    /// read. Evaluating, and masking the values above all, is the dearest step of the fold,
+    /// and this runs it on the final states only.
     pub fn finish(&mut self) {
         if let Some(tenants) = &mut self.eligibility {
             tenants
                 .values_mut()
-                .for_each(EligibilityFold::mask_verdicts);
+                .for_each(EligibilityFold::finish_verdicts);
         }
     }
 

@@ -4,8 +4,9 @@
 use super::contact_view::AdminKey;
 use super::verdicts::VerdictChanges;
 use crate::domain::{
-    AdminState, DomainEvent, MethodId, StreamId, TenantId, TenantState, UsableMethod, Verdict,
-    admin_decider, evaluate, evaluate_masking, mask, masks_alike, tenant_decider,
+    AdminState, DomainEvent, MethodId, MethodKind, ResetPolicy, StreamId, TenantId, TenantState,
+    Verdict, admin_decider, evaluate, evaluate_masking, mask, masks_alike, method_counts,
+    tenant_decider,
 };
 use crate::events::RecordedEvent;
 use serde::{Deserialize, Serialize};
@@ -27,41 +28,42 @@ pub struct AdminEligibility {
 pub struct EligibilityFold {
     pub tenants: HashMap<TenantId, TenantState>,
     pub admins: HashMap<AdminKey, AdminEligibility>,
-    /// Verdicts hold the usable methods' values, not their masks, until
-    /// [`EligibilityFold::mask_verdicts`]: see [`EligibilityFold::masking_at_the_end`].
-    masks_deferred: bool,
+    /// The verdicts are worked out at the end: see [`EligibilityFold::verdicts_at_the_end`].
+    verdicts_deferred: bool,
 }
 
 impl EligibilityFold {
-    /// A fold that masks the verdicts once, at the end, instead of every new value as it is
-    /// folded (a bulk replay: most values are replaced before the end of the log, and masking
-    /// a number means parsing and formatting it). Whether a verdict changed is still decided
-    /// on the masks ([`masks_alike`], which formats only numbers that end alike), so the
-    /// changed positions are those of the fold that masks as it goes. The verdicts hold raw
-    /// values until [`EligibilityFold::mask_verdicts`]: nothing may read them before.
-    pub fn masking_at_the_end() -> Self {
+    /// A fold that works out the verdicts once, at the end, instead of after every event (a
+    /// bulk replay: most verdicts change many times before the end of the log, and a verdict
+    /// masks its values, which for a number means parsing and formatting it). Whether a
+    /// verdict changed is still decided at every event, on what it shows ([`Shown`], and
+    /// [`masks_alike`] for a value set), so the changed positions are those of the fold that
+    /// evaluates as it goes. The verdicts are stale until
+    /// [`EligibilityFold::finish_verdicts`]: nothing may read them before.
+    pub fn verdicts_at_the_end() -> Self {
         EligibilityFold {
-            masks_deferred: true,
+            verdicts_deferred: true,
             ..EligibilityFold::default()
         }
     }
 
-    /// Masks the verdicts of a fold made [`EligibilityFold::masking_at_the_end`] (nothing
-    /// otherwise); it masks as it goes from then on.
-    pub fn mask_verdicts(&mut self) {
-        if !std::mem::take(&mut self.masks_deferred) {
+    /// Works out the verdicts of a fold made [`EligibilityFold::verdicts_at_the_end`]
+    /// (nothing otherwise); it evaluates as it goes from then on.
+    pub fn finish_verdicts(&mut self) {
+        if !std::mem::take(&mut self.verdicts_deferred) {
             return;
         }
-        for entry in self.admins.values_mut() {
-            for usable in &mut entry.verdict.usable_methods {
-                usable.masked_value = mask(usable.kind, &usable.masked_value);
-            }
+        let no_settings = TenantState::default();
+        for ((t, _), entry) in self.admins.iter_mut() {
+            let tenant = self.tenants.get(t).unwrap_or(&no_settings);
+            entry.verdict = verdict_for(tenant, &entry.state);
         }
     }
 
     /// Folds one event.
     pub fn apply(&mut self, event: &RecordedEvent) {
         let meta = event.meta();
+        let deferred = self.verdicts_deferred;
         match event.stream {
             StreamId::Admin(t, a) => {
                 let no_settings;
@@ -80,22 +82,50 @@ impl EligibilityFold {
                         verdict: verdict_for(tenant, &AdminState::default()),
                         changed_position: 0,
                     });
-                entry.state =
-                    admin_decider::evolve(std::mem::take(&mut entry.state), &event.event, &meta);
-                reevaluate(
-                    entry,
-                    tenant,
-                    meta.position,
-                    revalued(&event.event),
-                    self.masks_deferred,
-                );
+                let set = value_set(&event.event);
+                if deferred {
+                    let before = Shown::of(tenant, &entry.state);
+                    // A usable method whose value is set keeps showing the same when the two
+                    // values mask alike.
+                    let masks_stay = match set {
+                        Some((id, value)) if before.shows(id) => entry
+                            .state
+                            .methods
+                            .iter()
+                            .find(|m| m.id == id)
+                            .is_none_or(|m| masks_alike(m.kind, &m.value, value)),
+                        _ => true,
+                    };
+                    entry.state = admin_decider::evolve(
+                        std::mem::take(&mut entry.state),
+                        &event.event,
+                        &meta,
+                    );
+                    if !masks_stay || Shown::of(tenant, &entry.state) != before {
+                        entry.changed_position = meta.position;
+                    }
+                } else {
+                    entry.state = admin_decider::evolve(
+                        std::mem::take(&mut entry.state),
+                        &event.event,
+                        &meta,
+                    );
+                    reevaluate(entry, tenant, meta.position, set.map(|(id, _)| id));
+                }
             }
             StreamId::Tenant(t) => {
-                let tenant = self.tenants.remove(&t).unwrap_or_default();
-                let tenant = tenant_decider::evolve(tenant, &event.event, &meta);
+                let before = self.tenants.remove(&t).unwrap_or_default();
+                let tenant = tenant_decider::evolve(before.clone(), &event.event, &meta);
                 for ((at, _), entry) in self.admins.iter_mut() {
-                    if *at == t {
-                        reevaluate(entry, &tenant, meta.position, None, self.masks_deferred);
+                    if *at != t {
+                        continue;
+                    }
+                    if deferred {
+                        if Shown::of(&tenant, &entry.state) != Shown::of(&before, &entry.state) {
+                            entry.changed_position = meta.position;
+                        }
+                    } else {
+                        reevaluate(entry, &tenant, meta.position, None);
                     }
                 }
                 self.tenants.insert(t, tenant);
@@ -165,11 +195,18 @@ pub fn verdict_for(tenant: &TenantState, admin: &AdminState) -> Verdict {
     evaluate(tenant.policy, &tenant.domains, &admin.methods)
 }
 
-/// The method whose value `event` sets, if any: every other method keeps its value.
-fn revalued(event: &DomainEvent) -> Option<MethodId> {
+/// The method whose value `event` sets, and the value, if any: every other method keeps its
+/// value.
+fn value_set(event: &DomainEvent) -> Option<(MethodId, &str)> {
     match event {
-        DomainEvent::MethodAdded { method_id, .. }
-        | DomainEvent::MethodChanged { method_id, .. } => Some(*method_id),
+        DomainEvent::MethodAdded {
+            method_id, value, ..
+        } => Some((*method_id, value)),
+        DomainEvent::MethodChanged {
+            method_id,
+            new_value,
+            ..
+        } => Some((*method_id, new_value)),
         DomainEvent::MethodRemoved(_)
         | DomainEvent::AdminOffboarded { .. }
         | DomainEvent::TenantDomainsSet { .. }
@@ -178,66 +215,77 @@ fn revalued(event: &DomainEvent) -> Option<MethodId> {
     }
 }
 
-/// Re-evaluates an admin after an event that set the value of `revalued` (if any). With
-/// `deferred` masks, the verdict keeps the new values themselves.
+/// What a verdict shows but the masks: the policy and the usable methods, in kind order (what
+/// is missing and whether the admin is eligible follow from them). Built on the stack: the
+/// fold that works out the verdicts at the end compares these at every event instead.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Shown {
+    policy: ResetPolicy,
+    /// An admin has at most one method per kind (`admin_decider::evolve`), kept in kind order.
+    usable: [Option<(MethodId, MethodKind)>; MethodKind::ALL.len()],
+}
+
+impl Shown {
+    fn of(tenant: &TenantState, admin: &AdminState) -> Shown {
+        let mut usable = [None; MethodKind::ALL.len()];
+        let counted = admin
+            .methods
+            .iter()
+            .filter(|m| method_counts(m, &tenant.domains));
+        for (slot, m) in usable.iter_mut().zip(counted) {
+            *slot = Some((m.id, m.kind));
+        }
+        Shown {
+            policy: tenant.policy,
+            usable,
+        }
+    }
+
+    fn shows(&self, method: MethodId) -> bool {
+        self.usable.iter().flatten().any(|(id, _)| *id == method)
+    }
+}
+
+/// Re-evaluates an admin after an event that set the value of `revalued` (if any); records
+/// the position when the verdict changes.
 fn reevaluate(
     entry: &mut AdminEligibility,
     tenant: &TenantState,
     position: u64,
     revalued: Option<MethodId>,
-    deferred: bool,
 ) {
     let mut previous = std::mem::take(&mut entry.verdict.usable_methods);
     let verdict = evaluate_masking(tenant.policy, &tenant.domains, &entry.state.methods, |m| {
         // The verdict always matches the state folded so far, and a method's kind never
-        // changes: a method usable before whose value stayed keeps its mask, which moves over
-        // (`shown_alike` knows it is the same).
+        // changes: a method usable before whose value stayed keeps its mask, which moves over.
         match previous
             .iter_mut()
             .find(|u| u.id == m.id && Some(m.id) != revalued)
         {
             Some(u) => std::mem::take(&mut u.masked_value),
-            None if deferred => m.value.clone(),
             None => mask(m.kind, &m.value),
         }
     });
-    if !shown_alike(&verdict, &entry.verdict, &previous, revalued, deferred) {
+    let same = verdict.eligible == entry.verdict.eligible
+        && verdict.policy == entry.verdict.policy
+        && verdict.missing == entry.verdict.missing
+        && verdict.usable_methods.len() == previous.len()
+        && verdict.usable_methods.iter().zip(&previous).all(|(x, y)| {
+            // The masks of the methods other than `revalued` moved over: the same.
+            x.id == y.id
+                && x.kind == y.kind
+                && (Some(x.id) != revalued || x.masked_value == y.masked_value)
+        });
+    if !same {
         entry.changed_position = position;
     }
     entry.verdict = verdict;
 }
 
-/// Whether `verdict` shows what the previous one (`before`, whose usable methods are
-/// `previous`) showed. The masks of the methods other than `revalued` moved over from
-/// `previous`; the one of `revalued` is compared, as a value that would mask alike when
-/// `deferred`.
-fn shown_alike(
-    verdict: &Verdict,
-    before: &Verdict,
-    previous: &[UsableMethod],
-    revalued: Option<MethodId>,
-    deferred: bool,
-) -> bool {
-    verdict.eligible == before.eligible
-        && verdict.policy == before.policy
-        && verdict.missing == before.missing
-        && verdict.usable_methods.len() == previous.len()
-        && verdict.usable_methods.iter().zip(previous).all(|(x, y)| {
-            x.id == y.id
-                && x.kind == y.kind
-                && (Some(x.id) != revalued
-                    || if deferred {
-                        masks_alike(x.kind, &x.masked_value, &y.masked_value)
-                    } else {
-                        x.masked_value == y.masked_value
-                    })
-        })
-}
-
 #[cfg(test)]
 pub(super) mod tests {
     use super::*;
-    use crate::domain::{AdminId, MethodKind, RemovedMethod, ResetPolicy, TenantDomain};
+    use crate::domain::{AdminId, RemovedMethod, TenantDomain};
     use crate::events::{Actor, PendingEvent};
     use uuid::Uuid;
 
@@ -335,34 +383,130 @@ pub(super) mod tests {
     }
 
     #[test]
-    fn masking_at_the_end_gives_the_rows_of_masking_as_it_goes() {
+    fn verdicts_at_the_end_give_the_rows_of_evaluating_as_it_goes() {
         let t = TenantId::from_uuid(Uuid::now_v7());
         let events = log(t);
         // Every prefix of the log: the rows, the masks and the positions where the verdicts
         // last changed are the same.
         for end in 1..=events.len() {
-            let mut live = EligibilityFold::default();
-            let mut deferred = EligibilityFold::masking_at_the_end();
-            for event in &events[..end] {
-                live.apply(event);
-                deferred.apply(event);
-            }
-            deferred.mask_verdicts();
-            assert_eq!(deferred.admins, live.admins, "after {end} events");
-            assert_eq!(deferred.tenants, live.tenants);
-            // Masked once: masking again changes nothing.
-            deferred.mask_verdicts();
-            assert_eq!(deferred.admins, live.admins);
+            assert_folds_alike(&events[..end]);
         }
-        // The raw values are what the deferred fold holds before: never a mask.
-        let mut deferred = EligibilityFold::masking_at_the_end();
-        events.iter().take(2).for_each(|e| deferred.apply(e));
-        let values: Vec<&str> = deferred
-            .admins
-            .values()
-            .flat_map(|e| &e.verdict.usable_methods)
-            .map(|u| u.masked_value.as_str())
-            .collect();
-        assert!(values.contains(&"+4520123456"), "{values:?}");
+    }
+
+    /// Folds `events` evaluating as it goes and at the end: the same rows.
+    fn assert_folds_alike(events: &[RecordedEvent]) {
+        let mut live = EligibilityFold::default();
+        let mut deferred = EligibilityFold::verdicts_at_the_end();
+        for event in events {
+            live.apply(event);
+            deferred.apply(event);
+        }
+        deferred.finish_verdicts();
+        assert_eq!(
+            deferred.admins,
+            live.admins,
+            "after {} events",
+            events.len()
+        );
+        assert_eq!(deferred.tenants, live.tenants);
+        // Worked out once: finishing again changes nothing.
+        deferred.finish_verdicts();
+        assert_eq!(deferred.admins, live.admins);
+    }
+
+    #[test]
+    fn verdicts_at_the_end_match_evaluating_as_it_goes_over_random_logs() {
+        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut below = |n: usize| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % n as u64) as usize
+        };
+        // Values of a kind whose masks are alike (the same ending) and not.
+        let values = |kind: MethodKind| match kind {
+            MethodKind::Email => &[
+                "jane@contoso.com",
+                "jane@example.com",
+                "john@example.com",
+                "jx@contoso.com",
+            ][..],
+            MethodKind::OfficePhone => &["+14255550100x12", "+14255550199", "+4520123456"],
+            _ => &["+4520123456", "+4520999956", "+4520999901", "+14255550100"],
+        };
+        let domains = ["contoso.com", "example.com"].map(|d| TenantDomain::parse(d).unwrap());
+        for _ in 0..40 {
+            let t = TenantId::from_uuid(Uuid::now_v7());
+            let admins = [(); 3].map(|_| StreamId::Admin(t, AdminId::from_uuid(Uuid::now_v7())));
+            // Two ids per kind and admin: a method is changed, removed or replaced.
+            let ids: Vec<[MethodId; 2]> = (0..admins.len() * MethodKind::ALL.len())
+                .map(|_| [(); 2].map(|_| MethodId::from_uuid(Uuid::now_v7())))
+                .collect();
+            let mut versions = [0; 4];
+            let mut events = Vec::new();
+            for position in 1..=60 {
+                let a = below(admins.len());
+                let k = below(MethodKind::ALL.len());
+                let kind = MethodKind::ALL[k];
+                let id = ids[a * MethodKind::ALL.len() + k][below(2)];
+                let value = values(kind)[below(values(kind).len())].to_owned();
+                let (stream, event) = match below(12) {
+                    0..=3 => (
+                        a,
+                        DomainEvent::MethodAdded {
+                            method_id: id,
+                            kind,
+                            value,
+                        },
+                    ),
+                    4..=7 => (
+                        a,
+                        DomainEvent::MethodChanged {
+                            method_id: id,
+                            kind,
+                            old_value: String::new(),
+                            new_value: value,
+                        },
+                    ),
+                    8 => (
+                        a,
+                        DomainEvent::MethodRemoved(RemovedMethod {
+                            method_id: id,
+                            kind,
+                            old_value: String::new(),
+                        }),
+                    ),
+                    9 if below(3) == 0 => (a, DomainEvent::AdminOffboarded { removed: vec![] }),
+                    9 | 10 => (
+                        3,
+                        DomainEvent::TenantDomainsSet {
+                            domains: domains.iter().filter(|_| below(2) == 0).cloned().collect(),
+                        },
+                    ),
+                    _ => (
+                        3,
+                        DomainEvent::ResetPolicySet {
+                            policy: [ResetPolicy::EmailAndMobilePhone, ResetPolicy::AnyTwoMethods]
+                                [below(2)],
+                        },
+                    ),
+                };
+                versions[stream] += 1;
+                let version = versions[stream];
+                let pending = PendingEvent {
+                    event_id: Uuid::now_v7(),
+                    occurred_at: chrono::Utc::now(),
+                    actor: Actor::default(),
+                    correlation_id: Uuid::now_v7(),
+                    idempotency_key: None,
+                    event,
+                };
+                let stream = admins.get(stream).copied().unwrap_or(StreamId::Tenant(t));
+                events.push(RecordedEvent::place(pending, stream, version, position));
+            }
+            for end in 1..=events.len() {
+                assert_folds_alike(&events[..end]);
+            }
+        }
     }
 }
