@@ -99,7 +99,13 @@ impl PgStore {
         let started = std::time::Instant::now();
         let (head, decoded, fold) = self.fold_log(&projections, on_read).await?;
         let folded = started.elapsed();
-        let written = self.write_fold(fold).await?;
+        // On a task of the runtime, for the reason the log's reader is (`fold_log`).
+        let store = self.clone();
+        let written = match tokio::spawn(async move { store.write_fold(fold).await }).await {
+            Ok(written) => written?,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(e) => return Err(StoreError::Config(format!("the writes stopped: {e}"))),
+        };
         tracing::info!(
             events = decoded,
             position = head,
@@ -171,9 +177,19 @@ impl PgStore {
                 Ok::<_, StoreError>(fold)
             }));
         }
-        let read = route_rows(stream, &to_shards, &mut on_read).await;
-        // Closing the channels ends the shards' loops.
-        drop(to_shards);
+        // The reader runs as a task of the runtime, beside the connection's task that hands it
+        // each row: waking the caller instead (a command's main thread, outside the runtime's
+        // workers) took a system call per row, a tenth of the machine's time.
+        let (progress, mut read_so_far) = mpsc::unbounded_channel();
+        let reader = tokio::spawn(route_rows(stream, to_shards, progress));
+        while let Some(n) = read_so_far.recv().await {
+            on_read(n);
+        }
+        let read = match reader.await {
+            Ok(read) => read,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(e) => Err(StoreError::Config(format!("the log's reader stopped: {e}"))),
+        };
         let mut fold = BulkFold::new(projections);
         for shard in folds {
             match shard.await {
@@ -558,14 +574,19 @@ fn shard_of(tenant: Uuid, shards: usize) -> usize {
 
 /// Reads the rows `(tenant_id, payload)` of a binary `COPY` and sends each payload to its
 /// tenant's shard, which decodes and folds it (decoding takes as long as the rest of the
-/// reading: it runs on the shards' threads), in batches of up to [`READ_BATCH`]; returns how
-/// many it read. Stops at the first error, or early if a shard is gone (it failed or panicked:
+/// reading: it runs on the shards' threads), in batches of up to [`READ_BATCH`]; counts them
+/// into `progress` as it goes and returns how many it read, closing the shards' channels (which
+/// ends their loops). Stops at the first error, or early if a shard is gone (it failed or panicked:
 /// its join says so). A payload is a slice of the message it came in, not a copy.
 async fn route_rows(
     stream: CopyOutStream,
-    shards: &[mpsc::Sender<Vec<Bytes>>],
-    on_read: &mut (impl FnMut(u64) + Send),
+    shards: Vec<mpsc::Sender<Vec<Bytes>>>,
+    progress: mpsc::UnboundedSender<u64>,
 ) -> Result<u64, StoreError> {
+    let on_read = |n| {
+        // The caller only shows it.
+        let _ = progress.send(n);
+    };
     pin_mut!(stream);
     let batch = || Vec::with_capacity(READ_BATCH);
     let mut parts: Vec<Vec<Bytes>> = shards.iter().map(|_| batch()).collect();
