@@ -108,7 +108,7 @@ pub async fn export(
     store: &Store,
     filter: &ExportFilter,
     format: Format,
-    out: &mut dyn Write,
+    out: &mut (dyn Write + Send),
 ) -> anyhow::Result<Exported> {
     if filter.reveal {
         // Reading raw values leaves a trace first; if it cannot be recorded, nothing is read.

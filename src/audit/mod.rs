@@ -102,12 +102,12 @@ pub async fn run(command: AuditCommand) -> anyhow::Result<()> {
                 until: args.until,
                 reveal: args.reveal,
             };
-            let mut out: Box<dyn Write> = match &args.output {
+            let mut out: Box<dyn Write + Send> = match &args.output {
                 Some(path) => Box::new(std::io::BufWriter::new(
                     std::fs::File::create(path)
                         .with_context(|| format!("cannot create {}", path.display()))?,
                 )),
-                None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+                None => Box::new(std::io::BufWriter::new(std::io::stdout())),
             };
             export::export(&store, &filter, args.format, &mut out).await?;
             Ok(())
