@@ -114,7 +114,14 @@ async fn main() -> ExitCode {
     if std::env::var_os("RUST_LOG").is_some() {
         recovery_info::telemetry::init_logs(recovery_info::config::LogFormat::Text);
     }
-    match run(&args).await {
+    // As a task of the runtime, as the service's own commands run (`recovery-info`'s main): on
+    // this thread, outside the workers, every row a baseline reads would wake it with a system
+    // call, which would slow the baselines, not the service.
+    let outcome = match tokio::spawn(async move { run(&args).await }).await {
+        Ok(outcome) => outcome,
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    };
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             // One line: the reason and its causes.
