@@ -346,17 +346,27 @@ pub(super) mod tests {
             .map(|(i, (s, event))| {
                 versions[s] += 1;
                 let stream = admins.get(s).copied().unwrap_or(StreamId::Tenant(t));
-                let pending = PendingEvent {
-                    event_id: Uuid::now_v7(),
-                    occurred_at: chrono::Utc::now(),
-                    actor: Actor::default(),
-                    correlation_id: Uuid::now_v7(),
-                    idempotency_key: None,
-                    event,
-                };
-                RecordedEvent::place(pending, stream, versions[s], i as u64 + 1)
+                recorded(event, stream, versions[s], i as u64 + 1)
             })
             .collect()
+    }
+
+    /// `event` placed at `version` of `stream` and `position` of the log.
+    fn recorded(
+        event: DomainEvent,
+        stream: StreamId,
+        version: u64,
+        position: u64,
+    ) -> RecordedEvent {
+        let pending = PendingEvent {
+            event_id: Uuid::now_v7(),
+            occurred_at: chrono::Utc::now(),
+            actor: Actor::default(),
+            correlation_id: Uuid::now_v7(),
+            idempotency_key: None,
+            event,
+        };
+        RecordedEvent::place(pending, stream, version, position)
     }
 
     #[test]
@@ -493,16 +503,8 @@ pub(super) mod tests {
                 };
                 versions[stream] += 1;
                 let version = versions[stream];
-                let pending = PendingEvent {
-                    event_id: Uuid::now_v7(),
-                    occurred_at: chrono::Utc::now(),
-                    actor: Actor::default(),
-                    correlation_id: Uuid::now_v7(),
-                    idempotency_key: None,
-                    event,
-                };
                 let stream = admins.get(stream).copied().unwrap_or(StreamId::Tenant(t));
-                events.push(RecordedEvent::place(pending, stream, version, position));
+                events.push(recorded(event, stream, version, position));
             }
             for end in 1..=events.len() {
                 assert_folds_alike(&events[..end]);

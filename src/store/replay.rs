@@ -231,52 +231,40 @@ impl PgStore {
                 break;
             };
             if !chunk.views.is_empty() {
-                let copy = match &mut views {
-                    Some(copy) => copy,
-                    None => views.insert(
-                        ShadowCopy::begin(
-                            self,
-                            tables.contact_views,
-                            "tenant_id, admin_id, state",
-                            &[Type::UUID, Type::UUID, Type::JSON],
-                        )
-                        .await?,
-                    ),
-                };
+                let copy = ShadowCopy::opened(
+                    &mut views,
+                    self,
+                    tables.contact_views,
+                    "tenant_id, admin_id, state",
+                    &[Type::UUID, Type::UUID, Type::JSON],
+                )
+                .await?;
                 for ((t, a), state) in chunk.views.iter().zip(chunk.view_states.all()) {
                     copy.write(&[t, a, &state]).await?;
                 }
             }
             if !chunk.tenants.is_empty() {
-                let copy = match &mut tenants {
-                    Some(copy) => copy,
-                    None => tenants.insert(
-                        ShadowCopy::begin(
-                            self,
-                            tables.eligibility_tenants,
-                            "tenant_id, state",
-                            &[Type::UUID, Type::JSON],
-                        )
-                        .await?,
-                    ),
-                };
+                let copy = ShadowCopy::opened(
+                    &mut tenants,
+                    self,
+                    tables.eligibility_tenants,
+                    "tenant_id, state",
+                    &[Type::UUID, Type::JSON],
+                )
+                .await?;
                 for (t, state) in chunk.tenants.iter().zip(chunk.tenant_states.all()) {
                     copy.write(&[t, &state]).await?;
                 }
             }
             if !chunk.admins.is_empty() {
-                let copy = match &mut admins {
-                    Some(copy) => copy,
-                    None => admins.insert(
-                        ShadowCopy::begin(
-                            self,
-                            tables.eligibility_admins,
-                            "tenant_id, admin_id, state, verdict, changed_position",
-                            &[Type::UUID, Type::UUID, Type::JSON, Type::JSON, Type::INT8],
-                        )
-                        .await?,
-                    ),
-                };
+                let copy = ShadowCopy::opened(
+                    &mut admins,
+                    self,
+                    tables.eligibility_admins,
+                    "tenant_id, admin_id, state, verdict, changed_position",
+                    &[Type::UUID, Type::UUID, Type::JSON, Type::JSON, Type::INT8],
+                )
+                .await?;
                 let states = chunk.admin_states.as_ref().unwrap_or(&chunk.view_states);
                 let rows = chunk
                     .admins
@@ -539,6 +527,20 @@ impl ShadowCopy {
             writer: Box::pin(BinaryCopyInWriter::new(sink, types)),
             table,
             key,
+        })
+    }
+
+    /// The copy in `slot`, begun on first use.
+    async fn opened<'s>(
+        slot: &'s mut Option<ShadowCopy>,
+        store: &PgStore,
+        table: &'static str,
+        columns: &str,
+        types: &[Type],
+    ) -> Result<&'s mut ShadowCopy, StoreError> {
+        Ok(match slot {
+            Some(copy) => copy,
+            None => slot.insert(ShadowCopy::begin(store, table, columns, types).await?),
         })
     }
 
