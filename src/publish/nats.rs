@@ -24,7 +24,7 @@ use crate::store::PgStore;
 use crate::store::publish::Leadership;
 use async_nats::jetstream::context::PublishAckFuture;
 use async_nats::jetstream::{self, message::PublishMessage, stream};
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
 /// The shortest time between the starts of two rounds that reach the head: at most 5 ms added
@@ -80,7 +80,7 @@ impl Relay {
     ) -> Self {
         let js = jetstream::ContextBuilder::new()
             .timeout(config.ack_timeout)
-            .max_ack_inflight(config.batch_size as usize * 4)
+            .max_ack_inflight(ack_window(&config))
             .backpressure_on_inflight(true)
             .build(client);
         Relay {
@@ -271,14 +271,16 @@ impl Relay {
             {
                 out.drain(..=i);
             }
-            let acks = self.send(out, &mut sequence).await?;
-            let sent = InFlight {
-                acks,
+            let mut sent = InFlight {
+                acks: VecDeque::new(),
+                last_acked: None,
                 expected_sequence: sequence,
                 position: last,
                 events: batch.len(),
                 started,
             };
+            self.send(out, &mut sent, &mut in_flight).await?;
+            sequence = sent.expected_sequence;
             if let Some(previous) = in_flight.replace(sent) {
                 self.settle(previous).await?;
             }
@@ -287,15 +289,9 @@ impl Relay {
     }
 
     /// Awaits a sent batch's PubAcks, then moves the checkpoint past it.
-    async fn settle(&self, batch: InFlight) -> Result<(), PublishError> {
-        let mut last = None;
-        for ack in batch.acks {
-            let ack = ack
-                .await
-                .map_err(|e| PublishError::Publish(e.to_string()))?;
-            last = Some(ack.sequence);
-        }
-        if let Some(last) = last
+    async fn settle(&self, mut batch: InFlight) -> Result<(), PublishError> {
+        while batch.await_oldest().await? {}
+        if let Some(last) = batch.last_acked
             && last != batch.expected_sequence
         {
             // A duplicate (already stored) answers with its first sequence: resume from the tip.
@@ -381,39 +377,74 @@ impl Relay {
         Ok(())
     }
 
-    /// Sends every message, each expecting the one before it, without awaiting the PubAcks;
-    /// `sequence` becomes the stream's expected last sequence after them.
+    /// Sends every message of a batch, each expecting the one before it, into `batch`, without
+    /// awaiting the PubAcks, except to stay within the client's window of unacknowledged
+    /// publishes ([`ack_window`]): when it is full, the `previous` batch is settled first, then
+    /// the batch's own oldest PubAcks are awaited. A batch may hold more messages than the
+    /// window (a tenant's settings change re-evaluates every admin of the tenant): without
+    /// this, the client would wait for a PubAck that nothing awaits, for ever.
     async fn send(
         &self,
         out: Vec<OutMessage>,
-        sequence: &mut u64,
-    ) -> Result<Vec<PublishAckFuture>, PublishError> {
-        let mut acks = Vec::with_capacity(out.len());
+        batch: &mut InFlight,
+        previous: &mut Option<InFlight>,
+    ) -> Result<(), PublishError> {
+        let window = ack_window(&self.config);
         for m in out {
+            while previous.as_ref().map_or(0, |p| p.acks.len()) + batch.acks.len() >= window {
+                match previous.take() {
+                    Some(p) => self.settle(p).await?,
+                    None => {
+                        batch.await_oldest().await?;
+                    }
+                }
+            }
             let publish = PublishMessage::build()
                 .payload(m.payload)
                 .message_id(&m.msg_id)
-                .expected_last_sequence(*sequence)
+                .expected_last_sequence(batch.expected_sequence)
                 .header(POSITION_HEADER, m.position.to_string().as_str());
             let ack = self
                 .js
                 .send_publish(m.subject, publish)
                 .await
                 .map_err(|e| PublishError::Publish(e.to_string()))?;
-            acks.push(ack);
-            *sequence += 1;
+            batch.acks.push_back(ack);
+            batch.expected_sequence += 1;
         }
-        Ok(acks)
+        Ok(())
     }
+}
+
+/// How many publishes may await their PubAck at once (the client's window).
+fn ack_window(config: &PublisherConfig) -> usize {
+    (config.batch_size as usize * 4).max(1)
 }
 
 /// A batch sent and not yet acknowledged.
 struct InFlight {
-    acks: Vec<PublishAckFuture>,
+    /// The PubAcks not awaited yet, oldest first.
+    acks: VecDeque<PublishAckFuture>,
+    /// The stream sequence of the last PubAck awaited.
+    last_acked: Option<u64>,
     /// The stream's last sequence once every message of the batch is stored.
     expected_sequence: u64,
     /// The batch's last log position: the checkpoint once acknowledged.
     position: u64,
     events: usize,
     started: Instant,
+}
+
+impl InFlight {
+    /// Awaits the oldest PubAck not awaited yet; whether there was one.
+    async fn await_oldest(&mut self) -> Result<bool, PublishError> {
+        let Some(ack) = self.acks.pop_front() else {
+            return Ok(false);
+        };
+        let ack = ack
+            .await
+            .map_err(|e| PublishError::Publish(e.to_string()))?;
+        self.last_acked = Some(ack.sequence);
+        Ok(true)
+    }
 }

@@ -315,6 +315,10 @@ async fn the_relay_publishes_the_same_messages_when_its_fold_is_dropped_every_ro
     let app = spawn_app_with(Options {
         publisher: Some(PublisherConfig {
             warm_capacity: 1,
+            // Rounds of two events, and so a window of eight publishes awaiting their PubAck:
+            // the settings change's round (two events, six eligibility changes) fills it, which
+            // once left the relay waiting for ever on the next round's first publish.
+            batch_size: 2,
             ..publisher(&nats)
         }),
         ..Options::default()
