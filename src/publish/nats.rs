@@ -215,6 +215,9 @@ impl Relay {
             stream_sequence = sequence,
             "publishing from position"
         );
+        // The read of the next batch, started as soon as a batch that did not reach the head
+        // is read, so that it overlaps that batch's fold, encoding and sending: `(after, read)`.
+        let mut read_ahead: Option<(u64, ReadAhead)> = None;
         // Whether the last read reached the head: then the next one waits for an append.
         let mut at_head = false;
         let mut last_round = None;
@@ -238,16 +241,34 @@ impl Relay {
             if !leadership.is_held() {
                 return Err(PublishError::LostLeadership);
             }
-            // Before the read: an append committed after it wakes the wait above at once.
-            self.wake.mark_seen();
-            let batch = self
-                .store
-                .read_log(position, self.config.batch_size)
-                .await?;
+            let batch = match read_ahead.take() {
+                Some((after, read)) if after == position => match read.await {
+                    Ok(batch) => batch?,
+                    Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                    Err(e) => return Err(PublishError::Publish(format!("a read stopped: {e}"))),
+                },
+                _ => {
+                    // Before the read: an append committed after it wakes the wait above at
+                    // once.
+                    self.wake.mark_seen();
+                    self.store
+                        .read_log(position, self.config.batch_size)
+                        .await?
+                }
+            };
             at_head = batch.len() < self.config.batch_size as usize;
             let Some(last) = batch.last().map(|e| e.position) else {
                 continue;
             };
+            if !at_head {
+                // Marked before this read as before any: a wait after it misses no append.
+                self.wake.mark_seen();
+                let (store, limit) = (self.store.clone(), self.config.batch_size);
+                read_ahead = Some((
+                    last,
+                    tokio::spawn(async move { store.read_log(last, limit).await }),
+                ));
+            }
             let started = Instant::now();
             last_round = Some(tokio::time::Instant::from_std(started));
             if warm.fold.admins.len() >= self.config.warm_capacity {
@@ -420,6 +441,10 @@ impl Relay {
 fn ack_window(config: &PublisherConfig) -> usize {
     (config.batch_size as usize * 4).max(1)
 }
+
+/// The read of the log's next batch, running beside the current one.
+type ReadAhead =
+    tokio::task::JoinHandle<Result<Vec<crate::events::RecordedEvent>, crate::store::StoreError>>;
 
 /// A batch sent and not yet acknowledged.
 struct InFlight {
