@@ -91,6 +91,13 @@ impl BulkFold {
         rows
     }
 
+    /// Whether the contact views are the eligibility rows' own states (both projections
+    /// rebuilt): then [`BulkFold::contact_views`] and the admins of [`BulkFold::eligibility`]
+    /// are the same admins in the same order, each with the same state.
+    pub fn views_are_eligibility_states(&self) -> bool {
+        self.contact_view && self.eligibility.is_some()
+    }
+
     /// The rows of the eligibility projection, in key order (none when it is not rebuilt);
     /// after [`BulkFold::finish`].
     pub fn eligibility(&self) -> EligibilityRows<'_> {
@@ -181,6 +188,17 @@ mod tests {
             } else {
                 assert!(eligibility.admins.is_empty() && eligibility.tenants.is_empty());
             }
+            // Both rebuilt: the views are the eligibility rows' states, row for row.
+            let views = bulk.contact_views();
+            let shared = views.len() == eligibility.admins.len()
+                && views
+                    .iter()
+                    .zip(&eligibility.admins)
+                    .all(|((vk, state), (ak, e))| vk == ak && std::ptr::eq(*state, &e.state));
+            assert_eq!(
+                bulk.views_are_eligibility_states(),
+                projections.len() == 2 && shared
+            );
         }
     }
 }

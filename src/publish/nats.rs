@@ -215,9 +215,9 @@ impl Relay {
             stream_sequence = sequence,
             "publishing from position"
         );
-        // The read of the next batch, started as soon as a batch that did not reach the head
-        // is read, so that it overlaps that batch's fold, encoding and sending: `(after, read)`.
-        let mut read_ahead: Option<(u64, ReadAhead)> = None;
+        // The read of the batch after `position`, started as soon as a batch that did not reach
+        // the head is read, so that it overlaps that batch's fold, encoding and sending.
+        let mut read_ahead: Option<ReadAhead> = None;
         // Whether the last read reached the head: then the next one waits for an append.
         let mut at_head = false;
         let mut last_round = None;
@@ -242,12 +242,12 @@ impl Relay {
                 return Err(PublishError::LostLeadership);
             }
             let batch = match read_ahead.take() {
-                Some((after, read)) if after == position => match read.await {
+                Some(read) => match read.await {
                     Ok(batch) => batch?,
                     Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
                     Err(e) => return Err(PublishError::Publish(format!("a read stopped: {e}"))),
                 },
-                _ => {
+                None => {
                     // Before the read: an append committed after it wakes the wait above at
                     // once.
                     self.wake.mark_seen();
@@ -264,9 +264,8 @@ impl Relay {
                 // Marked before this read as before any: a wait after it misses no append.
                 self.wake.mark_seen();
                 let (store, limit) = (self.store.clone(), self.config.batch_size);
-                read_ahead = Some((
-                    last,
-                    tokio::spawn(async move { store.read_log(last, limit).await }),
+                read_ahead = Some(tokio::spawn(
+                    async move { store.read_log(last, limit).await },
                 ));
             }
             let started = Instant::now();

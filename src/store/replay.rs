@@ -86,6 +86,10 @@ impl PgStore {
     /// arrive ([`BulkFold`]), and one binary `COPY` per table writes the rows, with the same
     /// contents as the batches write. `on_read` counts the events as they are read.
     ///
+    /// Run it on a worker of the runtime (the binary runs every command as a task): the
+    /// connection's task hands the reader each row, and waking a thread outside the workers
+    /// took a system call per row.
+    ///
     /// The log is read in one transaction (one snapshot). Each table is written in a
     /// transaction of its own, on a connection of its own, so that PostgreSQL parses the
     /// tables' JSON on both cores at once; the shadow tables are not served before the swap,
@@ -99,13 +103,7 @@ impl PgStore {
         let started = std::time::Instant::now();
         let (head, decoded, fold) = self.fold_log(&projections, on_read).await?;
         let folded = started.elapsed();
-        // On a task of the runtime, for the reason the log's reader is (`fold_log`).
-        let store = self.clone();
-        let written = match tokio::spawn(async move { store.write_fold(fold).await }).await {
-            Ok(written) => written?,
-            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-            Err(e) => return Err(StoreError::Config(format!("the writes stopped: {e}"))),
-        };
+        let written = self.write_fold(fold).await?;
         tracing::info!(
             events = decoded,
             position = head,
@@ -177,26 +175,11 @@ impl PgStore {
                 Ok::<_, StoreError>(fold)
             }));
         }
-        // The reader runs as a task of the runtime, beside the connection's task that hands it
-        // each row: waking the caller instead (a command's main thread, outside the runtime's
-        // workers) took a system call per row, a tenth of the machine's time.
-        let (progress, mut read_so_far) = mpsc::unbounded_channel();
-        let reader = tokio::spawn(route_rows(stream, to_shards, progress));
-        while let Some(n) = read_so_far.recv().await {
-            on_read(n);
-        }
-        let read = match reader.await {
-            Ok(read) => read,
-            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-            Err(e) => Err(StoreError::Config(format!("the log's reader stopped: {e}"))),
-        };
+        // Closes the shards' channels when it returns, which ends their loops.
+        let read = route_rows(stream, to_shards, &mut on_read).await;
         let mut fold = BulkFold::new(projections);
         for shard in folds {
-            match shard.await {
-                Ok(part) => fold.merge(part?),
-                Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-                Err(e) => return Err(StoreError::Config(format!("a fold shard stopped: {e}"))),
-            }
+            fold.merge(joined(shard.await, "a fold shard")??);
         }
         let decoded = read?;
         tx.commit().await?;
@@ -220,11 +203,8 @@ impl PgStore {
                 Some(chunk) => chunk?,
                 // The serializer stopped without its last message: it panicked.
                 None => {
-                    return Err(match serializer.await {
-                        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-                        Err(e) => StoreError::Config(format!("serializing the rows stopped: {e}")),
-                        Ok(()) => StoreError::Config("serializing the rows stopped".into()),
-                    });
+                    joined(serializer.await, "serializing the rows")?;
+                    return Err(StoreError::Config("serializing the rows stopped".into()));
                 }
             };
             let Some(chunk) = chunk else {
@@ -381,17 +361,13 @@ struct Chunk {
 
 /// Serializes the rows of `fold` in key order, a chunk at a time, into `out`, then `None`;
 /// frees the fold. An admin's state is serialized once: when both projections are rebuilt,
-/// the contact view and the eligibility row hold the same one (the same key at the same
-/// index of both lists, as the rows come from the same maps).
+/// the contact view and the eligibility row hold the same one
+/// ([`BulkFold::views_are_eligibility_states`]).
 fn serialize_rows(fold: BulkFold, out: mpsc::Sender<Result<Option<Chunk>, StoreError>>) {
     let views = fold.contact_views();
     let eligibility = fold.eligibility();
     let (tenants, admins) = (&eligibility.tenants, &eligibility.admins);
-    let shared = views.len() == admins.len()
-        && views
-            .iter()
-            .zip(admins)
-            .all(|((vk, state), (ak, e))| vk == ak && std::ptr::eq(*state, &e.state));
+    let shared = fold.views_are_eligibility_states();
     let rows = views.len().max(tenants.len()).max(admins.len());
     for start in (0..rows).step_by(CHUNK_ROWS) {
         let range = |len: usize| start.min(len)..(start + CHUNK_ROWS).min(len);
@@ -564,6 +540,15 @@ impl ShadowCopy {
     }
 }
 
+/// What a task of the replay returned; its panic goes on unwinding here, and a task cancelled
+/// is an error naming `what`.
+fn joined<T>(outcome: Result<T, tokio::task::JoinError>, what: &str) -> Result<T, StoreError> {
+    outcome.map_err(|e| match e.try_into_panic() {
+        Ok(panic) => std::panic::resume_unwind(panic),
+        Err(e) => StoreError::Config(format!("{what} stopped: {e}")),
+    })
+}
+
 /// How many shards of tenants the bulk fold runs on: one per core.
 fn fold_shards() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get().clamp(1, 8))
@@ -576,19 +561,14 @@ fn shard_of(tenant: Uuid, shards: usize) -> usize {
 
 /// Reads the rows `(tenant_id, payload)` of a binary `COPY` and sends each payload to its
 /// tenant's shard, which decodes and folds it (decoding takes as long as the rest of the
-/// reading: it runs on the shards' threads), in batches of up to [`READ_BATCH`]; counts them
-/// into `progress` as it goes and returns how many it read, closing the shards' channels (which
-/// ends their loops). Stops at the first error, or early if a shard is gone (it failed or panicked:
+/// reading: it runs on the shards' threads), in batches of up to [`READ_BATCH`]; returns how
+/// many it read. Stops at the first error, or early if a shard is gone (it failed or panicked:
 /// its join says so). A payload is a slice of the message it came in, not a copy.
 async fn route_rows(
     stream: CopyOutStream,
     shards: Vec<mpsc::Sender<Vec<Bytes>>>,
-    progress: mpsc::UnboundedSender<u64>,
+    on_read: &mut (impl FnMut(u64) + Send),
 ) -> Result<u64, StoreError> {
-    let on_read = |n| {
-        // The caller only shows it.
-        let _ = progress.send(n);
-    };
     pin_mut!(stream);
     let batch = || Vec::with_capacity(READ_BATCH);
     let mut parts: Vec<Vec<Bytes>> = shards.iter().map(|_| batch()).collect();
