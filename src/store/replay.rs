@@ -13,13 +13,13 @@ use super::sqlite;
 use super::{PgStore, SqliteStore, StoreError};
 use crate::events::RecordedEvent;
 use crate::projections::bulk::BulkFold;
-use bytes::{Buf, Bytes};
+use bytes::Bytes;
 use futures::{StreamExt, pin_mut};
 use rusqlite::{Connection, TransactionBehavior, params};
 use std::pin::Pin;
 use tokio::sync::mpsc;
 use tokio_postgres::CopyOutStream;
-use tokio_postgres::binary_copy::BinaryCopyInWriter;
+use tokio_postgres::binary_copy::{BinaryCopyInWriter, BinaryCopyOutStream};
 use tokio_postgres::types::{IsNull, ToSql, Type, accepts, to_sql_checked};
 use uuid::Uuid;
 
@@ -563,24 +563,21 @@ fn shard_of(tenant: Uuid, shards: usize) -> usize {
 /// tenant's shard, which decodes and folds it (decoding takes as long as the rest of the
 /// reading: it runs on the shards' threads), in batches of up to [`READ_BATCH`]; returns how
 /// many it read. Stops at the first error, or early if a shard is gone (it failed or panicked:
-/// its join says so). A payload is a slice of the message it came in, not a copy.
+/// its join says so).
 async fn route_rows(
     stream: CopyOutStream,
     shards: Vec<mpsc::Sender<Vec<Bytes>>>,
     on_read: &mut (impl FnMut(u64) + Send),
 ) -> Result<u64, StoreError> {
-    pin_mut!(stream);
+    let rows = BinaryCopyOutStream::new(stream, &[Type::UUID, Type::BYTEA]);
+    pin_mut!(rows);
     let batch = || Vec::with_capacity(READ_BATCH);
     let mut parts: Vec<Vec<Bytes>> = shards.iter().map(|_| batch()).collect();
-    let (mut read, mut header) = (0, true);
-    while let Some(message) = stream.next().await {
-        let mut message = message?;
-        if std::mem::take(&mut header) {
-            skip_copy_header(&mut message)?;
-        }
-        let Some((tenant, payload)) = copy_row(message)? else {
-            break;
-        };
+    let mut read = 0;
+    while let Some(row) = rows.next().await {
+        let row = row?;
+        let tenant = row.try_get(0)?;
+        let payload = Bytes::copy_from_slice(row.try_get::<&[u8]>(1)?);
         let shard = shard_of(tenant, shards.len());
         parts[shard].push(payload);
         read += 1;
@@ -601,57 +598,6 @@ async fn route_rows(
         }
     }
     Ok(read)
-}
-
-/// The signature that starts a binary `COPY`.
-const COPY_SIGNATURE: &[u8] = b"PGCOPY\n\xff\r\n\0";
-
-fn bad_copy(what: &str) -> StoreError {
-    StoreError::Config(format!("the log's binary COPY stream is malformed: {what}"))
-}
-
-/// Takes the header of a binary `COPY` (the signature, flags and extension) off the front of
-/// its first message.
-fn skip_copy_header(message: &mut Bytes) -> Result<(), StoreError> {
-    if !message.starts_with(COPY_SIGNATURE) || message.len() < COPY_SIGNATURE.len() + 8 {
-        return Err(bad_copy("no header"));
-    }
-    message.advance(COPY_SIGNATURE.len());
-    let flags = message.get_u32();
-    let extension = message.get_u32() as usize;
-    // The low 16 bits are flags a reader must know; bit 16 says rows carry OIDs.
-    if flags & 0x0001_ffff != 0 || message.len() < extension {
-        return Err(bad_copy("unexpected header flags"));
-    }
-    message.advance(extension);
-    Ok(())
-}
-
-/// One message of a binary `COPY` of `(tenant_id uuid, payload bytea)`: the row's tenant and
-/// payload, or `None` for the trailer that ends the stream.
-fn copy_row(mut message: Bytes) -> Result<Option<(Uuid, Bytes)>, StoreError> {
-    let field = |message: &mut Bytes| {
-        if message.len() < 4 {
-            return Err(bad_copy("a field is cut short"));
-        }
-        let len = usize::try_from(message.get_i32()).map_err(|_| bad_copy("a NULL field"))?;
-        if message.len() < len {
-            return Err(bad_copy("a field is cut short"));
-        }
-        Ok(message.split_to(len))
-    };
-    if message.len() < 2 {
-        return Err(bad_copy("a row is cut short"));
-    }
-    match message.get_i16() {
-        -1 => Ok(None),
-        2 => {
-            let tenant = field(&mut message)?;
-            let tenant = Uuid::from_slice(&tenant).map_err(|_| bad_copy("a tenant_id"))?;
-            Ok(Some((tenant, field(&mut message)?)))
-        }
-        n => Err(bad_copy(&format!("a row of {n} fields"))),
-    }
 }
 
 async fn pg_read(
