@@ -83,12 +83,13 @@ impl EligibilityFold {
                         changed_position: 0,
                     });
                 let set = value_set(&event.event);
-                if deferred {
-                    let before = Shown::of(tenant, &entry.state);
-                    // A usable method whose value is set keeps showing the same when the two
-                    // values mask alike.
+                // The fold that works the verdicts out at the end compares what the verdict
+                // showed before the event, and whether a usable method whose value is set keeps
+                // showing the same (the two values mask alike).
+                let before = deferred.then(|| {
+                    let shown = Shown::of(tenant, &entry.state);
                     let masks_stay = match set {
-                        Some((id, value)) if before.shows(id) => entry
+                        Some((id, value)) if shown.shows(id) => entry
                             .state
                             .methods
                             .iter()
@@ -96,21 +97,17 @@ impl EligibilityFold {
                             .is_none_or(|m| masks_alike(m.kind, &m.value, value)),
                         _ => true,
                     };
-                    entry.state = admin_decider::evolve(
-                        std::mem::take(&mut entry.state),
-                        &event.event,
-                        &meta,
-                    );
-                    if !masks_stay || Shown::of(tenant, &entry.state) != before {
-                        entry.changed_position = meta.position;
+                    (shown, masks_stay)
+                });
+                entry.state =
+                    admin_decider::evolve(std::mem::take(&mut entry.state), &event.event, &meta);
+                match before {
+                    Some((shown, masks_stay)) => {
+                        if !masks_stay || Shown::of(tenant, &entry.state) != shown {
+                            entry.changed_position = meta.position;
+                        }
                     }
-                } else {
-                    entry.state = admin_decider::evolve(
-                        std::mem::take(&mut entry.state),
-                        &event.event,
-                        &meta,
-                    );
-                    reevaluate(entry, tenant, meta.position, set.map(|(id, _)| id));
+                    None => reevaluate(entry, tenant, meta.position, set.map(|(id, _)| id)),
                 }
             }
             StreamId::Tenant(t) => {
@@ -266,9 +263,9 @@ fn reevaluate(
             None => mask(m.kind, &m.value),
         }
     });
-    let same = verdict.eligible == entry.verdict.eligible
-        && verdict.policy == entry.verdict.policy
-        && verdict.missing == entry.verdict.missing
+    // Whether the admin is eligible and what is missing follow from the policy and the usable
+    // methods' kinds.
+    let same = verdict.policy == entry.verdict.policy
         && verdict.usable_methods.len() == previous.len()
         && verdict.usable_methods.iter().zip(&previous).all(|(x, y)| {
             // The masks of the methods other than `revalued` moved over: the same.
