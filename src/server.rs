@@ -68,10 +68,8 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Server> {
     let (tx, rx) = oneshot::channel::<()>();
     let (live_log, stream_shutdown) = (live.log.clone(), live.stream_shutdown());
     let http = tokio::spawn(async move {
-        let router = http::router(state)
-            .layer(axum::Extension(live_log))
-            .layer(axum::Extension(stream_shutdown));
-        axum::serve(listener, router)
+        let service = http::service(state, live_log, stream_shutdown);
+        axum::serve(listener, tower::make::Shared::new(service))
             .with_graceful_shutdown(async {
                 let _ = rx.await;
             })

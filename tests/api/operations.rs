@@ -17,7 +17,17 @@ async fn health_readiness_and_metrics_answer() {
         &format!("/reset-eligibility?min_position={head}"),
     ))
     .await;
+    assert_eq!(app.get_service("/no/such/route").await.status(), 404);
     let text = app.metrics().await;
+    // Requests are labelled with the route they matched, not with their path (whose ids
+    // would grow the series without bound); a path matching nothing, as unmatched.
+    for label in [
+        "route=\"/v1/tenants/{tenant_id}/admins/{admin_id}/reset-eligibility\"",
+        "route=\"/v1/tenants/{tenant_id}/admins/{admin_id}/methods\"",
+        "route=\"unmatched\"",
+    ] {
+        assert!(text.contains(label), "no request counted with {label}");
+    }
     for metric in [
         "recovery_http_requests_total",
         "recovery_http_request_duration_seconds",
