@@ -8,10 +8,10 @@
 //! messages (same ids, so JetStream drops the duplicates).
 
 use crate::domain::{
-    AdminId, DomainEvent, MethodKind, RemovedMethod, StreamId, TenantId, Verdict, mask,
+    AdminId, DomainEvent, MethodId, MethodKind, RemovedMethod, StreamId, TenantId, Verdict, mask,
 };
 use crate::events::{RecordedEvent, pb};
-use crate::projections::eligibility::EligibilityFold;
+use crate::projections::eligibility::{AdminEligibility, EligibilityFold};
 use bytes::Bytes;
 use prost::Message;
 use std::collections::BTreeSet;
@@ -53,23 +53,36 @@ pub fn eligibility_subject(prefix: &str, tenant: TenantId, admin: AdminId) -> St
 /// The published envelope: the stored protobuf bytes when `reveal`, otherwise the same
 /// envelope with every phone number and email masked.
 pub fn event_payload(event: &RecordedEvent, reveal: bool) -> Vec<u8> {
+    masked_payload(event, reveal, |_, kind, value| mask(kind, value))
+}
+
+/// [`event_payload`], each value masked by `masked(method, kind, value)`.
+fn masked_payload(
+    event: &RecordedEvent,
+    reveal: bool,
+    masked: impl FnMut(MethodId, MethodKind, &str) -> String,
+) -> Vec<u8> {
     if reveal {
         return event.encode();
     }
-    let mut masked = event.clone();
-    masked.event = masked_event(&event.event);
-    masked.encode()
-}
-
-fn masked_removed(r: &RemovedMethod) -> RemovedMethod {
-    RemovedMethod {
-        old_value: mask(r.kind, &r.old_value),
-        ..r.clone()
-    }
+    let mut out = event.clone();
+    out.event = masked_event_with(&event.event, masked);
+    out.encode()
 }
 
 /// The event with its values masked (`+45 •• •• •• 56`, `j•••@example.com`).
 pub fn masked_event(event: &DomainEvent) -> DomainEvent {
+    masked_event_with(event, |_, kind, value| mask(kind, value))
+}
+
+fn masked_event_with(
+    event: &DomainEvent,
+    mut masked: impl FnMut(MethodId, MethodKind, &str) -> String,
+) -> DomainEvent {
+    let mut removed = |r: &RemovedMethod| RemovedMethod {
+        old_value: masked(r.method_id, r.kind, &r.old_value),
+        ..r.clone()
+    };
     match event {
         DomainEvent::MethodAdded {
             method_id,
@@ -78,7 +91,7 @@ pub fn masked_event(event: &DomainEvent) -> DomainEvent {
         } => DomainEvent::MethodAdded {
             method_id: *method_id,
             kind: *kind,
-            value: mask(*kind, value),
+            value: masked(*method_id, *kind, value),
         },
         DomainEvent::MethodChanged {
             method_id,
@@ -88,15 +101,44 @@ pub fn masked_event(event: &DomainEvent) -> DomainEvent {
         } => DomainEvent::MethodChanged {
             method_id: *method_id,
             kind: *kind,
-            old_value: mask(*kind, old_value),
-            new_value: mask(*kind, new_value),
+            old_value: masked(*method_id, *kind, old_value),
+            new_value: masked(*method_id, *kind, new_value),
         },
-        DomainEvent::MethodRemoved(r) => DomainEvent::MethodRemoved(masked_removed(r)),
-        DomainEvent::AdminOffboarded { removed } => DomainEvent::AdminOffboarded {
-            removed: removed.iter().map(masked_removed).collect(),
+        DomainEvent::MethodRemoved(r) => DomainEvent::MethodRemoved(removed(r)),
+        DomainEvent::AdminOffboarded { removed: all } => DomainEvent::AdminOffboarded {
+            removed: all.iter().map(&mut removed).collect(),
         },
         other => other.clone(),
     }
+}
+
+/// The masks an admin's verdict shows, with the values they mask: what masking an event's
+/// values can reuse instead of formatting the numbers again.
+fn shown_masks(entry: Option<&AdminEligibility>) -> Vec<(MethodId, &str, &str)> {
+    let Some(entry) = entry else {
+        return Vec::new();
+    };
+    entry
+        .verdict
+        .usable_methods
+        .iter()
+        .filter_map(|u| {
+            let method = entry.state.method(u.id)?;
+            Some((u.id, method.value.as_str(), u.masked_value.as_str()))
+        })
+        .collect()
+}
+
+/// The mask `shown` holds for that very value of method `id`.
+fn shown_mask<'a, V: AsRef<str>>(
+    shown: &'a [(MethodId, V, V)],
+    id: MethodId,
+    value: &str,
+) -> Option<&'a str> {
+    shown
+        .iter()
+        .find(|(m, v, _)| *m == id && v.as_ref() == value)
+        .map(|(_, _, masked)| masked.as_ref())
 }
 
 fn kind_to_pb(kind: MethodKind) -> i32 {
@@ -155,13 +197,37 @@ pub fn build(
 ) -> Vec<OutMessage> {
     let mut out = Vec::with_capacity(batch.len());
     for event in batch {
+        let admin = match event.stream {
+            StreamId::Admin(t, a) => Some((t, a)),
+            _ => None,
+        };
+        // The event's values are masked as the verdicts show them: an old value as the verdict
+        // before the event shows it, a new one as the verdict after it (a phone number's mask
+        // formats it, which costs more than the rest of the message).
+        let before: Vec<(MethodId, String, String)> = match (reveal, &event.event) {
+            (false, DomainEvent::MethodChanged { .. })
+            | (false, DomainEvent::MethodRemoved(_))
+            | (false, DomainEvent::AdminOffboarded { .. }) => {
+                shown_masks(admin.and_then(|k| fold.admins.get(&k)))
+                    .into_iter()
+                    .map(|(id, value, masked)| (id, value.to_owned(), masked.to_owned()))
+                    .collect()
+            }
+            _ => Vec::new(),
+        };
+        fold.apply(event);
+        let after = shown_masks(admin.and_then(|k| fold.admins.get(&k)));
+        let payload = masked_payload(event, reveal, |id, kind, value| {
+            shown_mask(&before, id, value)
+                .or_else(|| shown_mask(&after, id, value))
+                .map_or_else(|| mask(kind, value), str::to_owned)
+        });
         out.push(OutMessage {
             subject: event_subject(prefix, event),
             msg_id: event.event_id.to_string(),
             position: event.position,
-            payload: Bytes::from(event_payload(event, reveal)),
+            payload: Bytes::from(payload),
         });
-        fold.apply(event);
         // The fold stamps `changed_position` on every admin whose verdict this event changed.
         let mut changed: Vec<(TenantId, AdminId)> = match event.stream {
             StreamId::Admin(t, a) => vec![(t, a)],
@@ -289,5 +355,129 @@ mod tests {
         assert!(
             matches!(first.event, DomainEvent::MethodAdded { ref value, .. } if value == "+45 •• •• •• 56")
         );
+    }
+
+    #[test]
+    fn masks_reused_from_the_fold_are_the_masks_of_the_values() {
+        use crate::domain::{RemovedMethod, TenantDomain};
+        let t = TenantId::from_uuid(Uuid::now_v7());
+        let a = AdminId::from_uuid(Uuid::now_v7());
+        let admin = StreamId::Admin(t, a);
+        let [mobile, office, email, inside] = [(); 4].map(|()| MethodId::from_uuid(Uuid::now_v7()));
+        let events = [
+            (
+                StreamId::Tenant(t),
+                DomainEvent::TenantDomainsSet {
+                    domains: vec![TenantDomain::parse("contoso.com").unwrap()],
+                },
+            ),
+            (
+                admin,
+                DomainEvent::MethodAdded {
+                    method_id: mobile,
+                    kind: MethodKind::MobilePhone,
+                    value: "+4520123456".into(),
+                },
+            ),
+            (
+                admin,
+                DomainEvent::MethodAdded {
+                    method_id: office,
+                    kind: MethodKind::OfficePhone,
+                    value: "+14255550100x12".into(),
+                },
+            ),
+            (
+                admin,
+                DomainEvent::MethodAdded {
+                    method_id: email,
+                    kind: MethodKind::Email,
+                    value: "jane@example.com".into(),
+                },
+            ),
+            // Not usable (inside the tenant's domain): no verdict shows its mask.
+            (
+                admin,
+                DomainEvent::MethodAdded {
+                    method_id: inside,
+                    kind: MethodKind::Email,
+                    value: "jane@contoso.com".into(),
+                },
+            ),
+            (
+                admin,
+                DomainEvent::MethodChanged {
+                    method_id: mobile,
+                    kind: MethodKind::MobilePhone,
+                    old_value: "+4520123456".into(),
+                    new_value: "+4520123499".into(),
+                },
+            ),
+            // An old value the state does not hold (not written by this service's decider):
+            // masked as it is, not as the state's value.
+            (
+                admin,
+                DomainEvent::MethodChanged {
+                    method_id: office,
+                    kind: MethodKind::OfficePhone,
+                    old_value: "+4531000000".into(),
+                    new_value: "+4533000000".into(),
+                },
+            ),
+            (
+                admin,
+                DomainEvent::MethodRemoved(RemovedMethod {
+                    method_id: mobile,
+                    kind: MethodKind::MobilePhone,
+                    old_value: "+4520123499".into(),
+                }),
+            ),
+            (
+                admin,
+                DomainEvent::AdminOffboarded {
+                    removed: vec![
+                        RemovedMethod {
+                            method_id: office,
+                            kind: MethodKind::OfficePhone,
+                            old_value: "+4533000000".into(),
+                        },
+                        RemovedMethod {
+                            method_id: email,
+                            kind: MethodKind::Email,
+                            old_value: "jane@example.com".into(),
+                        },
+                        RemovedMethod {
+                            method_id: inside,
+                            kind: MethodKind::Email,
+                            old_value: "jane@contoso.com".into(),
+                        },
+                    ],
+                },
+            ),
+        ];
+        let mut versions = std::collections::HashMap::new();
+        let log: Vec<RecordedEvent> = events
+            .into_iter()
+            .enumerate()
+            .map(|(i, (stream, event))| {
+                let v = versions.entry(stream).or_insert(0);
+                *v += 1;
+                recorded(stream, *v, i as u64 + 1, event)
+            })
+            .collect();
+        let messages = build("p", false, &mut EligibilityFold::default(), &log);
+        let published: Vec<&OutMessage> = messages
+            .iter()
+            .filter(|m| m.subject.starts_with("p.events."))
+            .collect();
+        assert_eq!(published.len(), log.len());
+        for (message, event) in published.iter().zip(&log) {
+            assert_eq!(
+                message.payload,
+                event_payload(event, false),
+                "{:?}",
+                event.event
+            );
+        }
     }
 }
