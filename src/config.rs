@@ -152,6 +152,10 @@ pub struct PublishArgs {
     /// Publish raw phone numbers and emails (trusted internal consumers only).
     #[arg(long, env = "RECOVERY_PUBLISH_RAW_VALUES")]
     pub publish_raw_values: bool,
+    /// How long the publishing replica may go without renewing its lease before another
+    /// replica takes over (seconds, or a number with s, m, h or d).
+    #[arg(long, env = "RECOVERY_PUBLISHER_LEASE", default_value = "30s", value_parser = parse_ttl)]
+    pub publisher_lease: Duration,
 }
 
 /// The JWT secret.

@@ -64,6 +64,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                     subject_prefix: args.publish.nats_subject_prefix.clone(),
                     duplicate_window: args.publish.nats_duplicate_window,
                     reveal_values: args.publish.publish_raw_values,
+                    lease: args.publish.publisher_lease,
                     ..PublisherConfig::new(url)
                 }),
             };

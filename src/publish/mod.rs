@@ -44,6 +44,10 @@ pub struct PublisherConfig {
     pub poll_interval: Duration,
     /// How often a follower tries to become the leader.
     pub leader_retry: Duration,
+    /// How long the leader may go without renewing its lease (it renews as its rounds go, at
+    /// least every quarter of this) before a follower ends its session and takes over: the
+    /// bound on a hung leader's outage. Longer than any round may take.
+    pub lease: Duration,
     /// The admins whose eligibility the relay keeps folded between rounds, at most. Past it
     /// the fold is dropped, and each round loads again the history of the admins it touches.
     pub warm_capacity: usize,
@@ -67,6 +71,7 @@ impl PublisherConfig {
             ack_timeout: Duration::from_secs(5),
             poll_interval: Duration::from_millis(500),
             leader_retry: Duration::from_secs(1),
+            lease: Duration::from_secs(30),
             warm_capacity: 200_000,
         }
     }

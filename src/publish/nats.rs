@@ -3,7 +3,9 @@
 //!
 //! - **Leadership.** Only the replica holding the publisher's advisory lock publishes
 //!   ([`Leadership`]); the others retry every [`PublisherConfig::leader_retry`], so a dead
-//!   leader is replaced within about that long.
+//!   leader is replaced within about that long. Leading is also a lease the relay renews as
+//!   its rounds go: a leader that hangs with its connection up is replaced once the lease
+//!   ([`PublisherConfig::lease`]) runs out.
 //! - **Never skip, never reorder.** Messages are published pipelined (a whole batch in flight),
 //!   each with `Nats-Expected-Last-Sequence`: JetStream stores message *n* only right after
 //!   message *n − 1*. If one is lost (NATS restarting mid-batch), every later one is refused
@@ -98,23 +100,32 @@ impl Relay {
     pub async fn run(mut self) {
         let mut backoff = Duration::from_millis(100);
         loop {
-            let leadership =
-                match Leadership::try_acquire(&self.database_url, &self.config.stream_name).await {
-                    Ok(Some(l)) => l,
-                    Ok(None) => {
-                        metrics::gauge!("recovery_publisher_leader").set(0.0);
-                        tokio::time::sleep(self.config.leader_retry).await;
-                        continue;
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "cannot contend for publisher leadership");
-                        tokio::time::sleep(self.config.leader_retry).await;
-                        continue;
-                    }
-                };
+            let leadership = match Leadership::try_acquire(
+                &self.database_url,
+                &self.config.stream_name,
+                self.config.lease,
+            )
+            .await
+            {
+                Ok(Some(l)) => l,
+                Ok(None) => {
+                    metrics::gauge!("recovery_publisher_leader").set(0.0);
+                    tokio::time::sleep(self.config.leader_retry).await;
+                    continue;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot contend for publisher leadership");
+                    tokio::time::sleep(self.config.leader_retry).await;
+                    continue;
+                }
+            };
             tracing::info!("publisher leadership acquired");
             metrics::gauge!("recovery_publisher_leader").set(1.0);
             while leadership.is_held() {
+                // Between tries too: failing rounds and their backoff are not a hung leader.
+                if leadership.renew().await.is_err() {
+                    break;
+                }
                 match self.lead(&leadership).await {
                     Ok(()) => backoff = Duration::from_millis(100),
                     Err(e) => {
@@ -221,7 +232,17 @@ impl Relay {
         // Whether the last read reached the head: then the next one waits for an append.
         let mut at_head = false;
         let mut last_round = None;
+        let mut renewed = Instant::now();
         loop {
+            // The lease is renewed by the rounds themselves, so a relay stuck anywhere in a
+            // round stops renewing it.
+            if renewed.elapsed() >= self.config.lease / 4 {
+                leadership
+                    .renew()
+                    .await
+                    .map_err(|_| PublishError::LostLeadership)?;
+                renewed = Instant::now();
+            }
             if at_head {
                 if let Some(previous) = in_flight.take() {
                     self.settle(previous).await?;

@@ -174,29 +174,93 @@ impl Drop for Dedicated {
 /// Leadership of one publisher: a session-level advisory lock held on a dedicated connection.
 /// PostgreSQL releases the lock when the session ends, so a leader that dies (process killed,
 /// connection lost) hands over to the next replica that tries.
+///
+/// A leader that hangs while its process and connection live on would hold the lock for ever;
+/// so leading is also a **lease**: the leader renews it ([`Leadership::renew`], a statement on
+/// the lock's session) as its work goes round, and a replica that finds the lock's session idle
+/// for longer than the lease ends that session (`pg_terminate_backend`), which frees the lock
+/// for it to take. The lease is the session's own activity as PostgreSQL records it
+/// (`pg_stat_activity.state_change`), so there is no clock but the server's, and nothing to
+/// migrate. A leader ended this way sees its session gone before its next batch, and whatever
+/// it still sends is refused by JetStream's expected sequence.
 pub struct Leadership {
     conn: Dedicated,
 }
 
+/// The advisory-lock key of publisher `$1`: `hashtext` maps the name onto the key space; the
+/// prefix keeps it apart from the migration lock and any other user of advisory locks.
+const LOCK_KEY: &str = "hashtext('recovery-info publisher ' || $1)::bigint";
+
 impl Leadership {
     /// Tries once to become the leader of publisher `name`; `None` if another session leads.
-    pub async fn try_acquire(url: &str, name: &str) -> Result<Option<Self>, StoreError> {
+    /// A leader whose lease ran out (its session idle for longer than `lease`) is ended on the
+    /// way, so that the next try can succeed.
+    pub async fn try_acquire(
+        url: &str,
+        name: &str,
+        lease: std::time::Duration,
+    ) -> Result<Option<Self>, StoreError> {
         let conn = Dedicated::connect(url, None).await?;
-        // `hashtext` maps the name onto the advisory-lock key space; the prefix keeps it apart
-        // from the migration lock and any other user of advisory locks.
         let row = conn
             .client
             .query_one(
-                "SELECT pg_try_advisory_lock(hashtext('recovery-info publisher ' || $1)::bigint)",
+                &format!("SELECT pg_try_advisory_lock({LOCK_KEY})"),
                 &[&name],
             )
             .await?;
-        Ok(row.get::<_, bool>(0).then_some(Leadership { conn }))
+        if row.get::<_, bool>(0) {
+            return Ok(Some(Leadership { conn }));
+        }
+        // The session holding the lock (a bigint key shows as its high and low halves), and
+        // how long it has been idle. Only a session idle since its last statement is judged:
+        // one that is running a statement is working.
+        let holder = conn
+            .client
+            .query_opt(
+                &format!(
+                    "SELECT a.pid, extract(epoch FROM clock_timestamp() - a.state_change)::float8
+                     FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+                     WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+                       AND l.database = (SELECT oid FROM pg_database
+                                         WHERE datname = current_database())
+                       AND l.classid = (({LOCK_KEY} >> 32) & 4294967295)::oid
+                       AND l.objid = ({LOCK_KEY} & 4294967295)::oid
+                       AND a.state = 'idle'"
+                ),
+                &[&name],
+            )
+            .await?;
+        if let Some(holder) = holder {
+            let (pid, idle_s): (i32, Option<f64>) = (holder.get(0), holder.get(1));
+            if idle_s.is_some_and(|idle| idle > lease.as_secs_f64()) {
+                let ended: bool = conn
+                    .client
+                    .query_one("SELECT pg_terminate_backend($1)", &[&pid])
+                    .await?
+                    .get(0);
+                tracing::warn!(
+                    leader_pid = pid,
+                    idle_s = idle_s.unwrap_or_default(),
+                    lease_s = lease.as_secs_f64(),
+                    ended,
+                    "the publisher's leader has not renewed its lease; ending its session to take over"
+                );
+                metrics::counter!("recovery_publisher_leases_broken_total").increment(1);
+            }
+        }
+        Ok(None)
     }
 
-    /// Whether the lock is still held (the session is alive).
+    /// Whether the lock is still held (the session is alive), as this process last saw it.
     pub fn is_held(&self) -> bool {
         *self.conn.alive.borrow() && !self.conn.client.is_closed()
+    }
+
+    /// Renews the lease: a statement on the lock's session, which also proves the session is
+    /// still there.
+    pub async fn renew(&self) -> Result<(), StoreError> {
+        self.conn.client.batch_execute("SELECT 1").await?;
+        Ok(())
     }
 
     /// Resolves when the lock is lost.
@@ -249,10 +313,12 @@ mod tests {
     /// after its own keepalives: they are set on the very session that holds the lock.
     #[tokio::test]
     async fn postgresql_probes_the_leaders_session_with_keepalives() {
-        let url = std::env::var("TEST_PG_URL")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
+        let url = test_url();
         let name = format!("keepalive-test-{}", Uuid::new_v4());
-        let leader = Leadership::try_acquire(&url, &name).await.unwrap().unwrap();
+        let leader = Leadership::try_acquire(&url, &name, LEASE)
+            .await
+            .unwrap()
+            .unwrap();
         let mut settings = Vec::new();
         for setting in [
             "tcp_keepalives_idle",
@@ -270,10 +336,62 @@ mod tests {
         assert_eq!(settings, ["10", "5", "3"]);
         // And the lock is the leader's alone.
         assert!(
-            Leadership::try_acquire(&url, &name)
+            Leadership::try_acquire(&url, &name, LEASE)
                 .await
                 .unwrap()
                 .is_none()
         );
+    }
+
+    const LEASE: Duration = Duration::from_secs(60);
+
+    fn test_url() -> String {
+        std::env::var("TEST_PG_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
+    }
+
+    /// A leader that renews its lease keeps the lock however long others try; one that stops
+    /// renewing (hung, its session still up) loses it to the next replica after the lease.
+    #[tokio::test]
+    async fn a_leader_keeps_the_lock_while_it_renews_its_lease_and_loses_it_when_it_stops() {
+        let url = test_url();
+        let name = format!("lease-test-{}", Uuid::new_v4());
+        let lease = Duration::from_millis(800);
+        let leader = Leadership::try_acquire(&url, &name, lease)
+            .await
+            .unwrap()
+            .unwrap();
+        // Renewing every 200 ms for three leases: nobody takes over.
+        let renewing = tokio::time::Instant::now();
+        while renewing.elapsed() < lease * 3 {
+            leader.renew().await.unwrap();
+            assert!(
+                Leadership::try_acquire(&url, &name, lease)
+                    .await
+                    .unwrap()
+                    .is_none(),
+                "a renewing leader was replaced"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        assert!(leader.is_held());
+        // Hung: no more renewals. The next replica ends the leader's session and leads.
+        let hung = tokio::time::Instant::now();
+        let successor = loop {
+            if let Some(successor) = Leadership::try_acquire(&url, &name, lease).await.unwrap() {
+                break successor;
+            }
+            assert!(hung.elapsed() < lease * 10, "the lease never ran out");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        assert!(
+            hung.elapsed() >= lease,
+            "taken over before the lease ran out"
+        );
+        tokio::time::timeout(Duration::from_secs(5), leader.lost())
+            .await
+            .expect("the hung leader's session ended");
+        assert!(!leader.is_held());
+        assert!(successor.is_held());
+        successor.renew().await.unwrap();
     }
 }

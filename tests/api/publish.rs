@@ -491,6 +491,104 @@ async fn a_second_replica_takes_over_publishing_when_the_leader_dies() {
     assert_exactly_once_in_order(&messages, second.store().head().await.unwrap());
 }
 
+/// The pid of the session holding publisher `name`'s lock in the database of `client`.
+async fn leader_pid(client: &tokio_postgres::Client, name: &str) -> Option<i32> {
+    client
+        .query_opt(
+            "SELECT l.pid FROM pg_locks l
+             WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+               AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+               AND l.objid = (hashtext('recovery-info publisher ' || $1)::bigint & 4294967295)::oid",
+            &[&name],
+        )
+        .await
+        .unwrap()
+        .map(|r| r.get(0))
+}
+
+#[tokio::test]
+async fn a_replica_takes_over_from_a_leader_that_hangs_with_its_session_up() {
+    let nats = PrivateNats::start().await;
+    let url = fresh_database().await;
+    // A hung leader: its session holds the lock and stays connected, but nothing runs on it.
+    let hung = crate::support::pg_client(&url).await;
+    let config = PublisherConfig {
+        lease: Duration::from_secs(1),
+        ..publisher(&nats)
+    };
+    let locked: bool = hung
+        .query_one(
+            "SELECT pg_try_advisory_lock(hashtext('recovery-info publisher ' || $1)::bigint)",
+            &[&config.stream_name],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(locked);
+    let app = spawn_on(
+        url,
+        Options {
+            publisher: Some(config),
+            ..Options::default()
+        },
+    )
+    .await;
+    let started = Instant::now();
+    app.add_ok(Uuid::now_v7(), "mobile_phone", "+45 20 12 34 56")
+        .await;
+    let js = js(&nats).await;
+    let messages = wait_published(&app, &js, Duration::from_secs(15)).await;
+    eprintln!("takeover from a hung leader: {:?}", started.elapsed());
+    assert_exactly_once_in_order(&messages, app.store().head().await.unwrap());
+    assert!(
+        hung.simple_query("SELECT 1").await.is_err(),
+        "the hung leader's session was ended"
+    );
+}
+
+#[tokio::test]
+async fn a_leader_that_publishes_and_idles_keeps_renewing_its_lease() {
+    let nats = PrivateNats::start().await;
+    let config = PublisherConfig {
+        lease: Duration::from_millis(800),
+        ..publisher(&nats)
+    };
+    let first = spawn_app_with(Options {
+        publisher: Some(config.clone()),
+        ..Options::default()
+    })
+    .await;
+    let admin = Uuid::now_v7();
+    first.add_ok(admin, "mobile_phone", "+45 20 12 34 56").await;
+    let js = js(&nats).await;
+    wait_published(&first, &js, Duration::from_secs(10)).await;
+    let db = crate::support::pg_client(&first.database_url()).await;
+    let leader = leader_pid(&db, &config.stream_name).await;
+    assert!(leader.is_some());
+    // A second replica that would take over from a leader silent for longer than the lease.
+    let mut second = spawn_on(
+        first.database_url(),
+        Options {
+            publisher: Some(config.clone()),
+            ..Options::default()
+        },
+    )
+    .await;
+    second.tenant = first.tenant;
+    // Idle for several leases, then busy, then idle again: the leader stays.
+    tokio::time::sleep(config.lease * 3).await;
+    for value in ["a@example.com", "b@example.com", "c@example.com"] {
+        second.add_ok(Uuid::now_v7(), "email", value).await;
+    }
+    wait_published(&second, &js, Duration::from_secs(10)).await;
+    tokio::time::sleep(config.lease * 3).await;
+    assert_eq!(
+        leader_pid(&db, &config.stream_name).await,
+        leader,
+        "the leader lost its lease while working"
+    );
+}
+
 /// Reads an SSE response until `n` events arrived; returns `(id, data)` pairs.
 async fn read_sse(r: &mut reqwest::Response, n: usize, timeout: Duration) -> Vec<(u64, Value)> {
     let mut buffer = String::new();
