@@ -70,11 +70,7 @@ fn masked_payload(
     out.encode()
 }
 
-/// The event with its values masked (`+45 •• •• •• 56`, `j•••@example.com`).
-pub fn masked_event(event: &DomainEvent) -> DomainEvent {
-    masked_event_with(event, |_, kind, value| mask(kind, value))
-}
-
+/// The event with its values masked (`+45 •• •• •• 56`, `j•••@example.com`) by `masked`.
 fn masked_event_with(
     event: &DomainEvent,
     mut masked: impl FnMut(MethodId, MethodKind, &str) -> String,
@@ -216,7 +212,10 @@ pub fn build(
             _ => Vec::new(),
         };
         fold.apply(event);
-        let after = shown_masks(admin.and_then(|k| fold.admins.get(&k)));
+        let after = match reveal {
+            true => Vec::new(),
+            false => shown_masks(admin.and_then(|k| fold.admins.get(&k))),
+        };
         let payload = masked_payload(event, reveal, |id, kind, value| {
             shown_mask(&before, id, value)
                 .or_else(|| shown_mask(&after, id, value))

@@ -549,8 +549,10 @@ async fn a_replica_takes_over_from_a_leader_that_hangs_with_its_session_up() {
 #[tokio::test]
 async fn a_leader_that_publishes_and_idles_keeps_renewing_its_lease() {
     let nats = PrivateNats::start().await;
+    // Renewed every 375 ms by a relay that polls every 200 ms when idle: a lease long enough
+    // that a loaded machine does not make the working leader look hung.
     let config = PublisherConfig {
-        lease: Duration::from_millis(800),
+        lease: Duration::from_millis(1500),
         ..publisher(&nats)
     };
     let first = spawn_app_with(Options {
@@ -576,12 +578,12 @@ async fn a_leader_that_publishes_and_idles_keeps_renewing_its_lease() {
     .await;
     second.tenant = first.tenant;
     // Idle for several leases, then busy, then idle again: the leader stays.
-    tokio::time::sleep(config.lease * 3).await;
+    tokio::time::sleep(config.lease * 2).await;
     for value in ["a@example.com", "b@example.com", "c@example.com"] {
         second.add_ok(Uuid::now_v7(), "email", value).await;
     }
     wait_published(&second, &js, Duration::from_secs(10)).await;
-    tokio::time::sleep(config.lease * 3).await;
+    tokio::time::sleep(config.lease * 2).await;
     assert_eq!(
         leader_pid(&db, &config.stream_name).await,
         leader,
