@@ -60,15 +60,16 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Server> {
         app.clone(),
         JwtKeys::new(&config.jwt_secret),
         crate::telemetry::metrics_handle(),
+        live.log.clone(),
+        live.stream_shutdown(),
     );
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let addr = listener.local_addr()?;
     let (tx, rx) = oneshot::channel::<()>();
-    let (live_log, stream_shutdown) = (live.log.clone(), live.stream_shutdown());
     let http = tokio::spawn(async move {
-        let service = http::service(state, live_log, stream_shutdown);
+        let service = http::service(state);
         axum::serve(listener, tower::make::Shared::new(service))
             .with_graceful_shutdown(async {
                 let _ = rx.await;

@@ -14,7 +14,7 @@ use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, patch, post};
-use axum::{Extension, Json, Router};
+use axum::{Json, Router};
 use error::ApiError;
 use extract::{CommandHeaders, MAX_BODY_BYTES, etag};
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -35,11 +35,26 @@ pub struct Shared {
     pub app: App,
     pub jwt: JwtKeys,
     pub metrics: PrometheusHandle,
+    /// What the SSE streams follow, and what ends them.
+    pub live: LiveLog,
+    pub stream_shutdown: StreamShutdown,
 }
 
 impl HttpState {
-    pub fn new(app: App, jwt: JwtKeys, metrics: PrometheusHandle) -> Self {
-        HttpState(Arc::new(Shared { app, jwt, metrics }))
+    pub fn new(
+        app: App,
+        jwt: JwtKeys,
+        metrics: PrometheusHandle,
+        live: LiveLog,
+        stream_shutdown: StreamShutdown,
+    ) -> Self {
+        HttpState(Arc::new(Shared {
+            app,
+            jwt,
+            metrics,
+            live,
+            stream_shutdown,
+        }))
     }
 }
 
@@ -65,15 +80,13 @@ const TENANT: &str = "/v1/tenants/{tenant_id}";
 /// The whole API with its middleware, as `serve` runs it.
 ///
 /// The routes are flat (full paths, no nested router) and the middleware that does not need
-/// the matched route (request ids, traces, body limit, `extensions`) wraps the router once,
+/// the matched route (request ids, traces, body limit) wraps the router once,
 /// rather than every route through `Router::layer`: a request then passes through it once
 /// instead of cloning a boxed copy of each layer for the route it matched (measured: the
 /// eligibility query's CPU, docs/benchmarks.md round 8). Only the metrics, labelled with the
-/// matched route, wrap the routes. `live` and `shutdown` feed the SSE streams.
+/// matched route, wrap the routes.
 pub fn service(
     state: HttpState,
-    live: LiveLog,
-    shutdown: StreamShutdown,
 ) -> impl Service<Request, Response = Response, Error = Infallible, Future: Send + 'static>
 + Clone
 + Send
@@ -96,8 +109,6 @@ pub fn service(
         )
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(Extension(live))
-        .layer(Extension(shutdown))
         .service(router(state))
 }
 

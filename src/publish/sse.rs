@@ -15,7 +15,6 @@ use crate::http::auth::{Access, Caller};
 use crate::http::error::ApiError;
 use crate::http::extract::ValidPath;
 use crate::store::HistoryQuery;
-use axum::Extension;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -108,9 +107,7 @@ impl Cursor {
 /// `GET …/events/stream` (roles `dashboard`, `auditor`).
 #[tracing::instrument(skip_all, fields(tenant_id = %tenant))]
 pub async fn stream(
-    State(_): State<HttpState>,
-    Extension(live): Extension<LiveLog>,
-    Extension(StreamShutdown(shutdown)): Extension<StreamShutdown>,
+    State(s): State<HttpState>,
     caller: Caller,
     ValidPath(tenant): ValidPath<TenantId>,
     headers: HeaderMap,
@@ -130,10 +127,11 @@ pub async fn stream(
             })?,
     };
     metrics::gauge!("recovery_sse_streams").increment(1.0);
+    let live = s.live.clone();
     let cursor = Cursor {
         rx: live.subscribe(),
         live,
-        shutdown,
+        shutdown: s.stream_shutdown.0.clone(),
         tenant,
         after,
         backlog: VecDeque::new(),
