@@ -11,7 +11,7 @@
 //! - [`audit`]: the auditor's command-line tools (`audit verify`, `audit export`);
 //! - [`http`]: the axum API (auth, errors, routes);
 //! - [`config`], [`progress`] and [`telemetry`]: configuration, progress lines and
-//!   logs/metrics for the binary.
+//!   logs/metrics for the binary; [`task`]: awaiting tasks of the runtime.
 
 pub mod app;
 pub mod audit;
@@ -24,4 +24,5 @@ pub mod projections;
 pub mod publish;
 pub mod server;
 pub mod store;
+pub mod task;
 pub mod telemetry;

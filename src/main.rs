@@ -23,13 +23,10 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     telemetry::init_logs(cli.log_format);
-    // The command runs as a task of the runtime rather than on this thread, which is outside
-    // its workers: every wake-up from a worker (a row read, a response) would be a system call
-    // to this thread (a tenth of the machine's time in a replay's profile, docs/benchmarks.md).
-    let outcome = match tokio::spawn(run(cli.command)).await {
-        Ok(outcome) => outcome,
-        Err(e) => std::panic::resume_unwind(e.into_panic()),
-    };
+    // On a worker, not on this thread: see `task::on_worker`.
+    let outcome = recovery_info::task::on_worker(run(cli.command))
+        .await
+        .unwrap_or_else(|cancelled| Err(cancelled.into()));
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -114,13 +114,11 @@ async fn main() -> ExitCode {
     if std::env::var_os("RUST_LOG").is_some() {
         recovery_info::telemetry::init_logs(recovery_info::config::LogFormat::Text);
     }
-    // As a task of the runtime, as the service's own commands run (`recovery-info`'s main): on
-    // this thread, outside the workers, every row a baseline reads would wake it with a system
-    // call, which would slow the baselines, not the service.
-    let outcome = match tokio::spawn(async move { run(&args).await }).await {
-        Ok(outcome) => outcome,
-        Err(e) => std::panic::resume_unwind(e.into_panic()),
-    };
+    // On a worker, as the service's own commands run: on this thread, every row a baseline
+    // reads would wake it with a system call, which would slow the baselines, not the service.
+    let outcome = recovery_info::task::on_worker(async move { run(&args).await })
+        .await
+        .unwrap_or_else(|cancelled| Err(cancelled.into()));
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -263,11 +263,8 @@ impl Relay {
                 return Err(PublishError::LostLeadership);
             }
             let batch = match read_ahead.take() {
-                Some(read) => match read.await {
-                    Ok(batch) => batch?,
-                    Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-                    Err(e) => return Err(PublishError::Publish(format!("a read stopped: {e}"))),
-                },
+                Some(read) => crate::task::unwound(read.await)
+                    .map_err(|e| PublishError::Publish(format!("a read stopped: {e}")))??,
                 None => {
                     // Before the read: an append committed after it wakes the wait above at
                     // once.

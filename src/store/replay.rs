@@ -540,13 +540,10 @@ impl ShadowCopy {
     }
 }
 
-/// What a task of the replay returned; its panic goes on unwinding here, and a task cancelled
-/// is an error naming `what`.
+/// What a task of the replay returned ([`crate::task::unwound`]); a task cancelled is an error
+/// naming `what`.
 fn joined<T>(outcome: Result<T, tokio::task::JoinError>, what: &str) -> Result<T, StoreError> {
-    outcome.map_err(|e| match e.try_into_panic() {
-        Ok(panic) => std::panic::resume_unwind(panic),
-        Err(e) => StoreError::Config(format!("{what} stopped: {e}")),
-    })
+    crate::task::unwound(outcome).map_err(|e| StoreError::Config(format!("{what} stopped: {e}")))
 }
 
 /// How many shards of tenants the bulk fold runs on: one per core.
