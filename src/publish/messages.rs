@@ -51,12 +51,7 @@ pub fn eligibility_subject(prefix: &str, tenant: TenantId, admin: AdminId) -> St
 }
 
 /// The published envelope: the stored protobuf bytes when `reveal`, otherwise the same
-/// envelope with every phone number and email masked.
-pub fn event_payload(event: &RecordedEvent, reveal: bool) -> Vec<u8> {
-    masked_payload(event, reveal, |_, kind, value| mask(kind, value))
-}
-
-/// [`event_payload`], each value masked by `masked(method, kind, value)`.
+/// envelope with each phone number and email masked by `masked(method, kind, value)`.
 fn masked_payload(
     event: &RecordedEvent,
     reveal: bool,
@@ -354,6 +349,11 @@ mod tests {
         assert!(
             matches!(first.event, DomainEvent::MethodAdded { ref value, .. } if value == "+45 •• •• •• 56")
         );
+    }
+
+    /// The published envelope with each value masked afresh.
+    fn event_payload(event: &RecordedEvent, reveal: bool) -> Vec<u8> {
+        masked_payload(event, reveal, |_, kind, value| mask(kind, value))
     }
 
     #[test]
