@@ -187,9 +187,43 @@ pub struct Leadership {
     conn: Dedicated,
 }
 
-/// The advisory-lock key of publisher `$1`: `hashtext` maps the name onto the key space; the
-/// prefix keeps it apart from the migration lock and any other user of advisory locks.
-const LOCK_KEY: &str = "hashtext('recovery-info publisher ' || $1)::bigint";
+/// The advisory-lock key of publisher `$1`, in SQL: `hashtext` maps the name onto the key
+/// space; the prefix keeps it apart from the migration lock and any other user of advisory
+/// locks.
+pub const LOCK_KEY: &str = "hashtext('recovery-info publisher ' || $1)::bigint";
+
+/// The session holding a publisher's lock.
+#[derive(Debug)]
+pub struct LockHolder {
+    pub pid: i32,
+    /// How long it has been idle since its last statement; `None` while it runs one (it is
+    /// working), or when its activity is not visible to this role.
+    pub idle_s: Option<f64>,
+}
+
+/// The session holding publisher `name`'s lock in this database, if any (a bigint key shows in
+/// `pg_locks` as its high and low halves).
+pub async fn lock_holder(client: &Client, name: &str) -> Result<Option<LockHolder>, StoreError> {
+    let row = client
+        .query_opt(
+            &format!(
+                "SELECT a.pid, CASE WHEN a.state = 'idle' THEN
+                            extract(epoch FROM clock_timestamp() - a.state_change)::float8 END
+                 FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+                 WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+                   AND l.database = (SELECT oid FROM pg_database
+                                     WHERE datname = current_database())
+                   AND l.classid = (({LOCK_KEY} >> 32) & 4294967295)::oid
+                   AND l.objid = ({LOCK_KEY} & 4294967295)::oid"
+            ),
+            &[&name],
+        )
+        .await?;
+    Ok(row.map(|r| LockHolder {
+        pid: r.get(0),
+        idle_s: r.get(1),
+    }))
+}
 
 impl Leadership {
     /// Tries once to become the leader of publisher `name`; `None` if another session leads.
@@ -211,42 +245,27 @@ impl Leadership {
         if row.get::<_, bool>(0) {
             return Ok(Some(Leadership { conn }));
         }
-        // The session holding the lock (a bigint key shows as its high and low halves), and
-        // how long it has been idle. Only a session idle since its last statement is judged:
-        // one that is running a statement is working.
-        let holder = conn
-            .client
-            .query_opt(
-                &format!(
-                    "SELECT a.pid, extract(epoch FROM clock_timestamp() - a.state_change)::float8
-                     FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
-                     WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
-                       AND l.database = (SELECT oid FROM pg_database
-                                         WHERE datname = current_database())
-                       AND l.classid = (({LOCK_KEY} >> 32) & 4294967295)::oid
-                       AND l.objid = ({LOCK_KEY} & 4294967295)::oid
-                       AND a.state = 'idle'"
-                ),
-                &[&name],
-            )
-            .await?;
-        if let Some(holder) = holder {
-            let (pid, idle_s): (i32, Option<f64>) = (holder.get(0), holder.get(1));
-            if idle_s.is_some_and(|idle| idle > lease.as_secs_f64()) {
-                let ended: bool = conn
-                    .client
-                    .query_one("SELECT pg_terminate_backend($1)", &[&pid])
-                    .await?
-                    .get(0);
-                tracing::warn!(
-                    leader_pid = pid,
-                    idle_s = idle_s.unwrap_or_default(),
-                    lease_s = lease.as_secs_f64(),
-                    ended,
-                    "the publisher's leader has not renewed its lease; ending its session to take over"
-                );
-                metrics::counter!("recovery_publisher_leases_broken_total").increment(1);
-            }
+        // Only a session idle since its last statement is judged: one running a statement is
+        // working.
+        if let Some(LockHolder {
+            pid,
+            idle_s: Some(idle_s),
+        }) = lock_holder(&conn.client, name).await?
+            && idle_s > lease.as_secs_f64()
+        {
+            let ended: bool = conn
+                .client
+                .query_one("SELECT pg_terminate_backend($1)", &[&pid])
+                .await?
+                .get(0);
+            tracing::warn!(
+                leader_pid = pid,
+                idle_s,
+                lease_s = lease.as_secs_f64(),
+                ended,
+                "the publisher's leader has not renewed its lease; ending its session to take over"
+            );
+            metrics::counter!("recovery_publisher_leases_broken_total").increment(1);
         }
         Ok(None)
     }

@@ -10,6 +10,7 @@ use recovery_info::domain::DomainEvent;
 use recovery_info::events::{RecordedEvent, pb};
 use recovery_info::http::auth::Role;
 use recovery_info::publish::PublisherConfig;
+use recovery_info::store::publish::{LOCK_KEY, lock_holder};
 use reqwest::Method;
 use serde_json::{Value, json};
 use std::collections::{HashMap, HashSet};
@@ -493,17 +494,7 @@ async fn a_second_replica_takes_over_publishing_when_the_leader_dies() {
 
 /// The pid of the session holding publisher `name`'s lock in the database of `client`.
 async fn leader_pid(client: &tokio_postgres::Client, name: &str) -> Option<i32> {
-    client
-        .query_opt(
-            "SELECT l.pid FROM pg_locks l
-             WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
-               AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
-               AND l.objid = (hashtext('recovery-info publisher ' || $1)::bigint & 4294967295)::oid",
-            &[&name],
-        )
-        .await
-        .unwrap()
-        .map(|r| r.get(0))
+    lock_holder(client, name).await.unwrap().map(|h| h.pid)
 }
 
 #[tokio::test]
@@ -518,7 +509,7 @@ async fn a_replica_takes_over_from_a_leader_that_hangs_with_its_session_up() {
     };
     let locked: bool = hung
         .query_one(
-            "SELECT pg_try_advisory_lock(hashtext('recovery-info publisher ' || $1)::bigint)",
+            &format!("SELECT pg_try_advisory_lock({LOCK_KEY})"),
             &[&config.stream_name],
         )
         .await
