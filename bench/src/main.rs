@@ -170,13 +170,16 @@ async fn run(args: &Args) -> anyhow::Result<()> {
 
 /// The service as the bench runs it: PostgreSQL, and the JetStream publisher on `nats_url`
 /// under the run's own stream and subject prefix (see `publisher::stream_name`).
-fn service_config(database_url: &str, nats_url: &str) -> ServerConfig {
+/// With `alone`, the command path only: no projection runners, no publisher (what
+/// `serve --no-projections` without `NATS_URL` runs), for the phase that measures what the
+/// commands cost without the work that follows them.
+fn service_config(database_url: &str, nats_url: &str, alone: bool) -> ServerConfig {
     ServerConfig {
         store: StoreConfig::Postgres {
             url: database_url.to_owned(),
             pool_size: recovery_info::config::DEFAULT_POOL_SIZE,
         },
-        publisher: Some(PublisherConfig {
+        publisher: (!alone).then(|| PublisherConfig {
             stream_name: publisher::stream_name(),
             subject_prefix: publisher::prefix(),
             ..PublisherConfig::new(nats_url)
@@ -185,7 +188,7 @@ fn service_config(database_url: &str, nats_url: &str) -> ServerConfig {
         jwt_secret: SECRET.to_vec(),
         freshness_timeout: Duration::from_secs(2),
         runner: RunnerConfig::default(),
-        run_projections: true,
+        run_projections: !alone,
     }
 }
 
@@ -208,12 +211,13 @@ fn machine(pg_version: &str) -> serde_json::Value {
 type Measured = (Vec<Row>, Vec<Goal>, serde_json::Value);
 
 async fn measure(args: &Args, plan: &Plan, db: &db::BenchDb) -> anyhow::Result<Measured> {
-    let server = server::start(service_config(&db.url, &args.nats_url))
+    let alone = commands_alone(args, plan, db).await?;
+    let server = server::start(service_config(&db.url, &args.nats_url, false))
         .await
         .context("cannot start the service")?;
     say(&format!("service listening on {}", server.addr));
     let store = server.app.store.clone();
-    let result = measure_with(args, plan, db, &server, &store).await;
+    let result = measure_with(args, plan, db, &server, &store, alone).await;
     let _ = server.stop().await;
     if let Ok(nats) = raw_nats::connect(&args.nats_url).await {
         publisher::delete_stream(&nats).await;
@@ -221,12 +225,64 @@ async fn measure(args: &Args, plan: &Plan, db: &db::BenchDb) -> anyhow::Result<M
     result
 }
 
+/// The commands at 16 clients of a service that runs the command path only (no projection
+/// runners, no publisher), on the fresh database, before the full service starts: a bound on
+/// what the full service can do, measured in the same run as the goals' baselines.
+struct Alone {
+    rate: stats::Rate,
+    cpu_us_per_op: Option<f64>,
+    detail: serde_json::Value,
+}
+
+async fn commands_alone(args: &Args, plan: &Plan, db: &db::BenchDb) -> anyhow::Result<Alone> {
+    let server = server::start(service_config(&db.url, &args.nats_url, true))
+        .await
+        .context("cannot start the service")?;
+    say(&format!(
+        "service commands, {ALONE_CLIENTS} clients, the command path alone (no projections, no publisher)"
+    ));
+    let measured = async {
+        let service = Arc::new(load::Service::new(server.addr, &JwtKeys::new(SECRET), 8)?);
+        let cpu = CpuMeter::start_by_process();
+        let run = load::commands(
+            &service,
+            ALONE_CLIENTS,
+            plan.admins_per_client,
+            plan.warmup,
+            plan.phase,
+        )
+        .await?;
+        let mut detail = run.rate.to_json();
+        let (used, cpu_us_per_op) = cpu.record(run.rate.per_second, &mut detail);
+        say(&format!(
+            "  {:.0} commands/s, p50 {:.2} ms, p99 {:.2} ms, errors {:?}{used}",
+            run.rate.per_second,
+            run.rate.latency.p50_ms,
+            run.rate.latency.p99_ms,
+            run.errors_by_status
+        ));
+        detail["errors_by_status"] = json!(run.errors_by_status);
+        Ok::<_, anyhow::Error>(Alone {
+            rate: run.rate,
+            cpu_us_per_op,
+            detail,
+        })
+    }
+    .await;
+    let _ = server.stop().await;
+    measured
+}
+
+/// The clients of the command path's phase (those of the commands goal).
+const ALONE_CLIENTS: usize = 16;
+
 async fn measure_with(
     args: &Args,
     plan: &Plan,
     db: &db::BenchDb,
     server: &server::Server,
     store: &Store,
+    alone: Alone,
 ) -> anyhow::Result<Measured> {
     let mut rows = Vec::new();
     let mut details = serde_json::Map::new();
@@ -246,6 +302,13 @@ async fn measure_with(
             None
         }
     };
+
+    // The full service's projections and publisher fold the command path's events first:
+    // they would share the machine with the baselines.
+    say("waiting for the projections and the publisher to fold those commands");
+    let head = store.head().await?;
+    wait_for_projections(store, head, nats.is_some(), Duration::from_secs(120)).await?;
+    details.insert("service_commands_16_alone".into(), alone.detail);
 
     // 1. Raw PostgreSQL.
     raw_pg::prepare(&db.url).await?;
@@ -375,6 +438,31 @@ async fn measure_with(
         admins.extend(run.admins);
     }
     let admins = Arc::new(admins);
+    if let Some((_, base)) = raw_insert.iter().find(|(c, _)| *c == ALONE_CLIENTS) {
+        let alone_rate = alone.rate.per_second;
+        rows.push(
+            Row::new(
+                format!("command path alone: commands/s, {ALONE_CLIENTS} clients"),
+                alone_rate,
+                "/s",
+            )
+            .against(
+                format!("raw 1-row INSERT tps, {ALONE_CLIENTS} conns"),
+                Some(base.per_second),
+            ),
+        );
+        rows.push(
+            Row::new(
+                format!("command path alone: p99, {ALONE_CLIENTS} clients"),
+                alone.rate.latency.p99_ms,
+                "ms",
+            )
+            .against(
+                format!("raw INSERT p99, {ALONE_CLIENTS} conns"),
+                Some(base.latency.p99_ms),
+            ),
+        );
+    }
 
     say("waiting for the projections and the publisher to catch up");
     let head = store.head().await?;
@@ -436,6 +524,11 @@ async fn measure_with(
             "machine CPU per command, 16 clients",
             "per raw INSERT, 16 conns",
             cpu_insert,
+        ),
+        (
+            "command path alone: machine CPU per command",
+            "per raw INSERT, 16 conns",
+            (cpu_insert.0, alone.cpu_us_per_op),
         ),
         (
             "machine CPU per eligibility query, 16 clients",
