@@ -48,6 +48,10 @@ struct Args {
     /// Keep the run's database at the end (to profile `recovery-info replay` on its log, say).
     #[arg(long)]
     keep_database: bool,
+    /// The tenants the seeded log (the rebuild's and the publisher's) spreads its admins over;
+    /// 1 is a deployment made of one large tenant.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..))]
+    seed_tenants: u16,
 }
 
 /// How long and how big each phase is.
@@ -571,7 +575,7 @@ async fn measure_with(
             "seeding {seeded} events with binary COPY (log at {head}, target {target})"
         ));
         let t = Instant::now();
-        seed::seed(&db.url, seeded as usize).await?;
+        seed::seed(&db.url, seeded as usize, usize::from(args.seed_tenants)).await?;
         let s = t.elapsed().as_secs_f64();
         say(&format!(
             "  seeded in {s:.1} s ({:.0} events/s)",

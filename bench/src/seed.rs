@@ -47,7 +47,6 @@ impl HeldProjections {
 
 /// Events per seeded admin, on average.
 const EVENTS_PER_ADMIN: usize = 8;
-const TENANTS: usize = 64;
 const KINDS: [MethodKind; 3] = [
     MethodKind::MobilePhone,
     MethodKind::OfficePhone,
@@ -135,11 +134,11 @@ impl Values {
     }
 }
 
-/// Appends `n` events (interleaved over `n / 8` new admins of 64 tenants) in one
+/// Appends `n` events (interleaved over `n / 8` new admins of `tenants` tenants) in one
 /// transaction: the log head is moved first, under the same row lock the store's appends
 /// take, then the rows are streamed with binary COPY. Returns the new head.
-pub async fn seed(url: &str, n: usize) -> anyhow::Result<u64> {
-    if n == 0 {
+pub async fn seed(url: &str, n: usize, tenants: usize) -> anyhow::Result<u64> {
+    if n == 0 || tenants == 0 {
         bail!("nothing to seed");
     }
     let mut client = connect(url).await?;
@@ -164,12 +163,15 @@ pub async fn seed(url: &str, n: usize) -> anyhow::Result<u64> {
     let writer = BinaryCopyInWriter::new(sink, &crate::raw_pg::EVENT_COLUMN_TYPES);
     pin_mut!(writer);
 
-    let tenants: Vec<TenantId> = (0..TENANTS)
+    let tenants: Vec<TenantId> = (0..tenants)
         .map(|_| TenantId::from_uuid(Uuid::new_v4()))
         .collect();
     let mut streams: Vec<Stream> = (0..(n / EVENTS_PER_ADMIN).max(1))
         .map(|i| Stream {
-            id: StreamId::Admin(tenants[i % TENANTS], AdminId::from_uuid(Uuid::new_v4())),
+            id: StreamId::Admin(
+                tenants[i % tenants.len()],
+                AdminId::from_uuid(Uuid::new_v4()),
+            ),
             methods: [None, None, None],
             version: 0,
             prev_hash: vec![0; 32],
