@@ -23,6 +23,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     telemetry::init_logs(cli.log_format);
+    std::thread::spawn(recovery_info::domain::load_phone_metadata);
     // On a worker, not on this thread: see `task::on_worker`.
     let outcome = recovery_info::task::on_worker(run(cli.command))
         .await

@@ -18,6 +18,7 @@ pub use ids::{AdminId, MethodId, StreamId, TenantId};
 pub use mask::{mask, masks_alike};
 pub use method::{
     AlternateEmail, MethodKind, MethodValue, PhoneNumber, TenantDomain, email_domain,
+    load_phone_metadata,
 };
 pub use policy::{
     Missing, ResetPolicy, UsableMethod, Verdict, evaluate, evaluate_masking, method_counts,
