@@ -1,6 +1,8 @@
 //! The benchmark's own database: created fresh on the given server, dropped at the end.
 
 use anyhow::{Context, anyhow};
+use serde_json::{Value, json};
+use std::time::Instant;
 use tokio_postgres::{Client, NoTls};
 
 /// `url` with its database name replaced by `db`.
@@ -78,5 +80,47 @@ impl BenchDb {
             ))
             .await
             .with_context(|| format!("cannot drop database {}", self.name))
+    }
+}
+
+/// The WAL the server writes over a phase, per operation: what PostgreSQL must flush, and ship
+/// to a replica, for each. It reads the server's WAL position, so it counts every database's
+/// writes (nothing else of ours writes during a run) and, like [`crate::stats::CpuMeter`], is
+/// spread over the operations at the phase's rate: a warm-up at the same rate counts alike.
+pub struct WalMeter<'a> {
+    client: &'a Client,
+    start: String,
+    at: Instant,
+}
+
+impl<'a> WalMeter<'a> {
+    pub async fn start(client: &'a Client) -> anyhow::Result<Self> {
+        let start = client
+            .query_one("SELECT pg_current_wal_lsn()::text", &[])
+            .await
+            .context("cannot read the WAL position")?
+            .get(0);
+        Ok(WalMeter {
+            client,
+            start,
+            at: Instant::now(),
+        })
+    }
+
+    /// Adds `wal_bytes_per_op` to a phase's JSON; the text for its progress line, and the bytes
+    /// per operation.
+    pub async fn record(&self, per_second: f64, json: &mut Value) -> anyhow::Result<(String, f64)> {
+        let bytes: f64 = self
+            .client
+            .query_one(
+                "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), $1::text::pg_lsn)::float8",
+                &[&self.start],
+            )
+            .await
+            .context("cannot read the WAL position")?
+            .get(0);
+        let per_op = bytes / self.at.elapsed().as_secs_f64().max(1e-9) / per_second.max(1e-9);
+        json["wal_bytes_per_op"] = json!(per_op);
+        Ok((format!(", WAL {per_op:.0} B per op"), per_op))
     }
 }

@@ -235,6 +235,7 @@ async fn measure(args: &Args, plan: &Plan, db: &db::BenchDb) -> anyhow::Result<M
 struct Alone {
     rate: stats::Rate,
     cpu_us_per_op: Option<f64>,
+    wal_per_op: f64,
     detail: serde_json::Value,
 }
 
@@ -247,6 +248,8 @@ async fn commands_alone(args: &Args, plan: &Plan, db: &db::BenchDb) -> anyhow::R
     ));
     let measured = async {
         let service = Arc::new(load::Service::new(server.addr, &JwtKeys::new(SECRET), 8)?);
+        let pg = db::connect(&db.url).await?;
+        let wal = db::WalMeter::start(&pg).await?;
         let cpu = CpuMeter::start_by_process();
         let run = load::commands(
             &service,
@@ -258,8 +261,9 @@ async fn commands_alone(args: &Args, plan: &Plan, db: &db::BenchDb) -> anyhow::R
         .await?;
         let mut detail = run.rate.to_json();
         let (used, cpu_us_per_op) = cpu.record(run.rate.per_second, &mut detail);
+        let (wal_used, wal_per_op) = wal.record(run.rate.per_second, &mut detail).await?;
         say(&format!(
-            "  {:.0} commands/s, p50 {:.2} ms, p99 {:.2} ms, errors {:?}{used}",
+            "  {:.0} commands/s, p50 {:.2} ms, p99 {:.2} ms, errors {:?}{used}{wal_used}",
             run.rate.per_second,
             run.rate.latency.p50_ms,
             run.rate.latency.p99_ms,
@@ -269,6 +273,7 @@ async fn commands_alone(args: &Args, plan: &Plan, db: &db::BenchDb) -> anyhow::R
         Ok::<_, anyhow::Error>(Alone {
             rate: run.rate,
             cpu_us_per_op,
+            wal_per_op,
             detail,
         })
     }
@@ -321,18 +326,24 @@ async fn measure_with(
     // CPU microseconds per operation of the 16-connection phases: (raw, service).
     let mut cpu_insert = (None, None);
     let mut cpu_lookup = (None, None);
+    // WAL bytes per write of the 16-connection phases: (raw INSERT, command).
+    let pg = db::connect(&db.url).await?;
+    let mut wal_insert = (None, None);
     for conns in [1, 16, 64] {
         say(&format!("raw INSERT, {conns} connections"));
+        let wal = db::WalMeter::start(&pg).await?;
         let cpu = CpuMeter::start();
         let r = raw.insert_tps(&db.url, conns, plan.phase).await?;
         let mut d = r.to_json();
         let (used, us_per_op) = cpu.record(r.per_second, &mut d);
+        let (wal_used, wal_per_op) = wal.record(r.per_second, &mut d).await?;
         say(&format!(
-            "  {:.0} tps, p50 {:.2} ms, p99 {:.2} ms{used}",
+            "  {:.0} tps, p50 {:.2} ms, p99 {:.2} ms{used}{wal_used}",
             r.per_second, r.latency.p50_ms, r.latency.p99_ms
         ));
         if conns == 16 {
             cpu_insert.0 = us_per_op;
+            wal_insert.0 = Some(wal_per_op);
         }
         details.insert(format!("raw_insert_{conns}"), d);
         raw_insert.push((conns, r));
@@ -383,6 +394,7 @@ async fn measure_with(
     let mut admins = Vec::new();
     for (conns, base) in &raw_insert {
         say(&format!("service commands, {conns} clients"));
+        let wal = db::WalMeter::start(&pg).await?;
         let cpu = CpuMeter::start_by_process();
         let run = load::commands(
             &service,
@@ -395,11 +407,13 @@ async fn measure_with(
         let r = run.rate;
         let mut d = r.to_json();
         let (used, us_per_op) = cpu.record(r.per_second, &mut d);
+        let (wal_used, wal_per_op) = wal.record(r.per_second, &mut d).await?;
         if *conns == 16 {
             cpu_insert.1 = us_per_op;
+            wal_insert.1 = Some(wal_per_op);
         }
         say(&format!(
-            "  {:.0} commands/s, p50 {:.2} ms, p99 {:.2} ms, errors {:?}{used}",
+            "  {:.0} commands/s, p50 {:.2} ms, p99 {:.2} ms, errors {:?}{used}{wal_used}",
             r.per_second, r.latency.p50_ms, r.latency.p99_ms, run.errors_by_status
         ));
         d["errors_by_status"] = json!(run.errors_by_status);
@@ -542,6 +556,20 @@ async fn measure_with(
     ] {
         if let Some(us) = service_us {
             rows.push(Row::new(measure, us, "µs").against(baseline, raw_us));
+        }
+    }
+    // What one write costs the WAL (PostgreSQL's flushes, and what a replica receives).
+    for (measure, bytes) in [
+        ("WAL per command, 16 clients", wal_insert.1),
+        (
+            "command path alone: WAL per command",
+            Some(alone.wal_per_op),
+        ),
+    ] {
+        if let Some(bytes) = bytes {
+            rows.push(
+                Row::new(measure, bytes, "B").against("per raw INSERT, 16 conns", wal_insert.0),
+            );
         }
     }
 
