@@ -62,6 +62,9 @@ struct Plan {
     /// Log events whose relay messages are published raw (the relay's own ceiling).
     relay_sample: usize,
     rebuild_events: usize,
+    /// The fewest events seeded (the publisher's backlog), however many the command phases
+    /// appended: the rebuild's log is then longer than `rebuild_events`.
+    min_seeded: usize,
     rebuild_timeout: Duration,
     admins_per_client: usize,
 }
@@ -75,6 +78,7 @@ impl Plan {
                 nats_messages: 20_000,
                 relay_sample: 50_000,
                 rebuild_events: 100_000,
+                min_seeded: 50_000,
                 rebuild_timeout: Duration::from_secs(60),
                 admins_per_client: 16,
             }
@@ -85,6 +89,7 @@ impl Plan {
                 nats_messages: 200_000,
                 relay_sample: 200_000,
                 rebuild_events: 1_000_000,
+                min_seeded: 500_000,
                 rebuild_timeout: Duration::from_secs(1200),
                 admins_per_client: 16,
             }
@@ -234,6 +239,8 @@ async fn measure(args: &Args, plan: &Plan, db: &db::BenchDb) -> anyhow::Result<M
 /// what the full service can do, measured in the same run as the goals' baselines.
 struct Alone {
     rate: stats::Rate,
+    /// Its non-2xx answers, for the row's note.
+    errors: String,
     cpu_us_per_op: Option<f64>,
     wal_per_op: f64,
     detail: serde_json::Value,
@@ -271,6 +278,7 @@ async fn commands_alone(args: &Args, plan: &Plan, db: &db::BenchDb) -> anyhow::R
         ));
         detail["errors_by_status"] = json!(run.errors_by_status);
         Ok::<_, anyhow::Error>(Alone {
+            errors: errors_note(&run),
             rate: run.rate,
             cpu_us_per_op,
             wal_per_op,
@@ -284,6 +292,15 @@ async fn commands_alone(args: &Args, plan: &Plan, db: &db::BenchDb) -> anyhow::R
 
 /// The clients of the command path's phase (those of the commands goal).
 const ALONE_CLIENTS: usize = 16;
+
+/// The note of a command phase's row: its non-2xx answers, if any.
+fn errors_note(run: &load::CommandRun) -> String {
+    if run.rate.errors > 0 {
+        format!("{} errors: {:?}", run.rate.errors, run.errors_by_status)
+    } else {
+        String::new()
+    }
+}
 
 async fn measure_with(
     args: &Args,
@@ -418,11 +435,7 @@ async fn measure_with(
         ));
         d["errors_by_status"] = json!(run.errors_by_status);
         details.insert(format!("service_commands_{conns}"), d);
-        let errors = if r.errors > 0 {
-            format!("{} errors: {:?}", r.errors, run.errors_by_status)
-        } else {
-            String::new()
-        };
+        let errors = errors_note(&run);
         rows.push(
             Row::new(format!("commands/s, {conns} clients"), r.per_second, "/s")
                 .against(
@@ -467,7 +480,8 @@ async fn measure_with(
             .against(
                 format!("raw 1-row INSERT tps, {ALONE_CLIENTS} conns"),
                 Some(base.per_second),
-            ),
+            )
+            .note(alone.errors.clone()),
         );
         rows.push(
             Row::new(
@@ -596,8 +610,10 @@ async fn measure_with(
 
     // Seed the log up to the rebuild size.
     let head = store.head().await?;
-    let target = plan.rebuild_events as u64;
-    let seeded = target.saturating_sub(head);
+    let seeded = (plan.rebuild_events as u64)
+        .saturating_sub(head)
+        .max(plan.min_seeded as u64);
+    let target = head + seeded;
     if seeded > 0 {
         say(&format!(
             "seeding {seeded} events with binary COPY (log at {head}, target {target})"
