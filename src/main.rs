@@ -23,7 +23,6 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     telemetry::init_logs(cli.log_format);
-    std::thread::spawn(recovery_info::domain::load_phone_metadata);
     // On a worker, not on this thread: see `task::on_worker`.
     let outcome = recovery_info::task::on_worker(run(cli.command))
         .await
@@ -46,6 +45,11 @@ async fn main() -> ExitCode {
 }
 
 async fn run(command: Command) -> anyhow::Result<()> {
+    // The commands that parse or mask numbers load the numbering plans' metadata beside their
+    // start-up rather than on their first number; the others do not pay its memory.
+    if matches!(command, Command::Serve(_) | Command::Replay(_)) {
+        std::thread::spawn(recovery_info::domain::load_phone_metadata);
+    }
     match command {
         Command::Serve(args) => {
             tracing::debug!(config = ?args, "configuration");
