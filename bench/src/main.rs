@@ -234,19 +234,70 @@ async fn measure(args: &Args, plan: &Plan, db: &db::BenchDb) -> anyhow::Result<M
     result
 }
 
+/// One command phase, measured: the run, its JSON (CPU and WAL per command, errors by
+/// status), and the progress line said.
+struct CommandPhase {
+    run: load::CommandRun,
+    detail: serde_json::Value,
+    cpu_us_per_op: Option<f64>,
+    wal_per_op: f64,
+}
+
+impl CommandPhase {
+    /// `clients` keep-alive clients sending commands to `service` for the plan's phase, with
+    /// the machine's CPU and the server's WAL metered over it (`pg`: a connection to read it).
+    async fn measure(
+        service: &Arc<load::Service>,
+        clients: usize,
+        plan: &Plan,
+        pg: &tokio_postgres::Client,
+    ) -> anyhow::Result<Self> {
+        let wal = db::WalMeter::start(pg).await?;
+        let cpu = CpuMeter::start_by_process();
+        let run = load::commands(
+            service,
+            clients,
+            plan.admins_per_client,
+            plan.warmup,
+            plan.phase,
+        )
+        .await?;
+        let r = run.rate;
+        let mut detail = r.to_json();
+        let (used, cpu_us_per_op) = cpu.record(r.per_second, &mut detail);
+        let (wal_used, wal_per_op) = wal.record(r.per_second, &mut detail).await?;
+        say(&format!(
+            "  {:.0} commands/s, p50 {:.2} ms, p99 {:.2} ms, errors {:?}{used}{wal_used}",
+            r.per_second, r.latency.p50_ms, r.latency.p99_ms, run.errors_by_status
+        ));
+        detail["errors_by_status"] = json!(run.errors_by_status);
+        Ok(CommandPhase {
+            run,
+            detail,
+            cpu_us_per_op,
+            wal_per_op,
+        })
+    }
+
+    /// The note of the phase's rate row: its non-2xx answers, if any.
+    fn errors_note(&self) -> String {
+        let run = &self.run;
+        if run.rate.errors > 0 {
+            format!("{} errors: {:?}", run.rate.errors, run.errors_by_status)
+        } else {
+            String::new()
+        }
+    }
+}
+
 /// The commands at 16 clients of a service that runs the command path only (no projection
 /// runners, no publisher), on the fresh database, before the full service starts: a bound on
 /// what the full service can do, measured in the same run as the goals' baselines.
-struct Alone {
-    rate: stats::Rate,
-    /// Its non-2xx answers, for the row's note.
-    errors: String,
-    cpu_us_per_op: Option<f64>,
-    wal_per_op: f64,
-    detail: serde_json::Value,
-}
-
-async fn commands_alone(args: &Args, plan: &Plan, db: &db::BenchDb) -> anyhow::Result<Alone> {
+async fn commands_alone(
+    args: &Args,
+    plan: &Plan,
+    db: &db::BenchDb,
+) -> anyhow::Result<CommandPhase> {
     let server = server::start(service_config(&db.url, &args.nats_url, true))
         .await
         .context("cannot start the service")?;
@@ -256,34 +307,7 @@ async fn commands_alone(args: &Args, plan: &Plan, db: &db::BenchDb) -> anyhow::R
     let measured = async {
         let service = Arc::new(load::Service::new(server.addr, &JwtKeys::new(SECRET), 8)?);
         let pg = db::connect(&db.url).await?;
-        let wal = db::WalMeter::start(&pg).await?;
-        let cpu = CpuMeter::start_by_process();
-        let run = load::commands(
-            &service,
-            ALONE_CLIENTS,
-            plan.admins_per_client,
-            plan.warmup,
-            plan.phase,
-        )
-        .await?;
-        let mut detail = run.rate.to_json();
-        let (used, cpu_us_per_op) = cpu.record(run.rate.per_second, &mut detail);
-        let (wal_used, wal_per_op) = wal.record(run.rate.per_second, &mut detail).await?;
-        say(&format!(
-            "  {:.0} commands/s, p50 {:.2} ms, p99 {:.2} ms, errors {:?}{used}{wal_used}",
-            run.rate.per_second,
-            run.rate.latency.p50_ms,
-            run.rate.latency.p99_ms,
-            run.errors_by_status
-        ));
-        detail["errors_by_status"] = json!(run.errors_by_status);
-        Ok::<_, anyhow::Error>(Alone {
-            errors: errors_note(&run),
-            rate: run.rate,
-            cpu_us_per_op,
-            wal_per_op,
-            detail,
-        })
+        CommandPhase::measure(&service, ALONE_CLIENTS, plan, &pg).await
     }
     .await;
     let _ = server.stop().await;
@@ -293,22 +317,13 @@ async fn commands_alone(args: &Args, plan: &Plan, db: &db::BenchDb) -> anyhow::R
 /// The clients of the command path's phase (those of the commands goal).
 const ALONE_CLIENTS: usize = 16;
 
-/// The note of a command phase's row: its non-2xx answers, if any.
-fn errors_note(run: &load::CommandRun) -> String {
-    if run.rate.errors > 0 {
-        format!("{} errors: {:?}", run.rate.errors, run.errors_by_status)
-    } else {
-        String::new()
-    }
-}
-
 async fn measure_with(
     args: &Args,
     plan: &Plan,
     db: &db::BenchDb,
     server: &server::Server,
     store: &Store,
-    alone: Alone,
+    alone: CommandPhase,
 ) -> anyhow::Result<Measured> {
     let mut rows = Vec::new();
     let mut details = serde_json::Map::new();
@@ -334,7 +349,6 @@ async fn measure_with(
     say("waiting for the projections and the publisher to fold those commands");
     let head = store.head().await?;
     wait_for_projections(store, head, nats.is_some(), Duration::from_secs(120)).await?;
-    details.insert("service_commands_16_alone".into(), alone.detail);
 
     // 1. Raw PostgreSQL.
     raw_pg::prepare(&db.url).await?;
@@ -411,31 +425,14 @@ async fn measure_with(
     let mut admins = Vec::new();
     for (conns, base) in &raw_insert {
         say(&format!("service commands, {conns} clients"));
-        let wal = db::WalMeter::start(&pg).await?;
-        let cpu = CpuMeter::start_by_process();
-        let run = load::commands(
-            &service,
-            *conns,
-            plan.admins_per_client,
-            plan.warmup,
-            plan.phase,
-        )
-        .await?;
-        let r = run.rate;
-        let mut d = r.to_json();
-        let (used, us_per_op) = cpu.record(r.per_second, &mut d);
-        let (wal_used, wal_per_op) = wal.record(r.per_second, &mut d).await?;
+        let phase = CommandPhase::measure(&service, *conns, plan, &pg).await?;
+        let r = phase.run.rate;
         if *conns == 16 {
-            cpu_insert.1 = us_per_op;
-            wal_insert.1 = Some(wal_per_op);
+            cpu_insert.1 = phase.cpu_us_per_op;
+            wal_insert.1 = Some(phase.wal_per_op);
         }
-        say(&format!(
-            "  {:.0} commands/s, p50 {:.2} ms, p99 {:.2} ms, errors {:?}{used}{wal_used}",
-            r.per_second, r.latency.p50_ms, r.latency.p99_ms, run.errors_by_status
-        ));
-        d["errors_by_status"] = json!(run.errors_by_status);
-        details.insert(format!("service_commands_{conns}"), d);
-        let errors = errors_note(&run);
+        let errors = phase.errors_note();
+        details.insert(format!("service_commands_{conns}"), phase.detail);
         rows.push(
             Row::new(format!("commands/s, {conns} clients"), r.per_second, "/s")
                 .against(
@@ -466,11 +463,11 @@ async fn measure_with(
                 Some(base.latency.p99_ms),
             ),
         );
-        admins.extend(run.admins);
+        admins.extend(phase.run.admins);
     }
     let admins = Arc::new(admins);
     if let Some((_, base)) = raw_insert.iter().find(|(c, _)| *c == ALONE_CLIENTS) {
-        let alone_rate = alone.rate.per_second;
+        let alone_rate = alone.run.rate.per_second;
         rows.push(
             Row::new(
                 format!("command path alone: commands/s, {ALONE_CLIENTS} clients"),
@@ -481,12 +478,12 @@ async fn measure_with(
                 format!("raw 1-row INSERT tps, {ALONE_CLIENTS} conns"),
                 Some(base.per_second),
             )
-            .note(alone.errors.clone()),
+            .note(alone.errors_note()),
         );
         rows.push(
             Row::new(
                 format!("command path alone: p99, {ALONE_CLIENTS} clients"),
-                alone.rate.latency.p99_ms,
+                alone.run.rate.latency.p99_ms,
                 "ms",
             )
             .against(
@@ -495,6 +492,7 @@ async fn measure_with(
             ),
         );
     }
+    details.insert("service_commands_16_alone".into(), alone.detail);
 
     say("waiting for the projections and the publisher to catch up");
     let head = store.head().await?;
@@ -608,28 +606,26 @@ async fn measure_with(
     // published it, and fold the seeded events afterwards.
     let held = seed::hold_projections(&db.url).await?;
 
-    // Seed the log up to the rebuild size.
+    // Seed the log up to the rebuild size, by the publisher's backlog at least.
     let head = store.head().await?;
     let seeded = (plan.rebuild_events as u64)
         .saturating_sub(head)
         .max(plan.min_seeded as u64);
     let target = head + seeded;
-    if seeded > 0 {
-        say(&format!(
-            "seeding {seeded} events with binary COPY (log at {head}, target {target})"
-        ));
-        let t = Instant::now();
-        seed::seed(&db.url, seeded as usize, usize::from(args.seed_tenants)).await?;
-        let s = t.elapsed().as_secs_f64();
-        say(&format!(
-            "  seeded in {s:.1} s ({:.0} events/s)",
-            seeded as f64 / s
-        ));
-        details.insert(
-            "seed".into(),
-            json!({"events": seeded, "seconds": s, "events_per_second": seeded as f64 / s}),
-        );
-    }
+    say(&format!(
+        "seeding {seeded} events with binary COPY (log at {head}, target {target})"
+    ));
+    let t = Instant::now();
+    seed::seed(&db.url, seeded as usize, usize::from(args.seed_tenants)).await?;
+    let s = t.elapsed().as_secs_f64();
+    say(&format!(
+        "  seeded in {s:.1} s ({:.0} events/s)",
+        seeded as f64 / s
+    ));
+    details.insert(
+        "seed".into(),
+        json!({"events": seeded, "seconds": s, "events_per_second": seeded as f64 / s}),
+    );
     let committed_at = Instant::now();
     let publisher_cpu = CpuMeter::start_by_process();
     let head = store.head().await?;
