@@ -11,7 +11,7 @@ use crate::domain::{
     AdminId, DomainEvent, MethodId, MethodKind, RemovedMethod, StreamId, TenantId, Verdict, mask,
 };
 use crate::events::{RecordedEvent, pb};
-use crate::projections::eligibility::{AdminEligibility, EligibilityFold};
+use crate::projections::eligibility::EligibilityFold;
 use bytes::Bytes;
 use prost::Message;
 use std::collections::BTreeSet;
@@ -103,10 +103,13 @@ fn masked_event_with(
     }
 }
 
-/// The masks an admin's verdict shows, with the values they mask: what masking an event's
-/// values can reuse instead of formatting the numbers again.
-fn shown_masks(entry: Option<&AdminEligibility>) -> Vec<(MethodId, &str, &str)> {
-    let Some(entry) = entry else {
+/// The masks `admin`'s verdict in `fold` shows, with the values they mask: what masking an
+/// event's values can reuse instead of formatting the numbers again.
+fn shown_masks(
+    fold: &EligibilityFold,
+    admin: Option<(TenantId, AdminId)>,
+) -> Vec<(MethodId, &str, &str)> {
+    let Some(entry) = admin.and_then(|k| fold.admins.get(&k)) else {
         return Vec::new();
     };
     entry
@@ -195,21 +198,23 @@ pub fn build(
         // The event's values are masked as the verdicts show them: an old value as the verdict
         // before the event shows it, a new one as the verdict after it (a phone number's mask
         // formats it, which costs more than the rest of the message).
-        let before: Vec<(MethodId, String, String)> = match (reveal, &event.event) {
-            (false, DomainEvent::MethodChanged { .. })
-            | (false, DomainEvent::MethodRemoved(_))
-            | (false, DomainEvent::AdminOffboarded { .. }) => {
-                shown_masks(admin.and_then(|k| fold.admins.get(&k)))
-                    .into_iter()
-                    .map(|(id, value, masked)| (id, value.to_owned(), masked.to_owned()))
-                    .collect()
-            }
-            _ => Vec::new(),
+        let (old_values, new_values) = match &event.event {
+            DomainEvent::MethodAdded { .. } => (false, true),
+            DomainEvent::MethodChanged { .. } => (true, true),
+            DomainEvent::MethodRemoved(_) | DomainEvent::AdminOffboarded { .. } => (true, false),
+            _ => (false, false),
+        };
+        let before: Vec<(MethodId, String, String)> = match !reveal && old_values {
+            true => shown_masks(fold, admin)
+                .into_iter()
+                .map(|(id, value, masked)| (id, value.to_owned(), masked.to_owned()))
+                .collect(),
+            false => Vec::new(),
         };
         fold.apply(event);
-        let after = match reveal {
-            true => Vec::new(),
-            false => shown_masks(admin.and_then(|k| fold.admins.get(&k))),
+        let after = match !reveal && new_values {
+            true => shown_masks(fold, admin),
+            false => Vec::new(),
         };
         let payload = masked_payload(event, reveal, |id, kind, value| {
             shown_mask(&before, id, value)
