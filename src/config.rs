@@ -55,7 +55,7 @@ pub enum Command {
 /// `watch` options.
 #[derive(Args, Clone, Debug)]
 pub struct WatchArgs {
-    /// NATS server.
+    /// NATS server; a cluster's servers separated by commas.
     #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
     pub nats_url: String,
     /// Tenant id (UUID).
@@ -120,7 +120,7 @@ pub struct ServeArgs {
     pub listen: SocketAddr,
     #[command(flatten)]
     pub secret: SecretArgs,
-    /// NATS server (used by the publisher; optional).
+    /// NATS server (used by the publisher; optional); a cluster's servers separated by commas.
     #[arg(long, env = "NATS_URL")]
     pub nats_url: Option<String>,
     /// How long a query with `min_position` waits for the projection, in milliseconds.
@@ -149,6 +149,10 @@ pub struct PublishArgs {
     /// The stream's duplicate window (seconds, or a number with s, m, h or d).
     #[arg(long, env = "RECOVERY_NATS_DUPLICATE_WINDOW", default_value = "10m", value_parser = parse_ttl)]
     pub nats_duplicate_window: Duration,
+    /// Copies of the stream JetStream keeps (its servers in a cluster: 1, 3 or 5).
+    #[arg(long, env = "RECOVERY_NATS_REPLICAS", default_value_t = 1,
+          value_parser = clap::value_parser!(u8).range(1..=5))]
+    pub nats_replicas: u8,
     /// Publish raw phone numbers and emails (trusted internal consumers only).
     #[arg(long, env = "RECOVERY_PUBLISH_RAW_VALUES")]
     pub publish_raw_values: bool,

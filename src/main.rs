@@ -65,6 +65,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                     stream_name: args.publish.nats_stream.clone(),
                     subject_prefix: args.publish.nats_subject_prefix.clone(),
                     duplicate_window: args.publish.nats_duplicate_window,
+                    replicas: usize::from(args.publish.nats_replicas),
                     reveal_values: args.publish.publish_raw_values,
                     lease: args.publish.publisher_lease,
                     ..PublisherConfig::new(url)

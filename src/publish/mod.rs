@@ -24,7 +24,8 @@ use tokio::task::JoinHandle;
 /// Settings of the JetStream publisher.
 #[derive(Clone, Debug)]
 pub struct PublisherConfig {
-    /// The NATS server(s), e.g. `nats://127.0.0.1:4222`.
+    /// The NATS server, or a cluster's servers separated by commas, e.g.
+    /// `nats://127.0.0.1:4222`.
     pub nats_url: String,
     /// The JetStream stream (production: `RECOVERY_EVENTS`); also names the checkpoint.
     pub stream_name: String,
@@ -33,6 +34,8 @@ pub struct PublisherConfig {
     /// How long JetStream remembers message ids to drop duplicates. It must exceed the
     /// publisher's worst retry ([`PublisherConfig::ack_timeout`] plus the longest backoff).
     pub duplicate_window: Duration,
+    /// Copies of the stream JetStream keeps (1, or 3 or 5 on a cluster).
+    pub replicas: usize,
     /// Publish raw phone numbers and emails (for trusted internal consumers) instead of
     /// masked ones.
     pub reveal_values: bool,
@@ -66,6 +69,7 @@ impl PublisherConfig {
             stream_name: DEFAULT_STREAM.to_owned(),
             subject_prefix: DEFAULT_PREFIX.to_owned(),
             duplicate_window: Duration::from_secs(10 * 60),
+            replicas: 1,
             reveal_values: false,
             batch_size: 2000,
             ack_timeout: Duration::from_secs(5),

@@ -61,12 +61,21 @@ struct StreamTip {
     position: u64,
 }
 
+/// The servers of a `NATS_URL`: one URL, or a cluster's URLs separated by commas (the client
+/// tries them in turn, and also learns the cluster's other servers from the one it reaches).
+pub fn servers(url: &str) -> Vec<&str> {
+    url.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
 /// Connects to NATS (the client keeps reconnecting in the background if NATS goes away).
 pub async fn connect_nats(url: &str) -> Result<async_nats::Client, PublishError> {
     async_nats::ConnectOptions::new()
         .name("recovery-info")
         .retry_on_initial_connect()
-        .connect(url)
+        .connect(servers(url))
         .await
         .map_err(|e| PublishError::Connect(e.to_string()))
 }
@@ -141,27 +150,53 @@ impl Relay {
         }
     }
 
-    /// Creates the stream, or updates its configuration.
+    /// Creates the stream, or brings an existing one to the settings this service owns: its
+    /// subjects (an operator's extra subjects are kept), duplicate window and replicas. The
+    /// rest of an existing stream's configuration (limits, placement, storage, ...) is the
+    /// operator's and is left as found, and a stream already as wanted is not updated at all
+    /// (so a NATS user that may publish but not manage streams works once the stream exists).
     async fn ensure_stream(&self) -> Result<stream::Stream, PublishError> {
+        let failed = |e: &dyn std::fmt::Display| PublishError::Stream(e.to_string());
+        let name = &self.config.stream_name;
         let prefix = &self.config.subject_prefix;
-        let config = stream::Config {
-            name: self.config.stream_name.clone(),
-            subjects: vec![
-                format!("{prefix}.events.>"),
-                format!("{prefix}.eligibility.>"),
-            ],
-            storage: stream::StorageType::File,
-            duplicate_window: self.config.duplicate_window,
-            ..Default::default()
+        let subjects = [
+            format!("{prefix}.events.>"),
+            format!("{prefix}.eligibility.>"),
+        ];
+        let found = match self.js.get_stream(name).await {
+            Ok(stream) => stream,
+            Err(e) if is_stream_not_found(&e) => {
+                let config = stream::Config {
+                    name: name.clone(),
+                    subjects: subjects.to_vec(),
+                    storage: stream::StorageType::File,
+                    duplicate_window: self.config.duplicate_window,
+                    num_replicas: self.config.replicas,
+                    ..Default::default()
+                };
+                tracing::info!(stream = %name, replicas = config.num_replicas, "creating the JetStream stream");
+                return self.js.create_stream(config).await.map_err(|e| failed(&e));
+            }
+            Err(e) => return Err(failed(&e)),
         };
+        let current = &found.cached_info().config;
+        let mut wanted = current.clone();
+        for subject in subjects {
+            if !wanted.subjects.contains(&subject) {
+                wanted.subjects.push(subject);
+            }
+        }
+        wanted.duplicate_window = self.config.duplicate_window;
+        wanted.num_replicas = self.config.replicas;
+        if wanted == *current {
+            return Ok(found);
+        }
+        tracing::info!(stream = %name, replicas = wanted.num_replicas, "updating the JetStream stream's settings");
         self.js
-            .create_or_update_stream(config)
+            .update_stream(wanted)
             .await
-            .map_err(|e| PublishError::Stream(e.to_string()))?;
-        self.js
-            .get_stream(&self.config.stream_name)
-            .await
-            .map_err(|e| PublishError::Stream(e.to_string()))
+            .map_err(|e| failed(&e))?;
+        self.js.get_stream(name).await.map_err(|e| failed(&e))
     }
 
     /// The stream's last message: what is already published.
@@ -455,6 +490,15 @@ impl Relay {
 }
 
 /// How many publishes may await their PubAck at once (the client's window).
+/// JetStream's answer that there is no such stream (as opposed to no answer at all).
+fn is_stream_not_found(e: &jetstream::context::GetStreamError) -> bool {
+    matches!(
+        e.kind(),
+        jetstream::context::GetStreamErrorKind::JetStream(js)
+            if js.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND
+    )
+}
+
 fn ack_window(config: &PublisherConfig) -> usize {
     (config.batch_size as usize * 4).max(1)
 }

@@ -77,7 +77,7 @@ pub fn describe(subject: &str, payload: &[u8]) -> String {
 pub async fn run(options: WatchOptions) -> Result<(), PublishError> {
     let client = async_nats::ConnectOptions::new()
         .name("recovery-info watch")
-        .connect(&options.nats_url)
+        .connect(super::nats::servers(&options.nats_url))
         .await
         .map_err(|e| PublishError::Connect(e.to_string()))?;
     let mut streams = Vec::new();

@@ -25,7 +25,7 @@ pub struct PrivateNats {
     child: Option<Child>,
 }
 
-fn nats_binary() -> String {
+pub fn nats_binary() -> String {
     std::env::var("TEST_NATS_SERVER_BIN").unwrap_or_else(|_| {
         if std::path::Path::new("/usr/sbin/nats-server").exists() {
             "/usr/sbin/nats-server".into()
@@ -124,7 +124,7 @@ async fn js(nats: &PrivateNats) -> jetstream::Context {
 }
 
 /// One stored message of the stream.
-struct Stored {
+pub struct Stored {
     subject: String,
     msg_id: String,
     payload: bytes::Bytes,
@@ -152,7 +152,7 @@ async fn stream_messages(js: &jetstream::Context) -> Vec<Stored> {
     out
 }
 
-fn events_of(messages: &[Stored]) -> Vec<(String, RecordedEvent)> {
+pub fn events_of(messages: &[Stored]) -> Vec<(String, RecordedEvent)> {
     messages
         .iter()
         .filter(|m| m.subject.contains(".events."))
@@ -187,7 +187,7 @@ async fn wait_published(app: &TestApp, js: &jetstream::Context, timeout: Duratio
 
 /// Waits until every event up to the head is published, checks that the stream holds each
 /// exactly once and in order, and returns its messages.
-async fn published_exactly_once(
+pub async fn published_exactly_once(
     app: &TestApp,
     js: &jetstream::Context,
     timeout: Duration,
@@ -396,6 +396,45 @@ async fn the_relay_publishes_the_same_messages_when_its_fold_is_dropped_every_ro
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(0.0);
     assert!(drops >= 1.0, "{metrics}");
+}
+
+/// An existing stream keeps what the operator set on it (limits, an extra subject); the relay
+/// brings only the settings it owns to its configuration (its subjects, the duplicate window).
+#[tokio::test]
+async fn the_relay_keeps_the_operators_stream_settings_and_sets_its_own() {
+    let nats = PrivateNats::start().await;
+    let js = js(&nats).await;
+    let month = Duration::from_secs(30 * 24 * 3600);
+    js.create_stream(jetstream::stream::Config {
+        name: "RECOVERY_EVENTS".into(),
+        subjects: vec!["recovery.v1.events.>".into(), "archive.>".into()],
+        max_age: month,
+        max_bytes: 1 << 30,
+        duplicate_window: Duration::from_secs(60),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let app = spawn_publishing(&nats).await;
+    // Its eligibility change goes to a subject the stream did not have.
+    app.add_ok(Uuid::now_v7(), "mobile_phone", "+45 20 12 34 56")
+        .await;
+    let messages = published_exactly_once(&app, &js, Duration::from_secs(10)).await;
+    assert!(messages.iter().any(|m| m.subject.contains(".eligibility.")));
+    let mut stream = js.get_stream("RECOVERY_EVENTS").await.unwrap();
+    let config = stream.info().await.unwrap().config.clone();
+    assert_eq!((config.max_age, config.max_bytes), (month, 1 << 30));
+    assert_eq!(config.duplicate_window, publisher(&nats).duplicate_window);
+    let mut subjects = config.subjects.clone();
+    subjects.sort();
+    assert_eq!(
+        subjects,
+        [
+            "archive.>",
+            "recovery.v1.eligibility.>",
+            "recovery.v1.events.>"
+        ]
+    );
 }
 
 #[tokio::test]
