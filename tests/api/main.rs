@@ -16,3 +16,4 @@ mod methods;
 mod operations;
 mod publish;
 mod schema;
+mod standby;

@@ -1,0 +1,246 @@
+//! The auditor's tools on a PostgreSQL hot standby (a streaming read replica): `audit verify`
+//! and `audit export` only read, so auditors can run them on a replica and leave the primary
+//! to the service. A primary and its standby of this test only, in a temporary directory.
+
+use crate::support::{Options, spawn_on};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+use uuid::Uuid;
+
+/// The newest installed PostgreSQL's programs (or `TEST_PG_BIN`).
+fn pg_bin(program: &str) -> PathBuf {
+    let dir = std::env::var("TEST_PG_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| {
+            let mut dirs: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+                .expect("PostgreSQL's server programs (scripts/test installs them)")
+                .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
+                .filter(|p| p.join("initdb").exists())
+                .collect();
+            dirs.sort_by_key(|p| {
+                p.parent()
+                    .and_then(|v| v.file_name())
+                    .and_then(|v| v.to_str())
+                    .and_then(|v| v.parse::<u32>().ok())
+            });
+            dirs.pop().expect("an installed PostgreSQL")
+        });
+    dir.join(program)
+}
+
+fn running_as_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"0\n"))
+}
+
+/// A PostgreSQL program, run as the `postgres` user when this test runs as root (the server
+/// refuses to run as root).
+fn pg(program: &str, args: &[&str]) -> Output {
+    let mut cmd = if running_as_root() {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--"]).arg(pg_bin(program));
+        c
+    } else {
+        Command::new(pg_bin(program))
+    };
+    let out = cmd.args(args).output().expect("run a PostgreSQL program");
+    assert!(
+        out.status.success(),
+        "{program} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// One server of this test: its data directory and port; stopped (by its data directory) when
+/// dropped.
+struct Server {
+    data: String,
+    port: u16,
+}
+
+impl Server {
+    fn start(data: &Path, socket_dir: &Path) -> Self {
+        let port = free_port();
+        let data = data.to_str().unwrap().to_owned();
+        let options = format!(
+            "-c listen_addresses=127.0.0.1 -p {port} -k {} -c fsync=off",
+            socket_dir.display()
+        );
+        let log = format!("{data}.log");
+        pg(
+            "pg_ctl",
+            &["-D", &data, "-l", &log, "-o", &options, "-w", "start"],
+        );
+        Server { data, port }
+    }
+
+    fn url(&self, database: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{database}", self.port)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let mut cmd = if running_as_root() {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(pg_bin("pg_ctl"));
+            c
+        } else {
+            Command::new(pg_bin("pg_ctl"))
+        };
+        let _ = cmd
+            .args(["-D", &self.data, "-m", "immediate", "stop"])
+            .output();
+    }
+}
+
+/// A temporary directory the `postgres` user owns; removed when dropped.
+struct Dir(PathBuf);
+
+impl Dir {
+    fn new() -> Self {
+        let dir = std::env::temp_dir().join(format!("ri-standby-{}", Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        if running_as_root() {
+            let chown = Command::new("chown").arg("postgres").arg(&dir).status();
+            assert!(chown.is_ok_and(|s| s.success()), "chown postgres");
+        }
+        Dir(dir)
+    }
+}
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+async fn query_one_text(url: &str, sql: &str) -> String {
+    let client = crate::support::pg_client(url).await;
+    let row = client.query_one(sql, &[]).await.unwrap();
+    row.get::<_, Option<String>>(0).unwrap_or_default()
+}
+
+fn audit(url: &str, args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_recovery-info"))
+        .args(args)
+        .env_remove("RECOVERY_DATA_DIR")
+        .env("DATABASE_URL", url)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run the binary");
+    assert!(
+        out.status.success(),
+        "{args:?} on {url}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[tokio::test]
+async fn audit_verify_and_export_run_on_a_hot_standby_and_agree_with_the_primary() {
+    let dir = Dir::new();
+    let primary_data = dir.0.join("primary");
+    pg(
+        "initdb",
+        &[
+            "-D",
+            primary_data.to_str().unwrap(),
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "--no-sync",
+        ],
+    );
+    let primary = Server::start(&primary_data, &dir.0);
+    crate::support::pg_client(&primary.url("postgres"))
+        .await
+        .batch_execute("CREATE DATABASE recovery")
+        .await
+        .unwrap();
+    let app = spawn_on(primary.url("recovery"), Options::default()).await;
+    let admins: Vec<Uuid> = (0..3).map(|_| Uuid::now_v7()).collect();
+    for (i, a) in admins.iter().enumerate() {
+        app.add_ok(*a, "mobile_phone", &format!("+45 20 12 34 5{i}"))
+            .await;
+    }
+
+    // A streaming standby of the primary, then more commands that reach it by streaming.
+    let standby_data = dir.0.join("standby");
+    pg(
+        "pg_basebackup",
+        &[
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &primary.port.to_string(),
+            "-U",
+            "postgres",
+            "-D",
+            standby_data.to_str().unwrap(),
+            "-R",
+            "-X",
+            "stream",
+            // An immediate checkpoint (a spread one takes minutes).
+            "--checkpoint=fast",
+        ],
+    );
+    let standby = Server::start(&standby_data, &dir.0);
+    for (i, a) in admins.iter().enumerate() {
+        app.add_ok(*a, "email", &format!("admin{i}@example.com"))
+            .await;
+    }
+    let head = app.store().head().await.unwrap();
+    assert_eq!(head, 2 * admins.len() as u64);
+    let wal = query_one_text(
+        &primary.url("recovery"),
+        "SELECT pg_current_wal_lsn()::text",
+    )
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let caught_up = query_one_text(
+            &standby.url("recovery"),
+            &format!("SELECT (pg_last_wal_replay_lsn() >= '{wal}')::text"),
+        )
+        .await;
+        if caught_up == "true" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the standby did not catch up");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Not vacuous: the standby is read-only.
+    assert_eq!(
+        query_one_text(&standby.url("recovery"), "SELECT pg_is_in_recovery()::text").await,
+        "true"
+    );
+
+    let on_primary = audit(&primary.url("recovery"), &["audit", "verify"]);
+    let on_standby = audit(&standby.url("recovery"), &["audit", "verify"]);
+    assert!(
+        on_standby.starts_with(&format!("intact: {head} events")),
+        "{on_standby}"
+    );
+    assert_eq!(on_standby, on_primary, "the same log, the same anchor");
+
+    let tenant = app.tenant.to_string();
+    let export = ["audit", "export", "--tenant", &tenant, "--format", "jsonl"];
+    let on_primary = audit(&primary.url("recovery"), &export);
+    let on_standby = audit(&standby.url("recovery"), &export);
+    assert_eq!(on_standby.lines().count(), head as usize);
+    assert_eq!(on_standby, on_primary);
+    app.server.stop().await.unwrap();
+}
