@@ -1,5 +1,5 @@
 //! The relay on a three-node JetStream cluster started from `deploy/nats/cluster.conf`: the
-//! stream is kept in three copies and publishing goes on, exactly once and in order, after the
+//! stream is scaled to three copies and publishing goes on, exactly once and in order, after the
 //! stream's leader node is stopped.
 
 use crate::publish::{nats_binary, published_exactly_once};
@@ -118,6 +118,20 @@ impl Drop for NatsCluster {
 #[tokio::test]
 async fn a_three_copy_stream_keeps_publishing_exactly_once_when_its_leader_node_stops() {
     let mut cluster = NatsCluster::start().await;
+    let js = jetstream::new(async_nats::connect(cluster.servers()).await.unwrap());
+    // A one-copy stream, as a deployment on one NATS node would have left it: the relay
+    // configured for three copies scales it up.
+    js.create_stream(jetstream::stream::Config {
+        name: "RECOVERY_EVENTS".into(),
+        subjects: vec![
+            "recovery.v1.events.>".into(),
+            "recovery.v1.eligibility.>".into(),
+        ],
+        num_replicas: 1,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
     let app = spawn_app_with(Options {
         publisher: Some(PublisherConfig {
             replicas: 3,
@@ -129,7 +143,6 @@ async fn a_three_copy_stream_keeps_publishing_exactly_once_when_its_leader_node_
         ..Options::default()
     })
     .await;
-    let js = jetstream::new(async_nats::connect(cluster.servers()).await.unwrap());
     let admins: Vec<Uuid> = (0..4).map(|_| Uuid::now_v7()).collect();
     for (i, a) in admins.iter().enumerate() {
         app.add_ok(*a, "mobile_phone", &format!("+45 20 12 34 5{i}"))

@@ -8,6 +8,7 @@ mod audit;
 mod cli;
 mod cluster;
 mod concurrency;
+mod deploy;
 mod eligibility;
 mod embedded;
 mod errors;
