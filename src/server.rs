@@ -40,6 +40,9 @@ pub struct Server {
 pub async fn start(config: ServerConfig) -> anyhow::Result<Server> {
     // Refuse a configuration that cannot work before anything is started.
     crate::publish::check_store(config.publisher.as_ref(), &config.store)?;
+    // The recorder first: what the projections and the publisher record before the listener
+    // is up (the publisher's leadership, say) would otherwise go to no recorder and be lost.
+    let metrics = crate::telemetry::metrics_handle();
     let store = Store::open(&config.store)
         .await
         .with_context(|| format!("cannot open the store ({})", config.store.describe()))?;
@@ -59,7 +62,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Server> {
     let state = HttpState::new(
         app.clone(),
         JwtKeys::new(&config.jwt_secret),
-        crate::telemetry::metrics_handle(),
+        metrics,
         live.log.clone(),
         live.stream_shutdown(),
     );
