@@ -261,13 +261,24 @@ pub fn parse_ttl(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs(secs))
 }
 
-/// The database URL without its password.
+/// A URL without its password (or token), or a list of them separated by commas (a NATS
+/// cluster's servers), each without.
 pub fn redact_url(url: &str) -> String {
+    url.split(',').map(redact_one).collect::<Vec<_>>().join(",")
+}
+
+fn redact_one(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
         (Some(scheme), Some(at)) if at > scheme => {
             let creds = &url[scheme + 3..at];
-            let user = creds.split(':').next().unwrap_or("");
-            format!("{}{}:***{}", &url[..scheme + 3], user, &url[at..])
+            // `user:password`; a NATS URL's lone user is a token, all secret.
+            let nats = ["nats", "tls", "ws", "wss"].contains(&&url[..scheme]);
+            let shown = match creds.split_once(':') {
+                Some((user, _)) => format!("{user}:***"),
+                None if nats => "***".to_owned(),
+                None => creds.to_owned(),
+            };
+            format!("{}{shown}{}", &url[..scheme + 3], &url[at..])
         }
         _ => url.to_owned(),
     }
@@ -298,7 +309,7 @@ impl fmt::Debug for ServeArgs {
             .field("store", &self.store)
             .field("listen", &self.listen)
             .field("secret", &self.secret)
-            .field("nats_url", &self.nats_url)
+            .field("nats_url", &self.nats_url.as_deref().map(redact_url))
             .field("freshness_timeout_ms", &self.freshness_timeout_ms)
             .field("no_projections", &self.no_projections)
             .field("publish", &self.publish)
@@ -324,6 +335,12 @@ mod tests {
             redact_url("postgres://u:secret@h:5432/db"),
             "postgres://u:***@h:5432/db"
         );
+        assert_eq!(
+            redact_url("nats://u:secret@n1:4222,nats://u:secret@n2:4222,nats://n3"),
+            "nats://u:***@n1:4222,nats://u:***@n2:4222,nats://n3"
+        );
+        assert_eq!(redact_url("nats://s3cr3t@n1:4222"), "nats://***@n1:4222");
+        assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
         let args = SecretArgs {
             jwt_secret: Some("s3cr3t".into()),
         };

@@ -61,21 +61,62 @@ struct StreamTip {
     position: u64,
 }
 
-/// The servers of a `NATS_URL`: one URL, or a cluster's URLs separated by commas (the client
-/// tries them in turn, and also learns the cluster's other servers from the one it reaches).
-pub fn servers(url: &str) -> Vec<&str> {
-    url.split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .collect()
+/// How to reach NATS from a `NATS_URL`: one URL, or a cluster's URLs separated by commas (the
+/// client tries them in turn, and also learns the cluster's other servers from the one it
+/// reaches). A user and password (`nats://user:password@host:4222`, percent-encoded where
+/// needed) or a token (`nats://token@host:4222`) in the first URL that has any authenticate the
+/// connection to whichever server it reaches: the client library would otherwise drop them. The servers come back without them, so that no
+/// log line the client writes about a server carries a secret.
+pub fn connect_options(
+    url: &str,
+    name: &str,
+) -> Result<(async_nats::ConnectOptions, Vec<String>), PublishError> {
+    let decode = |s: &str| {
+        percent_encoding::percent_decode_str(s)
+            .decode_utf8_lossy()
+            .into_owned()
+    };
+    let mut options = async_nats::ConnectOptions::new().name(name);
+    let mut servers = Vec::new();
+    let mut authenticated = false;
+    for server in url.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        // `host:port` alone means NATS's own scheme, as the client library takes it.
+        let server = match server.contains("://") {
+            true => server.to_owned(),
+            false => format!("nats://{server}"),
+        };
+        let mut parsed = url::Url::parse(&server).map_err(|e| {
+            PublishError::Connect(format!(
+                "NATS_URL holds a malformed URL ({}): {e}",
+                crate::config::redact_url(&server)
+            ))
+        })?;
+        if !parsed.username().is_empty() && !authenticated {
+            options = match parsed.password() {
+                Some(password) => {
+                    options.user_and_password(decode(parsed.username()), decode(password))
+                }
+                None => options.token(decode(parsed.username())),
+            };
+            authenticated = true;
+        }
+        // Infallible for the URLs with a host that NATS takes.
+        let _ = parsed.set_username("");
+        let _ = parsed.set_password(None);
+        servers.push(parsed.to_string());
+    }
+    if servers.is_empty() {
+        return Err(PublishError::Connect("NATS_URL names no server".into()));
+    }
+    Ok((options, servers))
 }
 
 /// Connects to NATS (the client keeps reconnecting in the background if NATS goes away).
 pub async fn connect_nats(url: &str) -> Result<async_nats::Client, PublishError> {
-    async_nats::ConnectOptions::new()
-        .name("recovery-info")
+    let (options, servers) = connect_options(url, "recovery-info")?;
+    options
         .retry_on_initial_connect()
-        .connect(servers(url))
+        .connect(servers)
         .await
         .map_err(|e| PublishError::Connect(e.to_string()))
 }
@@ -153,8 +194,7 @@ impl Relay {
     /// Creates the stream, or brings an existing one to the settings this service owns: its
     /// subjects (an operator's extra subjects are kept), duplicate window and replicas. The
     /// rest of an existing stream's configuration (limits, placement, storage, ...) is the
-    /// operator's and is left as found, and a stream already as wanted is not updated at all
-    /// (so a NATS user that may publish but not manage streams works once the stream exists).
+    /// operator's and is left as found, and a stream already as wanted is not updated at all.
     async fn ensure_stream(&self) -> Result<stream::Stream, PublishError> {
         let failed = |e: &dyn std::fmt::Display| PublishError::Stream(e.to_string());
         let name = &self.config.stream_name;
@@ -532,5 +572,29 @@ impl InFlight {
             .map_err(|e| PublishError::Publish(e.to_string()))?;
         self.last_acked = Some(ack.sequence);
         Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::connect_options;
+
+    fn servers(url: &str) -> Vec<String> {
+        connect_options(url, "t").map(|(_, s)| s).unwrap()
+    }
+
+    #[test]
+    fn a_nats_url_lists_servers_and_keeps_their_credentials_out_of_them() {
+        assert_eq!(
+            servers("nats://u:p%40ss@n1:4222, nats://u:p%40ss@n2:4222,n3:4222"),
+            ["nats://n1:4222", "nats://n2:4222", "nats://n3:4222"]
+        );
+        assert_eq!(servers("nats://s3cr3t@n1:4222"), ["nats://n1:4222"]);
+        assert_eq!(servers("tls://n1:4222"), ["tls://n1:4222"]);
+        let Err(e) = connect_options("nats://u:s3cr3t@n1:99999", "t") else {
+            panic!("a port out of range is refused");
+        };
+        assert!(!e.to_string().contains("s3cr3t"), "{e}");
+        assert!(connect_options(" , ", "t").is_err());
     }
 }

@@ -75,9 +75,10 @@ pub fn describe(subject: &str, payload: &[u8]) -> String {
 
 /// Subscribes and prints until interrupted (or `count` messages).
 pub async fn run(options: WatchOptions) -> Result<(), PublishError> {
-    let client = async_nats::ConnectOptions::new()
-        .name("recovery-info watch")
-        .connect(super::nats::servers(&options.nats_url))
+    let (connect, servers) =
+        super::nats::connect_options(&options.nats_url, "recovery-info watch")?;
+    let client = connect
+        .connect(servers)
         .await
         .map_err(|e| PublishError::Connect(e.to_string()))?;
     let mut streams = Vec::new();

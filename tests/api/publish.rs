@@ -22,6 +22,8 @@ use uuid::Uuid;
 pub struct PrivateNats {
     pub port: u16,
     dir: std::path::PathBuf,
+    /// A configuration file to run with, and the environment it reads.
+    config: Option<(std::path::PathBuf, Vec<(String, String)>)>,
     child: Option<Child>,
 }
 
@@ -47,8 +49,37 @@ impl PrivateNats {
         let mut nats = PrivateNats {
             port,
             dir,
+            config: None,
             child: None,
         };
+        nats.resume().await;
+        nats
+    }
+
+    /// A server with the users of `deploy/nats/authorization.conf`, their passwords from `env`.
+    pub async fn start_with_authorization(env: &[(&str, &str)]) -> Self {
+        let mut nats = PrivateNats::start().await;
+        nats.stop();
+        let include = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/deploy/nats/authorization.conf"
+        );
+        std::fs::copy(include, nats.dir.join("authorization.conf")).unwrap();
+        let config = nats.dir.join("server.conf");
+        std::fs::write(
+            &config,
+            format!(
+                "host: 127.0.0.1\nport: {}\njetstream {{ store_dir: {:?} }}\ninclude ./authorization.conf\n",
+                nats.port,
+                nats.dir.join("js")
+            ),
+        )
+        .unwrap();
+        let env = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        nats.config = Some((config, env));
         nats.resume().await;
         nats
     }
@@ -59,16 +90,25 @@ impl PrivateNats {
 
     /// Starts the server (again) on the same port and store.
     pub async fn resume(&mut self) {
-        let child = Command::new(nats_binary())
-            .args([
-                "-a",
-                "127.0.0.1",
-                "-p",
-                &self.port.to_string(),
-                "-js",
-                "-sd",
-            ])
-            .arg(&self.dir)
+        let mut command = Command::new(nats_binary());
+        match &self.config {
+            Some((config, env)) => {
+                command.arg("-c").arg(config).envs(env.iter().cloned());
+            }
+            None => {
+                command
+                    .args([
+                        "-a",
+                        "127.0.0.1",
+                        "-p",
+                        &self.port.to_string(),
+                        "-js",
+                        "-sd",
+                    ])
+                    .arg(&self.dir);
+            }
+        }
+        let child = command
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -719,6 +759,113 @@ async fn server_sent_events_resume_after_last_event_id_without_nats(backend: Bac
         .await
         .unwrap();
     crate::support::assert_problem(bad, 400, "invalid_last_event_id").await;
+}
+
+/// The users of `deploy/nats/authorization.conf`: the service publishes, manages its stream and
+/// answers the eligibility query as `recovery-info`; a `dashboard` reads events live and asks the
+/// query. Each is refused what it has no business doing.
+#[tokio::test]
+async fn the_services_nats_user_may_do_its_work_and_no_more() {
+    let nats = PrivateNats::start_with_authorization(&[
+        ("RECOVERY_NATS_PASSWORD", "service-secret"),
+        ("DASHBOARD_NATS_PASSWORD", "dashboard-secret"),
+    ])
+    .await;
+    let url =
+        |user: &str, password: &str| format!("nats://{user}:{password}@127.0.0.1:{}", nats.port);
+    // The test's own clients log in with options (the library ignores a URL's credentials);
+    // refusals show as requests that get no answer, so their timeout is short.
+    let login = |user: &str, password: &str| {
+        async_nats::ConnectOptions::with_user_and_password(user.into(), password.into())
+            .request_timeout(Some(Duration::from_secs(1)))
+            .connect(nats.url())
+    };
+    assert!(
+        login("dashboard", "wrong").await.is_err(),
+        "a wrong password is refused"
+    );
+    let app = spawn_app_with(Options {
+        publisher: Some(PublisherConfig {
+            nats_url: url("recovery-info", "service-secret"),
+            ..publisher(&nats)
+        }),
+        ..Options::default()
+    })
+    .await;
+    let service = jetstream::new(login("recovery-info", "service-secret").await.unwrap());
+    let dashboard = login("dashboard", "dashboard-secret").await.unwrap();
+    let mut live = dashboard
+        .subscribe(format!("recovery.v1.events.{}.>", app.tenant))
+        .await
+        .unwrap();
+    dashboard.flush().await.unwrap();
+
+    let admin = Uuid::now_v7();
+    app.add_ok(admin, "mobile_phone", "+45 20 12 34 56").await;
+    app.add_ok(admin, "email", "jane@example.com").await;
+    published_exactly_once(&app, &service, Duration::from_secs(10)).await;
+    let first = tokio::time::timeout(Duration::from_secs(5), futures::StreamExt::next(&mut live))
+        .await
+        .expect("the dashboard receives the events live")
+        .unwrap();
+    assert!(first.subject.ends_with(".MethodAdded"), "{}", first.subject);
+
+    // The dashboard asks the eligibility query.
+    let request = pb::EligibilityRequest {
+        tenant_id: app.tenant.to_string(),
+        admin_id: admin.to_string(),
+        min_position: Some(2),
+    };
+    let reply = dashboard
+        .request(
+            "recovery.v1.rpc.eligibility",
+            request.encode_to_vec().into(),
+        )
+        .await
+        .expect("the dashboard may ask the eligibility query");
+    assert!(
+        pb::EligibilityReply::decode(reply.payload)
+            .unwrap()
+            .verdict
+            .unwrap()
+            .eligible
+    );
+
+    // What the dashboard may not do: publish an event, change or delete the stream.
+    let short = |client: async_nats::Client| {
+        jetstream::ContextBuilder::new()
+            .timeout(Duration::from_secs(1))
+            .build(client)
+    };
+    let as_dashboard = short(dashboard.clone());
+    let forged = as_dashboard
+        .publish(
+            format!("recovery.v1.events.{}.{admin}.MethodRemoved", app.tenant),
+            "forged".into(),
+        )
+        .await;
+    let acked = match forged {
+        Ok(ack) => ack.await.is_ok(),
+        Err(_) => false,
+    };
+    assert!(!acked, "a dashboard's event must not be stored");
+    assert!(as_dashboard.delete_stream("RECOVERY_EVENTS").await.is_err());
+    // Nor may the service touch any other stream, or delete its own.
+    let as_service = short(login("recovery-info", "service-secret").await.unwrap());
+    assert!(
+        as_service
+            .create_stream(jetstream::stream::Config {
+                name: "OTHER".into(),
+                subjects: vec!["other.>".into()],
+                ..Default::default()
+            })
+            .await
+            .is_err()
+    );
+    assert!(as_service.delete_stream("RECOVERY_EVENTS").await.is_err());
+    // The stream holds the service's events and nothing else.
+    let messages = published_exactly_once(&app, &service, Duration::from_secs(10)).await;
+    assert!(messages.iter().all(|m| m.payload.as_ref() != b"forged"));
 }
 
 #[tokio::test]
