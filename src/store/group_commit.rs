@@ -17,8 +17,11 @@
 //! head it left the log at. Every append of every replica takes the same lock and moves the
 //! head, so when the head it finds under the lock is the head it left, no one else has appended
 //! since and the tips it remembers are the tips in the table: it reads only the tips of streams
-//! it does not know. When the head has moved (another replica, or a bulk load), it forgets them
-//! and reads them all. Any failure forgets them too.
+//! it does not know. When every tip a group needs is remembered, it does not even read the head
+//! first: it sends the whole transaction in one round trip behind a statement that takes the
+//! lock and fails unless the head is the remembered one, and starts over the careful way (and
+//! stays careful for a few groups) when it fails. When the head has moved (another replica, or
+//! a bulk load), it forgets the tips and reads them all. Any failure forgets them too.
 
 use super::postgres::{GENESIS_HASH, Param, chain_hash, rolled_back_on_error, to_i64, to_u64};
 use super::{Appended, IdempotentAnswer, StoreError};
@@ -43,12 +46,36 @@ const TIPS_REMEMBERED: usize = 100_000;
 struct KnownTips {
     head: Option<u64>,
     tips: HashMap<String, (u64, Vec<u8>)>,
+    /// Groups left to write without guessing the head, after a guess failed.
+    doubting: u32,
 }
+
+/// The groups written the careful way after another writer moved the head under a guess.
+const DOUBTED_GROUPS: u32 = 32;
 
 impl KnownTips {
     fn forget(&mut self) {
         self.head = None;
         self.tips.clear();
+    }
+
+    /// The head to write a group at in one round trip, without reading anything first: the
+    /// remembered one, when every tip the group needs is remembered and optimism has not just
+    /// failed.
+    fn optimistic_head(&mut self, tip_names: &[String]) -> Option<u64> {
+        if self.doubting > 0 {
+            self.doubting -= 1;
+            return None;
+        }
+        self.head
+            .filter(|_| tip_names.iter().all(|n| self.tips.contains_key(n)))
+    }
+
+    /// Another writer appended since this appender last wrote: the next groups read the head
+    /// under the lock first (where two replicas append all the time, a guess that fails costs
+    /// a round trip more than not guessing).
+    fn doubt(&mut self) {
+        self.doubting = DOUBTED_GROUPS;
     }
 }
 
@@ -141,8 +168,11 @@ struct AnswerRows {
 
 /// Writes a group in one transaction; one outcome per job, in order.
 ///
-/// Two round trips: `BEGIN`, the append lock and the tips pipelined; then the inserts, the
-/// head and `COMMIT` pipelined. A failing statement aborts the transaction, so the `COMMIT`
+/// One round trip when the appender remembers the head and every tip the group needs (the
+/// usual case on a replica that appends alone): `BEGIN`, the lock with a check of the head,
+/// the inserts, the head and `COMMIT`, pipelined. Otherwise, or when the check finds that the
+/// head moved, two: `BEGIN`, the lock and the tips pipelined; then the inserts, the head and
+/// `COMMIT`. A failing statement aborts the transaction, so the `COMMIT`
 /// behind it only rolls back; on any error the connection is rolled back before it returns
 /// to the pool.
 async fn write(
@@ -177,6 +207,13 @@ async fn read_tips(
     Ok(tips)
 }
 
+/// What a group's write found: the outcomes, or that the head it assumed had moved.
+enum Written {
+    Done(Vec<Result<Appended, StoreError>>),
+    /// The optimistic write found another head than the one remembered: nothing was written.
+    HeadMoved,
+}
+
 async fn write_in(
     client: &deadpool_postgres::Client,
     jobs: &[AppendJob],
@@ -193,6 +230,25 @@ async fn write_in(
         .chain(guards.iter().flatten().map(|(s, _)| s))
         .cloned()
         .collect();
+    if let Some(head) = known.optimistic_head(&tip_names) {
+        let tips = tip_names
+            .iter()
+            .filter_map(|n| known.tips.get(n).map(|t| (n.clone(), t.clone())))
+            .collect();
+        match place_and_write(client, jobs, &names, &guards, head, tips, known, true).await? {
+            Written::Done(outcomes) => {
+                metrics::counter!("recovery_append_groups_total", "round_trips" => "1")
+                    .increment(1);
+                return Ok(outcomes);
+            }
+            Written::HeadMoved => {
+                // Another replica (or a bulk load) appended since: rolled back, read it all.
+                known.forget();
+                known.doubt();
+                metrics::counter!("recovery_append_head_moved_total").increment(1);
+            }
+        }
+    }
     let lock = client
         .prepare_cached("SELECT position FROM log_head FOR UPDATE")
         .await?;
@@ -239,12 +295,41 @@ async fn write_in(
         known.forget();
         tips.extend(read_tips(client, &tips_query, &remembered).await?);
     }
+    match place_and_write(client, jobs, &names, &guards, head, tips, known, false).await? {
+        Written::Done(outcomes) => {
+            metrics::counter!("recovery_append_groups_total", "round_trips" => "2").increment(1);
+            Ok(outcomes)
+        }
+        // Not asked for: the head was read under the lock.
+        Written::HeadMoved => Err(StoreError::Config(
+            "the log's head moved under its lock".into(),
+        )),
+    }
+}
 
+/// Places the group's events after `head` on the streams' `tips`, checks each append's
+/// expectations, and writes them with the head and the commit in one round trip.
+///
+/// `optimistic`: the transaction is not open yet, and `head` and `tips` are what this appender
+/// remembers. The same round trip then also opens it and takes the lock with a statement that
+/// fails unless the head is still `head` — no one appended since, so the remembered tips are
+/// the table's — and everything behind it is rolled back when it fails ([`Written::HeadMoved`]).
+#[allow(clippy::too_many_arguments)]
+async fn place_and_write(
+    client: &deadpool_postgres::Client,
+    jobs: &[AppendJob],
+    names: &[String],
+    guards: &[Option<(String, u64)>],
+    head: u64,
+    mut tips: HashMap<String, (u64, Vec<u8>)>,
+    known: &mut KnownTips,
+    optimistic: bool,
+) -> Result<Written, StoreError> {
     let mut next = head;
     let mut rows = EventRows::default();
     let mut answers = AnswerRows::default();
     let mut outcomes = Vec::with_capacity(jobs.len());
-    for ((job, name), guard) in jobs.iter().zip(&names).zip(&guards) {
+    for ((job, name), guard) in jobs.iter().zip(names).zip(guards) {
         let (actual, mut prev_hash) = tips
             .get(name)
             .cloned()
@@ -308,6 +393,11 @@ async fn write_in(
         }));
     }
 
+    // Fails (division by zero) unless the head is still the remembered one; FOR UPDATE takes
+    // the append lock, and returns the row as the last holder of the lock committed it.
+    let expect_head = client
+        .prepare_cached("SELECT 1 / (position = $1)::int FROM log_head FOR UPDATE")
+        .await?;
     let insert_events = client
         .prepare_cached(
             "INSERT INTO events (position, stream_id, stream_version, event_id, event_type,
@@ -348,13 +438,26 @@ async fn write_in(
         &answers.status,
         &answers.response,
     ];
+    let old_head = to_i64(head);
     let new_head = to_i64(next);
     let head_params: [&Param; 1] = [&new_head];
-    // Up to four statements in one round trip (pipelined), the commit last. Every answer is awaited:
-    // the first error in statement order is the cause, the later ones only say that the
-    // transaction was aborted.
+    let expect_params: [&Param; 1] = [&old_head];
+    // Up to six statements in one round trip (pipelined: each is sent when first polled, in
+    // this order), the commit last. Every answer is awaited: the first error in statement
+    // order is the cause, the later ones only say that the transaction was aborted.
     // A group without idempotency keys (the usual case) has no records to insert.
-    let (events, answers, head, commit) = tokio::join!(
+    let (opened, events, answers, head_moved, commit) = tokio::join!(
+        async {
+            if optimistic {
+                let (begin, check) = tokio::join!(
+                    client.batch_execute("BEGIN"),
+                    client.query_one(&expect_head, &expect_params),
+                );
+                begin.and(check.map(drop))
+            } else {
+                Ok(())
+            }
+        },
         client.execute(&insert_events, &event_params),
         async {
             if answers.tenant_id.is_empty() {
@@ -366,7 +469,13 @@ async fn write_in(
         client.execute(&move_head, &head_params),
         client.batch_execute("COMMIT"),
     );
-    let written = events.and(answers).and(head).and(commit);
+    if let Err(e) = &opened
+        && e.code() == Some(&SqlState::DIVISION_BY_ZERO)
+    {
+        // The COMMIT behind it only rolled back.
+        return Ok(Written::HeadMoved);
+    }
+    let written = opened.and(events).and(answers).and(head_moved).and(commit);
     if let Err(e) = written {
         let key_taken = e.as_db_error().is_some_and(|d| {
             *d.code() == SqlState::UNIQUE_VIOLATION && d.table() == Some("idempotency_keys")
@@ -385,5 +494,5 @@ async fn write_in(
     known.head = Some(next);
     known.tips.extend(tips);
     metrics::counter!("recovery_events_appended_total").increment(rows.position.len() as u64);
-    Ok(outcomes)
+    Ok(Written::Done(outcomes))
 }

@@ -1,6 +1,8 @@
 //! Optimistic concurrency, idempotency, the gap-free global log and exactly-once projections.
 
-use crate::support::{Backend, assert_problem, each, spawn_app, spawn_backend, two_replicas};
+use crate::support::{
+    Backend, TestApp, assert_problem, each, spawn_app, spawn_backend, two_replicas,
+};
 use futures::future::join_all;
 use recovery_info::domain::{AdminId, DomainEvent, MethodId, MethodKind, StreamId, TenantId};
 use recovery_info::events::{Actor, PendingEvent, RecordedEvent};
@@ -644,6 +646,59 @@ crate::on_both_backends!(
     one_idempotency_key_on_two_streams_at_once_lands_once,
     a_rebuilt_projection_equals_the_live_one,
 );
+
+/// A counter's value on `/metrics` (0 before its first increment). Counters are per process:
+/// tests running beside this one only add to them.
+async fn counter(app: &TestApp, series: &str) -> f64 {
+    let text = app.metrics().await;
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// Where the appender remembers the head and the tips a group needs, it writes the group in
+/// one round trip, guessing that no one appended since; where another replica did, the guess
+/// fails, nothing of it is written, and the group is written after reading the head and tips
+/// under the lock. Every command lands once, each stream's chain stays whole.
+#[tokio::test]
+async fn an_append_guesses_the_head_and_falls_back_when_another_replica_moved_it() {
+    let (a, b) = two_replicas().await;
+    let guessed = "recovery_append_groups_total{round_trips=\"1\"}";
+    let moved = "recovery_append_head_moved_total";
+    let admin = Uuid::now_v7();
+    let mobile = a.add_ok(admin, "mobile_phone", "+45 20 12 34 50").await;
+    let before = counter(&a, guessed).await;
+    for i in 1..=5 {
+        let r = a
+            .change(admin, &mobile, &format!("+45 20 12 34 5{i}"))
+            .await;
+        assert_eq!(r.status(), 200);
+    }
+    assert!(
+        counter(&a, guessed).await - before >= 5.0,
+        "one round trip each"
+    );
+
+    // `b` moves the head (and the admin's stream): `a`'s next guess is wrong.
+    let email = b.add_ok(admin, "email", "jane@example.com").await;
+    let before = counter(&a, moved).await;
+    let r = a.change(admin, &mobile, "+45 20 12 34 59").await;
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    assert!(counter(&a, moved).await - before >= 1.0, "the guess failed");
+    let r = a.remove(admin, &email).await;
+    assert_eq!(r.status(), 200);
+
+    let history = a.history(admin).await;
+    let versions: Vec<u64> = history
+        .iter()
+        .map(|e| e["version"].as_u64().unwrap())
+        .collect();
+    assert_eq!(versions, (1..=9).collect::<Vec<_>>());
+    let summary = recovery_info::audit::verify::verify(a.store(), None)
+        .await
+        .expect("the chains are whole");
+    assert_eq!(summary.events, 9);
+}
 
 /// A replica decides on the states it folded before plus what was appended since, also by
 /// another replica: the admin's methods and the tenant's domains are never stale.
