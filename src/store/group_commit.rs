@@ -214,20 +214,31 @@ enum Written {
     HeadMoved,
 }
 
+/// A group's appends with the names of their streams and of the streams they are guarded by.
+struct Group<'a> {
+    jobs: &'a [AppendJob],
+    names: Vec<String>,
+    guards: Vec<Option<(String, u64)>>,
+}
+
 async fn write_in(
     client: &deadpool_postgres::Client,
     jobs: &[AppendJob],
     known: &mut KnownTips,
 ) -> Result<Vec<Result<Appended, StoreError>>, StoreError> {
-    let names: Vec<String> = jobs.iter().map(|j| j.stream.to_string()).collect();
-    let guards: Vec<Option<(String, u64)>> = jobs
-        .iter()
-        .map(|j| j.guard.map(|(s, v)| (s.to_string(), v)))
-        .collect();
+    let group = Group {
+        jobs,
+        names: jobs.iter().map(|j| j.stream.to_string()).collect(),
+        guards: jobs
+            .iter()
+            .map(|j| j.guard.map(|(s, v)| (s.to_string(), v)))
+            .collect(),
+    };
     // The tips of the appended streams and of the guarded ones.
-    let tip_names: Vec<String> = names
+    let tip_names: Vec<String> = group
+        .names
         .iter()
-        .chain(guards.iter().flatten().map(|(s, _)| s))
+        .chain(group.guards.iter().flatten().map(|(s, _)| s))
         .cloned()
         .collect();
     if let Some(head) = known.optimistic_head(&tip_names) {
@@ -235,7 +246,7 @@ async fn write_in(
             .iter()
             .filter_map(|n| known.tips.get(n).map(|t| (n.clone(), t.clone())))
             .collect();
-        match place_and_write(client, jobs, &names, &guards, head, tips, known, true).await? {
+        match place_and_write(client, &group, head, tips, known, true).await? {
             Written::Done(outcomes) => {
                 metrics::counter!("recovery_append_groups_total", "round_trips" => "1")
                     .increment(1);
@@ -295,7 +306,7 @@ async fn write_in(
         known.forget();
         tips.extend(read_tips(client, &tips_query, &remembered).await?);
     }
-    match place_and_write(client, jobs, &names, &guards, head, tips, known, false).await? {
+    match place_and_write(client, &group, head, tips, known, false).await? {
         Written::Done(outcomes) => {
             metrics::counter!("recovery_append_groups_total", "round_trips" => "2").increment(1);
             Ok(outcomes)
@@ -314,12 +325,9 @@ async fn write_in(
 /// remembers. The same round trip then also opens it and takes the lock with a statement that
 /// fails unless the head is still `head` — no one appended since, so the remembered tips are
 /// the table's — and everything behind it is rolled back when it fails ([`Written::HeadMoved`]).
-#[allow(clippy::too_many_arguments)]
 async fn place_and_write(
     client: &deadpool_postgres::Client,
-    jobs: &[AppendJob],
-    names: &[String],
-    guards: &[Option<(String, u64)>],
+    group: &Group<'_>,
     head: u64,
     mut tips: HashMap<String, (u64, Vec<u8>)>,
     known: &mut KnownTips,
@@ -328,8 +336,8 @@ async fn place_and_write(
     let mut next = head;
     let mut rows = EventRows::default();
     let mut answers = AnswerRows::default();
-    let mut outcomes = Vec::with_capacity(jobs.len());
-    for ((job, name), guard) in jobs.iter().zip(names).zip(guards) {
+    let mut outcomes = Vec::with_capacity(group.jobs.len());
+    for ((job, name), guard) in group.jobs.iter().zip(&group.names).zip(&group.guards) {
         let (actual, mut prev_hash) = tips
             .get(name)
             .cloned()
