@@ -3,20 +3,12 @@
 //! stream's leader node is stopped.
 
 use crate::publish::{nats_binary, published_exactly_once};
-use crate::support::{Options, spawn_app_with};
+use crate::support::{Options, free_port, spawn_app_with};
 use async_nats::jetstream;
 use recovery_info::publish::PublisherConfig;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use uuid::Uuid;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// Three `nats-server` processes of this test only, each run with the deploy's config file.
 struct NatsCluster {

@@ -39,11 +39,7 @@ pub fn nats_binary() -> String {
 
 impl PrivateNats {
     pub async fn start() -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = crate::support::free_port();
         let dir = std::env::temp_dir().join(format!("ri-nats-{}", Uuid::new_v4().simple()));
         std::fs::create_dir_all(&dir).unwrap();
         let mut nats = PrivateNats {

@@ -2,7 +2,7 @@
 //! and `audit export` only read, so auditors can run them on a replica and leave the primary
 //! to the service. A primary and its standby of this test only, in a temporary directory.
 
-use crate::support::{Options, spawn_on};
+use crate::support::{Options, free_port, spawn_on};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
@@ -38,29 +38,28 @@ fn running_as_root() -> bool {
 
 /// A PostgreSQL program, run as the `postgres` user when this test runs as root (the server
 /// refuses to run as root).
-fn pg(program: &str, args: &[&str]) -> Output {
-    let mut cmd = if running_as_root() {
+fn pg_command(program: &str) -> Command {
+    if running_as_root() {
         let mut c = Command::new("runuser");
         c.args(["-u", "postgres", "--"]).arg(pg_bin(program));
         c
     } else {
         Command::new(pg_bin(program))
-    };
-    let out = cmd.args(args).output().expect("run a PostgreSQL program");
+    }
+}
+
+/// Runs a PostgreSQL program; it must succeed.
+fn pg(program: &str, args: &[&str]) -> Output {
+    let out = pg_command(program)
+        .args(args)
+        .output()
+        .expect("run a PostgreSQL program");
     assert!(
         out.status.success(),
         "{program} {args:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     out
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// One server of this test: its data directory and port; stopped (by its data directory) when
@@ -93,14 +92,7 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        let mut cmd = if running_as_root() {
-            let mut c = Command::new("runuser");
-            c.args(["-u", "postgres", "--"]).arg(pg_bin("pg_ctl"));
-            c
-        } else {
-            Command::new(pg_bin("pg_ctl"))
-        };
-        let _ = cmd
+        let _ = pg_command("pg_ctl")
             .args(["-D", &self.data, "-m", "immediate", "stop"])
             .output();
     }

@@ -28,6 +28,15 @@ pub async fn pg_client(url: &str) -> tokio_postgres::Client {
     client
 }
 
+/// A port nothing listens on now, for a server a test starts itself.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// Creates an empty database and returns its URL. Its name carries this process's id, so that
 /// the first call of a later run drops what an earlier run left behind (`cargo test` run
 /// directly has no `scripts/test` to drop them afterwards).
