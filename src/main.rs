@@ -30,10 +30,7 @@ async fn main() -> ExitCode {
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!(
-                "recovery-info: error: {}",
-                format!("{e:#}").replace('\n', " ")
-            );
+            eprintln!("recovery-info: error: {}", one_line(&e));
             match e.downcast_ref::<VerifyError>() {
                 Some(VerifyError::Broken(_) | VerifyError::AnchorMismatch(_)) => {
                     ExitCode::from(recovery_info::audit::EXIT_TAMPERED)
@@ -42,6 +39,23 @@ async fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// An error and its causes on one line; a cause whose text the line already holds (wrapping
+/// errors often repeat their source's) is left out.
+fn one_line(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line.replace('\n', " ")
 }
 
 async fn run(command: Command) -> anyhow::Result<()> {

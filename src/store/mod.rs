@@ -11,6 +11,7 @@ pub mod projections;
 pub mod publish;
 mod replay;
 pub mod sqlite;
+pub mod tls;
 
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;

@@ -1,6 +1,7 @@
 //! The PostgreSQL event store.
 
 use super::group_commit::{self, AppendJob};
+use super::tls::Tls;
 use super::{
     Appended, HistoryQuery, IdempotencyKey, IdempotentAnswer, StoreError, StoredAnswer, migrate,
 };
@@ -76,17 +77,15 @@ fn without_jit(config: &mut tokio_postgres::Config) {
 impl PgStore {
     /// Builds a pool for `url` and checks that the database answers.
     pub async fn connect(url: &str, pool_size: usize) -> Result<Self, StoreError> {
-        let mut config: tokio_postgres::Config = url
-            .parse()
-            .map_err(|e| StoreError::Config(format!("DATABASE_URL is malformed: {e}")))?;
+        let (mut config, tls) = super::tls::parse(url)?;
         without_jit(&mut config);
-        let manager = Manager::from_config(
-            config,
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
+        let manager_config = ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        };
+        let manager = match tls {
+            Tls::Plain => Manager::from_config(config, NoTls, manager_config),
+            Tls::Verified(tls) => Manager::from_config(config, tls, manager_config),
+        };
         let pool = Pool::builder(manager)
             .max_size(pool_size.max(1))
             .wait_timeout(Some(std::time::Duration::from_secs(5)))

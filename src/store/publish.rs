@@ -3,6 +3,7 @@
 //! `recovery_log` hint that migration 0002 sends on every append.
 
 use super::postgres::{BEGIN_WITHOUT_FLUSH, rolled_back_on_error, to_i64, to_u64};
+use super::tls::Tls;
 use super::{PgStore, StoreError};
 use crate::domain::{AdminId, StreamId, TenantId};
 use crate::events::RecordedEvent;
@@ -103,16 +104,14 @@ const KEEPALIVE_INTERVAL_S: u64 = 5;
 const KEEPALIVE_PROBES: u32 = 3;
 
 /// The configuration of a dedicated connection to `url`: the URL's, with the keepalives.
-fn dedicated_config(url: &str) -> Result<tokio_postgres::Config, StoreError> {
-    let mut config: tokio_postgres::Config = url
-        .parse()
-        .map_err(|e| StoreError::Config(format!("DATABASE_URL is malformed: {e}")))?;
+fn dedicated_config(url: &str) -> Result<(tokio_postgres::Config, Tls), StoreError> {
+    let (mut config, tls) = super::tls::parse(url)?;
     config
         .keepalives(true)
         .keepalives_idle(std::time::Duration::from_secs(KEEPALIVE_IDLE_S))
         .keepalives_interval(std::time::Duration::from_secs(KEEPALIVE_INTERVAL_S))
         .keepalives_retries(KEEPALIVE_PROBES);
-    Ok(config)
+    Ok((config, tls))
 }
 
 /// A dedicated PostgreSQL connection (outside the pool), driven by its own task. `alive` turns
@@ -125,26 +124,18 @@ struct Dedicated {
 
 impl Dedicated {
     async fn connect(url: &str, notified: Option<watch::Sender<u64>>) -> Result<Self, StoreError> {
-        let (client, mut connection) = dedicated_config(url)?.connect(NoTls).await?;
+        let (config, tls) = dedicated_config(url)?;
         let (alive_tx, alive) = watch::channel(true);
-        let task = tokio::spawn(async move {
-            let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
-            while let Some(message) = messages.next().await {
-                match message {
-                    Ok(AsyncMessage::Notification(_)) => {
-                        if let Some(n) = &notified {
-                            n.send_modify(|c| *c = c.wrapping_add(1));
-                        }
-                    }
-                    Ok(_) => {}
-                    Err(e) => {
-                        tracing::warn!(error = %e, "dedicated PostgreSQL connection failed");
-                        break;
-                    }
-                }
+        let (client, task) = match tls {
+            Tls::Plain => {
+                let (client, connection) = config.connect(NoTls).await?;
+                (client, tokio::spawn(drive(connection, notified, alive_tx)))
             }
-            alive_tx.send_replace(false);
-        });
+            Tls::Verified(tls) => {
+                let (client, connection) = config.connect(tls).await?;
+                (client, tokio::spawn(drive(connection, notified, alive_tx)))
+            }
+        };
         let dedicated = Dedicated {
             client,
             alive,
@@ -162,6 +153,34 @@ impl Dedicated {
             .await?;
         Ok(dedicated)
     }
+}
+
+/// Drives a dedicated connection until it ends: counts its notifications in `notified`, and
+/// turns `alive` to `false` at the end.
+async fn drive<S, T>(
+    mut connection: tokio_postgres::Connection<S, T>,
+    notified: Option<watch::Sender<u64>>,
+    alive: watch::Sender<bool>,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
+    while let Some(message) = messages.next().await {
+        match message {
+            Ok(AsyncMessage::Notification(_)) => {
+                if let Some(n) = &notified {
+                    n.send_modify(|c| *c = c.wrapping_add(1));
+                }
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "dedicated PostgreSQL connection failed");
+                break;
+            }
+        }
+    }
+    alive.send_replace(false);
 }
 
 impl Drop for Dedicated {
@@ -318,7 +337,7 @@ mod tests {
 
     #[test]
     fn dedicated_connections_send_keepalives() {
-        let config = dedicated_config("postgres://u@h/db").unwrap();
+        let (config, _) = dedicated_config("postgres://u@h/db").unwrap();
         assert!(config.get_keepalives());
         assert_eq!(config.get_keepalives_idle(), Duration::from_secs(10));
         assert_eq!(

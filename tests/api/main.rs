@@ -15,6 +15,6 @@ mod errors;
 mod history;
 mod methods;
 mod operations;
+mod private_pg;
 mod publish;
 mod schema;
-mod standby;

@@ -1,6 +1,7 @@
-//! The auditor's tools on a PostgreSQL hot standby (a streaming read replica): `audit verify`
-//! and `audit export` only read, so auditors can run them on a replica and leave the primary
-//! to the service. A primary and its standby of this test only, in a temporary directory.
+//! PostgreSQL servers of the tests' own, in temporary directories: the auditor's tools on a
+//! hot standby (a streaming read replica: `audit verify` and `audit export` only read, so
+//! auditors can run them on a replica and leave the primary to the service), and the service
+//! over TLS to a server whose certificate it verifies.
 
 use crate::support::{Options, free_port, spawn_on};
 use std::path::{Path, PathBuf};
@@ -71,10 +72,15 @@ struct Server {
 
 impl Server {
     fn start(data: &Path, socket_dir: &Path) -> Self {
+        Server::start_with(data, socket_dir, "")
+    }
+
+    /// With more `postgres` options (`-c name=value …`).
+    fn start_with(data: &Path, socket_dir: &Path, more: &str) -> Self {
         let port = free_port();
         let data = data.to_str().unwrap().to_owned();
         let options = format!(
-            "-c listen_addresses=127.0.0.1 -p {port} -k {} -c fsync=off",
+            "-c listen_addresses=127.0.0.1 -p {port} -k {} -c fsync=off {more}",
             socket_dir.display()
         );
         let log = format!("{data}.log");
@@ -119,6 +125,23 @@ impl Drop for Dir {
     }
 }
 
+/// A new cluster `name` in `dir` (trust authentication on loopback, as `scripts/test`'s).
+fn init(dir: &Dir, name: &str) -> PathBuf {
+    let data = dir.0.join(name);
+    pg(
+        "initdb",
+        &[
+            "-D",
+            data.to_str().unwrap(),
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "--no-sync",
+        ],
+    );
+    data
+}
+
 async fn query_one_text(url: &str, sql: &str) -> String {
     let client = crate::support::pg_client(url).await;
     let row = client.query_one(sql, &[]).await.unwrap();
@@ -144,18 +167,7 @@ fn audit(url: &str, args: &[&str]) -> String {
 #[tokio::test]
 async fn audit_verify_and_export_run_on_a_hot_standby_and_agree_with_the_primary() {
     let dir = Dir::new();
-    let primary_data = dir.0.join("primary");
-    pg(
-        "initdb",
-        &[
-            "-D",
-            primary_data.to_str().unwrap(),
-            "-U",
-            "postgres",
-            "--auth=trust",
-            "--no-sync",
-        ],
-    );
+    let primary_data = init(&dir, "primary");
     let primary = Server::start(&primary_data, &dir.0);
     crate::support::pg_client(&primary.url("postgres"))
         .await
@@ -235,4 +247,164 @@ async fn audit_verify_and_export_run_on_a_hot_standby_and_agree_with_the_primary
     assert_eq!(on_standby.lines().count(), head as usize);
     assert_eq!(on_standby, on_primary);
     app.server.stop().await.unwrap();
+}
+
+/// Runs `openssl` with `args` in `dir`; it must succeed.
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .expect("openssl");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A CA of the test's own (`ca.pem`) and a server certificate it signed for 127.0.0.1
+/// (`server.pem`, `server.key`, readable by the server only).
+fn certificates(dir: &Path) {
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=recovery-info test CA",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+        ],
+    );
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "server.ext",
+            "-out",
+            "server.pem",
+        ],
+    );
+    if running_as_root() {
+        let chown = Command::new("chown")
+            .args(["postgres", "server.key", "server.pem"])
+            .current_dir(dir)
+            .status();
+        assert!(chown.is_ok_and(|s| s.success()));
+    }
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(
+        dir.join("server.key"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
+}
+
+/// With `sslmode=require` (or `verify-full`) and the server's CA in `sslrootcert`, every
+/// connection of the service is TLS; a certificate it cannot verify — a CA it was not given,
+/// another host name — is refused rather than used, and `sslrootcert` without `sslmode` too.
+#[tokio::test]
+async fn the_service_talks_tls_to_a_server_it_verifies_and_to_no_other() {
+    let dir = Dir::new();
+    certificates(&dir.0);
+    let data = init(&dir, "tls");
+    let ssl = format!(
+        "-c ssl=on -c ssl_cert_file={0}/server.pem -c ssl_key_file={0}/server.key",
+        dir.0.display()
+    );
+    let server = Server::start_with(&data, &dir.0, &ssl);
+    crate::support::pg_client(&server.url("postgres"))
+        .await
+        .batch_execute("CREATE DATABASE recovery")
+        .await
+        .unwrap();
+    let ca = dir.0.join("ca.pem");
+    let secured = |host: &str, mode: &str| {
+        format!(
+            "postgres://postgres@{host}:{}/recovery?sslmode={mode}&sslrootcert={}",
+            server.port,
+            ca.display()
+        )
+    };
+
+    let app = spawn_on(secured("127.0.0.1", "verify-full"), Options::default()).await;
+    app.add_ok(Uuid::now_v7(), "mobile_phone", "+45 20 12 34 56")
+        .await;
+    // Every connection of the service to its database (the pool's and the LISTEN one) is TLS.
+    let observer = crate::support::pg_client(&server.url("postgres")).await;
+    let row = observer
+        .query_one(
+            "SELECT count(*), count(*) FILTER (WHERE s.ssl)
+             FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid)
+             WHERE a.datname = 'recovery' AND a.backend_type = 'client backend'",
+            &[],
+        )
+        .await
+        .unwrap();
+    let (all, tls): (i64, i64) = (row.get(0), row.get(1));
+    assert!(all >= 2 && tls == all, "{tls} of {all} connections are TLS");
+    app.server.stop().await.unwrap();
+
+    // Refused: the system's roots alone do not know this CA; the certificate names 127.0.0.1,
+    // not localhost; a CA file without sslmode.
+    let refused = [
+        format!(
+            "postgres://postgres@127.0.0.1:{}/recovery?sslmode=require",
+            server.port
+        ),
+        secured("localhost", "require"),
+        format!(
+            "postgres://postgres@127.0.0.1:{}/recovery?sslrootcert={}",
+            server.port,
+            ca.display()
+        ),
+    ];
+    for url in refused {
+        let opened =
+            recovery_info::store::Store::open(&recovery_info::store::StoreConfig::Postgres {
+                url: url.clone(),
+                pool_size: 2,
+            })
+            .await;
+        assert!(opened.is_err(), "{url} must be refused");
+    }
 }
