@@ -65,8 +65,9 @@ struct StreamTip {
 /// client tries them in turn, and also learns the cluster's other servers from the one it
 /// reaches). A user and password (`nats://user:password@host:4222`, percent-encoded where
 /// needed) or a token (`nats://token@host:4222`) in the first URL that has any authenticate the
-/// connection to whichever server it reaches: the client library would otherwise drop them. The servers come back without them, so that no
-/// log line the client writes about a server carries a secret.
+/// connection to whichever server it reaches: the client library would otherwise drop them.
+/// The servers come back without them, so that no log line the client writes about a server
+/// carries a secret.
 pub fn connect_options(
     url: &str,
     name: &str,
@@ -81,9 +82,10 @@ pub fn connect_options(
     let mut authenticated = false;
     for server in url.split(',').map(str::trim).filter(|s| !s.is_empty()) {
         // `host:port` alone means NATS's own scheme, as the client library takes it.
-        let server = match server.contains("://") {
-            true => server.to_owned(),
-            false => format!("nats://{server}"),
+        let server = if server.contains("://") {
+            server.to_owned()
+        } else {
+            format!("nats://{server}")
         };
         let mut parsed = url::Url::parse(&server).map_err(|e| {
             PublishError::Connect(format!(
@@ -214,7 +216,11 @@ impl Relay {
                     num_replicas: self.config.replicas,
                     ..Default::default()
                 };
-                tracing::info!(stream = %name, replicas = config.num_replicas, "creating the JetStream stream");
+                tracing::info!(
+                    stream = %name,
+                    replicas = config.num_replicas,
+                    "creating the JetStream stream"
+                );
                 return self.js.create_stream(config).await.map_err(|e| failed(&e));
             }
             Err(e) => return Err(failed(&e)),
@@ -231,7 +237,11 @@ impl Relay {
         if wanted == *current {
             return Ok(found);
         }
-        tracing::info!(stream = %name, replicas = wanted.num_replicas, "updating the JetStream stream's settings");
+        tracing::info!(
+            stream = %name,
+            replicas = wanted.num_replicas,
+            "updating the JetStream stream's settings"
+        );
         self.js
             .update_stream(wanted)
             .await
@@ -529,7 +539,6 @@ impl Relay {
     }
 }
 
-/// How many publishes may await their PubAck at once (the client's window).
 /// JetStream's answer that there is no such stream (as opposed to no answer at all).
 fn is_stream_not_found(e: &jetstream::context::GetStreamError) -> bool {
     matches!(
@@ -539,6 +548,7 @@ fn is_stream_not_found(e: &jetstream::context::GetStreamError) -> bool {
     )
 }
 
+/// How many publishes may await their PubAck at once (the client's window).
 fn ack_window(config: &PublisherConfig) -> usize {
     (config.batch_size as usize * 4).max(1)
 }
