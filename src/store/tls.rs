@@ -74,12 +74,20 @@ fn take_ssl_parameters(url: &str) -> Result<(String, Option<String>), String> {
     Ok((parsed.to_string(), ca_file))
 }
 
+/// The system's root certificates, read once (a standby publisher connects every second). The
+/// `sslrootcert` file, small, is read at every connection: a CA rotated on disk is used by the
+/// next connection.
+fn system_roots() -> &'static [CertificateDer<'static>] {
+    static ROOTS: std::sync::OnceLock<Vec<CertificateDer<'static>>> = std::sync::OnceLock::new();
+    ROOTS.get_or_init(|| rustls_native_certs::load_native_certs().certs)
+}
+
 /// Verifies servers against the system's roots and the certificates of `ca_file`.
 fn client_config(ca_file: Option<&str>) -> Result<rustls::ClientConfig, StoreError> {
     let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls_native_certs::load_native_certs().certs {
+    for cert in system_roots() {
         // A system certificate rustls cannot use is skipped, as every TLS client does.
-        let _ = roots.add(cert);
+        let _ = roots.add(cert.clone());
     }
     if let Some(path) = ca_file {
         let unreadable =
