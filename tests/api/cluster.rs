@@ -113,7 +113,7 @@ async fn a_three_copy_stream_keeps_publishing_exactly_once_when_its_leader_node_
     let js = jetstream::new(async_nats::connect(cluster.servers()).await.unwrap());
     // A one-copy stream, as a deployment on one NATS node would have left it: the relay
     // configured for three copies scales it up.
-    js.create_stream(jetstream::stream::Config {
+    let one_copy = jetstream::stream::Config {
         name: "RECOVERY_EVENTS".into(),
         subjects: vec![
             "recovery.v1.events.>".into(),
@@ -121,9 +121,17 @@ async fn a_three_copy_stream_keeps_publishing_exactly_once_when_its_leader_node_
         ],
         num_replicas: 1,
         ..Default::default()
-    })
-    .await
-    .unwrap();
+    };
+    // A cluster that has just formed, on a busy machine, may take longer than a request's
+    // timeout to place a stream: try again until it is there.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while let Err(e) = js.create_stream(one_copy.clone()).await {
+        if js.get_stream("RECOVERY_EVENTS").await.is_ok() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no stream on the cluster: {e}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
     let app = spawn_app_with(Options {
         publisher: Some(PublisherConfig {
             replicas: 3,

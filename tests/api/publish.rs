@@ -168,13 +168,35 @@ pub struct Stored {
 
 /// Every message of `RECOVERY_EVENTS`, in stream order.
 async fn stream_messages(js: &jetstream::Context) -> Vec<Stored> {
+    // A request can go unanswered for a while (a NATS restarting, a cluster electing the
+    // stream's leader): the whole read is tried again, for up to half a minute.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match read_stream(js).await {
+            Ok(messages) => return messages,
+            Err(e) => assert!(Instant::now() < deadline, "cannot read the stream: {e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The stream's messages, or what stopped the read (no stream yet: none).
+async fn read_stream(js: &jetstream::Context) -> Result<Vec<Stored>, String> {
     let Ok(mut stream) = js.get_stream("RECOVERY_EVENTS").await else {
-        return Vec::new();
+        return Ok(Vec::new());
     };
-    let last = stream.info().await.unwrap().state.last_sequence;
+    let last = stream
+        .info()
+        .await
+        .map_err(|e| e.to_string())?
+        .state
+        .last_sequence;
     let mut out = Vec::new();
     for seq in 1..=last {
-        let m = stream.get_raw_message(seq).await.unwrap();
+        let m = stream
+            .get_raw_message(seq)
+            .await
+            .map_err(|e| e.to_string())?;
         out.push(Stored {
             subject: m.subject.to_string(),
             msg_id: m
@@ -185,7 +207,7 @@ async fn stream_messages(js: &jetstream::Context) -> Vec<Stored> {
             payload: m.payload,
         });
     }
-    out
+    Ok(out)
 }
 
 pub fn events_of(messages: &[Stored]) -> Vec<(String, RecordedEvent)> {
