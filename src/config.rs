@@ -58,6 +58,9 @@ pub struct WatchArgs {
     /// NATS server; a cluster's servers separated by commas.
     #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
     pub nats_url: String,
+    /// PEM file of the CA that signed the NATS servers' certificates (beside the system's).
+    #[arg(long, env = "NATS_CA")]
+    pub nats_ca: Option<PathBuf>,
     /// Tenant id (UUID).
     #[arg(long)]
     pub tenant: Uuid,
@@ -123,6 +126,9 @@ pub struct ServeArgs {
     /// NATS server (used by the publisher; optional); a cluster's servers separated by commas.
     #[arg(long, env = "NATS_URL")]
     pub nats_url: Option<String>,
+    /// PEM file of the CA that signed the NATS servers' certificates (beside the system's).
+    #[arg(long, env = "NATS_CA")]
+    pub nats_ca: Option<PathBuf>,
     /// How long a query with `min_position` waits for the projection, in milliseconds.
     #[arg(long, env = "RECOVERY_FRESHNESS_TIMEOUT_MS", default_value_t = 2000)]
     pub freshness_timeout_ms: u64,
@@ -310,6 +316,7 @@ impl fmt::Debug for ServeArgs {
             .field("listen", &self.listen)
             .field("secret", &self.secret)
             .field("nats_url", &self.nats_url.as_deref().map(redact_url))
+            .field("nats_ca", &self.nats_ca)
             .field("freshness_timeout_ms", &self.freshness_timeout_ms)
             .field("no_projections", &self.no_projections)
             .field("publish", &self.publish)

@@ -80,6 +80,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                     subject_prefix: args.publish.nats_subject_prefix.clone(),
                     duplicate_window: args.publish.nats_duplicate_window,
                     replicas: usize::from(args.publish.nats_replicas),
+                    ca_file: args.nats_ca.clone(),
                     reveal_values: args.publish.publish_raw_values,
                     lease: args.publish.publisher_lease,
                     ..PublisherConfig::new(url)
@@ -99,6 +100,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
         }
         Command::Watch(args) => Ok(watch::run(WatchOptions {
             nats_url: args.nats_url,
+            ca_file: args.nats_ca,
             subject_prefix: args.subject_prefix,
             tenant: args.tenant,
             admin: args.admin,

@@ -36,6 +36,8 @@ pub struct PublisherConfig {
     pub duplicate_window: Duration,
     /// Copies of the stream JetStream keeps (1, or 3 or 5 on a cluster).
     pub replicas: usize,
+    /// The CA that signed the NATS servers' certificates, beside the system's roots.
+    pub ca_file: Option<std::path::PathBuf>,
     /// Publish raw phone numbers and emails (for trusted internal consumers) instead of
     /// masked ones.
     pub reveal_values: bool,
@@ -70,6 +72,7 @@ impl PublisherConfig {
             subject_prefix: DEFAULT_PREFIX.to_owned(),
             duplicate_window: Duration::from_secs(10 * 60),
             replicas: 1,
+            ca_file: None,
             reveal_values: false,
             batch_size: 2000,
             ack_timeout: Duration::from_secs(5),
@@ -206,7 +209,7 @@ impl Live {
         let (log, tail_task) = tail::LiveLog::spawn(app.store.clone(), wake.clone());
         tasks.push(tail_task);
         if let (Some(config), Some((pg, url))) = (publisher, relay_store) {
-            let client = nats::connect_nats(&config.nats_url).await?;
+            let client = nats::connect_nats(&config.nats_url, config.ca_file.as_deref()).await?;
             let relay = nats::Relay::new(pg, url, config.clone(), client.clone(), wake);
             tasks.push(tokio::spawn(relay.run()));
             tasks.push(rpc::serve(client, app.clone(), &config.subject_prefix).await?);

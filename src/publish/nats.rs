@@ -67,10 +67,12 @@ struct StreamTip {
 /// needed) or a token (`nats://token@host:4222`) in the first URL that has any authenticate the
 /// connection to whichever server it reaches: the client library would otherwise drop them.
 /// The servers come back without them, so that no log line the client writes about a server
-/// carries a secret.
+/// carries a secret. `tls://` URLs (or a server that requires TLS) are verified against the
+/// system's roots and `ca_file`, when given.
 pub fn connect_options(
     url: &str,
     name: &str,
+    ca_file: Option<&std::path::Path>,
 ) -> Result<(async_nats::ConnectOptions, Vec<String>), PublishError> {
     let decode = |s: &str| {
         percent_encoding::percent_decode_str(s)
@@ -78,6 +80,12 @@ pub fn connect_options(
             .into_owned()
     };
     let mut options = async_nats::ConnectOptions::new().name(name);
+    if let Some(ca) = ca_file {
+        // Read here, so that a missing file is an error at start rather than at every retry.
+        std::fs::metadata(ca)
+            .map_err(|e| PublishError::Connect(format!("NATS_CA {}: {e}", ca.display())))?;
+        options = options.add_root_certificates(ca.to_path_buf());
+    }
     let mut servers = Vec::new();
     let mut authenticated = false;
     for server in url.split(',').map(str::trim).filter(|s| !s.is_empty()) {
@@ -114,8 +122,11 @@ pub fn connect_options(
 }
 
 /// Connects to NATS (the client keeps reconnecting in the background if NATS goes away).
-pub async fn connect_nats(url: &str) -> Result<async_nats::Client, PublishError> {
-    let (options, servers) = connect_options(url, "recovery-info")?;
+pub async fn connect_nats(
+    url: &str,
+    ca_file: Option<&std::path::Path>,
+) -> Result<async_nats::Client, PublishError> {
+    let (options, servers) = connect_options(url, "recovery-info", ca_file)?;
     options
         .retry_on_initial_connect()
         .connect(servers)
@@ -590,7 +601,7 @@ mod tests {
     use super::connect_options;
 
     fn servers(url: &str) -> Vec<String> {
-        connect_options(url, "t").map(|(_, s)| s).unwrap()
+        connect_options(url, "t", None).map(|(_, s)| s).unwrap()
     }
 
     #[test]
@@ -601,10 +612,12 @@ mod tests {
         );
         assert_eq!(servers("nats://s3cr3t@n1:4222"), ["nats://n1:4222"]);
         assert_eq!(servers("tls://n1:4222"), ["tls://n1:4222"]);
-        let Err(e) = connect_options("nats://u:s3cr3t@n1:99999", "t") else {
+        let Err(e) = connect_options("nats://u:s3cr3t@n1:99999", "t", None) else {
             panic!("a port out of range is refused");
         };
         assert!(!e.to_string().contains("s3cr3t"), "{e}");
-        assert!(connect_options(" , ", "t").is_err());
+        assert!(connect_options(" , ", "t", None).is_err());
+        let missing = std::path::Path::new("/nonexistent/ca.pem");
+        assert!(connect_options("tls://n1:4222", "t", Some(missing)).is_err());
     }
 }

@@ -13,6 +13,8 @@ use uuid::Uuid;
 #[derive(Clone, Debug)]
 pub struct WatchOptions {
     pub nats_url: String,
+    /// The CA that signed the NATS servers' certificates, beside the system's roots.
+    pub ca_file: Option<std::path::PathBuf>,
     pub subject_prefix: String,
     pub tenant: Uuid,
     pub admin: Option<Uuid>,
@@ -75,8 +77,11 @@ pub fn describe(subject: &str, payload: &[u8]) -> String {
 
 /// Subscribes and prints until interrupted (or `count` messages).
 pub async fn run(options: WatchOptions) -> Result<(), PublishError> {
-    let (connect, servers) =
-        super::nats::connect_options(&options.nats_url, "recovery-info watch")?;
+    let (connect, servers) = super::nats::connect_options(
+        &options.nats_url,
+        "recovery-info watch",
+        options.ca_file.as_deref(),
+    )?;
     let client = connect
         .connect(servers)
         .await

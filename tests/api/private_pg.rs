@@ -249,103 +249,21 @@ async fn audit_verify_and_export_run_on_a_hot_standby_and_agree_with_the_primary
     app.server.stop().await.unwrap();
 }
 
-/// Runs `openssl` with `args` in `dir`; it must succeed.
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .current_dir(dir)
-        .args(args)
-        .output()
-        .expect("openssl");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// A CA of the test's own (`ca.pem`) and a server certificate it signed for 127.0.0.1
-/// (`server.pem`, `server.key`, readable by the server only).
-fn certificates(dir: &Path) {
-    openssl(
-        dir,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=recovery-info test CA",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.pem",
-        ],
-    );
-    openssl(
-        dir,
-        &[
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-subj",
-            "/CN=127.0.0.1",
-            "-keyout",
-            "server.key",
-            "-out",
-            "server.csr",
-        ],
-    );
-    std::fs::write(
-        dir.join("server.ext"),
-        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
-    )
-    .unwrap();
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-days",
-            "2",
-            "-extfile",
-            "server.ext",
-            "-out",
-            "server.pem",
-        ],
-    );
-    if running_as_root() {
-        let chown = Command::new("chown")
-            .args(["postgres", "server.key", "server.pem"])
-            .current_dir(dir)
-            .status();
-        assert!(chown.is_ok_and(|s| s.success()));
-    }
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(
-        dir.join("server.key"),
-        std::fs::Permissions::from_mode(0o600),
-    )
-    .unwrap();
-}
-
 /// With `sslmode=require` (or `verify-full`) and the server's CA in `sslrootcert`, every
 /// connection of the service is TLS; a certificate it cannot verify — a CA it was not given,
 /// another host name — is refused rather than used, and `sslrootcert` without `sslmode` too.
 #[tokio::test]
 async fn the_service_talks_tls_to_a_server_it_verifies_and_to_no_other() {
     let dir = Dir::new();
-    certificates(&dir.0);
+    crate::support::certificates(&dir.0);
+    // The server reads its key as the `postgres` user.
+    if running_as_root() {
+        let chown = Command::new("chown")
+            .args(["postgres", "server.key", "server.pem"])
+            .current_dir(&dir.0)
+            .status();
+        assert!(chown.is_ok_and(|s| s.success()));
+    }
     let data = init(&dir, "tls");
     let ssl = format!(
         "-c ssl=on -c ssl_cert_file={0}/server.pem -c ssl_key_file={0}/server.key",

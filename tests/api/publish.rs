@@ -54,20 +54,36 @@ impl PrivateNats {
 
     /// A server with the users of `deploy/nats/authorization.conf`, their passwords from `env`.
     pub async fn start_with_authorization(env: &[(&str, &str)]) -> Self {
+        PrivateNats::start_with_config(
+            |dir| {
+                let include = concat!(
+                    env!("CARGO_MANIFEST_DIR"),
+                    "/deploy/nats/authorization.conf"
+                );
+                std::fs::copy(include, dir.join("authorization.conf")).unwrap();
+                "include ./authorization.conf".into()
+            },
+            env,
+        )
+        .await
+    }
+
+    /// A server run with a configuration file: its address, JetStream in its directory, and
+    /// what `more` writes (given the directory), the environment `env`.
+    pub async fn start_with_config(
+        more: impl FnOnce(&std::path::Path) -> String,
+        env: &[(&str, &str)],
+    ) -> Self {
         let mut nats = PrivateNats::start().await;
         nats.stop();
-        let include = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/deploy/nats/authorization.conf"
-        );
-        std::fs::copy(include, nats.dir.join("authorization.conf")).unwrap();
         let config = nats.dir.join("server.conf");
         std::fs::write(
             &config,
             format!(
-                "host: 127.0.0.1\nport: {}\njetstream {{ store_dir: {:?} }}\ninclude ./authorization.conf\n",
+                "host: 127.0.0.1\nport: {}\njetstream {{ store_dir: {:?} }}\n{}\n",
                 nats.port,
-                nats.dir.join("js")
+                nats.dir.join("js"),
+                more(&nats.dir)
             ),
         )
         .unwrap();
@@ -884,6 +900,87 @@ async fn the_services_nats_user_may_do_its_work_and_no_more() {
     // The stream holds the service's events and nothing else.
     let messages = published_exactly_once(&app, &service, Duration::from_secs(10)).await;
     assert!(messages.iter().all(|m| m.payload.as_ref() != b"forged"));
+}
+
+/// A NATS that requires TLS: the service publishes to it over TLS, verifying its certificate
+/// against the CA it is given (`NATS_CA`); without that CA, `watch` refuses the server.
+#[tokio::test]
+async fn events_reach_a_nats_that_requires_tls_through_a_certificate_the_service_verifies() {
+    let nats = PrivateNats::start_with_config(
+        |dir| {
+            crate::support::certificates(dir);
+            format!(
+                "tls {{ cert_file: {:?}, key_file: {:?} }}",
+                dir.join("server.pem"),
+                dir.join("server.key")
+            )
+        },
+        &[],
+    )
+    .await;
+    let ca = nats.dir.join("ca.pem");
+    let url = format!("tls://127.0.0.1:{}", nats.port);
+    let app = spawn_app_with(Options {
+        publisher: Some(PublisherConfig {
+            nats_url: url.clone(),
+            ca_file: Some(ca.clone()),
+            ..publisher(&nats)
+        }),
+        ..Options::default()
+    })
+    .await;
+    app.add_ok(Uuid::now_v7(), "mobile_phone", "+45 20 12 34 56")
+        .await;
+    let js = jetstream::new(
+        async_nats::ConnectOptions::new()
+            .add_root_certificates(ca.clone())
+            .connect(&url)
+            .await
+            .unwrap(),
+    );
+    let messages = published_exactly_once(&app, &js, Duration::from_secs(10)).await;
+    assert!(!messages.is_empty());
+
+    // Not vacuous: the server does not take a plain client, and without the CA the
+    // certificate is refused.
+    let plain = async_nats::ConnectOptions::new()
+        .connection_timeout(Duration::from_secs(2))
+        .connect(format!("nats://127.0.0.1:{}", nats.port))
+        .await;
+    assert!(
+        plain.is_err(),
+        "a client that cannot verify the server is refused"
+    );
+    let watch = std::process::Command::new(env!("CARGO_BIN_EXE_recovery-info"))
+        .args(["watch", "--tenant", &app.tenant.to_string(), "--count", "1"])
+        .env("NATS_URL", &url)
+        .env_remove("NATS_CA")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&watch.stderr);
+    assert!(!watch.status.success(), "{stderr}");
+    assert!(stderr.contains("recovery-info: error:"), "{stderr}");
+    let watch = std::process::Command::new(env!("CARGO_BIN_EXE_recovery-info"))
+        .args(["watch", "--tenant", &app.tenant.to_string(), "--count", "1"])
+        .env("NATS_URL", &url)
+        .env("NATS_CA", &ca)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // With the CA it subscribes and prints the next event.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    app.add_ok(Uuid::now_v7(), "email", "jane@example.com")
+        .await;
+    let out = tokio::task::spawn_blocking(move || watch.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("MethodAdded"));
 }
 
 #[tokio::test]
