@@ -241,6 +241,59 @@ struct CommandPhase {
     detail: serde_json::Value,
     cpu_us_per_op: Option<f64>,
     wal_per_op: f64,
+    /// The group commit's round trips to PostgreSQL per event appended over the phase.
+    append_round_trips: Option<f64>,
+}
+
+/// The service's own counters of its appends (its `/metrics`, read in this process: the bench
+/// runs the service), to count the group commit's round trips over a phase.
+#[derive(Clone, Copy, Default)]
+struct AppendCounters {
+    /// Groups written in one round trip, in two, and guesses that failed (one round trip each).
+    one: f64,
+    two: f64,
+    moved: f64,
+    events: f64,
+}
+
+impl AppendCounters {
+    fn read() -> Self {
+        let text = recovery_info::telemetry::metrics_handle().render();
+        let value = |series: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+                .unwrap_or(0.0)
+        };
+        AppendCounters {
+            one: value("recovery_append_groups_total{round_trips=\"1\"}"),
+            two: value("recovery_append_groups_total{round_trips=\"2\"}"),
+            moved: value("recovery_append_head_moved_total"),
+            events: value("recovery_events_appended_total"),
+        }
+    }
+
+    /// Since `before`: events per group and round trips per event; adds both to `json`, and
+    /// the text for the progress line.
+    fn record(self, before: Self, json: &mut serde_json::Value) -> (String, Option<f64>) {
+        let groups = (self.one - before.one) + (self.two - before.two);
+        let trips =
+            (self.one - before.one) + 2.0 * (self.two - before.two) + (self.moved - before.moved);
+        let events = self.events - before.events;
+        if groups <= 0.0 || events <= 0.0 {
+            return (String::new(), None);
+        }
+        let per_event = trips / events;
+        json["append_events_per_group"] = json!(events / groups);
+        json["append_round_trips_per_event"] = json!(per_event);
+        (
+            format!(
+                ", append {:.1} events per group, {:.2} round trips per event",
+                events / groups,
+                per_event
+            ),
+            Some(per_event),
+        )
+    }
 }
 
 impl CommandPhase {
@@ -253,6 +306,7 @@ impl CommandPhase {
         pg: &tokio_postgres::Client,
     ) -> anyhow::Result<Self> {
         let wal = db::WalMeter::start(pg).await?;
+        let appends = AppendCounters::read();
         let cpu = CpuMeter::start_by_process();
         let run = load::commands(
             service,
@@ -266,8 +320,9 @@ impl CommandPhase {
         let mut detail = r.to_json();
         let (used, cpu_us_per_op) = cpu.record(r.per_second, &mut detail);
         let (wal_used, wal_per_op) = wal.record(r.per_second, &mut detail).await?;
+        let (trips, append_round_trips) = AppendCounters::read().record(appends, &mut detail);
         say(&format!(
-            "  {:.0} commands/s, p50 {:.2} ms, p99 {:.2} ms, errors {:?}{used}{wal_used}",
+            "  {:.0} commands/s, p50 {:.2} ms, p99 {:.2} ms, errors {:?}{used}{wal_used}{trips}",
             r.per_second, r.latency.p50_ms, r.latency.p99_ms, run.errors_by_status
         ));
         detail["errors_by_status"] = json!(run.errors_by_status);
@@ -276,6 +331,7 @@ impl CommandPhase {
             detail,
             cpu_us_per_op,
             wal_per_op,
+            append_round_trips,
         })
     }
 
@@ -360,6 +416,7 @@ async fn measure_with(
     // WAL bytes per write of the 16-connection phases: (raw INSERT, command).
     let pg = db::connect(&db.url).await?;
     let mut wal_insert = (None, None);
+    let mut append_trips_16 = None;
     for conns in [1, 16, 64] {
         say(&format!("raw INSERT, {conns} connections"));
         let wal = db::WalMeter::start(&pg).await?;
@@ -430,6 +487,7 @@ async fn measure_with(
         if *conns == 16 {
             cpu_insert.1 = phase.cpu_us_per_op;
             wal_insert.1 = Some(phase.wal_per_op);
+            append_trips_16 = phase.append_round_trips;
         }
         let errors = phase.errors_note();
         details.insert(format!("service_commands_{conns}"), phase.detail);
@@ -581,6 +639,26 @@ async fn measure_with(
         if let Some(bytes) = bytes {
             rows.push(
                 Row::new(measure, bytes, "B").against("per raw INSERT, 16 conns", wal_insert.0),
+            );
+        }
+    }
+
+    // The group commit's round trips per command (a command appends one event), against a raw
+    // autocommit INSERT's one.
+    for (measure, trips) in [
+        (
+            "append round trips per command, 16 clients",
+            append_trips_16,
+        ),
+        (
+            "command path alone: append round trips per command",
+            alone.append_round_trips,
+        ),
+    ] {
+        if let Some(trips) = trips {
+            rows.push(
+                Row::new(measure, trips, "count")
+                    .against("raw 1-row INSERT, one round trip", Some(1.0)),
             );
         }
     }

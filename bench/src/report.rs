@@ -126,6 +126,7 @@ fn figure(v: Option<f64>, unit: &str) -> String {
         Some(v) if unit == "ms" => format!("{v:.2} ms"),
         Some(v) if unit == "µs" => format!("{v:.0} µs"),
         Some(v) if unit == "B" => format!("{v:.0} B"),
+        Some(v) if unit == "count" => format!("{v:.2}"),
         Some(v) if v >= 100.0 => format!("{:.0}/s", v),
         Some(v) => format!("{v:.1}/s"),
     }
