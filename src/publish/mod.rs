@@ -15,7 +15,7 @@ pub mod sse;
 pub mod tail;
 pub mod watch;
 
-use crate::store::publish::LogListener;
+use crate::store::publish::{DedicatedTarget, LogListener};
 use crate::store::{Store, StoreConfig, StoreError};
 use std::time::Duration;
 use tokio::sync::watch as tokio_watch;
@@ -104,11 +104,11 @@ impl Wake {
 
     /// Starts a task that keeps a `LISTEN recovery_log` session open (reconnecting when it
     /// drops) and bumps `tx` on every notification: appends made by other replicas.
-    pub fn listen(database_url: String, tx: tokio_watch::Sender<u64>) -> JoinHandle<()> {
+    pub fn listen(target: DedicatedTarget, tx: tokio_watch::Sender<u64>) -> JoinHandle<()> {
         tokio::spawn(async move {
             let mut backoff = Duration::from_millis(100);
             loop {
-                match LogListener::start(&database_url, tx.clone()).await {
+                match LogListener::start(&target, tx.clone()).await {
                     Ok(listener) => {
                         backoff = Duration::from_millis(100);
                         // A notification may have been missed while reconnecting.
@@ -194,23 +194,21 @@ impl Live {
         publisher: Option<&PublisherConfig>,
     ) -> Result<Live, PublishError> {
         check_store(publisher, store)?;
-        let relay_store = match (publisher, &app.store, store) {
-            (Some(_), Store::Postgres(pg), StoreConfig::Postgres { url, .. }) => {
-                Some((pg.clone(), url.clone()))
-            }
+        let pg = match &app.store {
+            Store::Postgres(pg) => Some(pg),
             _ => None,
         };
         let poll = publisher.map_or(Duration::from_millis(500), |p| p.poll_interval);
         let wake = Wake::local(app, poll);
         let mut tasks = Vec::new();
-        if let StoreConfig::Postgres { url, .. } = store {
-            tasks.push(Wake::listen(url.clone(), app.appended_sender()));
+        if let Some(pg) = pg {
+            tasks.push(Wake::listen(pg.dedicated().clone(), app.appended_sender()));
         }
         let (log, tail_task) = tail::LiveLog::spawn(app.store.clone(), wake.clone());
         tasks.push(tail_task);
-        if let (Some(config), Some((pg, url))) = (publisher, relay_store) {
+        if let (Some(config), Some(pg)) = (publisher, pg) {
             let client = nats::connect_nats(&config.nats_url, config.ca_file.as_deref()).await?;
-            let relay = nats::Relay::new(pg, url, config.clone(), client.clone(), wake);
+            let relay = nats::Relay::new(pg.clone(), config.clone(), client.clone(), wake);
             tasks.push(tokio::spawn(relay.run()));
             tasks.push(rpc::serve(client, app.clone(), &config.subject_prefix).await?);
         }

@@ -37,7 +37,6 @@ const ROUND_INTERVAL: Duration = Duration::from_millis(5);
 /// The relay: connect with [`Relay::connect`], then [`Relay::run`] forever.
 pub struct Relay {
     store: PgStore,
-    database_url: String,
     config: PublisherConfig,
     js: jetstream::Context,
     wake: Wake,
@@ -138,7 +137,6 @@ impl Relay {
     /// A relay over a NATS client.
     pub fn new(
         store: PgStore,
-        database_url: String,
         config: PublisherConfig,
         client: async_nats::Client,
         wake: Wake,
@@ -150,7 +148,6 @@ impl Relay {
             .build(client);
         Relay {
             store,
-            database_url,
             config,
             js,
             wake,
@@ -164,7 +161,7 @@ impl Relay {
         let mut backoff = Duration::from_millis(100);
         loop {
             let leadership = match Leadership::try_acquire(
-                &self.database_url,
+                self.store.dedicated(),
                 &self.config.stream_name,
                 self.config.lease,
             )

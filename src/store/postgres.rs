@@ -1,6 +1,7 @@
 //! The PostgreSQL event store.
 
 use super::group_commit::{self, AppendJob};
+use super::publish::DedicatedTarget;
 use super::tls::Tls;
 use super::{
     Appended, HistoryQuery, IdempotencyKey, IdempotentAnswer, StoreError, StoredAnswer, migrate,
@@ -21,6 +22,8 @@ pub struct PgStore {
     appender: tokio::sync::mpsc::Sender<AppendJob>,
     /// The eligibility rows this process's batches wrote last (`projections::KnownRows`).
     known_rows: std::sync::Arc<std::sync::Mutex<super::projections::KnownRows>>,
+    /// Where the connections outside the pool go (shared: the settings are large).
+    dedicated: std::sync::Arc<DedicatedTarget>,
 }
 
 /// Positions and versions are `bigint` in SQL and never negative.
@@ -78,6 +81,7 @@ impl PgStore {
     /// Builds a pool for `url` and checks that the database answers.
     pub async fn connect(url: &str, pool_size: usize) -> Result<Self, StoreError> {
         let (mut config, tls) = super::tls::parse(url)?;
+        let dedicated = std::sync::Arc::new(DedicatedTarget::with(config.clone(), tls.clone()));
         without_jit(&mut config);
         let manager_config = ManagerConfig {
             recycling_method: RecyclingMethod::Fast,
@@ -98,6 +102,7 @@ impl PgStore {
             pool,
             appender,
             known_rows: Default::default(),
+            dedicated,
         };
         store.ping().await?;
         Ok(store)
@@ -105,6 +110,11 @@ impl PgStore {
 
     pub(super) fn pool(&self) -> &Pool {
         &self.pool
+    }
+
+    /// Where the connections outside the pool (the publisher's lock, `LISTEN`) go.
+    pub fn dedicated(&self) -> &DedicatedTarget {
+        &self.dedicated
     }
 
     pub(super) fn known_rows(&self) -> &std::sync::Mutex<super::projections::KnownRows> {

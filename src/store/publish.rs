@@ -103,15 +103,31 @@ const KEEPALIVE_IDLE_S: u64 = 10;
 const KEEPALIVE_INTERVAL_S: u64 = 5;
 const KEEPALIVE_PROBES: u32 = 3;
 
-/// The configuration of a dedicated connection to `url`: the URL's, with the keepalives.
-fn dedicated_config(url: &str) -> Result<(tokio_postgres::Config, Tls), StoreError> {
-    let (mut config, tls) = super::tls::parse(url)?;
-    config
-        .keepalives(true)
-        .keepalives_idle(std::time::Duration::from_secs(KEEPALIVE_IDLE_S))
-        .keepalives_interval(std::time::Duration::from_secs(KEEPALIVE_INTERVAL_S))
-        .keepalives_retries(KEEPALIVE_PROBES);
-    Ok((config, tls))
+/// Where the dedicated connections (the publisher's lock, `LISTEN`) go: the database URL's
+/// settings with the keepalives, and how they are secured. Parsed once, with the store's pool:
+/// a standby publisher connects every second, and parsing means reading the TLS roots.
+#[derive(Clone)]
+pub struct DedicatedTarget {
+    config: tokio_postgres::Config,
+    tls: Tls,
+}
+
+impl DedicatedTarget {
+    /// The target of `url` (a `DATABASE_URL`).
+    pub fn new(url: &str) -> Result<Self, StoreError> {
+        let (config, tls) = super::tls::parse(url)?;
+        Ok(DedicatedTarget::with(config, tls))
+    }
+
+    /// The target of settings already parsed, with the keepalives added.
+    pub(super) fn with(mut config: tokio_postgres::Config, tls: Tls) -> Self {
+        config
+            .keepalives(true)
+            .keepalives_idle(std::time::Duration::from_secs(KEEPALIVE_IDLE_S))
+            .keepalives_interval(std::time::Duration::from_secs(KEEPALIVE_INTERVAL_S))
+            .keepalives_retries(KEEPALIVE_PROBES);
+        DedicatedTarget { config, tls }
+    }
 }
 
 /// A dedicated PostgreSQL connection (outside the pool), driven by its own task. `alive` turns
@@ -123,16 +139,18 @@ struct Dedicated {
 }
 
 impl Dedicated {
-    async fn connect(url: &str, notified: Option<watch::Sender<u64>>) -> Result<Self, StoreError> {
-        let (config, tls) = dedicated_config(url)?;
+    async fn connect(
+        target: &DedicatedTarget,
+        notified: Option<watch::Sender<u64>>,
+    ) -> Result<Self, StoreError> {
         let (alive_tx, alive) = watch::channel(true);
-        let (client, task) = match tls {
+        let (client, task) = match &target.tls {
             Tls::Plain => {
-                let (client, connection) = config.connect(NoTls).await?;
+                let (client, connection) = target.config.connect(NoTls).await?;
                 (client, tokio::spawn(drive(connection, notified, alive_tx)))
             }
             Tls::Verified(tls) => {
-                let (client, connection) = config.connect(tls).await?;
+                let (client, connection) = target.config.connect(tls.clone()).await?;
                 (client, tokio::spawn(drive(connection, notified, alive_tx)))
             }
         };
@@ -249,11 +267,11 @@ impl Leadership {
     /// A leader whose lease ran out (its session idle for longer than `lease`) is ended on the
     /// way, so that the next try can succeed.
     pub async fn try_acquire(
-        url: &str,
+        target: &DedicatedTarget,
         name: &str,
         lease: std::time::Duration,
     ) -> Result<Option<Self>, StoreError> {
-        let conn = Dedicated::connect(url, None).await?;
+        let conn = Dedicated::connect(target, None).await?;
         let row = conn
             .client
             .query_one(
@@ -315,8 +333,11 @@ pub struct LogListener {
 
 impl LogListener {
     /// Connects and listens; notifications bump `notified`.
-    pub async fn start(url: &str, notified: watch::Sender<u64>) -> Result<Self, StoreError> {
-        let conn = Dedicated::connect(url, Some(notified)).await?;
+    pub async fn start(
+        target: &DedicatedTarget,
+        notified: watch::Sender<u64>,
+    ) -> Result<Self, StoreError> {
+        let conn = Dedicated::connect(target, Some(notified)).await?;
         conn.client
             .batch_execute(&format!("LISTEN {LOG_CHANNEL}"))
             .await?;
@@ -337,7 +358,7 @@ mod tests {
 
     #[test]
     fn dedicated_connections_send_keepalives() {
-        let (config, _) = dedicated_config("postgres://u@h/db").unwrap();
+        let config = DedicatedTarget::new("postgres://u@h/db").unwrap().config;
         assert!(config.get_keepalives());
         assert_eq!(config.get_keepalives_idle(), Duration::from_secs(10));
         assert_eq!(
@@ -383,8 +404,10 @@ mod tests {
 
     const LEASE: Duration = Duration::from_secs(60);
 
-    fn test_url() -> String {
-        std::env::var("TEST_PG_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
+    fn test_url() -> DedicatedTarget {
+        let url = std::env::var("TEST_PG_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
+        DedicatedTarget::new(&url).unwrap()
     }
 
     /// A leader that renews its lease keeps the lock however long others try; one that stops

@@ -74,9 +74,9 @@ fn take_ssl_parameters(url: &str) -> Result<(String, Option<String>), String> {
     Ok((parsed.to_string(), ca_file))
 }
 
-/// The system's root certificates, read once (a standby publisher connects every second). The
-/// `sslrootcert` file, small, is read at every connection: a CA rotated on disk is used by the
-/// next connection.
+/// The system's root certificates, read once per process. (A store parses its URL once, for
+/// its pool and its dedicated connections alike, so `sslrootcert` is read when it connects: a
+/// CA rotated on disk is taken at the next start.)
 fn system_roots() -> &'static [CertificateDer<'static>] {
     static ROOTS: std::sync::OnceLock<Vec<CertificateDer<'static>>> = std::sync::OnceLock::new();
     ROOTS.get_or_init(|| rustls_native_certs::load_native_certs().certs)
