@@ -2,21 +2,20 @@
 //! replicas, two workers and haproxy, from the directory's own files — runs its walkthrough
 //! (`deploy/local/cluster --check`) on this machine against a fresh database.
 
-use crate::support::fresh_database;
+use crate::support::{fresh_database, succeeds};
 use std::process::Command;
 
 #[tokio::test]
 async fn the_local_cluster_of_the_deploy_directory_passes_its_check() {
     let url = fresh_database().await;
-    let out = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/local/cluster"))
-        .arg("--check")
-        .env("RECOVERY_BIN", env!("CARGO_BIN_EXE_recovery-info"))
-        .env("DATABASE_URL", url)
-        .env_remove("NATS_URL")
-        .output()
-        .expect("run deploy/local/cluster");
+    let out = succeeds(
+        Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/local/cluster"))
+            .arg("--check")
+            .env("RECOVERY_BIN", env!("CARGO_BIN_EXE_recovery-info"))
+            .env("DATABASE_URL", url)
+            .env_remove("NATS_URL"),
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
     assert!(stderr.contains("check passed"), "{stderr}");
 }
 
@@ -63,16 +62,6 @@ fn the_alert_rules_fire_as_their_tests_say() {
         ["check", "rules", "alerts.yml"],
         ["test", "rules", "alerts.test.yml"],
     ] {
-        let out = Command::new("promtool")
-            .args(args)
-            .current_dir(dir)
-            .output()
-            .expect("promtool (apt-get install prometheus; scripts/test installs it)");
-        assert!(
-            out.status.success(),
-            "promtool {args:?}: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        succeeds(Command::new("promtool").args(args).current_dir(dir));
     }
 }

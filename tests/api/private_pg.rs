@@ -3,7 +3,7 @@
 //! auditors can run them on a replica and leave the primary to the service), and the service
 //! over TLS to a server whose certificate it verifies.
 
-use crate::support::{Options, free_port, spawn_on};
+use crate::support::{Options, free_port, spawn_on, succeeds};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
@@ -51,16 +51,20 @@ fn pg_command(program: &str) -> Command {
 
 /// Runs a PostgreSQL program; it must succeed.
 fn pg(program: &str, args: &[&str]) -> Output {
-    let out = pg_command(program)
-        .args(args)
-        .output()
-        .expect("run a PostgreSQL program");
-    assert!(
-        out.status.success(),
-        "{program} {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
+    succeeds(pg_command(program).args(args))
+}
+
+/// Gives `names` in `dir` to the `postgres` user, when this test runs as root (the server
+/// must own its data directory and read its key).
+fn give_to_postgres(dir: &Path, names: &[&str]) {
+    if running_as_root() {
+        succeeds(
+            Command::new("chown")
+                .arg("postgres")
+                .args(names)
+                .current_dir(dir),
+        );
+    }
 }
 
 /// One server of this test: its data directory and port; stopped (by its data directory) when
@@ -111,10 +115,7 @@ impl Dir {
     fn new() -> Self {
         let dir = std::env::temp_dir().join(format!("ri-standby-{}", Uuid::new_v4().simple()));
         std::fs::create_dir_all(&dir).unwrap();
-        if running_as_root() {
-            let chown = Command::new("chown").arg("postgres").arg(&dir).status();
-            assert!(chown.is_ok_and(|s| s.success()), "chown postgres");
-        }
+        give_to_postgres(&dir, &["."]);
         Dir(dir)
     }
 }
@@ -149,17 +150,12 @@ async fn query_one_text(url: &str, sql: &str) -> String {
 }
 
 fn audit(url: &str, args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_recovery-info"))
-        .args(args)
-        .env_remove("RECOVERY_DATA_DIR")
-        .env("DATABASE_URL", url)
-        .env("RUST_LOG", "warn")
-        .output()
-        .expect("run the binary");
-    assert!(
-        out.status.success(),
-        "{args:?} on {url}: {}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = succeeds(
+        Command::new(env!("CARGO_BIN_EXE_recovery-info"))
+            .args(args)
+            .env_remove("RECOVERY_DATA_DIR")
+            .env("DATABASE_URL", url)
+            .env("RUST_LOG", "warn"),
     );
     String::from_utf8(out.stdout).unwrap()
 }
@@ -257,13 +253,7 @@ async fn the_service_talks_tls_to_a_server_it_verifies_and_to_no_other() {
     let dir = Dir::new();
     crate::support::certificates(&dir.0);
     // The server reads its key as the `postgres` user.
-    if running_as_root() {
-        let chown = Command::new("chown")
-            .args(["postgres", "server.key", "server.pem"])
-            .current_dir(&dir.0)
-            .status();
-        assert!(chown.is_ok_and(|s| s.success()));
-    }
+    give_to_postgres(&dir.0, &["server.key", "server.pem"]);
     let data = init(&dir, "tls");
     let ssl = format!(
         "-c ssl=on -c ssl_cert_file={0}/server.pem -c ssl_key_file={0}/server.key",

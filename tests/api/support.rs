@@ -422,17 +422,27 @@ pub async fn assert_problem(r: Response, status: u16, code: &str) -> Value {
     body
 }
 
-/// Runs `openssl` with `args` in `dir`; it must succeed.
-fn openssl(dir: &std::path::Path, args: &[&str]) {
-    let out = std::process::Command::new("openssl")
-        .current_dir(dir)
-        .args(args)
-        .output()
-        .expect("openssl");
+/// Runs `command`, which must succeed; its output is in the failure's message.
+pub fn succeeds(command: &mut std::process::Command) -> std::process::Output {
+    let what = format!("{command:?}");
+    let out = command.output().unwrap_or_else(|e| {
+        panic!("cannot run {what}: {e} (scripts/test installs what the tests run)")
+    });
     assert!(
         out.status.success(),
-        "openssl {args:?}: {}",
+        "{what}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Runs `openssl` with `args` in `dir`; it must succeed.
+fn openssl(dir: &std::path::Path, args: &[&str]) {
+    succeeds(
+        std::process::Command::new("openssl")
+            .current_dir(dir)
+            .args(args),
     );
 }
 
