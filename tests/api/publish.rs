@@ -39,17 +39,21 @@ pub fn nats_binary() -> String {
 
 impl PrivateNats {
     pub async fn start() -> Self {
-        let port = crate::support::free_port();
+        let mut nats = PrivateNats::unstarted();
+        nats.resume().await;
+        nats
+    }
+
+    /// A port and a store directory, no server yet.
+    fn unstarted() -> Self {
         let dir = std::env::temp_dir().join(format!("ri-nats-{}", Uuid::new_v4().simple()));
         std::fs::create_dir_all(&dir).unwrap();
-        let mut nats = PrivateNats {
-            port,
+        PrivateNats {
+            port: crate::support::free_port(),
             dir,
             config: None,
             child: None,
-        };
-        nats.resume().await;
-        nats
+        }
     }
 
     /// A server with the users of `deploy/nats/authorization.conf`, their passwords from `env`.
@@ -74,8 +78,7 @@ impl PrivateNats {
         more: impl FnOnce(&std::path::Path) -> String,
         env: &[(&str, &str)],
     ) -> Self {
-        let mut nats = PrivateNats::start().await;
-        nats.stop();
+        let mut nats = PrivateNats::unstarted();
         let config = nats.dir.join("server.conf");
         std::fs::write(
             &config,
