@@ -204,17 +204,19 @@ pub fn build(
             DomainEvent::MethodRemoved(_) | DomainEvent::AdminOffboarded { .. } => (true, false),
             _ => (false, false),
         };
-        let before: Vec<(MethodId, String, String)> = match !reveal && old_values {
-            true => shown_masks(fold, admin)
+        let before: Vec<(MethodId, String, String)> = if !reveal && old_values {
+            shown_masks(fold, admin)
                 .into_iter()
                 .map(|(id, value, masked)| (id, value.to_owned(), masked.to_owned()))
-                .collect(),
-            false => Vec::new(),
+                .collect()
+        } else {
+            Vec::new()
         };
         fold.apply(event);
-        let after = match !reveal && new_values {
-            true => shown_masks(fold, admin),
-            false => Vec::new(),
+        let after = if !reveal && new_values {
+            shown_masks(fold, admin)
+        } else {
+            Vec::new()
         };
         let payload = masked_payload(event, reveal, |id, kind, value| {
             shown_mask(&before, id, value)
