@@ -402,10 +402,17 @@ async fn place_and_write(
     }
 
     // Fails (division by zero) unless the head is still the remembered one; FOR UPDATE takes
-    // the append lock, and returns the row as the last holder of the lock committed it.
-    let expect_head = client
-        .prepare_cached("SELECT 1 / (position = $1)::int FROM log_head FOR UPDATE")
-        .await?;
+    // the append lock, and returns the row as the last holder of the lock committed it. Only
+    // a guess sends it.
+    let expect_head = if optimistic {
+        Some(
+            client
+                .prepare_cached("SELECT 1 / (position = $1)::int FROM log_head FOR UPDATE")
+                .await?,
+        )
+    } else {
+        None
+    };
     let insert_events = client
         .prepare_cached(
             "INSERT INTO events (position, stream_id, stream_version, event_id, event_type,
@@ -456,14 +463,15 @@ async fn place_and_write(
     // A group without idempotency keys (the usual case) has no records to insert.
     let (opened, events, answers, head_moved, commit) = tokio::join!(
         async {
-            if optimistic {
-                let (begin, check) = tokio::join!(
-                    client.batch_execute("BEGIN"),
-                    client.query_one(&expect_head, &expect_params),
-                );
-                begin.and(check.map(drop))
-            } else {
-                Ok(())
+            match &expect_head {
+                Some(expect_head) => {
+                    let (begin, check) = tokio::join!(
+                        client.batch_execute("BEGIN"),
+                        client.query_one(expect_head, &expect_params),
+                    );
+                    begin.and(check.map(drop))
+                }
+                None => Ok(()),
             }
         },
         client.execute(&insert_events, &event_params),
