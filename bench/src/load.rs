@@ -459,3 +459,57 @@ pub async fn eligibility(
     let elapsed = Instant::now().saturating_duration_since(measure_from);
     Ok(Rate::new(lat.len(), elapsed, lat, errors))
 }
+
+/// The reset flow right after a change: one client sends a command for one of its admins, then
+/// asks for that admin's eligibility at least as fresh as the command (`min_position` = the
+/// answer's position), which the service answers once its eligibility projection has folded
+/// the command. Measures the eligibility queries only; a query answered below the position
+/// (or not 200) is an error.
+pub async fn read_your_writes(
+    service: &Arc<Service>,
+    admins_per_client: usize,
+    warmup: Duration,
+    duration: Duration,
+) -> anyhow::Result<Rate> {
+    let start = Instant::now();
+    let measure_from = start + warmup;
+    let deadline = measure_from + duration;
+    let client = service.client();
+    let mut admins: Vec<AdminSim> = (0..admins_per_client)
+        .map(|i| AdminSim::new(i % service.tenants.len()))
+        .collect();
+    let mut rng = Rng::new(7);
+    let mut lat = Latencies::with_capacity(8192);
+    let mut errors = 0;
+    let mut i = 0;
+    while Instant::now() < deadline {
+        let admin = &mut admins[i % admins_per_client];
+        i += 1;
+        let outcome = service.command(&client, admin, &mut rng).await;
+        let Some(position) = outcome.position.filter(|_| outcome.ok()) else {
+            continue;
+        };
+        let url: Uri = format!(
+            "{}/reset-eligibility?min_position={position}",
+            service.admin_url(admin)
+        )
+        .parse()?;
+        let token = &service.tenants[admin.tenant].reset;
+        let t = Instant::now();
+        let (status, body) = client.request(Method::GET, url, token, None).await;
+        let elapsed = t.elapsed();
+        if t < measure_from {
+            continue;
+        }
+        let seen = serde_json::from_slice::<Value>(&body)
+            .ok()
+            .and_then(|b| b.get("position").and_then(Value::as_u64));
+        if status == 200 && seen.is_some_and(|p| p >= position) {
+            lat.record(elapsed);
+        } else {
+            errors += 1;
+        }
+    }
+    let elapsed = Instant::now().saturating_duration_since(measure_from);
+    Ok(Rate::new(lat.len(), elapsed, lat, errors))
+}

@@ -254,6 +254,13 @@ struct AppendCounters {
     two: f64,
     moved: f64,
     events: f64,
+    /// The background's batches: the eligibility projection's (which folds the contact view
+    /// too while the two are level), the contact view's own, and the relay's rounds.
+    eligibility_batches: f64,
+    eligibility_events: f64,
+    contact_view_batches: f64,
+    relay_rounds: f64,
+    relay_events: f64,
 }
 
 impl AppendCounters {
@@ -269,6 +276,17 @@ impl AppendCounters {
             two: value("recovery_append_groups_total{round_trips=\"2\"}"),
             moved: value("recovery_append_head_moved_total"),
             events: value("recovery_events_appended_total"),
+            eligibility_batches: value(
+                "recovery_projection_batches_total{projection=\"eligibility\"}",
+            ),
+            eligibility_events: value(
+                "recovery_projection_events_total{projection=\"eligibility\"}",
+            ),
+            contact_view_batches: value(
+                "recovery_projection_batches_total{projection=\"contact_view\"}",
+            ),
+            relay_rounds: value("recovery_publish_batch_seconds_count"),
+            relay_events: value("recovery_published_events_total"),
         }
     }
 
@@ -285,14 +303,30 @@ impl AppendCounters {
         let per_event = trips / events;
         json["append_events_per_group"] = json!(events / groups);
         json["append_round_trips_per_event"] = json!(per_event);
-        (
-            format!(
-                ", append {:.1} events per group, {:.2} round trips per event",
-                events / groups,
-                per_event
-            ),
-            Some(per_event),
-        )
+        let mut text = format!(
+            ", append {:.1} events per group, {:.2} round trips per event",
+            events / groups,
+            per_event
+        );
+        // The background's batches over the phase (none when it runs no projections and no
+        // publisher): what each of them pays per batch is spread over this many events.
+        let batches = self.eligibility_batches - before.eligibility_batches;
+        if batches > 0.0 {
+            let size = (self.eligibility_events - before.eligibility_events) / batches;
+            let own = self.contact_view_batches - before.contact_view_batches;
+            json["eligibility_events_per_batch"] = json!(size);
+            json["contact_view_batches_of_its_own"] = json!(own);
+            text += &format!(
+                ", eligibility {size:.1} events per batch (contact view alone: {own:.0} batches)"
+            );
+        }
+        let rounds = self.relay_rounds - before.relay_rounds;
+        if rounds > 0.0 {
+            let size = (self.relay_events - before.relay_events) / rounds;
+            json["relay_events_per_round"] = json!(size);
+            text += &format!(", relay {size:.1} events per round");
+        }
+        (text, Some(per_event))
     }
 }
 
@@ -605,6 +639,36 @@ async fn measure_with(
                 Some(base.latency.p99_ms),
             ),
         );
+    }
+    // The reset flow's read-your-writes: an admin's eligibility asked for right after a change,
+    // at the change's position (the eligibility projection must have folded it first).
+    if let Some((_, base)) = raw_pk.iter().find(|(c, _)| *c == 1) {
+        say("service eligibility right after a command, at its position (min_position), 1 client");
+        let r = load::read_your_writes(&service, plan.admins_per_client, plan.warmup, plan.phase)
+            .await?;
+        say(&format!(
+            "  {:.0} queries/s, p50 {:.2} ms, p99 {:.2} ms, errors {}",
+            r.per_second, r.latency.p50_ms, r.latency.p99_ms, r.errors
+        ));
+        let errors = match r.errors {
+            0 => String::new(),
+            n => format!("{n} errors"),
+        };
+        for (name, value, base) in [
+            ("p50", r.latency.p50_ms, base.latency.p50_ms),
+            ("p99", r.latency.p99_ms, base.latency.p99_ms),
+        ] {
+            rows.push(
+                Row::new(
+                    format!("eligibility after own command {name}, 1 client"),
+                    value,
+                    "ms",
+                )
+                .against(format!("raw PK {name}, 1 conns"), Some(base))
+                .note(errors.clone()),
+            );
+        }
+        details.insert("service_read_your_writes_1".into(), r.to_json());
     }
     // What one operation costs the whole machine (service, PostgreSQL, NATS, load generator).
     for (measure, baseline, (raw_us, service_us)) in [

@@ -194,6 +194,8 @@ async fn run(
                 if batch.applied > 0 {
                     metrics::counter!("recovery_projection_events_total", "projection" => projection.name())
                         .increment(batch.applied as u64);
+                    metrics::counter!("recovery_projection_batches_total", "projection" => projection.name())
+                        .increment(1);
                     tracing::debug!(
                         applied = batch.applied,
                         position = batch.checkpoint,

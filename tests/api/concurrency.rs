@@ -852,3 +852,41 @@ async fn a_replica_folds_eligibility_on_the_rows_another_replica_wrote_since() {
     let masked = each(&verdict, "usable_methods", "masked_value");
     assert_eq!(masked, ["+45 •• •• •• 99", "j•••@example.com"], "{verdict}");
 }
+
+/// The same for a tenant's settings: the other replica changes the tenant's domains and folds
+/// that in between, and the first replica's next batch must fold on the new settings (the
+/// email in the new domain no longer counts), not on settings it may remember from its own
+/// last batch.
+#[tokio::test]
+async fn a_replica_folds_eligibility_on_the_settings_another_replica_wrote_since() {
+    let database_url = crate::support::fresh_database().await;
+    let manual = || crate::support::Options {
+        run_projections: false,
+        ..Default::default()
+    };
+    let a = crate::support::spawn_on(database_url.clone(), manual()).await;
+    let mut b = crate::support::spawn_on(database_url, manual()).await;
+    b.tenant = a.tenant;
+    let project = |app: &crate::support::TestApp| {
+        let store = app.store().clone();
+        async move {
+            store
+                .project_batch(Projection::Eligibility, 100, false)
+                .await
+                .unwrap()
+        }
+    };
+    let admin = Uuid::now_v7();
+    a.add_ok(admin, "mobile_phone", "+45 20 12 34 56").await;
+    a.add_ok(admin, "email", "jane@contoso.com").await;
+    assert_eq!(project(&a).await.batch.applied, 2);
+    assert_eq!(a.eligibility(admin).await["eligible"], true);
+    b.put_settings_ok(json!({"domains": ["contoso.com"]})).await;
+    assert_eq!(project(&b).await.batch.applied, 1);
+    a.add_ok(admin, "office_phone", "+45 33 12 34 56").await;
+    assert_eq!(project(&a).await.batch.applied, 1);
+
+    let verdict = a.eligibility(admin).await;
+    assert_eq!(verdict["eligible"], false, "{verdict}");
+    assert_eq!(verdict["missing"], json!(["email"]), "{verdict}");
+}
