@@ -339,6 +339,12 @@ impl AdminSim {
     }
 }
 
+/// When a phase's measuring starts (after the warm-up, from now) and when it ends.
+fn window(warmup: Duration, duration: Duration) -> (Instant, Instant) {
+    let measure_from = Instant::now() + warmup;
+    (measure_from, measure_from + duration)
+}
+
 /// What a command phase produced.
 pub struct CommandRun {
     pub rate: Rate,
@@ -355,9 +361,7 @@ pub async fn commands(
     warmup: Duration,
     duration: Duration,
 ) -> anyhow::Result<CommandRun> {
-    let start = Instant::now();
-    let measure_from = start + warmup;
-    let deadline = measure_from + duration;
+    let (measure_from, deadline) = window(warmup, duration);
     let mut tasks = Vec::with_capacity(clients);
     for c in 0..clients {
         let service = service.clone();
@@ -415,9 +419,7 @@ pub async fn eligibility(
     warmup: Duration,
     duration: Duration,
 ) -> anyhow::Result<Rate> {
-    let start = Instant::now();
-    let measure_from = start + warmup;
-    let deadline = measure_from + duration;
+    let (measure_from, deadline) = window(warmup, duration);
     let mut tasks = Vec::with_capacity(clients);
     for c in 0..clients {
         let service = service.clone();
@@ -471,9 +473,7 @@ pub async fn read_your_writes(
     warmup: Duration,
     duration: Duration,
 ) -> anyhow::Result<Rate> {
-    let start = Instant::now();
-    let measure_from = start + warmup;
-    let deadline = measure_from + duration;
+    let (measure_from, deadline) = window(warmup, duration);
     let client = service.client();
     let mut admins: Vec<AdminSim> = (0..admins_per_client)
         .map(|i| AdminSim::new(i % service.tenants.len()))

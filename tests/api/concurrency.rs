@@ -6,7 +6,7 @@ use crate::support::{
 use futures::future::join_all;
 use recovery_info::domain::{AdminId, DomainEvent, MethodId, MethodKind, StreamId, TenantId};
 use recovery_info::events::{Actor, PendingEvent, RecordedEvent};
-use recovery_info::store::projections::Projection;
+use recovery_info::store::projections::{Projected, Projection};
 use recovery_info::store::{IdempotencyKey, IdempotentAnswer, StoreError};
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -821,31 +821,15 @@ async fn a_failing_eligibility_projection_does_not_stall_the_contact_view() {
 /// the admin's row that the other replica's batch wrote in between.
 #[tokio::test]
 async fn a_replica_folds_eligibility_on_the_rows_another_replica_wrote_since() {
-    let database_url = crate::support::fresh_database().await;
-    let manual = || crate::support::Options {
-        run_projections: false,
-        ..Default::default()
-    };
-    let a = crate::support::spawn_on(database_url.clone(), manual()).await;
-    let mut b = crate::support::spawn_on(database_url, manual()).await;
-    b.tenant = a.tenant;
-    let project = |app: &crate::support::TestApp| {
-        let store = app.store().clone();
-        async move {
-            store
-                .project_batch(Projection::Eligibility, 100, false)
-                .await
-                .unwrap()
-        }
-    };
+    let (a, b) = two_replicas_projecting_by_hand().await;
     let admin = Uuid::now_v7();
     let mobile = a.add_ok(admin, "mobile_phone", "+45 20 12 34 56").await;
-    project(&a).await;
+    project_eligibility(&a).await;
     b.add_ok(admin, "email", "jane@example.com").await;
-    project(&b).await;
+    project_eligibility(&b).await;
     let r = a.change(admin, &mobile, "+45 20 12 34 99").await;
     assert_eq!(r.status(), 200);
-    assert_eq!(project(&a).await.batch.applied, 1);
+    assert_eq!(project_eligibility(&a).await.batch.applied, 1);
 
     let verdict = a.eligibility(admin).await;
     assert_eq!(verdict["eligible"], true, "{verdict}");
@@ -859,6 +843,25 @@ async fn a_replica_folds_eligibility_on_the_rows_another_replica_wrote_since() {
 /// last batch.
 #[tokio::test]
 async fn a_replica_folds_eligibility_on_the_settings_another_replica_wrote_since() {
+    let (a, b) = two_replicas_projecting_by_hand().await;
+    let admin = Uuid::now_v7();
+    a.add_ok(admin, "mobile_phone", "+45 20 12 34 56").await;
+    a.add_ok(admin, "email", "jane@contoso.com").await;
+    assert_eq!(project_eligibility(&a).await.batch.applied, 2);
+    assert_eq!(a.eligibility(admin).await["eligible"], true);
+    b.put_settings_ok(json!({"domains": ["contoso.com"]})).await;
+    assert_eq!(project_eligibility(&b).await.batch.applied, 1);
+    a.add_ok(admin, "office_phone", "+45 33 12 34 56").await;
+    assert_eq!(project_eligibility(&a).await.batch.applied, 1);
+
+    let verdict = a.eligibility(admin).await;
+    assert_eq!(verdict["eligible"], false, "{verdict}");
+    assert_eq!(verdict["missing"], json!(["email"]), "{verdict}");
+}
+
+/// Two replicas of one tenant on one database, neither running the projections: the tests
+/// drive the eligibility batches by hand with [`project_eligibility`].
+async fn two_replicas_projecting_by_hand() -> (crate::support::TestApp, crate::support::TestApp) {
     let database_url = crate::support::fresh_database().await;
     let manual = || crate::support::Options {
         run_projections: false,
@@ -867,26 +870,13 @@ async fn a_replica_folds_eligibility_on_the_settings_another_replica_wrote_since
     let a = crate::support::spawn_on(database_url.clone(), manual()).await;
     let mut b = crate::support::spawn_on(database_url, manual()).await;
     b.tenant = a.tenant;
-    let project = |app: &crate::support::TestApp| {
-        let store = app.store().clone();
-        async move {
-            store
-                .project_batch(Projection::Eligibility, 100, false)
-                .await
-                .unwrap()
-        }
-    };
-    let admin = Uuid::now_v7();
-    a.add_ok(admin, "mobile_phone", "+45 20 12 34 56").await;
-    a.add_ok(admin, "email", "jane@contoso.com").await;
-    assert_eq!(project(&a).await.batch.applied, 2);
-    assert_eq!(a.eligibility(admin).await["eligible"], true);
-    b.put_settings_ok(json!({"domains": ["contoso.com"]})).await;
-    assert_eq!(project(&b).await.batch.applied, 1);
-    a.add_ok(admin, "office_phone", "+45 33 12 34 56").await;
-    assert_eq!(project(&a).await.batch.applied, 1);
+    (a, b)
+}
 
-    let verdict = a.eligibility(admin).await;
-    assert_eq!(verdict["eligible"], false, "{verdict}");
-    assert_eq!(verdict["missing"], json!(["email"]), "{verdict}");
+/// One eligibility batch of `app`'s store.
+async fn project_eligibility(app: &crate::support::TestApp) -> Projected {
+    app.store()
+        .project_batch(Projection::Eligibility, 100, false)
+        .await
+        .unwrap()
 }
