@@ -862,15 +862,11 @@ async fn a_replica_folds_eligibility_on_the_settings_another_replica_wrote_since
 /// Two replicas of one tenant on one database, neither running the projections: the tests
 /// drive the eligibility batches by hand with [`project_eligibility`].
 async fn two_replicas_projecting_by_hand() -> (crate::support::TestApp, crate::support::TestApp) {
-    let database_url = crate::support::fresh_database().await;
-    let manual = || crate::support::Options {
+    crate::support::two_replicas_with(crate::support::Options {
         run_projections: false,
         ..Default::default()
-    };
-    let a = crate::support::spawn_on(database_url.clone(), manual()).await;
-    let mut b = crate::support::spawn_on(database_url, manual()).await;
-    b.tenant = a.tenant;
-    (a, b)
+    })
+    .await
 }
 
 /// One eligibility batch of `app`'s store.

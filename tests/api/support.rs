@@ -103,6 +103,7 @@ pub enum Backend {
     Embedded,
 }
 
+#[derive(Clone)]
 pub struct Options {
     pub run_projections: bool,
     pub freshness_timeout: Duration,
@@ -162,9 +163,14 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
 
 /// Two replicas of the service on one fresh PostgreSQL database, acting for the same tenant.
 pub async fn two_replicas() -> (TestApp, TestApp) {
+    two_replicas_with(Options::default()).await
+}
+
+/// [`two_replicas`], both started with `options`.
+pub async fn two_replicas_with(options: Options) -> (TestApp, TestApp) {
     let database_url = fresh_database().await;
-    let a = spawn_on(database_url.clone(), Options::default()).await;
-    let mut b = spawn_on(database_url, Options::default()).await;
+    let a = spawn_on(database_url.clone(), options.clone()).await;
+    let mut b = spawn_on(database_url, options).await;
     b.tenant = a.tenant;
     (a, b)
 }
