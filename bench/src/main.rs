@@ -245,10 +245,10 @@ struct CommandPhase {
     append_round_trips: Option<f64>,
 }
 
-/// The service's own counters of its appends (its `/metrics`, read in this process: the bench
-/// runs the service), to count the group commit's round trips over a phase.
+/// The service's own counters (its `/metrics`, read in this process: the bench runs the
+/// service), to count over a phase the group commit's round trips and the background's batches.
 #[derive(Clone, Copy, Default)]
-struct AppendCounters {
+struct ServiceCounters {
     /// Groups written in one round trip, in two, and guesses that failed (one round trip each).
     one: f64,
     two: f64,
@@ -263,7 +263,7 @@ struct AppendCounters {
     relay_events: f64,
 }
 
-impl AppendCounters {
+impl ServiceCounters {
     fn read() -> Self {
         let text = recovery_info::telemetry::metrics_handle().render();
         let value = |series: &str| {
@@ -271,7 +271,7 @@ impl AppendCounters {
                 .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
                 .unwrap_or(0.0)
         };
-        AppendCounters {
+        ServiceCounters {
             one: value("recovery_append_groups_total{round_trips=\"1\"}"),
             two: value("recovery_append_groups_total{round_trips=\"2\"}"),
             moved: value("recovery_append_head_moved_total"),
@@ -290,8 +290,9 @@ impl AppendCounters {
         }
     }
 
-    /// Since `before`: events per group and round trips per event; adds both to `json`, and
-    /// the text for the progress line.
+    /// Since `before`: events per group and round trips per event, and the background's batch
+    /// sizes; adds them to `json`, and returns the text for the progress line and the round
+    /// trips per event.
     fn record(self, before: Self, json: &mut serde_json::Value) -> (String, Option<f64>) {
         let groups = (self.one - before.one) + (self.two - before.two);
         let trips =
@@ -340,7 +341,7 @@ impl CommandPhase {
         pg: &tokio_postgres::Client,
     ) -> anyhow::Result<Self> {
         let wal = db::WalMeter::start(pg).await?;
-        let appends = AppendCounters::read();
+        let counters = ServiceCounters::read();
         let cpu = CpuMeter::start_by_process();
         let run = load::commands(
             service,
@@ -354,7 +355,7 @@ impl CommandPhase {
         let mut detail = r.to_json();
         let (used, cpu_us_per_op) = cpu.record(r.per_second, &mut detail);
         let (wal_used, wal_per_op) = wal.record(r.per_second, &mut detail).await?;
-        let (trips, append_round_trips) = AppendCounters::read().record(appends, &mut detail);
+        let (trips, append_round_trips) = ServiceCounters::read().record(counters, &mut detail);
         say(&format!(
             "  {:.0} commands/s, p50 {:.2} ms, p99 {:.2} ms, errors {:?}{used}{wal_used}{trips}",
             r.per_second, r.latency.p50_ms, r.latency.p99_ms, run.errors_by_status
