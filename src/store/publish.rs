@@ -113,12 +113,6 @@ pub struct DedicatedTarget {
 }
 
 impl DedicatedTarget {
-    /// The target of `url` (a `DATABASE_URL`).
-    pub fn new(url: &str) -> Result<Self, StoreError> {
-        let (config, tls) = super::tls::parse(url)?;
-        Ok(DedicatedTarget::with(config, tls))
-    }
-
     /// The target of settings already parsed, with the keepalives added.
     pub(super) fn with(mut config: tokio_postgres::Config, tls: Tls) -> Self {
         config
@@ -358,7 +352,7 @@ mod tests {
 
     #[test]
     fn dedicated_connections_send_keepalives() {
-        let config = DedicatedTarget::new("postgres://u@h/db").unwrap().config;
+        let config = target("postgres://u@h/db").config;
         assert!(config.get_keepalives());
         assert_eq!(config.get_keepalives_idle(), Duration::from_secs(10));
         assert_eq!(
@@ -372,9 +366,9 @@ mod tests {
     /// after its own keepalives: they are set on the very session that holds the lock.
     #[tokio::test]
     async fn postgresql_probes_the_leaders_session_with_keepalives() {
-        let url = test_url();
+        let target = test_target();
         let name = format!("keepalive-test-{}", Uuid::new_v4());
-        let leader = Leadership::try_acquire(&url, &name, LEASE)
+        let leader = Leadership::try_acquire(&target, &name, LEASE)
             .await
             .unwrap()
             .unwrap();
@@ -395,7 +389,7 @@ mod tests {
         assert_eq!(settings, ["10", "5", "3"]);
         // And the lock is the leader's alone.
         assert!(
-            Leadership::try_acquire(&url, &name, LEASE)
+            Leadership::try_acquire(&target, &name, LEASE)
                 .await
                 .unwrap()
                 .is_none()
@@ -404,22 +398,30 @@ mod tests {
 
     const LEASE: Duration = Duration::from_secs(60);
 
-    fn test_url() -> DedicatedTarget {
-        let url = std::env::var("TEST_PG_URL")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
-        DedicatedTarget::new(&url).unwrap()
+    /// The dedicated target of `url`, as the store builds it.
+    fn target(url: &str) -> DedicatedTarget {
+        let (config, tls) = crate::store::tls::parse(url).unwrap();
+        DedicatedTarget::with(config, tls)
+    }
+
+    /// The test server's.
+    fn test_target() -> DedicatedTarget {
+        target(
+            &std::env::var("TEST_PG_URL")
+                .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into()),
+        )
     }
 
     /// A leader that renews its lease keeps the lock however long others try; one that stops
     /// renewing (hung, its session still up) loses it to the next replica after the lease.
     #[tokio::test]
     async fn a_leader_keeps_the_lock_while_it_renews_its_lease_and_loses_it_when_it_stops() {
-        let url = test_url();
+        let target = test_target();
         let name = format!("lease-test-{}", Uuid::new_v4());
         // Long beside the 200 ms between renewals, so that a loaded machine does not make a
         // renewing leader look hung.
         let lease = Duration::from_secs(2);
-        let leader = Leadership::try_acquire(&url, &name, lease)
+        let leader = Leadership::try_acquire(&target, &name, lease)
             .await
             .unwrap()
             .unwrap();
@@ -430,7 +432,7 @@ mod tests {
             leader.renew().await.unwrap();
             renewed = tokio::time::Instant::now();
             assert!(
-                Leadership::try_acquire(&url, &name, lease)
+                Leadership::try_acquire(&target, &name, lease)
                     .await
                     .unwrap()
                     .is_none(),
@@ -441,7 +443,10 @@ mod tests {
         assert!(leader.is_held());
         // Hung: no more renewals. The next replica ends the leader's session and leads.
         let successor = loop {
-            if let Some(successor) = Leadership::try_acquire(&url, &name, lease).await.unwrap() {
+            if let Some(successor) = Leadership::try_acquire(&target, &name, lease)
+                .await
+                .unwrap()
+            {
                 break successor;
             }
             assert!(renewed.elapsed() < lease * 10, "the lease never ran out");
