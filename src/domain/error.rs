@@ -1,6 +1,6 @@
 //! Why the domain refuses a command. Each refusal has a stable `code` that the API exposes.
 
-use super::MethodKind;
+use super::{LineType, MethodKind};
 
 /// A command that breaks a rule of the domain.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -21,6 +21,8 @@ pub enum DomainError {
         "the mobile_phone cannot be removed while an alternate_phone exists; remove the alternate first or change the mobile number"
     )]
     MobilePhoneHasAlternate,
+    #[error("{line} cannot be a {kind}{}", line_type_hint(*.kind))]
+    PhoneNumberTypeNotAllowed { kind: MethodKind, line: LineType },
     #[error("only an office_phone may carry an extension")]
     ExtensionNotAllowed,
     #[error("no method with this id")]
@@ -48,11 +50,23 @@ impl DomainError {
             DomainError::AlternatePhoneRequiresMobile => "alternate_phone_requires_mobile",
             DomainError::MobilePhoneHasAlternate => "mobile_phone_has_alternate",
             DomainError::ExtensionNotAllowed => "extension_not_allowed",
+            DomainError::PhoneNumberTypeNotAllowed { .. } => "phone_number_type_not_allowed",
             DomainError::MethodNotFound => "method_not_found",
             DomainError::AdminOffboarded => "admin_offboarded",
             DomainError::UnknownMethodKind(_) => "unknown_method_kind",
             DomainError::InvalidDomain(_) => "invalid_domain",
             DomainError::UnknownResetPolicy(_) => "unknown_reset_policy",
+        }
+    }
+}
+
+/// What a refused line type's detail adds: which numbers the kind does take.
+fn line_type_hint(kind: MethodKind) -> &'static str {
+    match kind {
+        MethodKind::MobilePhone => "; a mobile_phone must be a mobile number",
+        _ => {
+            "; phones take mobile, fixed-line and VoIP numbers, never premium-rate, \
+             shared-cost, freephone, universal access, personal, pager or voicemail numbers"
         }
     }
 }

@@ -79,9 +79,38 @@ fn mask_email(value: &str) -> String {
     match value.rsplit_once('@') {
         Some((local, domain)) => {
             let first: String = local.chars().take(1).collect();
-            format!("{first}{DOT}{DOT}{DOT}@{domain}")
+            format!("{first}{DOT}{DOT}{DOT}@{domain}{}", script_note(local))
         }
         None => format!("{DOT}{DOT}{DOT}"),
+    }
+}
+
+/// What a mask adds about the letters it hides: nothing for a local part in Latin letters;
+/// the script's name otherwise (` (Cyrillic)`), and ` (mixed scripts: Latin, Cyrillic)` for a
+/// local part that mixes scripts no language mixes. A mask shows one letter, and the Cyrillic
+/// `ј` or `а` looks like the Latin one: without the note, `jаne@` (with a Cyrillic `а`) and
+/// `ј…@` would mask exactly like `jane@`, and a reset screen could be used to pass one address
+/// off as the other. (The domain needs no note: it is kept as its A-label, `xn--…`.)
+fn script_note(local: &str) -> String {
+    use unicode_script::{Script, UnicodeScript};
+    use unicode_security::MixedScript;
+    let mut scripts: Vec<Script> = Vec::new();
+    for c in local.chars() {
+        let script = c.script();
+        if !matches!(script, Script::Common | Script::Inherited | Script::Unknown)
+            && !scripts.contains(&script)
+        {
+            scripts.push(script);
+        }
+    }
+    if scripts.iter().all(|s| *s == Script::Latin) {
+        return String::new();
+    }
+    let names: Vec<&str> = scripts.iter().map(|s| s.full_name()).collect();
+    if local.is_single_script() {
+        format!(" ({})", names.join(", "))
+    } else {
+        format!(" (mixed scripts: {})", names.join(", "))
     }
 }
 
@@ -167,6 +196,35 @@ mod tests {
         assert_eq!(
             mask(MethodKind::Email, "jane@example.com"),
             "j•••@example.com"
+        );
+    }
+
+    #[test]
+    fn a_mask_names_the_script_of_letters_that_are_not_latin() {
+        // A Cyrillic а among Latin letters, an all-Cyrillic look-alike, and Latin with accents.
+        assert_eq!(
+            mask(MethodKind::Email, "j\u{430}ne@example.com"),
+            "j•••@example.com (mixed scripts: Latin, Cyrillic)"
+        );
+        assert_eq!(
+            mask(
+                MethodKind::Email,
+                "\u{458}\u{430}\u{43d}\u{435}@example.com"
+            ),
+            "\u{458}•••@example.com (Cyrillic)"
+        );
+        assert_eq!(
+            mask(MethodKind::Email, "jörg@example.de"),
+            "j•••@example.de"
+        );
+        // Japanese mixes its scripts: named, not flagged.
+        assert_eq!(
+            mask(MethodKind::Email, "やまだ太郎@example.jp"),
+            "や•••@example.jp (Hiragana, Han)"
+        );
+        assert_ne!(
+            mask(MethodKind::Email, "j\u{430}ne@example.com"),
+            mask(MethodKind::Email, "jane@example.com")
         );
     }
 

@@ -3,23 +3,24 @@
 //! Nothing here does I/O or reads the clock; the whole rule set is unit-tested in milliseconds.
 
 mod admin;
+mod email;
 mod error;
 mod event;
 mod ids;
 mod mask;
 mod method;
+mod phone;
 mod policy;
 mod tenant;
 
 pub use admin::{AdminCommand, AdminState, Method};
+pub use email::{AlternateEmail, TenantDomain, email_domain};
 pub use error::DomainError;
 pub use event::{DomainEvent, EventMeta, RemovedMethod};
 pub use ids::{AdminId, MethodId, StreamId, TenantId};
 pub use mask::{mask, masks_alike};
-pub use method::{
-    AlternateEmail, MethodKind, MethodValue, PhoneNumber, TenantDomain, email_domain,
-    load_phone_metadata,
-};
+pub use method::{MethodKind, MethodValue};
+pub use phone::{LineType, PhoneNumber, load_phone_metadata};
 pub use policy::{
     Missing, ResetPolicy, UsableMethod, Verdict, evaluate, evaluate_masking, method_counts,
 };

@@ -96,6 +96,7 @@ impl From<DomainError> for ApiError {
             | DomainError::InvalidEmail(_)
             | DomainError::EmailInTenantDomain(_)
             | DomainError::ExtensionNotAllowed
+            | DomainError::PhoneNumberTypeNotAllowed { .. }
             | DomainError::UnknownMethodKind(_)
             | DomainError::InvalidDomain(_)
             | DomainError::UnknownResetPolicy(_) => {

@@ -215,9 +215,162 @@ async fn a_view_as_of_a_past_instant_shows_what_was_true_then() {
     assert_eq!(app.view(admin).await["methods"][0]["value"], "+4520123499");
 }
 
+/// The hostile test's inputs (issues 25 and 26): none may be stored as another, valid value.
+async fn values_a_person_did_not_mean_are_refused_and_reach_no_log(backend: Backend) {
+    let app = spawn_backend(backend).await;
+    let admin = Uuid::now_v7();
+    let refused = [
+        (
+            "mobile_phone",
+            "+45 2O 12 34 56",
+            "invalid_phone_number",
+            "'O'",
+        ),
+        (
+            "mobile_phone",
+            "+45 20 I2 34 56",
+            "invalid_phone_number",
+            "'I'",
+        ),
+        (
+            "mobile_phone",
+            "+45 2l 12 34 56",
+            "invalid_phone_number",
+            "'l'",
+        ),
+        (
+            "mobile_phone",
+            "++4520123456",
+            "invalid_phone_number",
+            "more than one +",
+        ),
+        (
+            "mobile_phone",
+            "+4520123456\u{0}",
+            "invalid_phone_number",
+            "U+0000",
+        ),
+        (
+            "mobile_phone",
+            "+45 20\u{200B}12 34 56",
+            "invalid_phone_number",
+            "U+200B",
+        ),
+        (
+            "office_phone",
+            "+1 425 555 0100 x",
+            "invalid_phone_number",
+            "extension",
+        ),
+        (
+            "mobile_phone",
+            "+1 900 555 0199",
+            "phone_number_type_not_allowed",
+            "premium-rate",
+        ),
+        (
+            "mobile_phone",
+            "+44 909 879 0000",
+            "phone_number_type_not_allowed",
+            "premium-rate",
+        ),
+        (
+            "mobile_phone",
+            "+979 123456789",
+            "phone_number_type_not_allowed",
+            "premium-rate",
+        ),
+        (
+            "mobile_phone",
+            "+800 1234 5678",
+            "phone_number_type_not_allowed",
+            "freephone",
+        ),
+        (
+            "mobile_phone",
+            "+44 20 7183 8750",
+            "phone_number_type_not_allowed",
+            "fixed-line",
+        ),
+        (
+            "email",
+            "jane\u{200B}@example.com",
+            "invalid_email",
+            "U+200B",
+        ),
+        (
+            "email",
+            "\u{202E}jane@example.com",
+            "invalid_email",
+            "U+202E",
+        ),
+        ("email", "\"a@b\"@example.com", "invalid_email", "quoted"),
+        ("email", "jane😀@example.com", "invalid_email", "U+1F600"),
+        (
+            "email",
+            "j\u{301}\u{301}ane@example.com",
+            "invalid_email",
+            "combining mark",
+        ),
+    ];
+    for (kind, value, code, named) in refused {
+        let body = assert_problem(app.add(admin, kind, value).await, 422, code).await;
+        let detail = body["detail"].as_str().unwrap();
+        assert!(detail.contains(named), "{value:?}: {detail}");
+    }
+    assert_eq!(
+        app.store().head().await.unwrap(),
+        0,
+        "nothing refused reached the log"
+    );
+
+    // What a person types for their own number and address is kept, normalised.
+    app.add_ok(admin, "mobile_phone", "+４５ ２０ １２ ３４ ５６")
+        .await;
+    app.add_ok(admin, "office_phone", "+44 (0)20 7183 8750 ext. 12")
+        .await;
+    app.add_ok(admin, "email", "jose\u{301}@Bücher.de").await;
+    let view = app.view(admin).await;
+    let values = each(&view, "methods", "value");
+    assert_eq!(
+        values,
+        [
+            "+4520123456",
+            "+442071838750x12",
+            "jos\u{e9}@xn--bcher-kva.de"
+        ]
+    );
+    // The tenant's own domain, typed in Unicode, catches the address by its A-label.
+    app.put_settings_ok(json!({"domains": ["BÜCHER.de"]})).await;
+    assert_problem(
+        app.add(Uuid::now_v7(), "email", "jane@xn--bcher-kva.de")
+            .await,
+        422,
+        "email_in_tenant_domain",
+    )
+    .await;
+    // A look-alike local part cannot mask like the real one.
+    let other = Uuid::now_v7();
+    app.add_ok(other, "mobile_phone", "+45 20 12 34 57").await;
+    app.add_ok(other, "email", "j\u{430}ne@example.com").await;
+    let masked = each(
+        &app.eligibility(other).await,
+        "usable_methods",
+        "masked_value",
+    )
+    .into_iter()
+    .map(str::to_owned)
+    .collect::<Vec<_>>();
+    assert_eq!(
+        masked[1],
+        "j•••@example.com (mixed scripts: Latin, Cyrillic)"
+    );
+}
+
 crate::on_both_backends!(
     the_help_page_flow_is_recorded_step_by_step,
     each_domain_rule_is_refused_with_its_own_code,
     changing_a_method_to_its_current_value_appends_nothing,
     offboarding_removes_every_method_but_keeps_the_history,
+    values_a_person_did_not_mean_are_refused_and_reach_no_log,
 );
