@@ -12,8 +12,8 @@
 //! append) is only answered from loaded states.
 
 use crate::domain::{
-    AdminCommand, AdminId, AdminState, DomainError, DomainEvent, SetSettings, StreamId, TenantId,
-    TenantState, Verdict, admin_decider, tenant_decider,
+    AdminCommand, AdminId, AdminState, DomainError, DomainEvent, SetSettings, SettingsLimits,
+    StreamId, TenantId, TenantState, Verdict, admin_decider, tenant_decider,
 };
 use crate::events::{Actor, PendingEvent, RecordedEvent};
 use crate::projections::eligibility::{EligibilityFold, verdict_for};
@@ -104,6 +104,8 @@ pub struct App {
     pub projections: Projections,
     /// How long a query waits for a projection to reach a requested position.
     pub freshness_timeout: Duration,
+    /// Bounds on what a tenant's settings may hold.
+    pub settings_limits: SettingsLimits,
     /// Commands on one stream in this process take turns, so that they do not spin on
     /// version conflicts; the expected version still guards against other processes.
     stream_locks: Arc<Vec<Mutex<()>>>,
@@ -144,6 +146,7 @@ impl App {
             store,
             projections,
             freshness_timeout,
+            settings_limits: SettingsLimits::default(),
             stream_locks: Arc::new((0..LOCK_STRIPES).map(|_| Mutex::new(())).collect()),
             appended: watch::channel(0).0,
             folded: Arc::default(),
@@ -306,7 +309,7 @@ impl App {
                 return Ok(answer);
             }
             check_if_match(ctx, state.version)?;
-            let events = tenant_decider::decide(&command, &state)?;
+            let events = tenant_decider::decide(&command, &state, self.settings_limits)?;
             let version = state.version;
             let after = state.clone();
             let render = render.clone();

@@ -132,6 +132,10 @@ pub struct ServeArgs {
     /// How long a query with `min_position` waits for the projection, in milliseconds.
     #[arg(long, env = "RECOVERY_FRESHNESS_TIMEOUT_MS", default_value_t = 2000)]
     pub freshness_timeout_ms: u64,
+    /// The most domains a tenant's settings may list.
+    #[arg(long, env = "RECOVERY_MAX_TENANT_DOMAINS", default_value_t = 500,
+          value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub max_tenant_domains: u32,
     /// Serve the API only; leave the projections to other replicas.
     #[arg(long, env = "RECOVERY_NO_PROJECTIONS")]
     pub no_projections: bool,
@@ -318,6 +322,7 @@ impl fmt::Debug for ServeArgs {
             .field("nats_url", &self.nats_url.as_deref().map(redact_url))
             .field("nats_ca", &self.nats_ca)
             .field("freshness_timeout_ms", &self.freshness_timeout_ms)
+            .field("max_tenant_domains", &self.max_tenant_domains)
             .field("no_projections", &self.no_projections)
             .field("publish", &self.publish)
             .finish()

@@ -73,6 +73,9 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 store: store.clone(),
                 listen: args.listen,
                 freshness_timeout: Duration::from_millis(args.freshness_timeout_ms),
+                settings_limits: recovery_info::domain::SettingsLimits {
+                    max_domains: args.max_tenant_domains as usize,
+                },
                 runner: RunnerConfig::default(),
                 run_projections: !args.no_projections,
                 publisher: args.nats_url.as_ref().map(|url| PublisherConfig {

@@ -1,6 +1,7 @@
 //! Startup: connect and migrate the store, start the projections, bind and serve the API.
 
 use crate::app::App;
+use crate::domain::SettingsLimits;
 use crate::http::{self, HttpState, auth::JwtKeys};
 use crate::projections::runner::{Projections, RunnerConfig};
 use crate::publish::{Live, PublisherConfig};
@@ -18,6 +19,8 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     pub jwt_secret: Vec<u8>,
     pub freshness_timeout: Duration,
+    /// Bounds on what a tenant's settings may hold.
+    pub settings_limits: SettingsLimits,
     pub runner: RunnerConfig,
     /// Whether this process runs the projections (an API-only replica does not).
     pub run_projections: bool,
@@ -55,7 +58,8 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Server> {
     } else {
         (Projections::external(store.clone()), Vec::new())
     };
-    let app = App::new(store, projections, config.freshness_timeout);
+    let mut app = App::new(store, projections, config.freshness_timeout);
+    app.settings_limits = config.settings_limits;
     let live = Live::start(&app, &config.store, config.publisher.as_ref())
         .await
         .context("cannot start live publishing")?;
@@ -73,11 +77,14 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Server> {
     let (tx, rx) = oneshot::channel::<()>();
     let http = tokio::spawn(async move {
         let service = http::service(state);
-        axum::serve(listener, tower::make::Shared::new(service))
-            .with_graceful_shutdown(async {
-                let _ = rx.await;
-            })
-            .await
+        axum::serve(
+            http::listener::ApiListener(listener),
+            tower::make::Shared::new(service),
+        )
+        .with_graceful_shutdown(async {
+            let _ = rx.await;
+        })
+        .await
     });
     tracing::info!(%addr, "listening");
     Ok(Server {

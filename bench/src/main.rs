@@ -196,6 +196,7 @@ fn service_config(database_url: &str, nats_url: &str, alone: bool) -> ServerConf
         listen: ([127, 0, 0, 1], 0).into(),
         jwt_secret: SECRET.to_vec(),
         freshness_timeout: Duration::from_secs(2),
+        settings_limits: Default::default(),
         runner: RunnerConfig::default(),
         run_projections: !alone,
     }

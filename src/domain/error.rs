@@ -33,6 +33,8 @@ pub enum DomainError {
         "unknown method kind {0:?}; expected mobile_phone, alternate_phone, office_phone or email"
     )]
     UnknownMethodKind(String),
+    #[error("the settings list {given} domains; at most {max} are allowed")]
+    TooManyDomains { given: usize, max: usize },
     #[error("invalid domain {0:?}")]
     InvalidDomain(String),
     #[error("unknown reset policy {0:?}; expected email_and_mobile_phone or any_two_methods")]
@@ -55,6 +57,7 @@ impl DomainError {
             DomainError::AdminOffboarded => "admin_offboarded",
             DomainError::UnknownMethodKind(_) => "unknown_method_kind",
             DomainError::InvalidDomain(_) => "invalid_domain",
+            DomainError::TooManyDomains { .. } => "too_many_domains",
             DomainError::UnknownResetPolicy(_) => "unknown_reset_policy",
         }
     }

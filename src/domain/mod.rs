@@ -24,7 +24,7 @@ pub use phone::{LineType, PhoneNumber, load_phone_metadata};
 pub use policy::{
     Missing, ResetPolicy, UsableMethod, Verdict, evaluate, evaluate_masking, method_counts,
 };
-pub use tenant::{SetSettings, TenantState};
+pub use tenant::{SetSettings, SettingsLimits, TenantState};
 
 /// The admin decider: `decide` and `evolve` for admin streams.
 pub mod admin_decider {

@@ -22,10 +22,34 @@ pub struct SetSettings {
     pub reset_policy: Option<String>,
 }
 
+/// Bounds on a tenant's settings, configured by the operator.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SettingsLimits {
+    /// The most domains a tenant may list: every admin of the tenant is re-evaluated against
+    /// them and every email compared with each.
+    pub max_domains: usize,
+}
+
+impl Default for SettingsLimits {
+    fn default() -> Self {
+        SettingsLimits { max_domains: 500 }
+    }
+}
+
 /// Decides the events for a settings change; a setting equal to the current one appends nothing.
-pub fn decide(command: &SetSettings, state: &TenantState) -> Result<Vec<DomainEvent>, DomainError> {
+pub fn decide(
+    command: &SetSettings,
+    state: &TenantState,
+    limits: SettingsLimits,
+) -> Result<Vec<DomainEvent>, DomainError> {
     let mut events = Vec::new();
     if let Some(domains) = &command.domains {
+        if domains.len() > limits.max_domains {
+            return Err(DomainError::TooManyDomains {
+                given: domains.len(),
+                max: limits.max_domains,
+            });
+        }
         let mut parsed = domains
             .iter()
             .map(|d| TenantDomain::parse(d))
@@ -71,7 +95,7 @@ mod tests {
             ]),
             reset_policy: Some("email_and_mobile_phone".into()),
         };
-        let events = decide(&cmd, &TenantState::default()).unwrap();
+        let events = decide(&cmd, &TenantState::default(), SettingsLimits::default()).unwrap();
         assert_eq!(
             events.len(),
             1,
@@ -87,7 +111,11 @@ mod tests {
             },
         );
         assert_eq!(state.domains.len(), 2);
-        assert!(decide(&cmd, &state).unwrap().is_empty());
+        assert!(
+            decide(&cmd, &state, SettingsLimits::default())
+                .unwrap()
+                .is_empty()
+        );
     }
 
     #[test]
@@ -97,9 +125,13 @@ mod tests {
             reset_policy: None,
         };
         assert_eq!(
-            decide(&bad_domain, &TenantState::default())
-                .unwrap_err()
-                .code(),
+            decide(
+                &bad_domain,
+                &TenantState::default(),
+                SettingsLimits::default()
+            )
+            .unwrap_err()
+            .code(),
             "invalid_domain"
         );
         let bad_policy = SetSettings {
@@ -107,10 +139,32 @@ mod tests {
             reset_policy: Some("anything_goes".into()),
         };
         assert_eq!(
-            decide(&bad_policy, &TenantState::default())
-                .unwrap_err()
-                .code(),
+            decide(
+                &bad_policy,
+                &TenantState::default(),
+                SettingsLimits::default()
+            )
+            .unwrap_err()
+            .code(),
             "unknown_reset_policy"
         );
+    }
+
+    #[test]
+    fn a_tenant_lists_at_most_the_configured_number_of_domains() {
+        let limits = SettingsLimits { max_domains: 3 };
+        let domains = |n: usize| SetSettings {
+            domains: Some((0..n).map(|i| format!("d{i}.example.com")).collect()),
+            reset_policy: None,
+        };
+        assert_eq!(
+            decide(&domains(3), &TenantState::default(), limits)
+                .unwrap()
+                .len(),
+            1
+        );
+        let err = decide(&domains(4), &TenantState::default(), limits).unwrap_err();
+        assert_eq!(err.code(), "too_many_domains");
+        assert!(err.to_string().contains("4 domains; at most 3"), "{err}");
     }
 }

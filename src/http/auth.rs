@@ -3,7 +3,7 @@
 use super::error::ApiError;
 use crate::domain::{AdminId, TenantId};
 use crate::events::Actor;
-use axum::extract::{FromRef, FromRequestParts};
+use axum::extract::{FromRef, FromRequestParts, RawPathParams};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
@@ -181,19 +181,14 @@ impl Caller {
     /// Checks that the caller may have `access` in `tenant`. A token of another tenant never
     /// gets in; `self_service` reaches only the admin whose id is its subject.
     pub fn authorize(&self, tenant: TenantId, access: Access) -> Result<(), ApiError> {
-        if self.tenant != tenant {
-            return Err(ApiError::forbidden(
-                "tenant_mismatch",
-                "the token belongs to another tenant",
-            ));
-        }
+        self.check_tenant(tenant)?;
         let (roles, own_admin) = access.allowed();
         if self.roles.iter().any(|r| roles.contains(r)) {
             return Ok(());
         }
         if let Some(admin) = own_admin
             && self.roles.contains(&Role::SelfService)
-            && self.subject == admin.to_string()
+            && self.is_admin(admin)
         {
             return Ok(());
         }
@@ -201,6 +196,24 @@ impl Caller {
             "forbidden",
             "the token's roles do not allow this request",
         ))
+    }
+
+    /// Refuses a token of another tenant.
+    fn check_tenant(&self, tenant: TenantId) -> Result<(), ApiError> {
+        if self.tenant != tenant {
+            return Err(ApiError::forbidden(
+                "tenant_mismatch",
+                "the token belongs to another tenant",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Whether the caller's subject is `admin`: the same UUID, however it is written
+    /// (identity providers write them in upper case, with or without braces).
+    fn is_admin(&self, admin: AdminId) -> bool {
+        Uuid::parse_str(self.subject.trim_start_matches('{').trim_end_matches('}'))
+            .is_ok_and(|subject| subject == admin.as_uuid())
     }
 
     /// The actor recorded in events caused by this caller.
@@ -219,11 +232,20 @@ where
 {
     type Rejection = ApiError;
 
+    /// Checks the token and, on a tenant's path, that it is the token's tenant: before any
+    /// other part of the request is looked at, so that a caller of another tenant learns
+    /// nothing of how the endpoint parses its path, query, headers or body.
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let header = parts
-            .headers
-            .get(AUTHORIZATION)
+        let mut headers = parts.headers.get_all(AUTHORIZATION).iter();
+        let header = headers
+            .next()
             .ok_or_else(|| ApiError::unauthorized("an Authorization: Bearer token is required"))?;
+        if headers.next().is_some() {
+            return Err(ApiError::bad_request(
+                "duplicate_authorization",
+                "the request has more than one Authorization header; send one",
+            ));
+        }
         let token = header
             .to_str()
             .ok()
@@ -242,12 +264,33 @@ where
                 _ => format!("the token is not valid: {e}"),
             })
         })?;
-        Ok(Caller {
+        let caller = Caller {
             tenant: TenantId::from_uuid(claims.tid),
             subject: claims.sub,
             roles: claims.roles,
-        })
+        };
+        if let Some(tenant) = path_tenant(parts, state).await? {
+            caller.check_tenant(tenant)?;
+        }
+        Ok(caller)
     }
+}
+
+/// The `{tenant_id}` of the request's path, if its route has one; a malformed one is a 400
+/// `invalid_path` (it says nothing about the tenant's data).
+async fn path_tenant<S: Send + Sync>(
+    parts: &mut Parts,
+    state: &S,
+) -> Result<Option<TenantId>, ApiError> {
+    let Ok(params) = RawPathParams::from_request_parts(parts, state).await else {
+        return Ok(None);
+    };
+    let Some((_, raw)) = params.iter().find(|(name, _)| *name == "tenant_id") else {
+        return Ok(None);
+    };
+    Uuid::parse_str(raw)
+        .map(|t| Some(TenantId::from_uuid(t)))
+        .map_err(|_| ApiError::bad_request("invalid_path", "the tenant id is not a UUID"))
 }
 
 #[cfg(test)]

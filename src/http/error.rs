@@ -99,6 +99,7 @@ impl From<DomainError> for ApiError {
             | DomainError::PhoneNumberTypeNotAllowed { .. }
             | DomainError::UnknownMethodKind(_)
             | DomainError::InvalidDomain(_)
+            | DomainError::TooManyDomains { .. }
             | DomainError::UnknownResetPolicy(_) => {
                 (StatusCode::UNPROCESSABLE_ENTITY, "Invalid value")
             }

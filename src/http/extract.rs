@@ -6,7 +6,9 @@ use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
-use serde::de::DeserializeOwned;
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use serde::de::{DeserializeOwned, Deserializer, Error as _};
 use uuid::Uuid;
 
 /// The largest request body accepted.
@@ -22,24 +24,12 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let json_type = req
+        let content_type = req
             .headers()
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(';').next())
-            .map(|m| {
-                let m = m.trim().to_ascii_lowercase();
-                m == "application/json" || (m.starts_with("application/") && m.ends_with("+json"))
-            })
-            .unwrap_or(false);
-        if !json_type {
-            return Err(ApiError::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported_media_type",
-                "Unsupported media type",
-                "the body must be JSON with Content-Type: application/json",
-            ));
-        }
+            .unwrap_or("");
+        check_json_type(content_type)?;
         let raw = Bytes::from_request(req, state).await.map_err(|e| {
             if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 ApiError::new(
@@ -65,6 +55,39 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
         })?;
         Ok(JsonBody { value, raw })
     }
+}
+
+/// Accepts a JSON media type (`application/json`, `application/…+json`) whose charset, if it
+/// names one, is UTF-8: JSON is UTF-8 (RFC 8259), and a body read as UTF-8 under another
+/// declared charset would be read as something its sender did not send.
+fn check_json_type(content_type: &str) -> Result<(), ApiError> {
+    let mut parts = content_type.split(';');
+    let media = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+    let json = media == "application/json"
+        || (media.starts_with("application/") && media.ends_with("+json"));
+    if !json {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "Unsupported media type",
+            "the body must be JSON with Content-Type: application/json",
+        ));
+    }
+    for param in parts {
+        let Some((name, value)) = param.split_once('=') else {
+            continue;
+        };
+        let value = value.trim().trim_matches('"');
+        if name.trim().eq_ignore_ascii_case("charset") && !value.eq_ignore_ascii_case("utf-8") {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "Unsupported media type",
+                format!("the body must be UTF-8 JSON; charset={value} is not accepted"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Path parameters; a malformed id is a 400 `invalid_path`.
@@ -167,4 +190,82 @@ fn parse_etag(v: &str) -> Option<u64> {
         .unwrap_or(v)
         .parse()
         .ok()
+}
+
+/// Reads an optional RFC 3339 instant of a query string (`as_of`, `since`, `until`). A `+`
+/// that was not written `%2B` arrives as a space (form encoding), so a space before a valid
+/// offset at the end is read as the `+` it was: `2026-03-01T10:00:00 01:00` is
+/// `2026-03-01T10:00:00+01:00`. Use with `#[serde(default, deserialize_with = "…")]`.
+pub fn query_instant<'de, D: Deserializer<'de>>(d: D) -> Result<Option<DateTime<Utc>>, D::Error> {
+    let text = String::deserialize(d)?;
+    parse_instant(&text).map(Some).map_err(D::Error::custom)
+}
+
+fn parse_instant(text: &str) -> Result<DateTime<Utc>, String> {
+    let parse = |t: &str| DateTime::parse_from_rfc3339(t).map(|at| at.with_timezone(&Utc));
+    parse(text)
+        .or_else(|e| match offset_with_a_space(text) {
+            Some(fixed) => parse(&fixed),
+            None => Err(e),
+        })
+        .map_err(|_| {
+            format!(
+                "{text:?} is not an RFC 3339 instant like 2026-03-01T10:00:00Z or \
+                 2026-03-01T10:00:00%2B01:00 (write the + of an offset as %2B)"
+            )
+        })
+}
+
+/// `…T10:00:00 01:00` as `…T10:00:00+01:00`: the text with the space before a final
+/// `hh:mm` offset turned back into a `+`.
+fn offset_with_a_space(text: &str) -> Option<String> {
+    let split = text.len().checked_sub(6)?;
+    let (time, offset) = text.split_at_checked(split)?;
+    let digits = offset.as_bytes();
+    let is_offset = digits[0] == b' '
+        && digits[3] == b':'
+        && [1, 2, 4, 5].iter().all(|&i| digits[i].is_ascii_digit());
+    is_offset.then(|| format!("{time}+{}", &offset[1..]))
+}
+
+/// Refuses a query that asks for a view as of an instant *and* at least as fresh as a
+/// position: the one excludes the other, and ignoring either would answer another question.
+pub fn as_of_or_min_position<T, U>(
+    as_of: &Option<T>,
+    min_position: &Option<U>,
+) -> Result<(), ApiError> {
+    if as_of.is_some() && min_position.is_some() {
+        return Err(ApiError::bad_request(
+            "as_of_with_min_position",
+            "as_of (a view of the past) and min_position (a view at least this fresh) cannot be \
+             asked together; send one",
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_offsets_plus_that_arrived_as_a_space_is_read_as_a_plus() {
+        let plus = parse_instant("2026-03-01T10:00:00+01:00").unwrap();
+        assert_eq!(parse_instant("2026-03-01T10:00:00 01:00").unwrap(), plus);
+        assert_eq!(parse_instant("2026-03-01T09:00:00Z").unwrap(), plus);
+        assert_eq!(
+            parse_instant("2026-03-01T10:00:00.250 01:00").unwrap(),
+            plus + chrono::Duration::milliseconds(250)
+        );
+        for bad in [
+            "yesterday",
+            "2026-03-01T10:00:00 1:00",
+            "2026-03-01 10:00:00",
+            " 01:00",
+            "",
+        ] {
+            let e = parse_instant(bad).unwrap_err();
+            assert!(e.contains("%2B"), "{bad:?}: {e}");
+        }
+    }
 }

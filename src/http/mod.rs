@@ -3,6 +3,7 @@
 pub mod auth;
 pub mod error;
 pub mod extract;
+pub mod listener;
 mod routes;
 
 use crate::app::{Answer, App, CommandContext, IdempotencyRequest};

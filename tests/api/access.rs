@@ -239,3 +239,98 @@ async fn missing_malformed_expired_and_forged_tokens_get_401() {
         200
     );
 }
+
+#[tokio::test]
+async fn a_self_service_subject_is_compared_as_a_uuid() {
+    let app = spawn_app().await;
+    let admin = Uuid::now_v7();
+    app.add_ok(admin, "mobile_phone", "+45 20 12 34 56").await;
+    let url = app.admin_path(admin, "/methods");
+    for subject in [admin.to_string().to_uppercase(), format!("{{{admin}}}")] {
+        let token = app.token(&subject, &[Role::SelfService]);
+        let r = app.send(Method::GET, &url, &token, None).await;
+        assert_eq!(r.status(), 200, "{subject}");
+    }
+    let other = app.token(&Uuid::now_v7().to_string(), &[Role::SelfService]);
+    let r = app.send(Method::GET, &url, &other, None).await;
+    assert_problem(r, 403, "forbidden").await;
+}
+
+#[tokio::test]
+async fn two_authorization_headers_are_refused_not_first_wins() {
+    let app = spawn_app().await;
+    let r = app
+        .client
+        .get(app.admin_path(Uuid::now_v7(), "/methods"))
+        .header("authorization", format!("Bearer {}", app.all_roles()))
+        .header("authorization", "Bearer forged")
+        .send()
+        .await
+        .unwrap();
+    assert_problem(r, 400, "duplicate_authorization").await;
+}
+
+#[tokio::test]
+async fn a_caller_of_another_tenant_learns_nothing_of_how_a_request_is_parsed() {
+    let app = spawn_app().await;
+    let admin = Uuid::now_v7();
+    let foreign = app.token_for(
+        Uuid::now_v7(),
+        "x",
+        &[Role::AuthenticationAdmin, Role::Auditor],
+    );
+    let path = |rest: &str| app.admin_path(admin, rest);
+    let bad = [
+        (Method::GET, path("/methods?as_of=yesterday"), None),
+        (
+            Method::GET,
+            path("/reset-eligibility?min_position=-1"),
+            None,
+        ),
+        (Method::GET, path("/history?limit=0&unknown=1"), None),
+        (Method::GET, app.url("/events?type=Nope"), None),
+        (Method::POST, path("/methods"), Some(json!({"kind": 5}))),
+        (
+            Method::PATCH,
+            path(&format!("/methods/{}", Uuid::now_v7())),
+            Some(json!([])),
+        ),
+        (
+            Method::PUT,
+            app.url("/settings"),
+            Some(json!({"domains": "x"})),
+        ),
+    ];
+    for (method, url, body) in bad {
+        let r = app.send(method.clone(), &url, &foreign, body.clone()).await;
+        assert_problem(r, 403, "tenant_mismatch").await;
+        // The same request by the tenant's own caller is refused for its input.
+        let r = app.send(method, &url, &app.all_roles(), body).await;
+        assert!(
+            matches!(r.status().as_u16(), 400 | 422),
+            "{url}: {}",
+            r.status()
+        );
+    }
+    let r = app
+        .client
+        .post(path("/methods"))
+        .bearer_auth(&foreign)
+        .header("if-match", "not-an-etag")
+        .header("idempotency-key", "has space")
+        .header("content-type", "text/plain")
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    assert_problem(r, 403, "tenant_mismatch").await;
+    let r = app
+        .client
+        .get(app.url("/events/stream"))
+        .bearer_auth(&foreign)
+        .header("last-event-id", "not-a-position")
+        .send()
+        .await
+        .unwrap();
+    assert_problem(r, 403, "tenant_mismatch").await;
+}

@@ -191,6 +191,7 @@ pub async fn spawn_store(store: StoreConfig, options: Options) -> TestApp {
         listen: "127.0.0.1:0".parse().unwrap(),
         jwt_secret: SECRET.as_bytes().to_vec(),
         freshness_timeout: options.freshness_timeout,
+        settings_limits: Default::default(),
         runner: RunnerConfig::default(),
         run_projections: options.run_projections,
         publisher: options.publisher,

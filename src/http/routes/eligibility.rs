@@ -5,7 +5,7 @@ use crate::domain::{AdminId, TenantId, Verdict};
 use crate::http::HttpState;
 use crate::http::auth::{Access, Caller};
 use crate::http::error::ApiError;
-use crate::http::extract::{ValidPath, ValidQuery};
+use crate::http::extract::{ValidPath, ValidQuery, as_of_or_min_position, query_instant};
 use axum::Json;
 use axum::extract::State;
 use chrono::{DateTime, Utc};
@@ -19,6 +19,7 @@ pub struct EligibilityQuery {
     /// Answer from a view that reflects at least this log position (read-your-writes).
     min_position: Option<u64>,
     /// The verdict as it was at this instant (RFC 3339), under the tenant's policy then.
+    #[serde(default, deserialize_with = "query_instant")]
     as_of: Option<DateTime<Utc>>,
 }
 
@@ -28,9 +29,11 @@ pub async fn get(
     State(s): State<HttpState>,
     caller: Caller,
     ValidPath((tenant, admin)): ValidPath<(TenantId, AdminId)>,
-    ValidQuery(q): ValidQuery<EligibilityQuery>,
+    query: Result<ValidQuery<EligibilityQuery>, ApiError>,
 ) -> Result<Json<VerdictBody>, ApiError> {
     caller.authorize(tenant, Access::ReadEligibility(admin))?;
+    let ValidQuery(q) = query?;
+    as_of_or_min_position(&q.as_of, &q.min_position)?;
     if let Some(at) = q.as_of {
         let then = s.app.as_of(tenant, admin, at).await?;
         return Ok(Json(VerdictBody {

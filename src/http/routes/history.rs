@@ -8,7 +8,7 @@ use crate::http::HttpState;
 use crate::http::auth::{Access, Caller, Role};
 use crate::http::command_context;
 use crate::http::error::ApiError;
-use crate::http::extract::{CommandHeaders, ValidPath, ValidQuery};
+use crate::http::extract::{CommandHeaders, ValidPath, ValidQuery, query_instant};
 use crate::store::HistoryQuery;
 use axum::Json;
 use axum::extract::{RawQuery, State};
@@ -28,8 +28,10 @@ pub struct Page {
     /// At most this many events (1 to 1000, default 100).
     limit: Option<u32>,
     /// Only events that occurred at or after this instant (RFC 3339).
+    #[serde(default, deserialize_with = "query_instant")]
     since: Option<DateTime<Utc>>,
     /// Only events that occurred before this instant (RFC 3339).
+    #[serde(default, deserialize_with = "query_instant")]
     until: Option<DateTime<Utc>>,
     /// Only these event types, comma-separated (e.g. `MethodChanged,MethodRemoved`).
     #[serde(rename = "type")]
@@ -124,11 +126,13 @@ pub async fn admin(
     State(s): State<HttpState>,
     caller: Caller,
     ValidPath((tenant, admin)): ValidPath<(TenantId, AdminId)>,
-    ValidQuery(page): ValidQuery<Page>,
-    headers: CommandHeaders,
+    query: Result<ValidQuery<Page>, ApiError>,
+    headers: Result<CommandHeaders, ApiError>,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
     caller.authorize(tenant, Access::ReadHistory(admin))?;
+    let ValidQuery(page) = query?;
+    let headers = headers?;
     read(
         &s,
         &caller,
@@ -148,11 +152,13 @@ pub async fn tenant(
     State(s): State<HttpState>,
     caller: Caller,
     ValidPath(tenant): ValidPath<TenantId>,
-    ValidQuery(page): ValidQuery<Page>,
-    headers: CommandHeaders,
+    query: Result<ValidQuery<Page>, ApiError>,
+    headers: Result<CommandHeaders, ApiError>,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
     caller.authorize(tenant, Access::ReadFeed)?;
+    let ValidQuery(page) = query?;
+    let headers = headers?;
     read(
         &s,
         &caller,

@@ -4,7 +4,9 @@ use super::settings::settings_json;
 use crate::domain::{AdminCommand, AdminId, AdminState, MethodId, MethodKind, TenantId};
 use crate::http::auth::{Access, Caller};
 use crate::http::error::ApiError;
-use crate::http::extract::{CommandHeaders, JsonBody, ValidPath, ValidQuery, etag};
+use crate::http::extract::{
+    CommandHeaders, JsonBody, ValidPath, ValidQuery, as_of_or_min_position, etag, query_instant,
+};
 use crate::http::{HttpState, answer_response, command_context};
 use axum::Json;
 use axum::extract::State;
@@ -31,6 +33,7 @@ pub struct ChangeBody {
 #[serde(deny_unknown_fields)]
 pub struct ViewQuery {
     /// The view as it was at this instant (RFC 3339).
+    #[serde(default, deserialize_with = "query_instant")]
     as_of: Option<DateTime<Utc>>,
     /// Answer from a view that reflects at least this log position.
     min_position: Option<u64>,
@@ -74,9 +77,11 @@ pub async fn list(
     State(s): State<HttpState>,
     caller: Caller,
     ValidPath((tenant, admin)): ValidPath<(TenantId, AdminId)>,
-    ValidQuery(q): ValidQuery<ViewQuery>,
+    query: Result<ValidQuery<ViewQuery>, ApiError>,
 ) -> Result<Response, ApiError> {
     caller.authorize(tenant, Access::ReadView(admin))?;
+    let ValidQuery(q) = query?;
+    as_of_or_min_position(&q.as_of, &q.min_position)?;
     if let Some(at) = q.as_of {
         let then = s.app.as_of(tenant, admin, at).await?;
         let mut body = view_json(tenant, admin, then.position, &then.admin);
@@ -98,10 +103,11 @@ pub async fn add(
     State(s): State<HttpState>,
     caller: Caller,
     ValidPath((tenant, admin)): ValidPath<(TenantId, AdminId)>,
-    headers: CommandHeaders,
+    headers: Result<CommandHeaders, ApiError>,
     body: Result<JsonBody<AddBody>, ApiError>,
 ) -> Result<Response, ApiError> {
     caller.authorize(tenant, Access::ManageAdmin(admin))?;
+    let headers = headers?;
     let body = body?;
     let kind = MethodKind::parse(&body.value.kind)?;
     let method_id = MethodId::from_uuid(uuid::Uuid::now_v7());
@@ -137,10 +143,11 @@ pub async fn change(
     State(s): State<HttpState>,
     caller: Caller,
     ValidPath((tenant, admin, method)): ValidPath<(TenantId, AdminId, MethodId)>,
-    headers: CommandHeaders,
+    headers: Result<CommandHeaders, ApiError>,
     body: Result<JsonBody<ChangeBody>, ApiError>,
 ) -> Result<Response, ApiError> {
     caller.authorize(tenant, Access::ManageAdmin(admin))?;
+    let headers = headers?;
     let body = body?;
     let ctx = command_context(
         &caller,
@@ -166,9 +173,10 @@ pub async fn remove(
     State(s): State<HttpState>,
     caller: Caller,
     ValidPath((tenant, admin, method)): ValidPath<(TenantId, AdminId, MethodId)>,
-    headers: CommandHeaders,
+    headers: Result<CommandHeaders, ApiError>,
 ) -> Result<Response, ApiError> {
     caller.authorize(tenant, Access::ManageAdmin(admin))?;
+    let headers = headers?;
     let ctx = command_context(
         &caller,
         tenant,
@@ -190,9 +198,10 @@ pub async fn offboard(
     State(s): State<HttpState>,
     caller: Caller,
     ValidPath((tenant, admin)): ValidPath<(TenantId, AdminId)>,
-    headers: CommandHeaders,
+    headers: Result<CommandHeaders, ApiError>,
 ) -> Result<Response, ApiError> {
     caller.authorize(tenant, Access::Offboard)?;
+    let headers = headers?;
     let ctx = command_context(
         &caller,
         tenant,

@@ -57,10 +57,11 @@ pub async fn put(
     State(s): State<HttpState>,
     caller: Caller,
     ValidPath(tenant): ValidPath<TenantId>,
-    headers: CommandHeaders,
+    headers: Result<CommandHeaders, ApiError>,
     body: Result<JsonBody<SettingsBody>, ApiError>,
 ) -> Result<Response, ApiError> {
     caller.authorize(tenant, Access::ManageSettings)?;
+    let headers = headers?;
     let body = body?;
     let ctx = command_context(&caller, tenant, headers, "PUT settings", &body.raw);
     let command = SetSettings {
