@@ -136,6 +136,10 @@ pub struct ServeArgs {
     #[arg(long, env = "RECOVERY_MAX_TENANT_DOMAINS", default_value_t = 500,
           value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub max_tenant_domains: u32,
+    /// Show tenants the global log's positions as numbers (as before sealed position tokens),
+    /// for clients written against them; they reveal how much all tenants write.
+    #[arg(long, env = "RECOVERY_PLAIN_POSITIONS")]
+    pub plain_positions: bool,
     /// Serve the API only; leave the projections to other replicas.
     #[arg(long, env = "RECOVERY_NO_PROJECTIONS")]
     pub no_projections: bool,
@@ -323,6 +327,7 @@ impl fmt::Debug for ServeArgs {
             .field("nats_ca", &self.nats_ca)
             .field("freshness_timeout_ms", &self.freshness_timeout_ms)
             .field("max_tenant_domains", &self.max_tenant_domains)
+            .field("plain_positions", &self.plain_positions)
             .field("no_projections", &self.no_projections)
             .field("publish", &self.publish)
             .finish()

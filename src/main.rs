@@ -73,6 +73,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 store: store.clone(),
                 listen: args.listen,
                 freshness_timeout: Duration::from_millis(args.freshness_timeout_ms),
+                plain_positions: args.plain_positions,
                 settings_limits: recovery_info::domain::SettingsLimits {
                     max_domains: args.max_tenant_domains as usize,
                 },

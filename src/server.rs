@@ -2,7 +2,7 @@
 
 use crate::app::App;
 use crate::domain::SettingsLimits;
-use crate::http::{self, HttpState, auth::JwtKeys};
+use crate::http::{self, HttpState, auth::JwtKeys, positions::Positions};
 use crate::projections::runner::{Projections, RunnerConfig};
 use crate::publish::{Live, PublisherConfig};
 use crate::store::{Store, StoreConfig};
@@ -21,6 +21,8 @@ pub struct ServerConfig {
     pub freshness_timeout: Duration,
     /// Bounds on what a tenant's settings may hold.
     pub settings_limits: SettingsLimits,
+    /// Show tenants the global log positions as numbers rather than sealed tokens.
+    pub plain_positions: bool,
     pub runner: RunnerConfig,
     /// Whether this process runs the projections (an API-only replica does not).
     pub run_projections: bool,
@@ -63,12 +65,23 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Server> {
     let live = Live::start(&app, &config.store, config.publisher.as_ref())
         .await
         .context("cannot start live publishing")?;
+    let positions = if config.plain_positions {
+        Positions::Plain
+    } else {
+        let key = app
+            .store
+            .server_key(crate::http::positions::KEY_NAME)
+            .await
+            .context("cannot read the key that seals positions")?;
+        Positions::Sealed(std::sync::Arc::new(key))
+    };
     let state = HttpState::new(
         app.clone(),
         JwtKeys::new(&config.jwt_secret),
         metrics,
         live.log.clone(),
         live.stream_shutdown(),
+        positions,
     );
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await

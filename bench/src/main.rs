@@ -197,6 +197,7 @@ fn service_config(database_url: &str, nats_url: &str, alone: bool) -> ServerConf
         jwt_secret: SECRET.to_vec(),
         freshness_timeout: Duration::from_secs(2),
         settings_limits: Default::default(),
+        plain_positions: true,
         runner: RunnerConfig::default(),
         run_projections: !alone,
     }

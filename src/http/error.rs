@@ -155,15 +155,25 @@ impl From<AppError> for ApiError {
                 detail,
             )
             .retry_after(1),
-            AppError::NotFresh { .. } => ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "view_not_fresh",
-                "View not fresh enough",
-                detail,
-            )
-            .retry_after(1),
-            AppError::PositionBeyondLog { .. } => {
-                ApiError::bad_request("position_beyond_log", detail)
+            // Neither detail names a position: the log's head and a projection's checkpoint
+            // count every tenant's events (see `http::positions`); the log has them.
+            AppError::NotFresh { wanted, reached } => {
+                tracing::debug!(wanted, reached, "view not fresh");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "view_not_fresh",
+                    "View not fresh enough",
+                    "the view has not reached the asked position yet; retry shortly",
+                )
+                .retry_after(1)
+            }
+            AppError::PositionBeyondLog { wanted, head } => {
+                tracing::debug!(wanted, head, "position beyond the log");
+                ApiError::bad_request(
+                    "position_beyond_log",
+                    "the position is beyond the end of the log (from a restored or another \
+                     database?)",
+                )
             }
         }
     }

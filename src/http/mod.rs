@@ -4,7 +4,8 @@ pub mod auth;
 pub mod error;
 pub mod extract;
 pub mod listener;
-mod routes;
+pub mod positions;
+pub(crate) mod routes;
 
 use crate::app::{Answer, App, CommandContext, IdempotencyRequest};
 use crate::publish::sse::StreamShutdown;
@@ -19,6 +20,8 @@ use axum::{Json, Router};
 use error::ApiError;
 use extract::{CommandHeaders, MAX_BODY_BYTES, etag};
 use metrics_exporter_prometheus::PrometheusHandle;
+use positions::Positions;
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -39,6 +42,8 @@ pub struct Shared {
     /// What the SSE streams follow, and what ends them.
     pub live: LiveLog,
     pub stream_shutdown: StreamShutdown,
+    /// How log positions appear to tenants.
+    pub positions: Positions,
 }
 
 impl HttpState {
@@ -48,6 +53,7 @@ impl HttpState {
         metrics: PrometheusHandle,
         live: LiveLog,
         stream_shutdown: StreamShutdown,
+        positions: Positions,
     ) -> Self {
         HttpState(Arc::new(Shared {
             app,
@@ -55,6 +61,7 @@ impl HttpState {
             metrics,
             live,
             stream_shutdown,
+            positions,
         }))
     }
 }
@@ -210,11 +217,18 @@ pub(crate) fn command_context(
     }
 }
 
-/// A command's answer as a response: its status and JSON body, the new `ETag`, and
-/// `Idempotent-Replayed: true` when it repeats a first answer.
-pub(crate) fn answer_response(answer: Answer) -> Response {
+/// A command's answer as a response: its status and JSON body with the position as the tenant
+/// sees it, the new `ETag`, and `Idempotent-Replayed: true` when it repeats a first answer.
+pub(crate) fn answer_response(
+    positions: &Positions,
+    tenant: crate::domain::TenantId,
+    mut answer: Answer,
+) -> Response {
     let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::OK);
     let version = answer.body.get("version").and_then(|v| v.as_u64());
+    if let Some(position) = answer.body.get("position").and_then(Value::as_u64) {
+        answer.body["position"] = positions.show(tenant, position);
+    }
     let mut response = (status, Json(answer.body)).into_response();
     let headers = response.headers_mut();
     if let Some(v) = version.and_then(|v| HeaderValue::from_str(&etag(v)).ok()) {

@@ -14,6 +14,8 @@ use crate::http::HttpState;
 use crate::http::auth::{Access, Caller};
 use crate::http::error::ApiError;
 use crate::http::extract::ValidPath;
+use crate::http::positions::Positions;
+use crate::http::routes::history::entry_json;
 use crate::store::HistoryQuery;
 use axum::extract::State;
 use axum::http::HeaderMap;
@@ -38,6 +40,7 @@ pub struct StreamShutdown(pub watch::Receiver<bool>);
 
 struct Cursor {
     live: LiveLog,
+    positions: Positions,
     rx: broadcast::Receiver<Arc<RecordedEvent>>,
     shutdown: watch::Receiver<bool>,
     tenant: TenantId,
@@ -46,10 +49,14 @@ struct Cursor {
     caught_up: bool,
 }
 
-fn sse_event(e: &RecordedEvent) -> Event {
-    Event::default()
-        .id(e.position.to_string())
-        .data(e.to_json(false).to_string())
+/// An event as an SSE event: its `id:` is its position as the tenant sees it.
+fn sse_event(positions: &Positions, tenant: TenantId, e: &RecordedEvent) -> Event {
+    let entry = entry_json(positions, tenant, e, false);
+    let id = match &entry["position"] {
+        serde_json::Value::String(token) => token.clone(),
+        other => other.to_string(),
+    };
+    Event::default().id(id).data(entry.to_string())
 }
 
 impl Cursor {
@@ -58,7 +65,7 @@ impl Cursor {
         loop {
             if let Some(e) = self.backlog.pop_front() {
                 self.after = e.position;
-                return Some(sse_event(&e));
+                return Some(sse_event(&self.positions, self.tenant, &e));
             }
             if !self.caught_up {
                 match self
@@ -91,7 +98,7 @@ impl Cursor {
                 received = self.rx.recv() => match received {
                     Ok(e) if e.stream.tenant() == self.tenant && e.position > self.after => {
                         self.after = e.position;
-                        return Some(sse_event(&e));
+                        return Some(sse_event(&self.positions, self.tenant, &e));
                     }
                     Ok(_) => {}
                     // Too slow for the buffer: catch up from the store again.
@@ -118,11 +125,11 @@ pub async fn stream(
         Some(v) => v
             .to_str()
             .ok()
-            .and_then(|s| s.trim().parse::<u64>().ok())
+            .and_then(|text| s.positions.read(tenant, text).ok())
             .ok_or_else(|| {
                 ApiError::bad_request(
                     "invalid_last_event_id",
-                    "Last-Event-ID must be a log position (a non-negative integer)",
+                    format!("Last-Event-ID must be {}", s.positions.expected()),
                 )
             })?,
     };
@@ -131,6 +138,7 @@ pub async fn stream(
     let cursor = Cursor {
         rx: live.subscribe(),
         live,
+        positions: s.positions.clone(),
         shutdown: s.stream_shutdown.0.clone(),
         tenant,
         after,

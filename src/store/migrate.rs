@@ -21,6 +21,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "json_documents",
         include_str!("../../migrations/postgres/0003_json_documents.sql"),
     ),
+    (
+        4,
+        "server_keys",
+        include_str!("../../migrations/postgres/0004_server_keys.sql"),
+    ),
 ];
 
 /// The newest migration this build knows.

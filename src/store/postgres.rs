@@ -139,6 +139,22 @@ impl PgStore {
         Ok(())
     }
 
+    pub async fn server_key(&self, name: &'static str) -> Result<[u8; 32], StoreError> {
+        let candidate = super::random_key()?;
+        let client = self.pool.get().await?;
+        // The first replica's key stays; every other replica reads it back.
+        client
+            .execute(
+                "INSERT INTO server_keys (name, key) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+                &[&name, &candidate.as_slice()],
+            )
+            .await?;
+        let row = client
+            .query_one("SELECT key FROM server_keys WHERE name = $1", &[&name])
+            .await?;
+        super::key_of(name, row.get::<_, &[u8]>(0))
+    }
+
     /// The position of the last committed event (0 for an empty log).
     #[tracing::instrument(skip(self), level = "debug")]
     pub async fn head(&self) -> Result<u64, StoreError> {

@@ -24,11 +24,18 @@ use uuid::Uuid;
 pub const DB_FILE: &str = "recovery-info.sqlite3";
 
 /// `(version, name, sql)` of every embedded migration this build knows.
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "event_log",
-    include_str!("../../migrations/sqlite/0001_event_log.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "event_log",
+        include_str!("../../migrations/sqlite/0001_event_log.sql"),
+    ),
+    (
+        2,
+        "server_keys",
+        include_str!("../../migrations/sqlite/0002_server_keys.sql"),
+    ),
+];
 
 /// The embedded store.
 #[derive(Clone)]
@@ -108,6 +115,26 @@ impl SqliteStore {
     pub async fn ping(&self) -> Result<(), StoreError> {
         self.run(|c| Ok(c.query_row("SELECT 1", [], |_| Ok(()))?))
             .await
+    }
+
+    pub async fn server_key(&self, name: &'static str) -> Result<[u8; 32], StoreError> {
+        let candidate = super::random_key()?;
+        self.run(move |c| {
+            c.execute(
+                "INSERT OR IGNORE INTO server_keys (name, key, created_at_ms) VALUES (?1, ?2, ?3)",
+                params![
+                    name,
+                    candidate.as_slice(),
+                    chrono::Utc::now().timestamp_millis()
+                ],
+            )?;
+            let key: Vec<u8> =
+                c.query_row("SELECT key FROM server_keys WHERE name = ?1", [name], |r| {
+                    r.get(0)
+                })?;
+            super::key_of(name, &key)
+        })
+        .await
     }
 
     pub async fn head(&self) -> Result<u64, StoreError> {

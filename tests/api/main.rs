@@ -15,6 +15,7 @@ mod errors;
 mod history;
 mod methods;
 mod operations;
+mod positions;
 mod private_pg;
 mod publish;
 mod schema;

@@ -108,6 +108,9 @@ pub struct Options {
     pub run_projections: bool,
     pub freshness_timeout: Duration,
     pub publisher: Option<PublisherConfig>,
+    /// Global positions as numbers (the suite's assertions are written against them); the
+    /// sealed tokens the service shows by default are tested in `positions.rs`.
+    pub plain_positions: bool,
 }
 
 impl Default for Options {
@@ -116,6 +119,7 @@ impl Default for Options {
             run_projections: true,
             freshness_timeout: Duration::from_secs(5),
             publisher: None,
+            plain_positions: true,
         }
     }
 }
@@ -192,6 +196,7 @@ pub async fn spawn_store(store: StoreConfig, options: Options) -> TestApp {
         jwt_secret: SECRET.as_bytes().to_vec(),
         freshness_timeout: options.freshness_timeout,
         settings_limits: Default::default(),
+        plain_positions: options.plain_positions,
         runner: RunnerConfig::default(),
         run_projections: options.run_projections,
         publisher: options.publisher,

@@ -16,8 +16,9 @@ use std::sync::Arc;
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EligibilityQuery {
-    /// Answer from a view that reflects at least this log position (read-your-writes).
-    min_position: Option<u64>,
+    /// Answer from a view that reflects at least this log position (read-your-writes; a
+    /// token when sealed).
+    min_position: Option<String>,
     /// The verdict as it was at this instant (RFC 3339), under the tenant's policy then.
     #[serde(default, deserialize_with = "query_instant")]
     as_of: Option<DateTime<Utc>>,
@@ -39,11 +40,24 @@ pub async fn get(
         return Ok(Json(VerdictBody {
             as_of: Some(at),
             tenant_settings: Some(settings_json(&then.tenant)),
-            ..VerdictBody::new(tenant, admin, then.position, Arc::new(then.verdict))
+            ..VerdictBody::new(
+                tenant,
+                admin,
+                s.positions.show(tenant, then.position),
+                Arc::new(then.verdict),
+            )
         }));
     }
-    let (position, verdict) = s.app.eligibility(tenant, admin, q.min_position).await?;
-    Ok(Json(VerdictBody::new(tenant, admin, position, verdict)))
+    let min_position = s
+        .positions
+        .query(tenant, "min_position", q.min_position.as_deref())?;
+    let (position, verdict) = s.app.eligibility(tenant, admin, min_position).await?;
+    Ok(Json(VerdictBody::new(
+        tenant,
+        admin,
+        s.positions.show(tenant, position),
+        verdict,
+    )))
 }
 
 /// The eligibility answer: the verdict and the log position it reflects (serialized directly,
@@ -55,7 +69,8 @@ pub struct VerdictBody {
     /// Shared with the in-memory verdicts.
     #[serde(flatten)]
     verdict: Arc<Verdict>,
-    position: u64,
+    /// The position as the tenant sees it (a token, or a number when plain).
+    position: Value,
     #[serde(skip_serializing_if = "Option::is_none")]
     as_of: Option<DateTime<Utc>>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -63,7 +78,7 @@ pub struct VerdictBody {
 }
 
 impl VerdictBody {
-    fn new(tenant: TenantId, admin: AdminId, position: u64, verdict: Arc<Verdict>) -> Self {
+    fn new(tenant: TenantId, admin: AdminId, position: Value, verdict: Arc<Verdict>) -> Self {
         VerdictBody {
             tenant_id: tenant,
             admin_id: admin,

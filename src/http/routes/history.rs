@@ -9,6 +9,7 @@ use crate::http::auth::{Access, Caller, Role};
 use crate::http::command_context;
 use crate::http::error::ApiError;
 use crate::http::extract::{CommandHeaders, ValidPath, ValidQuery, query_instant};
+use crate::http::positions::Positions;
 use crate::store::HistoryQuery;
 use axum::Json;
 use axum::extract::{RawQuery, State};
@@ -23,8 +24,7 @@ const MAX_LIMIT: u32 = 1000;
 #[serde(deny_unknown_fields)]
 pub struct Page {
     /// Only events after this log position (the cursor: `next_after` of the previous page).
-    #[serde(default)]
-    after: u64,
+    after: Option<String>,
     /// At most this many events (1 to 1000, default 100).
     limit: Option<u32>,
     /// Only events that occurred at or after this instant (RFC 3339).
@@ -42,7 +42,15 @@ pub struct Page {
 }
 
 impl Page {
-    fn query(&self, tenant: TenantId, admin: Option<AdminId>) -> Result<HistoryQuery, ApiError> {
+    fn query(
+        &self,
+        positions: &Positions,
+        tenant: TenantId,
+        admin: Option<AdminId>,
+    ) -> Result<HistoryQuery, ApiError> {
+        let after = positions
+            .query(tenant, "after", self.after.as_deref())?
+            .unwrap_or(0);
         let limit = match self.limit.unwrap_or(DEFAULT_LIMIT) {
             l @ 1..=MAX_LIMIT => l,
             _ => {
@@ -74,7 +82,7 @@ impl Page {
         Ok(HistoryQuery {
             tenant,
             admin,
-            after: self.after,
+            after,
             limit,
             since: self.since,
             until: self.until,
@@ -84,15 +92,33 @@ impl Page {
 }
 
 /// A page of entries; `next_after` is the cursor for the next page, `null` at the end.
-fn page_json(events: &[RecordedEvent], limit: u32, reveal: bool) -> Value {
+fn page_json(
+    positions: &Positions,
+    tenant: TenantId,
+    events: &[RecordedEvent],
+    limit: u32,
+    reveal: bool,
+) -> Value {
     let next = (events.len() == limit as usize)
-        .then(|| events.last().map(|e| e.position))
+        .then(|| events.last().map(|e| positions.show(tenant, e.position)))
         .flatten();
     json!({
-        "events": events.iter().map(|e| e.to_json(reveal)).collect::<Vec<_>>(),
+        "events": events.iter().map(|e| entry_json(positions, tenant, e, reveal)).collect::<Vec<_>>(),
         "next_after": next,
         "revealed": reveal,
     })
+}
+
+/// An entry of the history or the feed, its position as the tenant sees it.
+pub(crate) fn entry_json(
+    positions: &Positions,
+    tenant: TenantId,
+    event: &RecordedEvent,
+    reveal: bool,
+) -> Value {
+    let mut entry = event.to_json(reveal);
+    entry["position"] = positions.show(tenant, event.position);
+    entry
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -106,7 +132,7 @@ async fn read(
     raw_query: Option<String>,
     scope: &str,
 ) -> Result<Json<Value>, ApiError> {
-    let query = page.query(tenant, admin)?;
+    let query = page.query(&s.positions, tenant, admin)?;
     if page.reveal && !caller.roles.contains(&Role::Auditor) {
         return Err(ApiError::forbidden(
             "reveal_requires_auditor",
@@ -117,7 +143,13 @@ async fn read(
     let filters = raw_query.unwrap_or_default();
     let reveal = page.reveal.then_some((&ctx, scope, filters.as_str()));
     let events = s.app.history(&query, reveal).await?;
-    Ok(Json(page_json(&events, query.limit, page.reveal)))
+    Ok(Json(page_json(
+        &s.positions,
+        tenant,
+        &events,
+        query.limit,
+        page.reveal,
+    )))
 }
 
 /// `GET …/admins/{admin_id}/history`: one admin's events.

@@ -7,6 +7,7 @@ use crate::http::error::ApiError;
 use crate::http::extract::{
     CommandHeaders, JsonBody, ValidPath, ValidQuery, as_of_or_min_position, etag, query_instant,
 };
+use crate::http::positions::Positions;
 use crate::http::{HttpState, answer_response, command_context};
 use axum::Json;
 use axum::extract::State;
@@ -35,17 +36,23 @@ pub struct ViewQuery {
     /// The view as it was at this instant (RFC 3339).
     #[serde(default, deserialize_with = "query_instant")]
     as_of: Option<DateTime<Utc>>,
-    /// Answer from a view that reflects at least this log position.
-    min_position: Option<u64>,
+    /// Answer from a view that reflects at least this log position (a token when sealed).
+    min_position: Option<String>,
 }
 
 /// The contact view's JSON.
-fn view_json(tenant: TenantId, admin: AdminId, position: u64, state: &AdminState) -> Value {
+fn view_json(
+    positions: &Positions,
+    tenant: TenantId,
+    admin: AdminId,
+    position: u64,
+    state: &AdminState,
+) -> Value {
     json!({
         "tenant_id": tenant,
         "admin_id": admin,
         "version": state.version,
-        "position": position,
+        "position": positions.show(tenant, position),
         "offboarded": state.offboarded,
         "methods": state.methods,
     })
@@ -84,13 +91,17 @@ pub async fn list(
     as_of_or_min_position(&q.as_of, &q.min_position)?;
     if let Some(at) = q.as_of {
         let then = s.app.as_of(tenant, admin, at).await?;
-        let mut body = view_json(tenant, admin, then.position, &then.admin);
+        let mut body = view_json(&s.positions, tenant, admin, then.position, &then.admin);
         body["as_of"] = json!(at);
         body["tenant_settings"] = settings_json(&then.tenant);
         return Ok(Json(body).into_response());
     }
-    let (position, state) = s.app.contact_view(tenant, admin, q.min_position).await?;
-    let mut response = Json(view_json(tenant, admin, position, &state)).into_response();
+    let min_position = s
+        .positions
+        .query(tenant, "min_position", q.min_position.as_deref())?;
+    let (position, state) = s.app.contact_view(tenant, admin, min_position).await?;
+    let mut response =
+        Json(view_json(&s.positions, tenant, admin, position, &state)).into_response();
     if let Ok(v) = HeaderValue::from_str(&etag(state.version)) {
         response.headers_mut().insert(header::ETAG, v);
     }
@@ -130,7 +141,7 @@ pub async fn add(
     let location = answer.body["method"]["id"]
         .as_str()
         .map(|id| format!("/v1/tenants/{tenant}/admins/{admin}/methods/{id}"));
-    let mut response = answer_response(answer);
+    let mut response = answer_response(&s.positions, tenant, answer);
     if let Some(v) = location.and_then(|l| HeaderValue::from_str(&l).ok()) {
         response.headers_mut().insert(header::LOCATION, v);
     }
@@ -164,7 +175,7 @@ pub async fn change(
         .app
         .admin_command(&ctx, admin, command, method_answer(200, method))
         .await?;
-    Ok(answer_response(answer))
+    Ok(answer_response(&s.positions, tenant, answer))
 }
 
 /// `DELETE …/methods/{method_id}`: removes a method.
@@ -189,7 +200,7 @@ pub async fn remove(
         .app
         .admin_command(&ctx, admin, command, version_answer)
         .await?;
-    Ok(answer_response(answer))
+    Ok(answer_response(&s.positions, tenant, answer))
 }
 
 /// `POST …/offboard`: removes every method of a former employee; the history stays.
@@ -213,5 +224,5 @@ pub async fn offboard(
         .app
         .admin_command(&ctx, admin, AdminCommand::Offboard, version_answer)
         .await?;
-    Ok(answer_response(answer))
+    Ok(answer_response(&s.positions, tenant, answer))
 }

@@ -1,7 +1,7 @@
 //! One module per resource.
 
 pub mod eligibility;
-pub mod history;
+pub(crate) mod history;
 pub mod methods;
 pub mod ops;
 pub mod settings;

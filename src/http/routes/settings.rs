@@ -45,9 +45,11 @@ pub async fn get(
     ValidPath(tenant): ValidPath<TenantId>,
 ) -> Result<Json<Value>, ApiError> {
     caller.authorize(tenant, Access::ReadSettings)?;
-    Ok(Json(versioned_settings_json(
-        &s.app.settings(tenant).await?,
-    )))
+    let mut body = versioned_settings_json(&s.app.settings(tenant).await?);
+    if let Some(position) = body["position"].as_u64() {
+        body["position"] = s.positions.show(tenant, position);
+    }
+    Ok(Json(body))
 }
 
 /// `PUT …/settings`: sets the domains and/or the reset policy; every admin of the tenant is
@@ -72,5 +74,5 @@ pub async fn put(
         .app
         .tenant_command(&ctx, command, |state| (200, versioned_settings_json(state)))
         .await?;
-    Ok(answer_response(answer))
+    Ok(answer_response(&s.positions, tenant, answer))
 }
