@@ -1,4 +1,5 @@
-//! The HTTP API: router, shared state, middleware (request ids, traces, metrics, body limit).
+//! The HTTP API: router, shared state, middleware (request ids, traces, metrics, body limit,
+//! the headers every answer carries).
 
 pub mod auth;
 pub mod error;
@@ -24,6 +25,7 @@ use std::sync::Arc;
 use std::time::Instant;
 use tower::{Service, ServiceBuilder};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 
 /// What every handler can reach: a handle, cloned for every request, to [`Shared`].
@@ -85,6 +87,15 @@ const TENANT: &str = "/v1/tenants/{tenant_id}";
 /// instead of cloning a boxed copy of each layer for the route it matched (measured: the
 /// eligibility query's CPU, docs/benchmarks.md round 8). Only the metrics, labelled with the
 /// matched route, wrap the routes.
+///
+/// Every answer, whichever handler, extractor or fallback made it (problems, 404s, the event
+/// stream), leaves with two headers set here once rather than by each handler:
+/// `X-Content-Type-Options: nosniff`, so that a browser never takes a JSON answer, which may
+/// echo what a caller sent, for HTML or script; and `Cache-Control: no-store`, so that no
+/// browser or proxy keeps a copy. The whole API is no-store because nearly all of it carries
+/// contact values, a token's view of an admin or a history, and the rest (health, counters)
+/// loses nothing by it; versions still travel as `ETag` for `If-Match`. It replaces the
+/// event stream's own `no-cache`, which allows storing.
 pub fn service(
     state: HttpState,
 ) -> impl Service<Request, Response = Response, Error = Infallible, Future: Send + 'static>
@@ -94,6 +105,14 @@ pub fn service(
 + 'static {
     ServiceBuilder::new()
         .map_response(IntoResponse::into_response)
+        .layer(SetResponseHeaderLayer::overriding(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        ))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
         .layer(
             TraceLayer::new_for_http()

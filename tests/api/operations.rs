@@ -1,6 +1,7 @@
 //! Health, readiness, metrics and request ids.
 
 use crate::support::spawn_app;
+use reqwest::Method;
 use uuid::Uuid;
 
 #[tokio::test]
@@ -53,4 +54,68 @@ async fn every_answer_carries_a_request_id() {
         .await
         .unwrap();
     assert_eq!(r.headers()["x-request-id"], "caller-chosen-1");
+}
+
+/// The headers every answer must carry, whatever produced it: `nosniff`, so that a browser
+/// never reads a JSON answer (which may echo a caller's input) as HTML or script, and
+/// `no-store`, so that no browser or proxy keeps a copy of contact values, a token's view or a
+/// history.
+fn assert_not_sniffed_nor_stored(r: &reqwest::Response, what: &str) {
+    let headers = r.headers();
+    let all = |name: &str| -> Vec<_> { headers.get_all(name).iter().collect() };
+    assert_eq!(all("x-content-type-options"), ["nosniff"], "{what}");
+    assert_eq!(all("cache-control"), ["no-store"], "{what}");
+}
+
+#[tokio::test]
+async fn every_answer_says_nosniff_and_none_may_be_stored() {
+    let app = spawn_app().await;
+    let admin = Uuid::now_v7();
+    app.add_ok(admin, "mobile_phone", "+45 20 12 34 56").await;
+    let token = app.all_roles();
+    let get = async |url: String| app.send(Method::GET, &url, &token, None).await;
+
+    let r = get(app.admin_path(admin, "/methods")).await;
+    assert_eq!(r.status(), 200);
+    assert_not_sniffed_nor_stored(&r, "a contact view");
+    let r = app.add(admin, "mobile_phone", "+45 20 12 34 57").await;
+    assert_eq!(r.status(), 409);
+    assert_not_sniffed_nor_stored(&r, "a problem answer");
+    let r = app
+        .client
+        .get(app.admin_path(admin, "/methods"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert_not_sniffed_nor_stored(&r, "an answer without a token");
+    let r = get(format!("{}/no/such/route", app.base)).await;
+    assert_eq!(r.status(), 404);
+    assert_not_sniffed_nor_stored(&r, "the fallback");
+    let r = app
+        .send(
+            Method::PUT,
+            &app.admin_path(admin, "/methods"),
+            &token,
+            None,
+        )
+        .await;
+    assert_eq!(r.status(), 405);
+    assert_not_sniffed_nor_stored(&r, "the method fallback");
+    for path in ["/healthz", "/readyz"] {
+        let r = app.get_service(path).await;
+        assert_eq!(r.status(), 200);
+        assert_not_sniffed_nor_stored(&r, path);
+    }
+    // The event stream too (whose own `no-cache` the stricter rule replaces), read as soon as
+    // its headers arrive.
+    let r = get(app.url("/events/stream")).await;
+    assert_eq!(r.status(), 200);
+    assert!(
+        r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream")
+    );
+    assert_not_sniffed_nor_stored(&r, "the event stream");
 }
