@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod error;
 pub mod extract;
+pub mod metrics;
 mod routes;
 
 use crate::app::{Answer, App, CommandContext, IdempotencyRequest};
@@ -18,6 +19,7 @@ use axum::routing::{get, patch, post};
 use axum::{Json, Router};
 use error::ApiError;
 use extract::{CommandHeaders, MAX_BODY_BYTES, etag};
+use metrics::MetricsToken;
 use metrics_exporter_prometheus::PrometheusHandle;
 use sha2::{Digest, Sha256};
 use std::convert::Infallible;
@@ -37,6 +39,8 @@ pub struct Shared {
     pub app: App,
     pub jwt: JwtKeys,
     pub metrics: PrometheusHandle,
+    /// With it, `/metrics` on the API's listener too, for requests bearing it.
+    pub metrics_token: Option<MetricsToken>,
     /// What the SSE streams follow, and what ends them.
     pub live: LiveLog,
     pub stream_shutdown: StreamShutdown,
@@ -47,6 +51,7 @@ impl HttpState {
         app: App,
         jwt: JwtKeys,
         metrics: PrometheusHandle,
+        metrics_token: Option<MetricsToken>,
         live: LiveLog,
         stream_shutdown: StreamShutdown,
     ) -> Self {
@@ -54,6 +59,7 @@ impl HttpState {
             app,
             jwt,
             metrics,
+            metrics_token,
             live,
             stream_shutdown,
         }))
@@ -79,7 +85,19 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// The routes of the API under `/v1/tenants/{tenant_id}`.
 const TENANT: &str = "/v1/tenants/{tenant_id}";
 
-/// The whole API with its middleware, as `serve` runs it.
+/// The whole API with its middleware, as `serve` runs it on its listener (the metrics
+/// listener runs [`metrics::service`]).
+pub fn service(
+    state: HttpState,
+) -> impl Service<Request, Response = Response, Error = Infallible, Future: Send + 'static>
++ Clone
++ Send
++ Sync
++ 'static {
+    with_middleware(router(state))
+}
+
+/// `router` with the middleware of every listener.
 ///
 /// The routes are flat (full paths, no nested router) and the middleware that does not need
 /// the matched route (request ids, traces, body limit) wraps the router once,
@@ -96,8 +114,8 @@ const TENANT: &str = "/v1/tenants/{tenant_id}";
 /// contact values, a token's view of an admin or a history, and the rest (health, counters)
 /// loses nothing by it; versions still travel as `ETag` for `If-Match`. It replaces the
 /// event stream's own `no-cache`, which allows storing.
-pub fn service(
-    state: HttpState,
+fn with_middleware(
+    router: Router,
 ) -> impl Service<Request, Response = Response, Error = Infallible, Future: Send + 'static>
 + Clone
 + Send
@@ -128,14 +146,15 @@ pub fn service(
         )
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .service(router(state))
+        .service(router)
 }
 
-/// The routes, each with its request metrics.
+/// The routes, each with its request metrics. `/metrics` is among them only with a metrics
+/// token (see [`metrics`]); without, it is a path like any other that matches nothing.
 fn router(state: HttpState) -> Router {
     use routes::{eligibility, history, methods, ops, settings};
     let tenant = |path: &str| format!("{TENANT}{path}");
-    Router::new()
+    let routes = Router::new()
         .route(
             &tenant("/admins/{admin_id}/methods"),
             get(methods::list).post(methods::add),
@@ -157,8 +176,13 @@ fn router(state: HttpState) -> Router {
         .route(&tenant("/events/stream"), get(crate::publish::sse::stream))
         .route(&tenant("/settings"), get(settings::get).put(settings::put))
         .route("/healthz", get(ops::healthz))
-        .route("/readyz", get(ops::readyz))
-        .route("/metrics", get(ops::metrics))
+        .route("/readyz", get(ops::readyz));
+    let routes = if state.metrics_token.is_some() {
+        routes.route("/metrics", get(metrics::behind_token))
+    } else {
+        routes
+    };
+    routes
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn(record_metrics))
@@ -193,9 +217,9 @@ async fn record_metrics(req: Request, next: Next) -> Response {
     let method = req.method().to_string();
     let response = next.run(req).await;
     let status = response.status().as_u16().to_string();
-    metrics::counter!("recovery_http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status)
+    ::metrics::counter!("recovery_http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status)
         .increment(1);
-    metrics::histogram!("recovery_http_request_duration_seconds", "method" => method, "route" => route)
+    ::metrics::histogram!("recovery_http_request_duration_seconds", "method" => method, "route" => route)
         .record(start.elapsed().as_secs_f64());
     response
 }
