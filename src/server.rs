@@ -147,15 +147,15 @@ impl Server {
         }
         self.live.stop();
         let result = (&mut self.http).await;
-        let metrics_result = match &mut self.metrics_http {
-            Some(metrics_http) => Some(metrics_http.await),
-            None => None,
+        let metrics_result = match self.metrics_http.as_mut() {
+            Some(metrics_http) => metrics_http.await,
+            None => Ok(Ok(())),
         };
         for t in &self.projection_tasks {
             t.abort();
         }
         result??;
-        metrics_result.transpose()?.transpose()?;
+        metrics_result??;
         Ok(())
     }
 }
