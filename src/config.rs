@@ -1,6 +1,7 @@
 //! Configuration: flags with environment fallbacks, parsed by clap and checked at start.
 
 use crate::http::auth::Role;
+use crate::http::metrics::MetricsToken;
 use crate::store::StoreConfig;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::fmt;
@@ -121,6 +122,15 @@ pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "RECOVERY_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
+    /// Address of the metrics listener (/metrics, /healthz, /readyz), or `off`. Keep it on
+    /// loopback or a private network: the counters show every tenant's activity.
+    #[arg(long, env = "RECOVERY_METRICS_LISTEN", default_value = DEFAULT_METRICS_LISTEN,
+          value_parser = parse_metrics_listen)]
+    pub metrics_listen: MetricsListen,
+    /// Serve /metrics on the API's listener too, to requests with `Authorization: Bearer
+    /// <this token>` (at least 32 bytes); without it, /metrics is not on the API's listener.
+    #[arg(long, env = "RECOVERY_METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<String>,
     #[command(flatten)]
     pub secret: SecretArgs,
     /// NATS server (used by the publisher; optional); a cluster's servers separated by commas.
@@ -145,6 +155,35 @@ pub struct ServeArgs {
     pub no_projections: bool,
     #[command(flatten)]
     pub publish: PublishArgs,
+}
+
+impl ServeArgs {
+    /// The metrics token, checked for length.
+    pub fn metrics_token(&self) -> anyhow::Result<Option<MetricsToken>> {
+        self.metrics_token
+            .as_deref()
+            .map(MetricsToken::new)
+            .transpose()
+    }
+}
+
+/// Where the metrics listener listens unless told otherwise: loopback, on the port commonly
+/// given to a Prometheus exporter of this kind.
+pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9464";
+
+/// `--metrics-listen`: the metrics listener's address, or none (`off`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MetricsListen(pub Option<SocketAddr>);
+
+/// Parses `127.0.0.1:9464`, `[::1]:9464` or `off`.
+pub fn parse_metrics_listen(s: &str) -> Result<MetricsListen, String> {
+    if s.trim().eq_ignore_ascii_case("off") {
+        return Ok(MetricsListen(None));
+    }
+    s.trim()
+        .parse()
+        .map(|addr| MetricsListen(Some(addr)))
+        .map_err(|_| format!("{s:?} is neither an address like 127.0.0.1:9464 nor off"))
 }
 
 /// Publishing to NATS JetStream (used when `--nats-url` is set).
@@ -322,6 +361,8 @@ impl fmt::Debug for ServeArgs {
         f.debug_struct("ServeArgs")
             .field("store", &self.store)
             .field("listen", &self.listen)
+            .field("metrics_listen", &self.metrics_listen)
+            .field("metrics_token", &self.metrics_token.as_ref().map(|_| "***"))
             .field("secret", &self.secret)
             .field("nats_url", &self.nats_url.as_deref().map(redact_url))
             .field("nats_ca", &self.nats_ca)
@@ -362,5 +403,41 @@ mod tests {
             jwt_secret: Some("s3cr3t".into()),
         };
         assert!(!format!("{args:?}").contains("s3cr3t"));
+    }
+
+    #[test]
+    fn the_metrics_listener_is_on_loopback_unless_moved_or_off() {
+        let serve = |args: &[&str]| match Cli::try_parse_from(
+            ["recovery-info", "serve"].iter().chain(args),
+        ) {
+            Ok(Cli {
+                command: Command::Serve(serve),
+                ..
+            }) => serve,
+            other => panic!("{args:?}: {other:?}"),
+        };
+        // Unless the environment of the test run says otherwise.
+        if std::env::var_os("RECOVERY_METRICS_LISTEN").is_none() {
+            let default = serve(&[]).metrics_listen.0.unwrap();
+            assert!(default.ip().is_loopback() && default.port() == 9464);
+        }
+        let moved = serve(&["--metrics-listen", "10.0.0.5:9100"]).metrics_listen;
+        assert_eq!(moved.0, Some("10.0.0.5:9100".parse().unwrap()));
+        assert_eq!(serve(&["--metrics-listen", "off"]).metrics_listen.0, None);
+        assert!(parse_metrics_listen("on").is_err() && parse_metrics_listen("9464").is_err());
+    }
+
+    #[test]
+    fn the_metrics_token_never_reaches_the_logs() {
+        let token = "metrics-token-metrics-token-0123456789";
+        let Ok(Cli {
+            command: Command::Serve(serve),
+            ..
+        }) = Cli::try_parse_from(["recovery-info", "serve", "--metrics-token", token])
+        else {
+            panic!("serve --metrics-token does not parse");
+        };
+        assert!(serve.metrics_token().unwrap().is_some());
+        assert!(!format!("{serve:?}").contains(token));
     }
 }

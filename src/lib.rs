@@ -9,7 +9,7 @@
 //! - [`publish`]: live events out: the JetStream relay, eligibility over NATS, SSE;
 //! - [`app`]: command handling and queries, shared by every interface;
 //! - [`audit`]: the auditor's command-line tools (`audit verify`, `audit export`);
-//! - [`http`]: the axum API (auth, errors, routes);
+//! - [`http`]: the axum API (auth, errors, routes) and the metrics listener;
 //! - [`config`], [`progress`] and [`telemetry`]: configuration, progress lines and
 //!   logs/metrics for the binary; [`task`]: awaiting tasks of the runtime.
 

@@ -72,6 +72,8 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 jwt_secret: args.secret.resolve(&store)?,
                 store: store.clone(),
                 listen: args.listen,
+                metrics_listen: args.metrics_listen.0,
+                metrics_token: args.metrics_token()?,
                 freshness_timeout: Duration::from_millis(args.freshness_timeout_ms),
                 plain_positions: args.plain_positions,
                 settings_limits: recovery_info::domain::SettingsLimits {
@@ -91,7 +93,12 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 }),
             };
             let server = server::start(config).await?;
-            print_banner(server.addr, &store, args.secret.jwt_secret.is_some());
+            print_banner(
+                server.addr,
+                server.metrics_addr,
+                &store,
+                args.secret.jwt_secret.is_some(),
+            );
             shutdown_signal().await;
             tracing::info!("shutting down");
             server.stop().await
@@ -128,8 +135,17 @@ async fn run(command: Command) -> anyhow::Result<()> {
 }
 
 /// What a first-time user needs to go on: where it listens, where the data is, how to get in.
-fn print_banner(addr: std::net::SocketAddr, store: &StoreConfig, explicit_secret: bool) {
+fn print_banner(
+    addr: std::net::SocketAddr,
+    metrics: Option<std::net::SocketAddr>,
+    store: &StoreConfig,
+    explicit_secret: bool,
+) {
     println!("recovery-info listening on http://{addr}");
+    println!(
+        "  metrics: {}",
+        metrics.map_or("off".into(), |m| format!("http://{m}/metrics"))
+    );
     println!("  store: {}", store.describe());
     let secret = match (store, explicit_secret) {
         (_, true) => "signed with RECOVERY_JWT_SECRET".to_owned(),

@@ -1,22 +1,34 @@
-//! Startup: connect and migrate the store, start the projections, bind and serve the API.
+//! Startup: connect and migrate the store, start the projections, bind and serve the API and
+//! the metrics.
 
 use crate::app::App;
 use crate::domain::SettingsLimits;
+use crate::http::metrics::MetricsToken;
 use crate::http::{self, HttpState, auth::JwtKeys, positions::Positions};
 use crate::projections::runner::{Projections, RunnerConfig};
 use crate::publish::{Live, PublisherConfig};
 use crate::store::{Store, StoreConfig};
 use anyhow::Context;
+use axum::extract::Request;
+use axum::response::Response;
+use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::time::Duration;
+use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+use tower::Service;
 
 /// Everything `serve` needs, already validated.
 #[derive(Clone)]
 pub struct ServerConfig {
     pub store: StoreConfig,
     pub listen: SocketAddr,
+    /// The metrics listener's address (`/metrics`, `/healthz`, `/readyz`); none: no such
+    /// listener.
+    pub metrics_listen: Option<SocketAddr>,
+    /// With it, `/metrics` on the API's listener too, for requests bearing it.
+    pub metrics_token: Option<MetricsToken>,
     pub jwt_secret: Vec<u8>,
     pub freshness_timeout: Duration,
     /// Bounds on what a tenant's settings may hold.
@@ -34,9 +46,13 @@ pub struct ServerConfig {
 pub struct Server {
     /// The address actually bound (useful with port 0).
     pub addr: SocketAddr,
+    /// The metrics listener's address actually bound, when there is one.
+    pub metrics_addr: Option<SocketAddr>,
     pub app: App,
-    shutdown: Option<oneshot::Sender<()>>,
+    /// One for each listener.
+    shutdown: Vec<oneshot::Sender<()>>,
     http: JoinHandle<std::io::Result<()>>,
+    metrics_http: Option<JoinHandle<std::io::Result<()>>>,
     projection_tasks: Vec<JoinHandle<()>>,
     live: Live,
 }
@@ -79,17 +95,58 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Server> {
         app.clone(),
         JwtKeys::new(&config.jwt_secret),
         metrics,
+        config.metrics_token,
         live.log.clone(),
         live.stream_shutdown(),
         positions,
     );
-    let listener = tokio::net::TcpListener::bind(config.listen)
+    let listener = TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let addr = listener.local_addr()?;
+    let metrics_listener = match config.metrics_listen {
+        Some(at) => Some(TcpListener::bind(at).await.with_context(|| {
+            format!("cannot listen for the metrics on {at} (--metrics-listen; off for none)")
+        })?),
+        None => None,
+    };
+    let metrics_addr = metrics_listener
+        .as_ref()
+        .map(TcpListener::local_addr)
+        .transpose()?;
+    let mut shutdown = Vec::new();
+    let metrics_http = metrics_listener.map(|listener| {
+        let service = http::metrics::service(state.clone());
+        serve(listener, service, &mut shutdown)
+    });
+    let http = serve(listener, http::service(state), &mut shutdown);
+    tracing::info!(%addr, metrics = ?metrics_addr, "listening");
+    Ok(Server {
+        addr,
+        metrics_addr,
+        app,
+        shutdown,
+        http,
+        metrics_http,
+        projection_tasks,
+        live,
+    })
+}
+
+/// Serves `service` on `listener` until the sender it adds to `shutdown` fires (or goes), then
+/// lets the requests in flight finish.
+fn serve<S>(
+    listener: TcpListener,
+    service: S,
+    shutdown: &mut Vec<oneshot::Sender<()>>,
+) -> JoinHandle<std::io::Result<()>>
+where
+    S: Service<Request, Response = Response, Error = Infallible> + Clone + Send + Sync + 'static,
+    S::Future: Send + 'static,
+{
     let (tx, rx) = oneshot::channel::<()>();
-    let http = tokio::spawn(async move {
-        let service = http::service(state);
+    shutdown.push(tx);
+    tokio::spawn(async move {
         axum::serve(
             http::listener::ApiListener(listener),
             tower::make::Shared::new(service),
@@ -98,31 +155,27 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Server> {
             let _ = rx.await;
         })
         .await
-    });
-    tracing::info!(%addr, "listening");
-    Ok(Server {
-        addr,
-        app,
-        shutdown: Some(tx),
-        http,
-        projection_tasks,
-        live,
     })
 }
 
 impl Server {
-    /// Stops accepting requests, lets the ones in flight finish, and stops the projections
-    /// (a batch in flight rolls back and is redone by the next start).
+    /// Stops accepting requests on both listeners, lets the ones in flight finish, and stops
+    /// the projections (a batch in flight rolls back and is redone by the next start).
     pub async fn stop(mut self) -> anyhow::Result<()> {
-        if let Some(tx) = self.shutdown.take() {
+        for tx in self.shutdown.drain(..) {
             let _ = tx.send(());
         }
         self.live.stop();
         let result = (&mut self.http).await;
+        let metrics_result = match self.metrics_http.as_mut() {
+            Some(metrics_http) => metrics_http.await,
+            None => Ok(Ok(())),
+        };
         for t in &self.projection_tasks {
             t.abort();
         }
         result??;
+        metrics_result??;
         Ok(())
     }
 }
@@ -130,6 +183,9 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         self.http.abort();
+        if let Some(metrics_http) = &self.metrics_http {
+            metrics_http.abort();
+        }
         self.live.stop();
         for t in &self.projection_tasks {
             t.abort();

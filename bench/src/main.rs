@@ -194,6 +194,11 @@ fn service_config(database_url: &str, nats_url: &str, alone: bool) -> ServerConf
             ..PublisherConfig::new(nats_url)
         }),
         listen: ([127, 0, 0, 1], 0).into(),
+        // No metrics listener: the bench reads the service's counters in this process
+        // (`ServiceCounters::read`), and a fixed port would collide with a service running
+        // beside it.
+        metrics_listen: None,
+        metrics_token: None,
         jwt_secret: SECRET.to_vec(),
         freshness_timeout: Duration::from_secs(2),
         settings_limits: Default::default(),

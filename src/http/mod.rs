@@ -1,9 +1,11 @@
-//! The HTTP API: router, shared state, middleware (request ids, traces, metrics, body limit).
+//! The HTTP API: router, shared state, middleware (request ids, traces, metrics, body limit,
+//! the headers every answer carries).
 
 pub mod auth;
 pub mod error;
 pub mod extract;
 pub mod listener;
+pub mod metrics;
 pub mod positions;
 pub(crate) mod routes;
 
@@ -19,6 +21,7 @@ use axum::routing::{get, patch, post};
 use axum::{Json, Router};
 use error::ApiError;
 use extract::{CommandHeaders, MAX_BODY_BYTES, etag};
+use metrics::MetricsToken;
 use metrics_exporter_prometheus::PrometheusHandle;
 use positions::Positions;
 use serde_json::Value;
@@ -28,6 +31,7 @@ use std::sync::Arc;
 use std::time::Instant;
 use tower::{Service, ServiceBuilder};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 
 /// What every handler can reach: a handle, cloned for every request, to [`Shared`].
@@ -39,6 +43,8 @@ pub struct Shared {
     pub app: App,
     pub jwt: JwtKeys,
     pub metrics: PrometheusHandle,
+    /// With it, `/metrics` on the API's listener too, for requests bearing it.
+    pub metrics_token: Option<MetricsToken>,
     /// What the SSE streams follow, and what ends them.
     pub live: LiveLog,
     pub stream_shutdown: StreamShutdown,
@@ -51,6 +57,7 @@ impl HttpState {
         app: App,
         jwt: JwtKeys,
         metrics: PrometheusHandle,
+        metrics_token: Option<MetricsToken>,
         live: LiveLog,
         stream_shutdown: StreamShutdown,
         positions: Positions,
@@ -59,6 +66,7 @@ impl HttpState {
             app,
             jwt,
             metrics,
+            metrics_token,
             live,
             stream_shutdown,
             positions,
@@ -85,14 +93,8 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// The routes of the API under `/v1/tenants/{tenant_id}`.
 const TENANT: &str = "/v1/tenants/{tenant_id}";
 
-/// The whole API with its middleware, as `serve` runs it.
-///
-/// The routes are flat (full paths, no nested router) and the middleware that does not need
-/// the matched route (request ids, traces, body limit) wraps the router once,
-/// rather than every route through `Router::layer`: a request then passes through it once
-/// instead of cloning a boxed copy of each layer for the route it matched (measured: the
-/// eligibility query's CPU, docs/benchmarks.md round 8). Only the metrics, labelled with the
-/// matched route, wrap the routes.
+/// The whole API with its middleware, as `serve` runs it on its listener (the metrics
+/// listener runs [`metrics::service`]).
 pub fn service(
     state: HttpState,
 ) -> impl Service<Request, Response = Response, Error = Infallible, Future: Send + 'static>
@@ -100,8 +102,43 @@ pub fn service(
 + Send
 + Sync
 + 'static {
+    with_middleware(router(state))
+}
+
+/// `router` with the middleware of every listener.
+///
+/// The routes are flat (full paths, no nested router) and the middleware that does not need
+/// the matched route (request ids, traces, body limit) wraps the router once,
+/// rather than every route through `Router::layer`: a request then passes through it once
+/// instead of cloning a boxed copy of each layer for the route it matched (measured: the
+/// eligibility query's CPU, docs/benchmarks.md round 8). Only the metrics, labelled with the
+/// matched route, wrap the routes.
+///
+/// Every answer, whichever handler, extractor or fallback made it (problems, 404s, the event
+/// stream), leaves with two headers set here once rather than by each handler:
+/// `X-Content-Type-Options: nosniff`, so that a browser never takes a JSON answer, which may
+/// echo what a caller sent, for HTML or script; and `Cache-Control: no-store`, so that no
+/// browser or proxy keeps a copy. The whole API is no-store because nearly all of it carries
+/// contact values, a token's view of an admin or a history, and the rest (health, counters)
+/// loses nothing by it; versions still travel as `ETag` for `If-Match`. It replaces the
+/// event stream's own `no-cache`, which allows storing.
+fn with_middleware(
+    router: Router,
+) -> impl Service<Request, Response = Response, Error = Infallible, Future: Send + 'static>
++ Clone
++ Send
++ Sync
++ 'static {
     ServiceBuilder::new()
         .map_response(IntoResponse::into_response)
+        .layer(SetResponseHeaderLayer::overriding(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        ))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
         .layer(
             TraceLayer::new_for_http()
@@ -117,14 +154,15 @@ pub fn service(
         )
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .service(router(state))
+        .service(router)
 }
 
-/// The routes, each with its request metrics.
+/// The routes, each with its request metrics. `/metrics` is among them only with a metrics
+/// token (see [`metrics`]); without, it is a path like any other that matches nothing.
 fn router(state: HttpState) -> Router {
     use routes::{eligibility, history, methods, ops, settings};
     let tenant = |path: &str| format!("{TENANT}{path}");
-    Router::new()
+    let routes = Router::new()
         .route(
             &tenant("/admins/{admin_id}/methods"),
             get(methods::list).post(methods::add),
@@ -146,8 +184,13 @@ fn router(state: HttpState) -> Router {
         .route(&tenant("/events/stream"), get(crate::publish::sse::stream))
         .route(&tenant("/settings"), get(settings::get).put(settings::put))
         .route("/healthz", get(ops::healthz))
-        .route("/readyz", get(ops::readyz))
-        .route("/metrics", get(ops::metrics))
+        .route("/readyz", get(ops::readyz));
+    let routes = if state.metrics_token.is_some() {
+        routes.route("/metrics", get(metrics::behind_token))
+    } else {
+        routes
+    };
+    routes
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn(record_metrics))
@@ -182,9 +225,9 @@ async fn record_metrics(req: Request, next: Next) -> Response {
     let method = req.method().to_string();
     let response = next.run(req).await;
     let status = response.status().as_u16().to_string();
-    metrics::counter!("recovery_http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status)
+    ::metrics::counter!("recovery_http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status)
         .increment(1);
-    metrics::histogram!("recovery_http_request_duration_seconds", "method" => method, "route" => route)
+    ::metrics::histogram!("recovery_http_request_duration_seconds", "method" => method, "route" => route)
         .record(start.elapsed().as_secs_f64());
     response
 }

@@ -9,6 +9,8 @@ fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
     cmd.args(args)
         .env_remove("DATABASE_URL")
         .env_remove("RECOVERY_JWT_SECRET")
+        // Never the default port: tests run side by side.
+        .env("RECOVERY_METRICS_LISTEN", "127.0.0.1:0")
         .env("RUST_LOG", "warn");
     for (k, v) in env {
         cmd.env(k, v);

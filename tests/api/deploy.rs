@@ -65,3 +65,15 @@ fn the_alert_rules_fire_as_their_tests_say() {
         succeeds(Command::new("promtool").args(args).current_dir(dir));
     }
 }
+
+/// `deploy/prometheus/prometheus.yml`, the scrape configuration of the metrics listeners, loads
+/// with the alert rules it names.
+#[test]
+fn the_scrape_configuration_loads_with_its_alert_rules() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/prometheus");
+    succeeds(
+        Command::new("promtool")
+            .args(["check", "config", "prometheus.yml"])
+            .current_dir(dir),
+    );
+}

@@ -12,6 +12,9 @@ fn binary() -> Command {
     cmd.env_remove("DATABASE_URL")
         .env_remove("RECOVERY_JWT_SECRET")
         .env_remove("RECOVERY_DATA_DIR")
+        .env_remove("RECOVERY_METRICS_TOKEN")
+        // Never the default port: tests run side by side.
+        .env("RECOVERY_METRICS_LISTEN", "127.0.0.1:0")
         .env("RUST_LOG", "warn");
     cmd
 }
@@ -22,8 +25,17 @@ fn temp_dir() -> PathBuf {
 
 /// Starts `serve` on `data_dir` and returns the child and its base URL, read from the banner.
 fn serve(data_dir: &Path) -> (Child, String) {
+    let (child, base, _) = serve_with_metrics(data_dir, "127.0.0.1:0");
+    (child, base)
+}
+
+/// [`serve`] with `--metrics-listen metrics_listen`; also returns the metrics listener's base
+/// URL from the banner, if it has one.
+fn serve_with_metrics(data_dir: &Path, metrics_listen: &str) -> (Child, String, Option<String>) {
     let mut child = binary()
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .args(["serve", "--listen", "127.0.0.1:0", "--metrics-listen"])
+        .arg(metrics_listen)
+        .arg("--data-dir")
         .arg(data_dir)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -36,6 +48,12 @@ fn serve(data_dir: &Path) -> (Child, String) {
         .strip_prefix("recovery-info listening on ")
         .unwrap_or_else(|| panic!("unexpected banner {first:?}"))
         .to_owned();
+    let metrics = lines.next().unwrap().unwrap();
+    let metrics = match metrics.strip_prefix("  metrics: ") {
+        Some("off") => None,
+        Some(url) => Some(url.strip_suffix("/metrics").unwrap().to_owned()),
+        None => panic!("unexpected banner line {metrics:?}"),
+    };
     let store = lines.next().unwrap().unwrap();
     assert!(store.contains("embedded SQLite"), "{store}");
     assert!(store.contains(&data_dir.display().to_string()), "{store}");
@@ -43,7 +61,69 @@ fn serve(data_dir: &Path) -> (Child, String) {
     assert!(tokens.contains("jwt-secret"), "{tokens}");
     // Keep draining stdout so the child never blocks on a full pipe.
     std::thread::spawn(move || lines.for_each(drop));
-    (child, base)
+    (child, base, metrics)
+}
+
+/// The TCP ports the process `pid` listens on: its sockets (from `/proc/<pid>/fd`) that
+/// `/proc/<pid>/net/tcp{,6}` shows in the LISTEN state.
+fn listening_ports(pid: u32) -> Vec<u16> {
+    let sockets: std::collections::HashSet<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+        .filter_map(|target| {
+            let target = target.to_str()?;
+            Some(
+                target
+                    .strip_prefix("socket:[")?
+                    .strip_suffix(']')?
+                    .to_owned(),
+            )
+        })
+        .collect();
+    let mut ports = Vec::new();
+    for table in ["tcp", "tcp6"] {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/net/{table}")).unwrap_or_default();
+        for line in text.lines().skip(1) {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            // local_address is fields[1] (ADDR:PORT in hex), st fields[3] (0A: LISTEN),
+            // inode fields[9].
+            if fields.len() > 9 && fields[3] == "0A" && sockets.contains(fields[9]) {
+                let port = fields[1].rsplit(':').next().unwrap();
+                ports.push(u16::from_str_radix(port, 16).unwrap());
+            }
+        }
+    }
+    ports.sort_unstable();
+    ports
+}
+
+fn port_of(base: &str) -> u16 {
+    base.rsplit(':').next().unwrap().parse().unwrap()
+}
+
+#[tokio::test]
+async fn metrics_listen_off_binds_nothing_but_the_api() {
+    let data_dir = temp_dir();
+    let (mut child, base, metrics) = serve_with_metrics(&data_dir, "off");
+    assert_eq!(metrics, None, "the banner says off");
+    assert_eq!(listening_ports(child.id()), [port_of(&base)]);
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    // Not vacuous: with an address, the process listens there too, and serves the counters.
+    let (mut child, base, metrics) = serve_with_metrics(&data_dir, "127.0.0.1:0");
+    let metrics = metrics.expect("a metrics listener in the banner");
+    let mut expected = vec![port_of(&base), port_of(&metrics)];
+    expected.sort_unstable();
+    assert_eq!(listening_ports(child.id()), expected);
+    let r = reqwest::get(format!("{metrics}/metrics")).await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.text().await.unwrap().contains("recovery_"));
+    let r = reqwest::get(format!("{base}/metrics")).await.unwrap();
+    assert_eq!(r.status(), 404, "not on the API's listener");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let _ = std::fs::remove_dir_all(&data_dir);
 }
 
 fn token(data_dir: &Path, tenant: Uuid, subject: &str, role: &str) -> String {

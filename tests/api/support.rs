@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 use recovery_info::http::auth::{JwtKeys, Role};
+use recovery_info::http::metrics::MetricsToken;
 use recovery_info::projections::runner::RunnerConfig;
 use recovery_info::publish::PublisherConfig;
 use recovery_info::server::{self, Server, ServerConfig};
@@ -111,6 +112,9 @@ pub struct Options {
     /// Global positions as numbers (the suite's assertions are written against them); the
     /// sealed tokens the service shows by default are tested in `positions.rs`.
     pub plain_positions: bool,
+    /// The metrics listener's address: by default a free port on loopback.
+    pub metrics_listen: Option<std::net::SocketAddr>,
+    pub metrics_token: Option<MetricsToken>,
 }
 
 impl Default for Options {
@@ -120,6 +124,8 @@ impl Default for Options {
             freshness_timeout: Duration::from_secs(5),
             publisher: None,
             plain_positions: true,
+            metrics_listen: Some("127.0.0.1:0".parse().unwrap()),
+            metrics_token: None,
         }
     }
 }
@@ -193,6 +199,8 @@ pub async fn spawn_store(store: StoreConfig, options: Options) -> TestApp {
     let server = server::start(ServerConfig {
         store: store.clone(),
         listen: "127.0.0.1:0".parse().unwrap(),
+        metrics_listen: options.metrics_listen,
+        metrics_token: options.metrics_token,
         jwt_secret: SECRET.as_bytes().to_vec(),
         freshness_timeout: options.freshness_timeout,
         settings_limits: Default::default(),
@@ -357,7 +365,8 @@ impl TestApp {
             .await
     }
 
-    /// A `GET` of one of the service's own paths (`/healthz`, `/metrics`, …), without a token.
+    /// A `GET` of one of the service's own paths (`/healthz`, `/readyz`, …) on the API's
+    /// listener, without a token.
     pub async fn get_service(&self, path: &str) -> Response {
         self.client
             .get(format!("{}{path}", self.base))
@@ -366,9 +375,21 @@ impl TestApp {
             .unwrap()
     }
 
-    /// The text of `/metrics`.
+    /// A `GET` of `path` on the metrics listener.
+    pub async fn get_metrics_listener(&self, path: &str) -> Response {
+        let addr = self.server.metrics_addr.expect("a metrics listener");
+        self.client
+            .get(format!("http://{addr}{path}"))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// The text of `/metrics`, from the metrics listener.
     pub async fn metrics(&self) -> String {
-        self.get_service("/metrics").await.text().await.unwrap()
+        let r = self.get_metrics_listener("/metrics").await;
+        assert_eq!(r.status(), 200, "/metrics on the metrics listener");
+        r.text().await.unwrap()
     }
 
     /// Eligibility at least as fresh as the log's head.
