@@ -26,28 +26,45 @@ fn temp_dir() -> PathBuf {
 
 /// Starts `serve` on `data_dir` and returns the child and its base URL, read from the banner.
 fn serve(data_dir: &Path) -> (Child, String) {
-    let mut child = binary()
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(data_dir)
+    let mut cmd = binary();
+    cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data_dir);
+    let (child, base, banner) = start(&mut cmd);
+    assert!(
+        banner[1].contains(&data_dir.display().to_string()),
+        "{banner:?}"
+    );
+    (child, base)
+}
+
+/// Starts a `serve` command on the embedded store and returns the child, its base URL and the
+/// banner's lines, checked for their shape.
+fn start(cmd: &mut Command) -> (Child, String, Vec<String>) {
+    let mut child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .expect("start serve");
     let stdout = child.stdout.take().unwrap();
     let mut lines = BufReader::new(stdout).lines();
-    let first = lines.next().expect("a banner").unwrap();
-    let base = first
+    let mut banner = Vec::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        let last = line.trim_start().starts_with("(roles:");
+        banner.push(line);
+        if last {
+            break;
+        }
+    }
+    let base = banner[0]
         .strip_prefix("recovery-info listening on ")
-        .unwrap_or_else(|| panic!("unexpected banner {first:?}"))
+        .unwrap_or_else(|| panic!("unexpected banner {banner:?}"))
         .to_owned();
-    let store = lines.next().unwrap().unwrap();
-    assert!(store.contains("embedded SQLite"), "{store}");
-    assert!(store.contains(&data_dir.display().to_string()), "{store}");
-    let tokens = lines.next().unwrap().unwrap();
-    assert!(tokens.contains("jwt-secret"), "{tokens}");
+    assert!(banner[1].contains("embedded SQLite"), "{banner:?}");
+    assert!(banner[2].contains("jwt-secret"), "{banner:?}");
     // Keep draining stdout so the child never blocks on a full pipe.
     std::thread::spawn(move || lines.for_each(drop));
-    (child, base)
+    (child, base, banner)
 }
 
 fn token(data_dir: &Path, tenant: Uuid, subject: &str, role: &str) -> String {
@@ -192,6 +209,61 @@ fn exits_within(cmd: &mut Command, limit: Duration) -> Output {
             panic!("{cmd:?} still runs after {limit:?}: it should have refused to start");
         }
     }
+}
+
+#[tokio::test]
+async fn the_banner_prints_a_token_command_that_works_as_typed() {
+    let cwd = temp_dir();
+    std::fs::create_dir_all(&cwd).unwrap();
+    // A relative data directory, as `cargo run -- serve` has by default.
+    let (mut child, base, banner) = start(binary().current_dir(&cwd).args([
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        "data",
+    ]));
+    let data_dir = format!("--data-dir {}", cwd.join("data").display());
+    let command = banner
+        .iter()
+        .find(|l| l.contains(" token --tenant "))
+        .unwrap_or_else(|| panic!("no token command in {banner:?}"));
+    assert!(command.ends_with(&data_dir), "{command}");
+    // Pasted into a shell elsewhere, with the placeholders filled in.
+    let (tenant, admin) = (Uuid::now_v7(), Uuid::now_v7());
+    let typed = command
+        .trim()
+        .replace("<tenant-uuid>", &tenant.to_string())
+        .replace("<admin-uuid>", &admin.to_string());
+    let out = succeeds(
+        Command::new("sh")
+            .args(["-c", &typed])
+            .current_dir("/")
+            .env_remove("RECOVERY_JWT_SECRET")
+            .env_remove("RECOVERY_DATA_DIR"),
+    );
+    let token = String::from_utf8(out.stdout).unwrap();
+    let r = reqwest::Client::new()
+        .get(format!("{base}/v1/tenants/{tenant}/admins/{admin}/methods"))
+        .bearer_auth(token.trim())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{typed}");
+    // The binary runs from cargo's target directory: the cargo form is offered too.
+    let cargo = format!(
+        "or, in {}: cargo run -q -- token --tenant",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    assert!(
+        banner
+            .iter()
+            .any(|l| l.trim().starts_with(&cargo) && l.ends_with(&data_dir)),
+        "{banner:?}"
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let _ = std::fs::remove_dir_all(&cwd);
 }
 
 fn fails_with_one_line(cmd: &mut Command) -> String {
