@@ -199,11 +199,18 @@ pub enum MissingSecret {
 impl SecretArgs {
     /// The secret to sign and check tokens with, checked for length.
     pub fn resolve(&self, store: &StoreConfig, missing: MissingSecret) -> anyhow::Result<Vec<u8>> {
-        let secret = match (&self.jwt_secret, store) {
-            (Some(s), _) => s.clone().into_bytes(),
+        match (&self.jwt_secret, store) {
+            (Some(s), _) => {
+                anyhow::ensure!(
+                    s.len() >= MIN_SECRET_BYTES,
+                    "RECOVERY_JWT_SECRET must be at least {MIN_SECRET_BYTES} bytes long (got {})",
+                    s.len()
+                );
+                Ok(s.clone().into_bytes())
+            }
             (None, StoreConfig::Embedded { data_dir }) => match load_secret(data_dir)? {
-                Some(secret) => secret,
-                None if missing == MissingSecret::Generate => create_secret(data_dir)?,
+                Some(secret) => Ok(secret),
+                None if missing == MissingSecret::Generate => create_secret(data_dir),
                 None => anyhow::bail!(
                     "no token secret at {}: `serve` generates it in its data directory; pass that \
                      directory with --data-dir (or set RECOVERY_JWT_SECRET)",
@@ -213,29 +220,38 @@ impl SecretArgs {
             (None, StoreConfig::Postgres { .. }) => {
                 anyhow::bail!("RECOVERY_JWT_SECRET (or --jwt-secret) is required with DATABASE_URL")
             }
-        };
-        anyhow::ensure!(
-            secret.len() >= MIN_SECRET_BYTES,
-            "RECOVERY_JWT_SECRET must be at least {MIN_SECRET_BYTES} bytes long (got {})",
-            secret.len()
-        );
-        Ok(secret)
+        }
     }
 }
 
-/// The secret kept in `data_dir`, if there is one.
+/// The secret kept in `data_dir`, checked for length; `None` when there is no such file. Any
+/// other failure to read it (a directory in its place, no permission) names the file.
 fn load_secret(data_dir: &std::path::Path) -> anyhow::Result<Option<Vec<u8>>> {
-    match std::fs::read(data_dir.join(SECRET_FILE)) {
-        Ok(existing) => Ok(Some(existing.trim_ascii().to_vec())),
-        Err(_) => Ok(None),
-    }
+    use std::io::ErrorKind;
+    let path = data_dir.join(SECRET_FILE);
+    let secret = match std::fs::read(&path) {
+        Ok(existing) => existing.trim_ascii().to_vec(),
+        // Not a directory: a part of the data directory's path is a file; creating the
+        // directory says so.
+        Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::NotADirectory) => {
+            return Ok(None);
+        }
+        Err(e) => anyhow::bail!("cannot read the token secret {}: {e}", path.display()),
+    };
+    anyhow::ensure!(
+        secret.len() >= MIN_SECRET_BYTES,
+        "the token secret in {} must be at least {MIN_SECRET_BYTES} bytes long (got {})",
+        path.display(),
+        secret.len()
+    );
+    Ok(Some(secret))
 }
 
 /// Generates a secret and keeps it in `data_dir`, readable by its owner only.
 fn create_secret(data_dir: &std::path::Path) -> anyhow::Result<Vec<u8>> {
     use anyhow::Context;
     let path = data_dir.join(SECRET_FILE);
-    std::fs::create_dir_all(data_dir)
+    crate::store::sqlite::create_data_dir(data_dir)
         .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
     // Three random UUIDs: 366 random bits from the operating system's generator.
     let secret: String = (0..3)

@@ -68,6 +68,20 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Serve(args) => {
             tracing::debug!(config = ?args, "configuration");
             let store = args.store.store_config();
+            let publisher = args.nats_url.as_ref().map(|url| PublisherConfig {
+                stream_name: args.publish.nats_stream.clone(),
+                subject_prefix: args.publish.nats_subject_prefix.clone(),
+                duplicate_window: args.publish.nats_duplicate_window,
+                replicas: usize::from(args.publish.nats_replicas),
+                ca_file: args.nats_ca.clone(),
+                reveal_values: args.publish.publish_raw_values,
+                lease: args.publish.publisher_lease,
+                ..PublisherConfig::new(url)
+            });
+            // Before the secret, whose generation creates the data directory: a configuration
+            // that cannot work leaves nothing behind (`server::start` checks it too, for the
+            // library's callers).
+            recovery_info::publish::check_store(publisher.as_ref(), &store)?;
             let config = ServerConfig {
                 jwt_secret: args.secret.resolve(&store, MissingSecret::Generate)?,
                 store: store.clone(),
@@ -75,16 +89,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 freshness_timeout: Duration::from_millis(args.freshness_timeout_ms),
                 runner: RunnerConfig::default(),
                 run_projections: !args.no_projections,
-                publisher: args.nats_url.as_ref().map(|url| PublisherConfig {
-                    stream_name: args.publish.nats_stream.clone(),
-                    subject_prefix: args.publish.nats_subject_prefix.clone(),
-                    duplicate_window: args.publish.nats_duplicate_window,
-                    replicas: usize::from(args.publish.nats_replicas),
-                    ca_file: args.nats_ca.clone(),
-                    reveal_values: args.publish.publish_raw_values,
-                    lease: args.publish.publisher_lease,
-                    ..PublisherConfig::new(url)
-                }),
+                publisher,
             };
             let server = server::start(config).await?;
             print_banner(server.addr, &store, args.secret.jwt_secret.is_some());

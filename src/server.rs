@@ -1,4 +1,5 @@
-//! Startup: connect and migrate the store, start the projections, bind and serve the API.
+//! Startup: bind the listener, connect and migrate the store, start the projections, serve the
+//! API.
 
 use crate::app::App;
 use crate::http::{self, HttpState, auth::JwtKeys};
@@ -40,8 +41,15 @@ pub struct Server {
 pub async fn start(config: ServerConfig) -> anyhow::Result<Server> {
     // Refuse a configuration that cannot work before anything is started.
     crate::publish::check_store(config.publisher.as_ref(), &config.store)?;
+    // Bound before anything starts that a failure would have to tear down: a port in use is
+    // refused with its one line, not with projection batches cancelled by the exit as well.
+    // Connections that arrive while the store migrates wait in the backlog.
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let addr = listener.local_addr()?;
     // The recorder first: what the projections and the publisher record before the listener
-    // is up (the publisher's leadership, say) would otherwise go to no recorder and be lost.
+    // serves (the publisher's leadership, say) would otherwise go to no recorder and be lost.
     let metrics = crate::telemetry::metrics_handle();
     let store = Store::open(&config.store)
         .await
@@ -56,9 +64,15 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Server> {
         (Projections::external(store.clone()), Vec::new())
     };
     let app = App::new(store, projections, config.freshness_timeout);
-    let live = Live::start(&app, &config.store, config.publisher.as_ref())
-        .await
-        .context("cannot start live publishing")?;
+    let live = match Live::start(&app, &config.store, config.publisher.as_ref()).await {
+        Ok(live) => live,
+        Err(e) => {
+            for t in &projection_tasks {
+                t.abort();
+            }
+            return Err(e).context("cannot start live publishing");
+        }
+    };
     let state = HttpState::new(
         app.clone(),
         JwtKeys::new(&config.jwt_secret),
@@ -66,10 +80,6 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Server> {
         live.log.clone(),
         live.stream_shutdown(),
     );
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", config.listen))?;
-    let addr = listener.local_addr()?;
     let (tx, rx) = oneshot::channel::<()>();
     let http = tokio::spawn(async move {
         let service = http::service(state);
