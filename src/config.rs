@@ -100,7 +100,8 @@ pub struct StoreArgs {
 }
 
 impl StoreArgs {
-    /// The backend these arguments choose.
+    /// The backend these arguments choose. The data directory is made absolute, so that what
+    /// names it (the banner's token command, an error) means the same from any directory.
     pub fn store_config(&self) -> StoreConfig {
         match &self.database_url {
             Some(url) => StoreConfig::Postgres {
@@ -108,7 +109,8 @@ impl StoreArgs {
                 pool_size: self.db_pool_size,
             },
             None => StoreConfig::Embedded {
-                data_dir: self.data_dir.clone(),
+                data_dir: std::path::absolute(&self.data_dir)
+                    .unwrap_or_else(|_| self.data_dir.clone()),
             },
         }
     }
@@ -231,32 +233,72 @@ pub struct SecretArgs {
 /// The file in the data directory that keeps the embedded mode's generated secret.
 pub const SECRET_FILE: &str = "jwt-secret";
 
+/// What [`SecretArgs::resolve`] does when the embedded store's secret file does not exist.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MissingSecret {
+    /// Generate one: `serve`, the zero-setup start.
+    Generate,
+    /// Refuse: `token` run in the wrong directory would otherwise make a secret of its own and
+    /// sign tokens that no server accepts.
+    Refuse,
+}
+
 impl SecretArgs {
     /// The secret to sign and check tokens with, checked for length.
-    pub fn resolve(&self, store: &StoreConfig) -> anyhow::Result<Vec<u8>> {
-        let secret = match (&self.jwt_secret, store) {
-            (Some(s), _) => s.clone().into_bytes(),
-            (None, StoreConfig::Embedded { data_dir }) => load_or_create_secret(data_dir)?,
+    pub fn resolve(&self, store: &StoreConfig, missing: MissingSecret) -> anyhow::Result<Vec<u8>> {
+        match (&self.jwt_secret, store) {
+            (Some(s), _) => {
+                anyhow::ensure!(
+                    s.len() >= MIN_SECRET_BYTES,
+                    "RECOVERY_JWT_SECRET must be at least {MIN_SECRET_BYTES} bytes long (got {})",
+                    s.len()
+                );
+                Ok(s.clone().into_bytes())
+            }
+            (None, StoreConfig::Embedded { data_dir }) => match load_secret(data_dir)? {
+                Some(secret) => Ok(secret),
+                None if missing == MissingSecret::Generate => create_secret(data_dir),
+                None => anyhow::bail!(
+                    "no token secret at {}: `serve` generates it in its data directory; pass that \
+                     directory with --data-dir (or set RECOVERY_JWT_SECRET)",
+                    data_dir.join(SECRET_FILE).display()
+                ),
+            },
             (None, StoreConfig::Postgres { .. }) => {
                 anyhow::bail!("RECOVERY_JWT_SECRET (or --jwt-secret) is required with DATABASE_URL")
             }
-        };
-        anyhow::ensure!(
-            secret.len() >= MIN_SECRET_BYTES,
-            "RECOVERY_JWT_SECRET must be at least {MIN_SECRET_BYTES} bytes long (got {})",
-            secret.len()
-        );
-        Ok(secret)
+        }
     }
 }
 
-fn load_or_create_secret(data_dir: &std::path::Path) -> anyhow::Result<Vec<u8>> {
+/// The secret kept in `data_dir`, checked for length; `None` when there is no such file. Any
+/// other failure to read it (a directory in its place, no permission) names the file.
+fn load_secret(data_dir: &std::path::Path) -> anyhow::Result<Option<Vec<u8>>> {
+    use std::io::ErrorKind;
+    let path = data_dir.join(SECRET_FILE);
+    let secret = match std::fs::read(&path) {
+        Ok(existing) => existing.trim_ascii().to_vec(),
+        // Not a directory: a part of the data directory's path is a file; creating the
+        // directory says so.
+        Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::NotADirectory) => {
+            return Ok(None);
+        }
+        Err(e) => anyhow::bail!("cannot read the token secret {}: {e}", path.display()),
+    };
+    anyhow::ensure!(
+        secret.len() >= MIN_SECRET_BYTES,
+        "the token secret in {} must be at least {MIN_SECRET_BYTES} bytes long (got {})",
+        path.display(),
+        secret.len()
+    );
+    Ok(Some(secret))
+}
+
+/// Generates a secret and keeps it in `data_dir`, readable by its owner only.
+fn create_secret(data_dir: &std::path::Path) -> anyhow::Result<Vec<u8>> {
     use anyhow::Context;
     let path = data_dir.join(SECRET_FILE);
-    if let Ok(existing) = std::fs::read(&path) {
-        return Ok(existing.trim_ascii().to_vec());
-    }
-    std::fs::create_dir_all(data_dir)
+    crate::store::sqlite::create_data_dir(data_dir)
         .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
     // Three random UUIDs: 366 random bits from the operating system's generator.
     let secret: String = (0..3)

@@ -2,7 +2,7 @@
 
 use clap::Parser;
 use recovery_info::audit::verify::VerifyError;
-use recovery_info::config::{Cli, Command};
+use recovery_info::config::{Cli, Command, MissingSecret, SECRET_FILE};
 use recovery_info::http::auth::JwtKeys;
 use recovery_info::projections::runner::RunnerConfig;
 use recovery_info::publish::PublisherConfig;
@@ -68,8 +68,22 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Serve(args) => {
             tracing::debug!(config = ?args, "configuration");
             let store = args.store.store_config();
+            let publisher = args.nats_url.as_ref().map(|url| PublisherConfig {
+                stream_name: args.publish.nats_stream.clone(),
+                subject_prefix: args.publish.nats_subject_prefix.clone(),
+                duplicate_window: args.publish.nats_duplicate_window,
+                replicas: usize::from(args.publish.nats_replicas),
+                ca_file: args.nats_ca.clone(),
+                reveal_values: args.publish.publish_raw_values,
+                lease: args.publish.publisher_lease,
+                ..PublisherConfig::new(url)
+            });
+            // Before the secret, whose generation creates the data directory: a configuration
+            // that cannot work leaves nothing behind (`server::start` checks it too, for the
+            // library's callers).
+            recovery_info::publish::check_store(publisher.as_ref(), &store)?;
             let config = ServerConfig {
-                jwt_secret: args.secret.resolve(&store)?,
+                jwt_secret: args.secret.resolve(&store, MissingSecret::Generate)?,
                 store: store.clone(),
                 listen: args.listen,
                 metrics_listen: args.metrics_listen.0,
@@ -81,16 +95,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 },
                 runner: RunnerConfig::default(),
                 run_projections: !args.no_projections,
-                publisher: args.nats_url.as_ref().map(|url| PublisherConfig {
-                    stream_name: args.publish.nats_stream.clone(),
-                    subject_prefix: args.publish.nats_subject_prefix.clone(),
-                    duplicate_window: args.publish.nats_duplicate_window,
-                    replicas: usize::from(args.publish.nats_replicas),
-                    ca_file: args.nats_ca.clone(),
-                    reveal_values: args.publish.publish_raw_values,
-                    lease: args.publish.publisher_lease,
-                    ..PublisherConfig::new(url)
-                }),
+                publisher,
             };
             let server = server::start(config).await?;
             print_banner(
@@ -119,7 +124,8 @@ async fn run(command: Command) -> anyhow::Result<()> {
         })
         .await?),
         Command::Token(args) => {
-            let keys = JwtKeys::new(&args.secret.resolve(&args.store.store_config())?);
+            let store = args.store.store_config();
+            let keys = JwtKeys::new(&args.secret.resolve(&store, MissingSecret::Refuse)?);
             let token = keys.mint(
                 args.tenant,
                 &args.subject,
@@ -134,7 +140,9 @@ async fn run(command: Command) -> anyhow::Result<()> {
     }
 }
 
-/// What a first-time user needs to go on: where it listens, where the data is, how to get in.
+/// What a first-time user needs to go on: where it listens, where the data is, how to get in:
+/// a token command that works as typed, from any directory (the binary's real path and the
+/// data directory's absolute one), and the `cargo run` form when it runs from a cargo build.
 fn print_banner(
     addr: std::net::SocketAddr,
     metrics: Option<std::net::SocketAddr>,
@@ -147,19 +155,69 @@ fn print_banner(
         metrics.map_or("off".into(), |m| format!("http://{m}/metrics"))
     );
     println!("  store: {}", store.describe());
-    let secret = match (store, explicit_secret) {
-        (_, true) => "signed with RECOVERY_JWT_SECRET".to_owned(),
-        (StoreConfig::Embedded { data_dir }, false) => format!(
-            "signed with the secret kept in {}",
-            data_dir.join(recovery_info::config::SECRET_FILE).display()
+    let (secret, store_flag) = match (store, explicit_secret) {
+        (StoreConfig::Embedded { data_dir }, false) => (
+            format!(
+                "signed with the secret kept in {};",
+                data_dir.join(SECRET_FILE).display()
+            ),
+            format!(
+                " --data-dir {}",
+                shell_word(&data_dir.display().to_string())
+            ),
         ),
-        (StoreConfig::Postgres { .. }, false) => "signed with RECOVERY_JWT_SECRET".to_owned(),
+        _ => (
+            "signed with RECOVERY_JWT_SECRET; with the same secret in the environment,".to_owned(),
+            String::new(),
+        ),
     };
-    println!("  tokens: {secret}; mint one with");
-    println!(
-        "    recovery-info token --tenant <tenant-uuid> --subject <admin-uuid> --role self_service"
+    let mint = format!(
+        "token --tenant <tenant-uuid> --subject <admin-uuid> --role self_service{store_flag}"
     );
+    let exe = std::env::current_exe().ok();
+    let program = exe.as_deref().map_or("recovery-info".to_owned(), |p| {
+        shell_word(&p.display().to_string())
+    });
+    println!("  tokens: {secret} mint one with");
+    println!("    {program} {mint}");
+    if let Some((project, profile)) = exe.as_deref().and_then(cargo_build) {
+        println!(
+            "    or, in {}: cargo run -q{profile} -- {mint}",
+            project.display()
+        );
+    }
     println!("  (roles: self_service, authentication_admin, reset_service, auditor, dashboard)");
+}
+
+/// The project and the `cargo run` profile flag of a binary that cargo built into the
+/// project's `target/<profile>/`.
+fn cargo_build(exe: &std::path::Path) -> Option<(&std::path::Path, String)> {
+    let profile_dir = exe.parent()?;
+    let target = profile_dir.parent()?;
+    let project = target.parent()?;
+    if target.file_name()? != "target" || !project.join("Cargo.toml").is_file() {
+        return None;
+    }
+    let flag = match profile_dir.file_name()?.to_str()? {
+        "debug" => String::new(),
+        "release" => " --release".to_owned(),
+        other => format!(" --profile {other}"),
+    };
+    Some((project, flag))
+}
+
+/// `word` as a shell reads it back: as it is when a shell leaves all its characters alone,
+/// single-quoted otherwise.
+fn shell_word(word: &str) -> String {
+    let plain = !word.is_empty()
+        && word
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-+:@,=%".contains(c));
+    if plain {
+        word.to_owned()
+    } else {
+        format!("'{}'", word.replace('\'', r"'\''"))
+    }
 }
 
 async fn shutdown_signal() {

@@ -57,49 +57,13 @@ pub struct Server {
     live: Live,
 }
 
-/// Connects, migrates, starts the projections and serves the API.
+/// Binds, connects, migrates, starts the projections and serves the API and the metrics.
 pub async fn start(config: ServerConfig) -> anyhow::Result<Server> {
     // Refuse a configuration that cannot work before anything is started.
     crate::publish::check_store(config.publisher.as_ref(), &config.store)?;
-    // The recorder first: what the projections and the publisher record before the listener
-    // is up (the publisher's leadership, say) would otherwise go to no recorder and be lost.
-    let metrics = crate::telemetry::metrics_handle();
-    let store = Store::open(&config.store)
-        .await
-        .with_context(|| format!("cannot open the store ({})", config.store.describe()))?;
-    store
-        .migrate()
-        .await
-        .context("cannot migrate the database")?;
-    let (projections, projection_tasks) = if config.run_projections {
-        Projections::spawn(store.clone(), config.runner)
-    } else {
-        (Projections::external(store.clone()), Vec::new())
-    };
-    let mut app = App::new(store, projections, config.freshness_timeout);
-    app.settings_limits = config.settings_limits;
-    let live = Live::start(&app, &config.store, config.publisher.as_ref())
-        .await
-        .context("cannot start live publishing")?;
-    let positions = if config.plain_positions {
-        Positions::Plain
-    } else {
-        let key = app
-            .store
-            .server_key(crate::http::positions::KEY_NAME)
-            .await
-            .context("cannot read the key that seals positions")?;
-        Positions::Sealed(std::sync::Arc::new(key))
-    };
-    let state = HttpState::new(
-        app.clone(),
-        JwtKeys::new(&config.jwt_secret),
-        metrics,
-        config.metrics_token,
-        live.log.clone(),
-        live.stream_shutdown(),
-        positions,
-    );
+    // Bound before anything starts that a failure would have to tear down: a port in use is
+    // refused with its one line, not with projection batches cancelled by the exit as well.
+    // Connections that arrive while the store migrates wait in the backlog.
     let listener = TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -114,6 +78,50 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Server> {
         .as_ref()
         .map(TcpListener::local_addr)
         .transpose()?;
+    // The recorder first: what the projections and the publisher record before the listener
+    // serves (the publisher's leadership, say) would otherwise go to no recorder and be lost.
+    let metrics = crate::telemetry::metrics_handle();
+    let store = Store::open(&config.store)
+        .await
+        .with_context(|| format!("cannot open the store ({})", config.store.describe()))?;
+    store
+        .migrate()
+        .await
+        .context("cannot migrate the database")?;
+    let positions = if config.plain_positions {
+        Positions::Plain
+    } else {
+        let key = store
+            .server_key(crate::http::positions::KEY_NAME)
+            .await
+            .context("cannot read the key that seals positions")?;
+        Positions::Sealed(std::sync::Arc::new(key))
+    };
+    let (projections, projection_tasks) = if config.run_projections {
+        Projections::spawn(store.clone(), config.runner)
+    } else {
+        (Projections::external(store.clone()), Vec::new())
+    };
+    let mut app = App::new(store, projections, config.freshness_timeout);
+    app.settings_limits = config.settings_limits;
+    let live = match Live::start(&app, &config.store, config.publisher.as_ref()).await {
+        Ok(live) => live,
+        Err(e) => {
+            for t in &projection_tasks {
+                t.abort();
+            }
+            return Err(e).context("cannot start live publishing");
+        }
+    };
+    let state = HttpState::new(
+        app.clone(),
+        JwtKeys::new(&config.jwt_secret),
+        metrics,
+        config.metrics_token,
+        live.log.clone(),
+        live.stream_shutdown(),
+        positions,
+    );
     let mut shutdown = Vec::new();
     let metrics_http = metrics_listener.map(|listener| {
         let service = http::metrics::service(state.clone());

@@ -116,7 +116,7 @@ impl From<StoreError> for ApiError {
                 StatusCode::SERVICE_UNAVAILABLE,
                 "database_unavailable",
                 "Service unavailable",
-                "the database cannot be reached; retry shortly",
+                "the database cannot be reached or written; retry shortly",
             )
             .retry_after(2);
         }

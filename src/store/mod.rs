@@ -76,11 +76,13 @@ impl StoreError {
 }
 
 impl StoreError {
-    /// Whether the database could not be reached (as opposed to refusing a statement).
+    /// Whether the database could not be reached, or (the embedded store) written or read
+    /// (as opposed to refusing a statement): a retry may succeed.
     pub fn is_unavailable(&self) -> bool {
         match self {
             StoreError::Pool(_) => true,
             StoreError::Db(e) => e.is_closed() || e.as_db_error().is_none(),
+            StoreError::Sqlite(e) => sqlite::is_unavailable(e),
             _ => false,
         }
     }

@@ -17,11 +17,15 @@ use crate::projections::verdicts::VerdictChanges;
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, TransactionBehavior, params};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use uuid::Uuid;
 
 /// The database file inside the data directory.
 pub const DB_FILE: &str = "recovery-info.sqlite3";
+
+/// The files SQLite keeps beside the database in WAL mode.
+const COMPANION_SUFFIXES: [&str; 2] = ["-wal", "-shm"];
 
 /// `(version, name, sql)` of every embedded migration this build knows.
 const MIGRATIONS: &[(i64, &str, &str)] = &[
@@ -32,8 +36,13 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     ),
     (
         2,
+        "write_probe",
+        include_str!("../../migrations/sqlite/0002_write_probe.sql"),
+    ),
+    (
+        3,
         "server_keys",
-        include_str!("../../migrations/sqlite/0002_server_keys.sql"),
+        include_str!("../../migrations/sqlite/0003_server_keys.sql"),
     ),
 ];
 
@@ -42,6 +51,34 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
 pub struct SqliteStore {
     conn: Arc<Mutex<Connection>>,
     data_dir: PathBuf,
+    /// Set when a call failed because the database could not be written or read (see
+    /// [`is_unavailable`]); cleared by [`SqliteStore::ping`] once a write commits again.
+    /// Changed only under the connection's lock, which orders it.
+    failing: Arc<AtomicBool>,
+}
+
+/// Whether SQLite failed because the database cannot be written or read now, rather than
+/// refusing the statement: the disk is full, an I/O error (EFBIG past a file size limit is one),
+/// a file or its file system became read-only or cannot be opened, or another process held
+/// the lock past the busy timeout. Nothing of the transaction was committed, and a retry can
+/// succeed once space is freed or the lock released: the API answers 503, not 500.
+/// `SQLITE_LOCKED` is not among them: with one connection it means a statement of ours
+/// conflicts with another of ours, a bug that a retry does not mend.
+pub(super) fn is_unavailable(e: &rusqlite::Error) -> bool {
+    use rusqlite::ErrorCode::*;
+    matches!(
+        e.sqlite_error_code(),
+        Some(
+            DiskFull
+                | SystemIoFailure
+                | ReadOnly
+                | CannotOpen
+                | PermissionDenied
+                | DatabaseBusy
+                | FileLockingProtocolFailed
+                | NoLargeFileSupport
+        )
+    )
 }
 
 fn i64_of(v: u64) -> i64 {
@@ -73,6 +110,7 @@ impl SqliteStore {
         Ok(SqliteStore {
             conn: Arc::new(Mutex::new(conn)),
             data_dir: data_dir.to_path_buf(),
+            failing: Arc::new(AtomicBool::new(false)),
         })
     }
 
@@ -87,11 +125,18 @@ impl SqliteStore {
         f: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
         let conn = self.conn.clone();
+        let failing = self.failing.clone();
         tokio::task::spawn_blocking(move || {
             // A panic inside `f` rolled its transaction back when it unwound: the connection
             // is still consistent, so a poisoned lock is taken over.
             let mut guard = conn.lock().unwrap_or_else(|p| p.into_inner());
-            f(&mut guard)
+            let result = f(&mut guard);
+            if let Err(StoreError::Sqlite(e)) = &result
+                && is_unavailable(e)
+            {
+                failing.store(true, Ordering::Relaxed);
+            }
+            result
         })
         .await
         .map_err(|e| StoreError::Config(format!("embedded store task failed: {e}")))?
@@ -111,10 +156,26 @@ impl SqliteStore {
         .await
     }
 
-    /// Checks the database answers.
+    /// Checks the database answers and, once a call failed because the database could not be
+    /// written or read, that a write commits again: readiness stays off while writes cannot
+    /// succeed (a `SELECT 1` answers from a full disk), and comes back without a restart once
+    /// they can. The probe write is one row of `write_probe`, and only while failing.
     pub async fn ping(&self) -> Result<(), StoreError> {
-        self.run(|c| Ok(c.query_row("SELECT 1", [], |_| Ok(()))?))
-            .await
+        let failing = self.failing.clone();
+        self.run(move |c| {
+            if !failing.load(Ordering::Relaxed) {
+                return Ok(c.query_row("SELECT 1", [], |_| Ok(()))?);
+            }
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            tx.execute(
+                "UPDATE write_probe SET probed_at_ms = ?1",
+                [chrono::Utc::now().timestamp_millis()],
+            )?;
+            tx.commit()?;
+            failing.store(false, Ordering::Relaxed);
+            Ok(())
+        })
+        .await
     }
 
     pub async fn server_key(&self, name: &'static str) -> Result<[u8; 32], StoreError> {
@@ -371,8 +432,88 @@ impl SqliteStore {
     }
 }
 
+/// Creates the data directory, and its missing parents, readable by its owner only: it holds
+/// personal data and the token secret. An existing directory is left as it is (the files in it
+/// are the owner's only).
+pub fn create_data_dir(dir: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)
+}
+
+/// Refuses a store file that exists and cannot be written (SQLite would open it read-only, or
+/// fail on its first write, and every write would fail while reads answer), and tightens one
+/// that others may read to 0600, with a warning: it holds personal data. A missing file is
+/// created by SQLite.
+fn check_store_file(path: &Path) -> Result<(), StoreError> {
+    let meta = match std::fs::metadata(path) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => {
+            return Err(StoreError::Config(format!(
+                "cannot inspect the database file {}: {e}",
+                path.display()
+            )));
+        }
+    };
+    let not_writable = |e: std::io::Error| {
+        StoreError::Config(format!(
+            "the database file {} is not writable: {e}",
+            path.display()
+        ))
+    };
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        // access(2) rather than opening the file for writing: closing that descriptor would
+        // release the locks SQLite holds on the file in this process.
+        rustix::fs::access(path, rustix::fs::Access::WRITE_OK)
+            .map_err(|e| not_writable(e.into()))?;
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            match std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)) {
+                Ok(()) => tracing::warn!(
+                    path = %path.display(),
+                    was = format!("{mode:o}"),
+                    "the database file was readable by others; tightened to 0600"
+                ),
+                Err(e) => tracing::warn!(
+                    path = %path.display(),
+                    mode = format!("{mode:o}"),
+                    error = %e,
+                    "the database file is readable by others and cannot be tightened"
+                ),
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    if meta.permissions().readonly() {
+        return Err(not_writable(std::io::ErrorKind::PermissionDenied.into()));
+    }
+    Ok(())
+}
+
+/// Creates the empty database file readable by its owner only, if it does not exist: SQLite
+/// gives its -wal and -shm the database file's mode, so they are the owner's only too.
+fn create_database_file(path: &Path) -> Result<(), StoreError> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(StoreError::Config(format!(
+            "cannot create the database file {}: {e}",
+            path.display()
+        ))),
+    }
+}
+
 fn open_connection(dir: &Path) -> Result<Connection, StoreError> {
-    std::fs::create_dir_all(dir).map_err(|e| {
+    create_data_dir(dir).map_err(|e| {
         StoreError::Config(format!(
             "cannot create the data directory {}: {e}",
             dir.display()
@@ -387,7 +528,23 @@ fn open_connection(dir: &Path) -> Result<Connection, StoreError> {
                 dir.display()
             ))
         })?;
-    let conn = Connection::open(dir.join(DB_FILE))?;
+    let db = dir.join(DB_FILE);
+    check_store_file(&db)?;
+    for suffix in COMPANION_SUFFIXES {
+        let mut companion = db.clone().into_os_string();
+        companion.push(suffix);
+        check_store_file(Path::new(&companion))?;
+    }
+    create_database_file(&db)?;
+    let conn = Connection::open(&db)?;
+    // What the checks above cannot see (a file that turned read-only since): SQLite then
+    // opened it read-only, and every write would fail.
+    if conn.is_readonly(rusqlite::MAIN_DB)? {
+        return Err(StoreError::Config(format!(
+            "the database file {} is not writable: SQLite opened it read-only",
+            db.display()
+        )));
+    }
     // WAL lets readers run beside the writer; FULL sync makes every commit durable (an
     // acknowledged command survives a power cut, not only a process crash).
     conn.pragma_update(None, "journal_mode", "WAL")?;

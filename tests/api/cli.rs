@@ -100,6 +100,30 @@ fn bad_token_arguments_fail_with_a_reason() {
     assert_eq!(out.status.code(), Some(2));
 }
 
+#[test]
+fn token_never_makes_a_secret_and_says_where_it_looked() {
+    let cwd = std::env::temp_dir().join(format!("ri_test_{}", Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&cwd).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_recovery-info"))
+        .args(["token", "--tenant", &Uuid::now_v7().to_string()])
+        .args(["--subject", "s", "--role", "auditor"])
+        .current_dir(&cwd)
+        .env_remove("RECOVERY_JWT_SECRET")
+        .env_remove("RECOVERY_DATA_DIR")
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let line = stderr_line(&out);
+    let looked_at = cwd.join("data").join("jwt-secret");
+    assert!(
+        line.contains(&looked_at.display().to_string()) && line.contains("--data-dir"),
+        "{line}"
+    );
+    assert!(!cwd.join("data").exists(), "token created nothing");
+    let _ = std::fs::remove_dir_all(&cwd);
+}
+
 #[tokio::test]
 async fn migrate_applies_the_schema_once() {
     let url = fresh_database().await;

@@ -13,14 +13,15 @@ pub async fn healthz() -> Json<Value> {
     Json(json!({"status": "ok"}))
 }
 
-/// The process can serve: PostgreSQL answers.
+/// The process can serve: the database answers (PostgreSQL), or answers and, after a write
+/// failed because it could not be written, writes again (the embedded store).
 pub async fn readyz(State(s): State<HttpState>) -> Result<Json<Value>, ApiError> {
     s.app.store.ping().await.map_err(|e| {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "not_ready",
             "Not ready",
-            format!("PostgreSQL does not answer: {e}"),
+            format!("the database is not ready: {e}"),
         )
     })?;
     Ok(Json(json!({"status": "ready"})))
