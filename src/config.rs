@@ -122,7 +122,7 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub store: StoreArgs,
     /// Address to listen on.
-    #[arg(long, env = "RECOVERY_LISTEN", default_value = "127.0.0.1:8080")]
+    #[arg(long, env = "RECOVERY_LISTEN", default_value = "127.0.0.1:8080", value_parser = parse_listen)]
     pub listen: SocketAddr,
     /// Address of the metrics listener (/metrics, /healthz, /readyz), or `off`. Keep it on
     /// loopback or a private network: the counters show every tenant's activity.
@@ -177,15 +177,42 @@ pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9464";
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MetricsListen(pub Option<SocketAddr>);
 
-/// Parses `127.0.0.1:9464`, `[::1]:9464` or `off`.
+/// Parses `127.0.0.1:9464`, `[::1]:9464`, `localhost:9464` or `off`.
 pub fn parse_metrics_listen(s: &str) -> Result<MetricsListen, String> {
     if s.trim().eq_ignore_ascii_case("off") {
         return Ok(MetricsListen(None));
     }
-    s.trim()
-        .parse()
+    parse_listen(s)
         .map(|addr| MetricsListen(Some(addr)))
-        .map_err(|_| format!("{s:?} is neither an address like 127.0.0.1:9464 nor off"))
+        .map_err(|e| format!("{e}, or off"))
+}
+
+/// Parses an address to listen on: `127.0.0.1:8080`, `[::1]:8080`, or a host name and a port
+/// (`localhost:8080`), resolved now; of a name's addresses, the first IPv4 one if it has one
+/// (`localhost` is `127.0.0.1` then, whatever order the resolver gives).
+pub fn parse_listen(s: &str) -> Result<SocketAddr, String> {
+    use std::net::ToSocketAddrs;
+    let s = s.trim();
+    if let Ok(addr) = s.parse() {
+        return Ok(addr);
+    }
+    let shape = || format!("{s:?} is not an address like 127.0.0.1:8080 or localhost:8080");
+    if !s
+        .rsplit_once(':')
+        .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok())
+    {
+        return Err(shape());
+    }
+    let addrs: Vec<SocketAddr> = s
+        .to_socket_addrs()
+        .map_err(|e| format!("{}: {e}", shape()))?
+        .collect();
+    addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or(addrs.first())
+        .copied()
+        .ok_or_else(shape)
 }
 
 /// Publishing to NATS JetStream (used when `--nats-url` is set).
@@ -445,6 +472,33 @@ mod tests {
             jwt_secret: Some("s3cr3t".into()),
         };
         assert!(!format!("{args:?}").contains("s3cr3t"));
+    }
+
+    #[test]
+    fn a_listen_address_may_name_its_host() {
+        assert_eq!(
+            parse_listen("localhost:8081").unwrap(),
+            "127.0.0.1:8081".parse().unwrap()
+        );
+        assert_eq!(
+            parse_listen("[::1]:8081").unwrap(),
+            "[::1]:8081".parse().unwrap()
+        );
+        assert_eq!(
+            parse_listen(" 0.0.0.0:80 ").unwrap(),
+            "0.0.0.0:80".parse().unwrap()
+        );
+        for bad in [
+            "localhost",
+            "8081",
+            ":8081",
+            "localhost:99999",
+            "no such host.invalid:80",
+        ] {
+            assert!(parse_listen(bad).is_err(), "{bad}");
+        }
+        let metrics = parse_metrics_listen("localhost:9464").unwrap();
+        assert_eq!(metrics.0, Some("127.0.0.1:9464".parse().unwrap()));
     }
 
     #[test]
