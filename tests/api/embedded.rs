@@ -748,3 +748,109 @@ fn a_database_file_that_cannot_be_written_is_refused_at_start() {
     child.wait().unwrap();
     let _ = std::fs::remove_dir_all(&data_dir);
 }
+
+/// Whether `text` matches `sample`, in which `…` stands for any run of characters.
+fn matches_sample(sample: &str, text: &str) -> bool {
+    let parts: Vec<&str> = sample.split('…').collect();
+    let (first, last) = (parts[0], parts[parts.len() - 1]);
+    if parts.len() == 1 {
+        return text == sample;
+    }
+    let Some(mut rest) = text.strip_prefix(first) else {
+        return false;
+    };
+    for part in &parts[1..parts.len() - 1] {
+        match rest.find(part) {
+            Some(at) => rest = &rest[at + part.len()..],
+            None => return false,
+        }
+    }
+    rest.ends_with(last)
+}
+
+/// The README's walkthrough block: its commands, each with the sample answer printed below it
+/// (a comment starting with `{`, continued by comments indented further), if any.
+fn walkthrough() -> Vec<(String, Option<String>)> {
+    let readme = include_str!("../../README.md");
+    let section = &readme[readme.find("## Walkthrough").expect("a walkthrough")..];
+    let block = section
+        .split_once("```sh\n")
+        .and_then(|(_, b)| b.split_once("\n```"))
+        .expect("a sh block")
+        .0;
+    let mut steps: Vec<(String, Option<String>)> = Vec::new();
+    let mut in_sample = false;
+    for line in block.lines() {
+        if let Some(sample) = line.strip_prefix("# {") {
+            let step = steps.last_mut().expect("a sample after a command");
+            assert!(step.1.is_none(), "two samples after {:?}", step.0);
+            step.1 = Some(format!("{{{sample}"));
+            in_sample = true;
+        } else if in_sample && line.starts_with("#  ") {
+            let step = steps.last_mut().unwrap();
+            step.1.as_mut().unwrap().push_str(line[1..].trim());
+        } else {
+            in_sample = false;
+            if !line.starts_with('#') && !line.trim().is_empty() {
+                steps.push((line.to_owned(), None));
+            }
+        }
+    }
+    steps
+}
+
+#[test]
+fn the_matching_of_samples_is_not_vacuous() {
+    assert!(matches_sample(
+        "{\"a\":\"…\",\"b\":1}",
+        "{\"a\":\"xyz\",\"b\":1}"
+    ));
+    assert!(!matches_sample(
+        "{\"a\":\"…\",\"b\":1}",
+        "{\"a\":\"xyz\",\"b\":2}"
+    ));
+    assert!(!matches_sample("{\"b\":1,…}", "{\"a\":1,\"b\":1}"));
+    assert!(matches_sample("{…\"b\":…}", "{\"a\":1,\"b\":2}"));
+    let steps = walkthrough();
+    assert!(
+        steps.iter().filter(|s| s.1.is_some()).count() >= 7,
+        "{steps:?}"
+    );
+}
+
+#[tokio::test]
+async fn the_readme_walkthrough_answers_as_it_says() {
+    let dir = temp_dir();
+    std::fs::create_dir_all(&dir).unwrap();
+    let (mut child, base) = serve(&dir.join("data"));
+    let binary = env!("CARGO_BIN_EXE_recovery-info");
+    let steps = walkthrough();
+    let mut script = String::from("set -eu\n");
+    for (i, (command, _)) in steps.iter().enumerate() {
+        let command = command
+            .replace("cargo run -q --release --", binary)
+            .replace("http://127.0.0.1:8080", &base);
+        script.push_str(&format!("{{ {command}\n}} > out.{i}\n"));
+    }
+    std::fs::write(dir.join("walkthrough.sh"), &script).unwrap();
+    let ran = Command::new("bash")
+        .arg("walkthrough.sh")
+        .current_dir(&dir)
+        .env_remove("RECOVERY_DATA_DIR")
+        .env_remove("RECOVERY_JWT_SECRET")
+        .output()
+        .unwrap();
+    assert!(ran.status.success(), "{ran:?}\n{script}");
+    for (i, (command, sample)) in steps.iter().enumerate() {
+        let Some(sample) = sample else { continue };
+        let answer = std::fs::read_to_string(dir.join(format!("out.{i}"))).unwrap();
+        let answer = answer.trim_end();
+        assert!(
+            matches_sample(sample, answer),
+            "README step {command:?}\n  says:   {sample}\n  answer: {answer}"
+        );
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}
