@@ -1,6 +1,8 @@
 //! Sealed positions: what a tenant is shown of the global log, and what it may hand back.
 
-use crate::support::{Backend, Options, TestApp, assert_problem, fresh_store, spawn_store};
+use crate::support::{
+    Backend, Options, TestApp, assert_problem, fresh_store, read_sse, spawn_store,
+};
 use recovery_info::http::auth::Role;
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -145,32 +147,6 @@ async fn numbers_other_tenants_tokens_and_edited_tokens_are_refused(backend: Bac
     assert_problem(r, 400, "invalid_last_event_id").await;
 }
 
-/// Reads SSE blocks until `n` events came; their `id:` lines and data.
-async fn sse_events(r: &mut reqwest::Response, n: usize) -> Vec<(String, Value)> {
-    let mut buffer = String::new();
-    let mut events = Vec::new();
-    while events.len() < n {
-        let chunk = tokio::time::timeout(Duration::from_secs(10), r.chunk())
-            .await
-            .expect("SSE events in time")
-            .unwrap()
-            .expect("stream open");
-        buffer.push_str(&String::from_utf8_lossy(&chunk));
-        while let Some(end) = buffer.find("\n\n") {
-            let block: String = buffer.drain(..end + 2).collect();
-            let id = block.lines().find_map(|l| l.strip_prefix("id:"));
-            let data = block.lines().find_map(|l| l.strip_prefix("data:"));
-            if let (Some(id), Some(data)) = (id, data) {
-                events.push((
-                    id.trim().to_owned(),
-                    serde_json::from_str(data.trim()).unwrap(),
-                ));
-            }
-        }
-    }
-    events
-}
-
 async fn server_sent_events_carry_tokens_and_resume_after_one(backend: Backend) {
     let app = sealed(backend).await;
     let admin = Uuid::now_v7();
@@ -193,7 +169,7 @@ async fn server_sent_events_carry_tokens_and_resume_after_one(backend: Backend) 
         .send()
         .await
         .unwrap();
-    let events = sse_events(&mut r, 3).await;
+    let events = read_sse(&mut r, 3, Duration::from_secs(10)).await;
     let ids: Vec<String> = events.iter().map(|(id, _)| id.clone()).collect();
     assert_eq!(ids, positions);
     for (id, data) in &events {
@@ -207,7 +183,7 @@ async fn server_sent_events_carry_tokens_and_resume_after_one(backend: Backend) 
         .send()
         .await
         .unwrap();
-    let resumed = sse_events(&mut r, 2).await;
+    let resumed = read_sse(&mut r, 2, Duration::from_secs(10)).await;
     assert_eq!(resumed[0].0, positions[1]);
     assert_eq!(resumed[1].0, positions[2]);
 }

@@ -2,7 +2,8 @@
 //! private `nats-server -js` that each test starts (and stops) itself.
 
 use crate::support::{
-    Backend, Options, TestApp, each, fresh_database, spawn_app_with, spawn_backend, spawn_on,
+    Backend, Options, TestApp, each, fresh_database, read_sse, spawn_app_with, spawn_backend,
+    spawn_on,
 };
 use async_nats::jetstream;
 use prost::Message;
@@ -12,7 +13,7 @@ use recovery_info::http::auth::Role;
 use recovery_info::publish::PublisherConfig;
 use recovery_info::store::publish::{LOCK_KEY, lock_holder};
 use reqwest::Method;
-use serde_json::{Value, json};
+use serde_json::json;
 use std::collections::{HashMap, HashSet};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -698,38 +699,6 @@ async fn a_leader_that_publishes_and_idles_keeps_renewing_its_lease() {
     );
 }
 
-/// Reads an SSE response until `n` events arrived; returns `(id, data)` pairs.
-async fn read_sse(r: &mut reqwest::Response, n: usize, timeout: Duration) -> Vec<(u64, Value)> {
-    let mut buffer = String::new();
-    let mut events = Vec::new();
-    let deadline = Instant::now() + timeout;
-    while events.len() < n {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let chunk = tokio::time::timeout(left, r.chunk())
-            .await
-            .expect("SSE events in time")
-            .unwrap()
-            .expect("stream open");
-        buffer.push_str(&String::from_utf8_lossy(&chunk));
-        while let Some(end) = buffer.find("\n\n") {
-            let block: String = buffer.drain(..end + 2).collect();
-            let mut id = None;
-            let mut data = None;
-            for line in block.lines() {
-                if let Some(v) = line.strip_prefix("id:") {
-                    id = v.trim().parse().ok();
-                } else if let Some(v) = line.strip_prefix("data:") {
-                    data = serde_json::from_str(v.trim()).ok();
-                }
-            }
-            if let (Some(id), Some(data)) = (id, data) {
-                events.push((id, data));
-            }
-        }
-    }
-    events
-}
-
 async fn server_sent_events_resume_after_last_event_id_without_nats(backend: Backend) {
     let app = spawn_backend(backend).await;
     let admin = Uuid::now_v7();
@@ -764,7 +733,8 @@ async fn server_sent_events_resume_after_last_event_id_without_nats(backend: Bac
             .starts_with("text/event-stream")
     );
     let backlog = read_sse(&mut r, 2, Duration::from_secs(5)).await;
-    assert_eq!(backlog.iter().map(|e| e.0).collect::<Vec<_>>(), vec![2, 3]);
+    let ids: Vec<u64> = backlog.iter().map(|e| e.0.parse().unwrap()).collect();
+    assert_eq!(ids, vec![2, 3]);
     assert_eq!(backlog[0].1["data"]["value"], "j•••@example.com", "masked");
 
     // Live: a new commit arrives on the open stream.
@@ -773,7 +743,7 @@ async fn server_sent_events_resume_after_last_event_id_without_nats(backend: Bac
         .await;
     let live = read_sse(&mut r, 1, Duration::from_secs(5)).await;
     eprintln!("commit → SSE client: {:?}", started.elapsed());
-    assert_eq!(live[0].0, 4);
+    assert_eq!(live[0].0, "4");
     assert_eq!(live[0].1["type"], "MethodAdded");
 
     // Another tenant's events do not leak in; the resumed stream starts after the given id.
@@ -786,7 +756,7 @@ async fn server_sent_events_resume_after_last_event_id_without_nats(backend: Bac
         .await
         .unwrap();
     let resumed = read_sse(&mut r, 1, Duration::from_secs(5)).await;
-    assert_eq!(resumed[0].0, 4);
+    assert_eq!(resumed[0].0, "4");
     let bad = app
         .client
         .get(&url)

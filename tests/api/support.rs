@@ -548,3 +548,35 @@ pub fn certificates(dir: &std::path::Path) {
     )
     .unwrap();
 }
+
+/// Reads an SSE response until `n` events arrived; returns their `id:` and data.
+pub async fn read_sse(
+    r: &mut reqwest::Response,
+    n: usize,
+    timeout: Duration,
+) -> Vec<(String, Value)> {
+    let mut buffer = String::new();
+    let mut events = Vec::new();
+    let deadline = tokio::time::Instant::now() + timeout;
+    while events.len() < n {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let chunk = tokio::time::timeout(left, r.chunk())
+            .await
+            .expect("SSE events in time")
+            .unwrap()
+            .expect("stream open");
+        buffer.push_str(&String::from_utf8_lossy(&chunk));
+        while let Some(end) = buffer.find("\n\n") {
+            let block: String = buffer.drain(..end + 2).collect();
+            let id = block.lines().find_map(|l| l.strip_prefix("id:"));
+            let data = block
+                .lines()
+                .find_map(|l| l.strip_prefix("data:"))
+                .and_then(|d| serde_json::from_str(d.trim()).ok());
+            if let (Some(id), Some(data)) = (id, data) {
+                events.push((id.trim().to_owned(), data));
+            }
+        }
+    }
+    events
+}
