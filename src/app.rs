@@ -16,7 +16,7 @@ use crate::domain::{
     StreamId, TenantId, TenantState, Verdict, admin_decider, tenant_decider,
 };
 use crate::events::{Actor, PendingEvent, RecordedEvent};
-use crate::projections::eligibility::{EligibilityFold, verdict_for};
+use crate::projections::admins::{AdminFold, verdict_for};
 use crate::projections::runner::Projections;
 use crate::store::projections::Projection;
 use crate::store::{
@@ -442,8 +442,7 @@ impl App {
         admin: AdminId,
         min_position: Option<u64>,
     ) -> Result<(u64, AdminState), AppError> {
-        self.ensure_fresh(Projection::ContactView, min_position)
-            .await?;
+        self.ensure_fresh(Projection::Admins, min_position).await?;
         let (position, state) = self.store.contact_view(tenant, admin).await?;
         Ok((position, state.unwrap_or_default()))
     }
@@ -463,8 +462,7 @@ impl App {
         if let Some(hit) = cache.and_then(|c| c.get(tenant, admin, min_position)) {
             return Ok(hit);
         }
-        self.ensure_fresh(Projection::Eligibility, min_position)
-            .await?;
+        self.ensure_fresh(Projection::Admins, min_position).await?;
         if let Some(hit) = cache.and_then(|c| c.get(tenant, admin, min_position)) {
             return Ok(hit);
         }
@@ -493,11 +491,11 @@ impl App {
             .await?;
         let until: Vec<RecordedEvent> =
             events.into_iter().filter(|e| e.occurred_at <= at).collect();
-        let mut fold = EligibilityFold::default();
+        let mut fold = AdminFold::default();
         for e in &until {
             fold.apply(e);
         }
-        // The eligibility fold holds the admin's and the tenant's states too.
+        // The admin fold holds the admin's and the tenant's states too.
         let tenant_state = fold.tenants.remove(&tenant).unwrap_or_default();
         let (admin_state, verdict) = match fold.admins.remove(&(tenant, admin)) {
             Some(entry) => (entry.state, entry.verdict),

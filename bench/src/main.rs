@@ -261,11 +261,9 @@ struct ServiceCounters {
     two: f64,
     moved: f64,
     events: f64,
-    /// The background's batches: the eligibility projection's (which folds the contact view
-    /// too while the two are level), the contact view's own, and the relay's rounds.
-    eligibility_batches: f64,
-    eligibility_events: f64,
-    contact_view_batches: f64,
+    /// The background's batches: the admin projection's, and the relay's rounds.
+    projection_batches: f64,
+    projection_events: f64,
     relay_rounds: f64,
     relay_events: f64,
 }
@@ -283,15 +281,8 @@ impl ServiceCounters {
             two: value("recovery_append_groups_total{round_trips=\"2\"}"),
             moved: value("recovery_append_head_moved_total"),
             events: value("recovery_events_appended_total"),
-            eligibility_batches: value(
-                "recovery_projection_batches_total{projection=\"eligibility\"}",
-            ),
-            eligibility_events: value(
-                "recovery_projection_events_total{projection=\"eligibility\"}",
-            ),
-            contact_view_batches: value(
-                "recovery_projection_batches_total{projection=\"contact_view\"}",
-            ),
+            projection_batches: value("recovery_projection_batches_total{projection=\"admins\"}"),
+            projection_events: value("recovery_projection_events_total{projection=\"admins\"}"),
             relay_rounds: value("recovery_publish_batch_seconds_count"),
             relay_events: value("recovery_published_events_total"),
         }
@@ -318,15 +309,11 @@ impl ServiceCounters {
         );
         // The background's batches over the phase (none when it runs no projections and no
         // publisher): what each of them pays per batch is spread over this many events.
-        let batches = self.eligibility_batches - before.eligibility_batches;
+        let batches = self.projection_batches - before.projection_batches;
         if batches > 0.0 {
-            let size = (self.eligibility_events - before.eligibility_events) / batches;
-            let own = self.contact_view_batches - before.contact_view_batches;
-            json["eligibility_events_per_batch"] = json!(size);
-            json["contact_view_batches_of_its_own"] = json!(own);
-            text += &format!(
-                ", eligibility {size:.1} events per batch (contact view alone: {own:.0} batches)"
-            );
+            let size = (self.projection_events - before.projection_events) / batches;
+            json["projection_events_per_batch"] = json!(size);
+            text += &format!(", admin projection {size:.1} events per batch");
         }
         let rounds = self.relay_rounds - before.relay_rounds;
         if rounds > 0.0 {
@@ -860,7 +847,9 @@ async fn measure_with(
     say(&format!("raw binary COPY scan of {head} events"));
     let copy = raw_pg::copy_scan(&db.url).await?;
     details.insert("raw_copy_scan".into(), copy.to_json());
-    say(&format!("replaying both projections over {head} events"));
+    say(&format!(
+        "replaying the admin projection over {head} events"
+    ));
     let rebuild = seed::rebuild(store, head, plan.rebuild_timeout).await?;
     say(&format!(
         "  {:.0} events/s ({} events in {:.2} s, swapped in at position {})",
@@ -972,7 +961,7 @@ async fn measure_with(
     Ok((rows, goals, serde_json::Value::Object(details)))
 }
 
-/// Waits until both projections and, with `publisher`, the publisher have reached `head`, so
+/// Waits until the projection and, with `publisher`, the publisher have reached `head`, so
 /// that the next phase does not share the machine with their catching up.
 async fn wait_for_projections(
     store: &Store,

@@ -13,7 +13,7 @@ use crate::stats::{Latencies, Rate, Rng, Summary};
 use anyhow::Context;
 use futures::StreamExt;
 use recovery_info::events::RecordedEvent;
-use recovery_info::projections::eligibility::EligibilityFold;
+use recovery_info::projections::admins::AdminFold;
 use recovery_info::publish::messages::{self, OutMessage};
 use recovery_info::store::Store;
 use std::collections::HashMap;
@@ -43,7 +43,7 @@ pub async fn relay_messages(
     store: &Store,
     sample: usize,
 ) -> anyhow::Result<(Vec<OutMessage>, usize)> {
-    let (prefix, mut fold) = (raw_prefix(), EligibilityFold::default());
+    let (prefix, mut fold) = (raw_prefix(), AdminFold::default());
     let (mut out, mut events, mut after) = (Vec::new(), 0, 0);
     while events < sample {
         let limit = (sample - events).min(10_000) as u32;

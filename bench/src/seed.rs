@@ -239,7 +239,7 @@ pub struct Rebuild {
     pub checkpoint: u64,
 }
 
-/// Runs `replay` of both projections, as `recovery-info replay` does, while the service (and
+/// Runs `replay` of the projection, as `recovery-info replay` does, while the service (and
 /// its runner) keeps running; it must reach `head` within `timeout`.
 pub async fn rebuild(store: &Store, head: u64, timeout: Duration) -> anyhow::Result<Rebuild> {
     let start = Instant::now();

@@ -12,13 +12,12 @@ use clap::{Args, ValueEnum};
 /// Events folded per shadow batch.
 pub const DEFAULT_BATCH: u32 = 1000;
 
-/// Which projections to rebuild.
+/// Which projections to rebuild. `contact_view` and `eligibility`, the two projections that
+/// were merged into `admins`, still name it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Which {
-    #[value(name = "contact_view")]
-    ContactView,
-    #[value(name = "eligibility")]
-    Eligibility,
+    #[value(name = "admins", alias = "contact_view", alias = "eligibility")]
+    Admins,
     #[value(name = "all")]
     All,
 }
@@ -27,8 +26,7 @@ impl Which {
     /// The projections chosen.
     pub fn projections(self) -> Vec<Projection> {
         match self {
-            Which::ContactView => vec![Projection::ContactView],
-            Which::Eligibility => vec![Projection::Eligibility],
+            Which::Admins => vec![Projection::Admins],
             Which::All => Projection::ALL.to_vec(),
         }
     }

@@ -20,10 +20,6 @@ pub struct RunnerConfig {
     pub poll_interval: Duration,
     /// How many eligibility verdicts are answered from memory at most.
     pub verdict_capacity: usize,
-    /// How long the contact view may stay level with eligibility without moving before its
-    /// runner folds on its own (the eligibility batches, which fold both while they are level,
-    /// may be failing).
-    pub level_grace: Duration,
 }
 
 impl Default for RunnerConfig {
@@ -32,13 +28,12 @@ impl Default for RunnerConfig {
             batch_size: 2000,
             poll_interval: Duration::from_millis(100),
             verdict_capacity: verdicts::DEFAULT_CAPACITY,
-            level_grace: Duration::from_secs(1),
         }
     }
 }
 
 /// Handles to the running projections: wake them, wait until they reach a position, and the
-/// verdicts the eligibility runner keeps in memory.
+/// verdicts the admin projection's runner keeps in memory.
 #[derive(Clone)]
 pub struct Projections {
     store: Store,
@@ -53,26 +48,20 @@ impl Projections {
     pub fn spawn(store: Store, config: RunnerConfig) -> (Self, Vec<JoinHandle<()>>) {
         let mut wake = HashMap::new();
         let mut progress = HashMap::new();
-        let mut senders = HashMap::new();
-        for projection in Projection::ALL {
-            let (tx, rx) = watch::channel(0);
-            progress.insert(projection, rx);
-            senders.insert(projection, tx);
-        }
-        // Shared: an eligibility batch may move the contact view's checkpoint too.
-        let senders = Arc::new(senders);
         let mut tasks = Vec::new();
         let verdicts = Arc::new(VerdictCache::new(config.verdict_capacity));
         for projection in Projection::ALL {
+            let (tx, rx) = watch::channel(0);
+            progress.insert(projection, rx);
             let notify = Arc::new(Notify::new());
             wake.insert(projection, notify.clone());
-            let cache = (projection == Projection::Eligibility).then(|| verdicts.clone());
+            let cache = (projection == Projection::Admins).then(|| verdicts.clone());
             tasks.push(tokio::spawn(run(
                 store.clone(),
                 projection,
                 config,
                 notify,
-                senders.clone(),
+                tx,
                 cache,
             )));
         }
@@ -146,51 +135,23 @@ async fn run(
     projection: Projection,
     config: RunnerConfig,
     wake: Arc<Notify>,
-    progress: Arc<HashMap<Projection, watch::Sender<u64>>>,
+    progress: watch::Sender<u64>,
     verdicts: Option<Arc<VerdictCache>>,
 ) {
     let mut backoff = Duration::from_millis(100);
-    // While the contact view is level with eligibility, the eligibility batches fold it; the
-    // checkpoint it was left at and since when. If it does not move within the grace, this
-    // runner folds on its own (and is then ahead, so the two part until eligibility catches
-    // up): a failing eligibility batch must not stall the contact view too.
-    let mut level: Option<(u64, Instant)> = None;
     loop {
-        let fold_level = level.is_some_and(|(_, since)| since.elapsed() >= config.level_grace);
-        match store
-            .project_batch(projection, config.batch_size, fold_level)
-            .await
-        {
+        match store.project_batch(projection, config.batch_size).await {
             Ok(Projected {
                 from,
                 batch,
                 changes,
-                contact_view_too,
-                folded_elsewhere,
             }) => {
                 backoff = Duration::from_millis(100);
-                level = folded_elsewhere.then(|| match level {
-                    Some((at, since)) if at == batch.checkpoint => (at, since),
-                    _ => (batch.checkpoint, Instant::now()),
-                });
-                if fold_level && batch.applied > 0 {
-                    tracing::warn!(
-                        applied = batch.applied,
-                        position = batch.checkpoint,
-                        grace_ms = config.level_grace.as_millis() as u64,
-                        "contact view folded on its own: the eligibility batches did not move it"
-                    );
-                    metrics::counter!("recovery_contact_view_unlevelled_total").increment(1);
-                }
                 // Before the progress: a reader woken by it finds the verdicts up to date.
                 if let Some(cache) = &verdicts {
                     cache.advance(from, batch.checkpoint, changes);
                 }
-                progress[&projection].send_replace(batch.checkpoint);
-                if contact_view_too {
-                    progress[&Projection::ContactView]
-                        .send_modify(|p| *p = (*p).max(batch.checkpoint));
-                }
+                progress.send_replace(batch.checkpoint);
                 if batch.applied > 0 {
                     metrics::counter!("recovery_projection_events_total", "projection" => projection.name())
                         .increment(batch.applied as u64);
@@ -202,16 +163,14 @@ async fn run(
                         "projected"
                     );
                 }
-                if folded_elsewhere {
-                    // The eligibility batches fold this projection too, as long as the two
-                    // stay level: an append need not wake it, the poll checks they still are.
-                    tokio::time::sleep(config.poll_interval).await;
-                } else if batch.applied < config.batch_size as usize {
+                if batch.applied < config.batch_size as usize {
                     let _ = tokio::time::timeout(config.poll_interval, wake.notified()).await;
                 }
             }
             Err(e) => {
                 tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "projection batch failed");
+                metrics::counter!("recovery_projection_failures_total", "projection" => projection.name())
+                    .increment(1);
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(5));
             }

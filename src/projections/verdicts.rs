@@ -136,7 +136,7 @@ impl VerdictCache {
 mod tests {
     use super::*;
     use crate::domain::{AdminState, TenantState};
-    use crate::projections::eligibility::verdict_for;
+    use crate::projections::admins::verdict_for;
     use uuid::Uuid;
 
     fn ids() -> (TenantId, AdminId) {

@@ -1,7 +1,7 @@
 //! What the publisher sends, as a pure function of the log: one message per event and one per
 //! eligibility change, in log order, with deterministic subjects and message ids.
 //!
-//! Eligibility changes are found by folding the log with the same [`EligibilityFold`] as the
+//! Eligibility changes are found by folding the log with the same [`AdminFold`] as the
 //! eligibility projection, starting from the history of the admins a batch touches. Because
 //! the state before an event is always "every earlier event folded", the messages do not
 //! depend on how the log is cut into batches, and a retried batch produces the very same
@@ -11,7 +11,7 @@ use crate::domain::{
     AdminId, DomainEvent, MethodId, MethodKind, RemovedMethod, StreamId, TenantId, Verdict, mask,
 };
 use crate::events::{RecordedEvent, pb};
-use crate::projections::eligibility::EligibilityFold;
+use crate::projections::admins::AdminFold;
 use bytes::Bytes;
 use prost::Message;
 use std::collections::BTreeSet;
@@ -106,7 +106,7 @@ fn masked_event_with(
 /// The masks `admin`'s verdict in `fold` shows, with the values they mask: what masking an
 /// event's values can reuse instead of formatting the numbers again.
 fn shown_masks(
-    fold: &EligibilityFold,
+    fold: &AdminFold,
     admin: Option<(TenantId, AdminId)>,
 ) -> Vec<(MethodId, &str, &str)> {
     let Some(entry) = admin.and_then(|k| fold.admins.get(&k)) else {
@@ -186,7 +186,7 @@ pub fn fold_scope(batch: &[RecordedEvent]) -> (Vec<(TenantId, AdminId)>, Vec<Ten
 pub fn build(
     prefix: &str,
     reveal: bool,
-    fold: &mut EligibilityFold,
+    fold: &mut AdminFold,
     batch: &[RecordedEvent],
 ) -> Vec<OutMessage> {
     let mut out = Vec::with_capacity(batch.len());
@@ -334,11 +334,11 @@ mod tests {
                 },
             ),
         ];
-        let whole = build("p", false, &mut EligibilityFold::default(), &log);
+        let whole = build("p", false, &mut AdminFold::default(), &log);
         // Second batch alone, primed with the history before it.
-        let mut primed = EligibilityFold::default();
+        let mut primed = AdminFold::default();
         log[..1].iter().for_each(|e| primed.apply(e));
-        let mut split = build("p", false, &mut EligibilityFold::default(), &log[..1]);
+        let mut split = build("p", false, &mut AdminFold::default(), &log[..1]);
         split.extend(build("p", false, &mut primed, &log[1..]));
         assert_eq!(whole, split);
         let eligibility: Vec<_> = whole
@@ -471,7 +471,7 @@ mod tests {
                 recorded(stream, *v, i as u64 + 1, event)
             })
             .collect();
-        let messages = build("p", false, &mut EligibilityFold::default(), &log);
+        let messages = build("p", false, &mut AdminFold::default(), &log);
         let published: Vec<&OutMessage> = messages
             .iter()
             .filter(|m| m.subject.starts_with("p.events."))

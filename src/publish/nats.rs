@@ -21,7 +21,7 @@
 use super::messages::{self, OutMessage, POSITION_HEADER};
 use super::{PublishError, PublisherConfig, Wake};
 use crate::domain::TenantId;
-use crate::projections::eligibility::{EligibilityFold, newcomers};
+use crate::projections::admins::{AdminFold, newcomers};
 use crate::store::PgStore;
 use crate::store::publish::Leadership;
 use async_nats::jetstream::context::PublishAckFuture;
@@ -45,7 +45,7 @@ pub struct Relay {
 /// The relay's eligibility fold, kept across batches while it leads.
 #[derive(Default)]
 struct WarmFold {
-    fold: EligibilityFold,
+    fold: AdminFold,
     /// Tenants whose every admin is in the fold.
     whole_tenants: HashSet<TenantId>,
     /// Tenants whose settings (their stream's history) are in the fold.
@@ -486,7 +486,7 @@ impl Relay {
         if admins.is_empty() && tenants.is_empty() {
             return Ok(());
         }
-        let mut cold = EligibilityFold::default();
+        let mut cold = AdminFold::default();
         for e in self
             .store
             .eligibility_history(&admins, &tenants, position)

@@ -26,6 +26,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "server_keys",
         include_str!("../../migrations/postgres/0004_server_keys.sql"),
     ),
+    (
+        5,
+        "one_admin_projection",
+        include_str!("../../migrations/postgres/0005_one_admin_projection.sql"),
+    ),
 ];
 
 /// The newest migration this build knows.

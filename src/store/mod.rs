@@ -287,7 +287,7 @@ delegate! {
     ) -> Appended;
     /// Folds the next events into a projection and moves its checkpoint, in one transaction;
     /// a contact view level with eligibility only with `fold_level` (PostgreSQL).
-    fn project_batch(&self, projection: Projection, limit: u32, fold_level: bool) -> Projected;
+    fn project_batch(&self, projection: Projection, limit: u32) -> Projected;
     /// A projection's checkpoint.
     fn checkpoint(&self, projection: Projection) -> u64;
     /// Empties a projection and zeroes its checkpoint, so that it is rebuilt.

@@ -1,34 +1,33 @@
-//! Projection storage on PostgreSQL: batches that fold the log into the projections' tables and
+//! Projection storage on PostgreSQL: batches that fold the log into the projection's tables and
 //! move the checkpoint in the same transaction (exactly-once), and the queries that read them.
 
 use super::postgres::{BEGIN_WITHOUT_FLUSH, Param, rolled_back_on_error, to_i64, to_u64};
 use super::{PgStore, StoreError};
 use crate::domain::{AdminId, AdminState, TenantId, TenantState, Verdict};
 use crate::events::RecordedEvent;
-use crate::projections::contact_view::{self, AdminKey};
-use crate::projections::eligibility::{self, AdminEligibility, EligibilityFold, verdict_for};
+use crate::projections::admins::{self, AdminFold, AdminKey, AdminRow, verdict_for};
 use crate::projections::verdicts::VerdictChanges;
 use deadpool_postgres::GenericClient;
 use std::collections::{BTreeSet, HashMap};
 use tokio_postgres::types::Json;
 use uuid::Uuid;
 
-/// The projections kept in PostgreSQL.
+/// The projections: checkpointed folds of the log whose rows and checkpoint change in one
+/// transaction. One today: each admin's contact view and eligibility verdict
+/// (`projections::admins`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Projection {
-    ContactView,
-    Eligibility,
+    Admins,
 }
 
 impl Projection {
     /// Every projection.
-    pub const ALL: [Projection; 2] = [Projection::ContactView, Projection::Eligibility];
+    pub const ALL: [Projection; 1] = [Projection::Admins];
 
-    /// The name of its checkpoint row.
+    /// The name of its checkpoint row (and its label in the metrics).
     pub fn name(self) -> &'static str {
         match self {
-            Projection::ContactView => "contact_view",
-            Projection::Eligibility => "eligibility",
+            Projection::Admins => "admins",
         }
     }
 }
@@ -37,30 +36,28 @@ impl Projection {
 /// beside them and then swaps in (see `store::replay`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Tables {
-    pub contact_views: &'static str,
-    pub eligibility_tenants: &'static str,
-    pub eligibility_admins: &'static str,
+    /// Each admin's contact view and verdict.
+    pub admins: &'static str,
+    /// Each tenant's settings, as the verdicts were folded under them.
+    pub tenants: &'static str,
 }
 
 impl Tables {
     /// The tables the service reads.
     pub const LIVE: Tables = Tables {
-        contact_views: "contact_views",
-        eligibility_tenants: "eligibility_tenants",
-        eligibility_admins: "eligibility_admins",
+        admins: "admin_views",
+        tenants: "tenant_views",
     };
     /// The tables a replay rebuilds into before swapping them in.
     pub const SHADOW: Tables = Tables {
-        contact_views: "contact_views_replay",
-        eligibility_tenants: "eligibility_tenants_replay",
-        eligibility_admins: "eligibility_admins_replay",
+        admins: "admin_views_replay",
+        tenants: "tenant_views_replay",
     };
 
     /// The tables of `projection`.
     pub fn of(self, projection: Projection) -> Vec<&'static str> {
         match projection {
-            Projection::ContactView => vec![self.contact_views],
-            Projection::Eligibility => vec![self.eligibility_tenants, self.eligibility_admins],
+            Projection::Admins => vec![self.tenants, self.admins],
         }
     }
 }
@@ -71,14 +68,8 @@ pub struct Projected {
     /// The checkpoint before the batch, read under its lock (or by the idle peek).
     pub from: u64,
     pub batch: Batch,
-    /// For eligibility, what the batch wrote.
+    /// What the batch wrote, for the verdicts kept in memory.
     pub changes: VerdictChanges,
-    /// An eligibility batch that also folded the contact view (their checkpoints were equal):
-    /// the contact view's checkpoint moved to the same position.
-    pub contact_view_too: bool,
-    /// A contact-view batch that found nothing to do because its checkpoint is level with
-    /// eligibility's: the eligibility batches fold it (PostgreSQL; see `fold_level`).
-    pub folded_elsewhere: bool,
 }
 
 impl Projected {
@@ -90,8 +81,6 @@ impl Projected {
                 checkpoint,
             },
             changes: VerdictChanges::default(),
-            contact_view_too: false,
-            folded_elsewhere: false,
         }
     }
 }
@@ -106,24 +95,20 @@ pub struct Batch {
 /// The most eligibility rows remembered (beyond it, they are forgotten and remembered again).
 const ROWS_KNOWN: usize = 100_000;
 
-/// The eligibility rows this process's live batches wrote, exact at the checkpoint the last of
+/// The admin rows this process's live batches wrote, exact at the checkpoint the last of
 /// them left: a batch that finds the checkpoint there takes the rows of the admins it touches
 /// from here instead of reading them. A checkpoint found anywhere else (another replica
 /// projected, a reset, a replay) means they may be stale: they are forgotten. Only the live
-/// batches of the eligibility projection use them (a replay's shadow tables never do).
+/// batches use them (a replay's shadow tables never do).
 #[derive(Default)]
 pub(super) struct KnownRows {
     position: Option<u64>,
-    admins: HashMap<AdminKey, AdminEligibility>,
+    admins: HashMap<AdminKey, AdminRow>,
 }
 
 impl KnownRows {
     /// The rows of `keys` it holds, taken out, if they are exact at `checkpoint`.
-    fn take(
-        &mut self,
-        checkpoint: u64,
-        keys: &BTreeSet<AdminKey>,
-    ) -> HashMap<AdminKey, AdminEligibility> {
+    fn take(&mut self, checkpoint: u64, keys: &BTreeSet<AdminKey>) -> HashMap<AdminKey, AdminRow> {
         if self.position != Some(checkpoint) {
             self.position = None;
             self.admins.clear();
@@ -135,7 +120,7 @@ impl KnownRows {
     }
 
     /// A batch moved the checkpoint from `from` to `to`, writing `rows`.
-    fn keep(&mut self, from: u64, to: u64, rows: HashMap<AdminKey, AdminEligibility>) {
+    fn keep(&mut self, from: u64, to: u64, rows: HashMap<AdminKey, AdminRow>) {
         if self.position != Some(from) || self.admins.len() + rows.len() > ROWS_KNOWN {
             self.admins.clear();
         }
@@ -164,36 +149,24 @@ impl PgStore {
     /// Folds the next `limit` events after the projection's checkpoint into its tables and
     /// moves the checkpoint, in one transaction. The checkpoint row is locked first, so two
     /// replicas running the same projection take turns and never apply an event twice.
-    ///
-    /// A contact view level with eligibility is left to the eligibility batches (which fold
-    /// both while level), unless `fold_level`.
     #[tracing::instrument(skip(self), level = "debug", fields(projection = projection.name()))]
     pub async fn project_batch(
         &self,
         projection: Projection,
         limit: u32,
-        fold_level: bool,
     ) -> Result<Projected, StoreError> {
         let client = self.pool().get().await?;
         // Idle runners poll: look without a transaction or a row lock first.
         let peek = client
             .prepare_cached(
-                "SELECT c.position, h.position, e.position
-                 FROM projection_checkpoints c, projection_checkpoints e, log_head h
-                 WHERE c.name = $1 AND e.name = 'eligibility'",
+                "SELECT c.position, h.position FROM projection_checkpoints c, log_head h
+                 WHERE c.name = $1",
             )
             .await?;
         let row = client.query_one(&peek, &[&projection.name()]).await?;
-        let (seen, head, eligibility) =
-            (to_u64(row.get(0)), to_u64(row.get(1)), to_u64(row.get(2)));
-        // A contact view level with eligibility is folded by the eligibility batches.
-        let folded_elsewhere =
-            projection == Projection::ContactView && seen == eligibility && !fold_level;
-        if seen >= head || folded_elsewhere {
-            return Ok(Projected {
-                folded_elsewhere,
-                ..Projected::idle(seen)
-            });
+        let (seen, head) = (to_u64(row.get(0)), to_u64(row.get(1)));
+        if seen >= head {
+            return Ok(Projected::idle(seen));
         }
         rolled_back_on_error(
             &client,
@@ -213,10 +186,10 @@ impl PgStore {
             &[&projection.name()],
         )
         .await?;
-        tx.batch_execute(match projection {
-            Projection::ContactView => "TRUNCATE contact_views",
-            Projection::Eligibility => "TRUNCATE eligibility_admins, eligibility_tenants",
-        })
+        tx.batch_execute(&format!(
+            "TRUNCATE {}",
+            Tables::LIVE.of(projection).join(", ")
+        ))
         .await?;
         tx.execute(
             "UPDATE projection_checkpoints SET position = 0 WHERE name = $1",
@@ -249,8 +222,8 @@ impl PgStore {
         let stmt = client
             .prepare_cached(
                 "SELECT c.position, v.state FROM projection_checkpoints c
-                 LEFT JOIN contact_views v ON v.tenant_id = $1 AND v.admin_id = $2
-                 WHERE c.name = 'contact_view'",
+                 LEFT JOIN admin_views v ON v.tenant_id = $1 AND v.admin_id = $2
+                 WHERE c.name = 'admins'",
             )
             .await?;
         let row = client
@@ -271,9 +244,9 @@ impl PgStore {
         let stmt = client
             .prepare_cached(
                 "SELECT c.position, a.verdict, t.state FROM projection_checkpoints c
-                 LEFT JOIN eligibility_admins a ON a.tenant_id = $1 AND a.admin_id = $2
-                 LEFT JOIN eligibility_tenants t ON t.tenant_id = $1
-                 WHERE c.name = 'eligibility'",
+                 LEFT JOIN admin_views a ON a.tenant_id = $1 AND a.admin_id = $2
+                 LEFT JOIN tenant_views t ON t.tenant_id = $1
+                 WHERE c.name = 'admins'",
             )
             .await?;
         let row = client
@@ -297,11 +270,6 @@ impl PgStore {
 /// One batch in one transaction, in four round trips: `BEGIN`, the checkpoint's row lock and
 /// the events after it, pipelined; the rows the batch needs; the rows it writes; the checkpoint
 /// and `COMMIT`, pipelined. The caller rolls back on an error.
-///
-/// An eligibility batch locks the contact view's checkpoint too (the rows in name order, as a
-/// replay's swap does): when both are at the same position, it folds the contact view in the same
-/// pass — the eligibility fold holds every touched admin's state, which is the contact view — and
-/// moves both checkpoints, so that the events are read and committed once for both.
 async fn project_in(
     client: &deadpool_postgres::Client,
     projection: Projection,
@@ -309,15 +277,8 @@ async fn project_in(
     known: &std::sync::Mutex<KnownRows>,
 ) -> Result<Projected, StoreError> {
     let name = projection.name();
-    let names: Vec<&str> = match projection {
-        Projection::ContactView => vec![name],
-        Projection::Eligibility => Projection::ALL.iter().map(|p| p.name()).collect(),
-    };
     let lock = client
-        .prepare_cached(
-            "SELECT name, position FROM projection_checkpoints WHERE name = ANY($1)
-             ORDER BY name FOR UPDATE",
-        )
+        .prepare_cached("SELECT position FROM projection_checkpoints WHERE name = $1 FOR UPDATE")
         .await?;
     // Runs after the lock statement: it reads the checkpoint the lock holds.
     let read = client
@@ -328,25 +289,19 @@ async fn project_in(
         )
         .await?;
     let save = client
-        .prepare_cached("UPDATE projection_checkpoints SET position = $2 WHERE name = ANY($1)")
+        .prepare_cached("UPDATE projection_checkpoints SET position = $2 WHERE name = $1")
         .await?;
     // A projection's rows and checkpoint commit together, so a commit lost in a crash is
     // simply projected again: it need not wait for the WAL flush.
     let limit = i64::from(limit);
-    let lock_params: [&Param; 1] = [&names];
+    let lock_params: [&Param; 1] = [&name];
     let read_params: [&Param; 2] = [&name, &limit];
     let (_, locked, rows) = tokio::try_join!(
         client.batch_execute(BEGIN_WITHOUT_FLUSH),
-        client.query(&lock, &lock_params),
+        client.query_one(&lock, &lock_params),
         client.query(&read, &read_params),
     )?;
-    let positions: HashMap<String, u64> = locked
-        .iter()
-        .map(|r| (r.get(0), to_u64(r.get(1))))
-        .collect();
-    let checkpoint = positions.get(name).copied().unwrap_or(0);
-    let contact_view_too = projection == Projection::Eligibility
-        && positions.get(Projection::ContactView.name()) == Some(&checkpoint);
+    let checkpoint = to_u64(locked.get(0));
     let events = rows
         .iter()
         .map(|r| RecordedEvent::decode(r.get::<_, &[u8]>(0)))
@@ -355,37 +310,17 @@ async fn project_in(
         client.batch_execute("COMMIT").await?;
         return Ok(Projected::idle(checkpoint));
     };
-    let (changes, written) = match projection {
-        Projection::Eligibility => {
-            let needs = eligibility::needs(&events);
-            let known_rows = lock_rows(known).take(checkpoint, &needs.admins);
-            let (changes, written) = apply_eligibility(
-                client,
-                Tables::LIVE,
-                &events,
-                needs,
-                known_rows,
-                contact_view_too,
-            )
-            .await?;
-            (changes, Some(written))
-        }
-        Projection::ContactView => {
-            apply_contact_view(client, Tables::LIVE, &events).await?;
-            (VerdictChanges::default(), None)
-        }
-    };
-    let moved: Vec<&str> = if contact_view_too { names } else { vec![name] };
+    let needs = admins::needs(&events);
+    let known_rows = lock_rows(known).take(checkpoint, &needs.admins);
+    let (changes, written) = apply_admins(client, Tables::LIVE, &events, needs, known_rows).await?;
     let last_position = to_i64(last);
-    let save_params: [&Param; 2] = [&moved, &last_position];
+    let save_params: [&Param; 2] = [&name, &last_position];
     let (saved, committed) = tokio::join!(
         client.execute(&save, &save_params),
         client.batch_execute("COMMIT"),
     );
     saved.and(committed)?;
-    if let Some(written) = written {
-        lock_rows(known).keep(checkpoint, last, written);
-    }
+    lock_rows(known).keep(checkpoint, last, written);
     Ok(Projected {
         from: checkpoint,
         batch: Batch {
@@ -393,12 +328,10 @@ async fn project_in(
             checkpoint: last,
         },
         changes,
-        contact_view_too,
-        folded_elsewhere: false,
     })
 }
 
-/// Folds `events` into `projection`'s rows in `tables`; for eligibility, what it wrote.
+/// Folds `events` into `projection`'s rows in `tables`; what it wrote.
 pub(super) async fn apply(
     tx: &impl GenericClient,
     projection: Projection,
@@ -406,97 +339,27 @@ pub(super) async fn apply(
     events: &[RecordedEvent],
 ) -> Result<VerdictChanges, StoreError> {
     match projection {
-        Projection::ContactView => {
-            apply_contact_view(tx, tables, events).await?;
-            Ok(VerdictChanges::default())
-        }
-        Projection::Eligibility => {
-            let needs = eligibility::needs(events);
-            let (changes, _) =
-                apply_eligibility(tx, tables, events, needs, HashMap::new(), false).await?;
+        Projection::Admins => {
+            let needs = admins::needs(events);
+            let (changes, _) = apply_admins(tx, tables, events, needs, HashMap::new()).await?;
             Ok(changes)
         }
     }
 }
 
-async fn apply_contact_view(
+/// Folds `events` into the admin rows. `known` holds rows of touched admins as they are in the
+/// table (not read again); an admin whose first event here is its stream's first has no row yet
+/// and is not read either. Returns what it wrote: the verdict changes, and every row.
+async fn apply_admins(
     tx: &impl GenericClient,
     tables: Tables,
     events: &[RecordedEvent],
-) -> Result<(), StoreError> {
-    let keys = contact_view::touched(events);
-    if keys.is_empty() {
-        return Ok(());
-    }
-    let (tenants, admins) = key_arrays(&keys);
-    // The loads below are LATERAL with OFFSET 0: a primary-key lookup per admin whatever the
-    // plan. As plain joins, the generic plans of these prepared statements scan the table.
-    let load = tx
-        .prepare_cached(&format!(
-            "SELECT v.tenant_id, v.admin_id, v.state
-             FROM unnest($1::uuid[], $2::uuid[]) AS k(tenant_id, admin_id)
-             CROSS JOIN LATERAL (SELECT * FROM {} v
-                                 WHERE v.tenant_id = k.tenant_id AND v.admin_id = k.admin_id
-                                 OFFSET 0) v",
-            tables.contact_views
-        ))
-        .await?;
-    let mut views = HashMap::new();
-    for row in tx.query(&load, &[&tenants, &admins]).await? {
-        views.insert(
-            admin_key(&row),
-            row.try_get::<_, Json<AdminState>>("state")?.0,
-        );
-    }
-    for event in events {
-        contact_view::apply(&mut views, event);
-    }
-    save_contact_views(tx, tables, views.iter()).await
-}
-
-/// Upserts contact views.
-async fn save_contact_views<'a>(
-    tx: &impl GenericClient,
-    tables: Tables,
-    views: impl Iterator<Item = (&'a AdminKey, &'a AdminState)>,
-) -> Result<(), StoreError> {
-    let (mut ts, mut as_, mut states) = (Vec::new(), Vec::new(), Vec::new());
-    for ((t, a), state) in views {
-        ts.push(t.as_uuid());
-        as_.push(a.as_uuid());
-        states.push(Json(state));
-    }
-    if ts.is_empty() {
-        return Ok(());
-    }
-    let save = tx
-        .prepare_cached(&format!(
-            "INSERT INTO {} (tenant_id, admin_id, state)
-             SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::json[])
-             ON CONFLICT (tenant_id, admin_id) DO UPDATE SET state = excluded.state",
-            tables.contact_views
-        ))
-        .await?;
-    tx.execute(&save, &[&ts, &as_, &states]).await?;
-    Ok(())
-}
-
-/// Folds `events` into the eligibility rows; with `contact_views`, also writes the contact view of
-/// every admin they touch (from the same fold: the eligibility entry's state is the view).
-/// `known` holds rows of touched admins as they are in the table (not read again); an admin
-/// whose first event here is its stream's first has no row yet and is not read either.
-/// Returns what it wrote: the verdict changes, and every row.
-async fn apply_eligibility(
-    tx: &impl GenericClient,
-    tables: Tables,
-    events: &[RecordedEvent],
-    needs: eligibility::Needs,
-    known: HashMap<AdminKey, AdminEligibility>,
-    contact_views: bool,
-) -> Result<(VerdictChanges, HashMap<AdminKey, AdminEligibility>), StoreError> {
-    let mut fold = EligibilityFold::default();
+    needs: admins::Needs,
+    known: HashMap<AdminKey, AdminRow>,
+) -> Result<(VerdictChanges, HashMap<AdminKey, AdminRow>), StoreError> {
+    let mut fold = AdminFold::default();
     fold.admins = known;
-    let newcomers = eligibility::newcomers(events);
+    let newcomers = admins::newcomers(events);
     let to_read: BTreeSet<AdminKey> = needs
         .admins
         .iter()
@@ -508,7 +371,7 @@ async fn apply_eligibility(
     let load_tenants = tx
         .prepare_cached(&format!(
             "SELECT tenant_id, state FROM {} WHERE tenant_id = ANY($1)",
-            tables.eligibility_tenants
+            tables.tenants
         ))
         .await?;
     let (ts, as_) = key_arrays(&to_read);
@@ -523,7 +386,7 @@ async fn apply_eligibility(
              UNION ALL
              SELECT e.tenant_id, e.admin_id, e.state, e.verdict, e.changed_position
              FROM {admins} e WHERE e.tenant_id = ANY($3)",
-            admins = tables.eligibility_admins
+            admins = tables.admins
         ))
         .await?;
     // Both loads in one round trip. An admin of a tenant whose settings changed may come twice
@@ -543,7 +406,7 @@ async fn apply_eligibility(
     for row in admin_rows {
         fold.admins.insert(
             admin_key(&row),
-            AdminEligibility {
+            AdminRow {
                 state: row.try_get::<_, Json<AdminState>>("state")?.0,
                 verdict: row.try_get::<_, Json<Verdict>>("verdict")?.0,
                 changed_position: to_u64(row.get("changed_position")),
@@ -568,7 +431,7 @@ async fn apply_eligibility(
                 "INSERT INTO {} (tenant_id, state)
                  SELECT * FROM unnest($1::uuid[], $2::json[])
                  ON CONFLICT (tenant_id) DO UPDATE SET state = excluded.state",
-                tables.eligibility_tenants
+                tables.tenants
             ))
             .await?;
         tx.execute(&save, &[&tids, &tstates]).await?;
@@ -591,18 +454,11 @@ async fn apply_eligibility(
                  ON CONFLICT (tenant_id, admin_id) DO UPDATE
                  SET state = excluded.state, verdict = excluded.verdict,
                      changed_position = excluded.changed_position",
-                tables.eligibility_admins
+                tables.admins
             ))
             .await?;
         tx.execute(&save, &[&ts, &as_, &states, &verdicts, &changed])
             .await?;
-    }
-    if contact_views {
-        let touched = needs
-            .admins
-            .iter()
-            .filter_map(|key| fold.admins.get(key).map(|e| (key, &e.state)));
-        save_contact_views(tx, tables, touched).await?;
     }
     let changes = fold.changes(&needs);
     Ok((changes, fold.admins))

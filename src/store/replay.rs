@@ -101,7 +101,7 @@ impl PgStore {
         on_read: impl FnMut(u64) + Send,
     ) -> Result<Batch, StoreError> {
         let started = std::time::Instant::now();
-        let (head, decoded, fold) = self.fold_log(&projections, on_read).await?;
+        let (head, decoded, fold) = self.fold_log(on_read).await?;
         let folded = started.elapsed();
         let written = self.write_fold(fold).await?;
         tracing::info!(
@@ -127,7 +127,6 @@ impl PgStore {
     /// shards are merged at the end by moving their maps (docs/benchmarks.md).
     async fn fold_log(
         &self,
-        projections: &[Projection],
         mut on_read: impl FnMut(u64) + Send,
     ) -> Result<(u64, u64, BulkFold), StoreError> {
         let mut client = self.pool().get().await?;
@@ -155,7 +154,7 @@ impl PgStore {
         let (mut to_shards, mut folds) = (Vec::new(), Vec::new());
         for index in 0..shards {
             let (shard, mut payloads) = mpsc::channel::<Vec<Bytes>>(READ_IN_FLIGHT);
-            let mut fold = BulkFold::new(projections);
+            let mut fold = BulkFold::new();
             to_shards.push(shard);
             folds.push(tokio::task::spawn_blocking(move || {
                 while let Some(batch) = payloads.blocking_recv() {
@@ -177,7 +176,7 @@ impl PgStore {
         }
         // Closes the shards' channels when it returns, which ends their loops.
         let read = route_rows(stream, to_shards, &mut on_read).await;
-        let mut fold = BulkFold::new(projections);
+        let mut fold = BulkFold::new();
         for shard in folds {
             fold.merge(joined(shard.await, "a fold shard")??);
         }
@@ -197,7 +196,7 @@ impl PgStore {
         let tables = Tables::SHADOW;
         let (to_writer, mut chunks) = mpsc::channel(CHUNKS_AHEAD);
         let serializer = tokio::task::spawn_blocking(move || serialize_rows(fold, to_writer));
-        let (mut views, mut tenants, mut admins) = (None, None, None);
+        let (mut tenants, mut admins) = (None, None);
         loop {
             let chunk = match chunks.recv().await {
                 Some(chunk) => chunk?,
@@ -210,24 +209,11 @@ impl PgStore {
             let Some(chunk) = chunk else {
                 break;
             };
-            if !chunk.views.is_empty() {
-                let copy = ShadowCopy::opened(
-                    &mut views,
-                    self,
-                    tables.contact_views,
-                    "tenant_id, admin_id, state",
-                    &[Type::UUID, Type::UUID, Type::JSON],
-                )
-                .await?;
-                for ((t, a), state) in chunk.views.iter().zip(chunk.view_states.all()) {
-                    copy.write(&[t, a, &state]).await?;
-                }
-            }
             if !chunk.tenants.is_empty() {
                 let copy = ShadowCopy::opened(
                     &mut tenants,
                     self,
-                    tables.eligibility_tenants,
+                    tables.tenants,
                     "tenant_id, state",
                     &[Type::UUID, Type::JSON],
                 )
@@ -240,16 +226,15 @@ impl PgStore {
                 let copy = ShadowCopy::opened(
                     &mut admins,
                     self,
-                    tables.eligibility_admins,
+                    tables.admins,
                     "tenant_id, admin_id, state, verdict, changed_position",
                     &[Type::UUID, Type::UUID, Type::JSON, Type::JSON, Type::INT8],
                 )
                 .await?;
-                let states = chunk.admin_states.as_ref().unwrap_or(&chunk.view_states);
                 let rows = chunk
                     .admins
                     .iter()
-                    .zip(states.all())
+                    .zip(chunk.admin_states.all())
                     .zip(chunk.verdicts.all());
                 for (((t, a, changed), state), verdict) in rows {
                     copy.write(&[t, a, &state, &verdict, changed]).await?;
@@ -262,9 +247,8 @@ impl PgStore {
                 None => Ok(0),
             }
         };
-        let (views, tenants, admins) =
-            futures::try_join!(finish(views), finish(tenants), finish(admins))?;
-        Ok(views + tenants + admins)
+        let (tenants, admins) = futures::try_join!(finish(tenants), finish(admins))?;
+        Ok(tenants + admins)
     }
 
     /// Catches the shadow tables up from `after` to the head and swaps them in, in one
@@ -348,51 +332,32 @@ const CHUNKS_AHEAD: usize = 4;
 /// The rows `i..j` of each shadow table (a table may have fewer), with their JSON documents.
 #[derive(Debug, Default)]
 struct Chunk {
-    views: Vec<(Uuid, Uuid)>,
-    view_states: Documents,
     tenants: Vec<Uuid>,
     tenant_states: Documents,
     /// `(tenant, admin, changed_position)`.
     admins: Vec<(Uuid, Uuid, i64)>,
-    /// `None`: the same as `view_states`.
-    admin_states: Option<Documents>,
+    admin_states: Documents,
     verdicts: Documents,
 }
 
 /// Serializes the rows of `fold` in key order, a chunk at a time, into `out`, then `None`;
-/// frees the fold. An admin's state is serialized once: when both projections are rebuilt,
-/// the contact view and the eligibility row hold the same one
-/// ([`BulkFold::views_are_eligibility_states`]).
+/// frees the fold.
 fn serialize_rows(fold: BulkFold, out: mpsc::Sender<Result<Option<Chunk>, StoreError>>) {
-    let views = fold.contact_views();
-    let eligibility = fold.eligibility();
-    let (tenants, admins) = (&eligibility.tenants, &eligibility.admins);
-    let shared = fold.views_are_eligibility_states();
-    let rows = views.len().max(tenants.len()).max(admins.len());
+    let all = fold.rows();
+    let (tenants, admins) = (&all.tenants, &all.admins);
+    let rows = tenants.len().max(admins.len());
     for start in (0..rows).step_by(CHUNK_ROWS) {
         let range = |len: usize| start.min(len)..(start + CHUNK_ROWS).min(len);
-        let (views, tenants, admins) = (
-            &views[range(views.len())],
-            &tenants[range(tenants.len())],
-            &admins[range(admins.len())],
-        );
+        let (tenants, admins) = (&tenants[range(tenants.len())], &admins[range(admins.len())]);
         let chunk = (|| {
             Ok(Chunk {
-                views: views
-                    .iter()
-                    .map(|((t, a), _)| (t.as_uuid(), a.as_uuid()))
-                    .collect(),
-                view_states: Documents::of(views.iter().map(|(_, state)| *state))?,
                 tenants: tenants.iter().map(|(t, _)| t.as_uuid()).collect(),
                 tenant_states: Documents::of(tenants.iter().map(|(_, state)| *state))?,
                 admins: admins
                     .iter()
                     .map(|((t, a), e)| (t.as_uuid(), a.as_uuid(), to_i64(e.changed_position)))
                     .collect(),
-                admin_states: match shared {
-                    true => None,
-                    false => Some(Documents::of(admins.iter().map(|(_, e)| &e.state))?),
-                },
+                admin_states: Documents::of(admins.iter().map(|(_, e)| &e.state))?,
                 verdicts: Documents::of(admins.iter().map(|(_, e)| &e.verdict))?,
             })
         })();

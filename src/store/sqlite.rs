@@ -11,11 +11,9 @@ use super::projections::{Batch, Projected, Projection, Tables};
 use super::{Appended, HistoryQuery, IdempotencyKey, IdempotentAnswer, StoreError, StoredAnswer};
 use crate::domain::{AdminId, AdminState, StreamId, TenantId, TenantState, Verdict};
 use crate::events::{DecodeError, PendingEvent, RecordedEvent};
-use crate::projections::contact_view::{self, AdminKey};
-use crate::projections::eligibility::{self, AdminEligibility, EligibilityFold, verdict_for};
+use crate::projections::admins::{self, AdminFold, AdminKey, AdminRow, verdict_for};
 use crate::projections::verdicts::VerdictChanges;
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, TransactionBehavior, params};
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -43,6 +41,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         3,
         "server_keys",
         include_str!("../../migrations/sqlite/0003_server_keys.sql"),
+    ),
+    (
+        4,
+        "one_admin_projection",
+        include_str!("../../migrations/sqlite/0004_one_admin_projection.sql"),
     ),
 ];
 
@@ -346,13 +349,12 @@ impl SqliteStore {
         Ok(appended)
     }
 
-    /// Folds the next `limit` events into `projection` (each projection folds its own: there is
-    /// no level pass to opt out of, so `_fold_level` changes nothing here).
+    /// Folds the next `limit` events into `projection` and moves its checkpoint, in one
+    /// transaction.
     pub async fn project_batch(
         &self,
         projection: Projection,
         limit: u32,
-        _fold_level: bool,
     ) -> Result<Projected, StoreError> {
         self.run(move |c| project_batch(c, projection, limit)).await
     }
@@ -364,11 +366,8 @@ impl SqliteStore {
     pub async fn reset_projection(&self, projection: Projection) -> Result<(), StoreError> {
         self.run(move |c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            match projection {
-                Projection::ContactView => tx.execute_batch("DELETE FROM contact_views")?,
-                Projection::Eligibility => tx.execute_batch(
-                    "DELETE FROM eligibility_admins; DELETE FROM eligibility_tenants",
-                )?,
+            for table in Tables::LIVE.of(projection) {
+                tx.execute_batch(&format!("DELETE FROM {table}"))?;
             }
             tx.execute(
                 "UPDATE projection_checkpoints SET position = 0 WHERE name = ?1",
@@ -388,10 +387,10 @@ impl SqliteStore {
         self.run(move |c| {
             // One read transaction: the checkpoint and the row come from the same snapshot.
             let tx = c.transaction()?;
-            let position = checkpoint(&tx, Projection::ContactView)?;
+            let position = checkpoint(&tx, Projection::Admins)?;
             let state: Option<String> = tx
                 .query_row(
-                    "SELECT state FROM contact_views WHERE tenant_id = ?1 AND admin_id = ?2",
+                    "SELECT state FROM admin_views WHERE tenant_id = ?1 AND admin_id = ?2",
                     params![tenant.to_string(), admin.to_string()],
                     |r| r.get(0),
                 )
@@ -411,10 +410,10 @@ impl SqliteStore {
     ) -> Result<(u64, Verdict), StoreError> {
         self.run(move |c| {
             let tx = c.transaction()?;
-            let position = checkpoint(&tx, Projection::Eligibility)?;
+            let position = checkpoint(&tx, Projection::Admins)?;
             let verdict: Option<String> = tx
                 .query_row(
-                    "SELECT verdict FROM eligibility_admins WHERE tenant_id = ?1 AND admin_id = ?2",
+                    "SELECT verdict FROM admin_views WHERE tenant_id = ?1 AND admin_id = ?2",
                     params![tenant.to_string(), admin.to_string()],
                     |r| r.get(0),
                 )
@@ -764,12 +763,10 @@ fn project_batch(
             checkpoint: last,
         },
         changes,
-        contact_view_too: false,
-        folded_elsewhere: false,
     })
 }
 
-/// Folds `events` into `projection`'s rows in `tables`; for eligibility, what it wrote.
+/// Folds `events` into `projection`'s rows in `tables`; what it wrote.
 pub(super) fn apply(
     tx: &Transaction<'_>,
     projection: Projection,
@@ -777,50 +774,8 @@ pub(super) fn apply(
     events: &[RecordedEvent],
 ) -> Result<VerdictChanges, StoreError> {
     match projection {
-        Projection::ContactView => {
-            apply_contact_view(tx, tables, events)?;
-            Ok(VerdictChanges::default())
-        }
-        Projection::Eligibility => apply_eligibility(tx, tables, events),
+        Projection::Admins => apply_admins(tx, tables, events),
     }
-}
-
-fn apply_contact_view(
-    tx: &Transaction<'_>,
-    tables: Tables,
-    events: &[RecordedEvent],
-) -> Result<(), StoreError> {
-    let mut views: HashMap<AdminKey, AdminState> = HashMap::new();
-    {
-        let mut load = tx.prepare_cached(&format!(
-            "SELECT state FROM {} WHERE tenant_id = ?1 AND admin_id = ?2",
-            tables.contact_views
-        ))?;
-        for (t, a) in contact_view::touched(events) {
-            let state: Option<String> = load
-                .query_row(params![t.to_string(), a.to_string()], |r| r.get(0))
-                .optional()?;
-            if let Some(s) = state {
-                views.insert((t, a), serde_json::from_str(&s)?);
-            }
-        }
-    }
-    for event in events {
-        contact_view::apply(&mut views, event);
-    }
-    let mut save = tx.prepare_cached(&format!(
-        "INSERT INTO {} (tenant_id, admin_id, state) VALUES (?1, ?2, ?3)
-         ON CONFLICT (tenant_id, admin_id) DO UPDATE SET state = excluded.state",
-        tables.contact_views
-    ))?;
-    for ((t, a), state) in &views {
-        save.execute(params![
-            t.to_string(),
-            a.to_string(),
-            serde_json::to_string(state)?
-        ])?;
-    }
-    Ok(())
 }
 
 fn load_tenant(
@@ -830,10 +785,7 @@ fn load_tenant(
 ) -> Result<Option<TenantState>, StoreError> {
     let state: Option<String> = tx
         .query_row(
-            &format!(
-                "SELECT state FROM {} WHERE tenant_id = ?1",
-                tables.eligibility_tenants
-            ),
+            &format!("SELECT state FROM {} WHERE tenant_id = ?1", tables.tenants),
             [tenant.to_string()],
             |r| r.get(0),
         )
@@ -841,12 +793,12 @@ fn load_tenant(
     Ok(state.map(|s| serde_json::from_str(&s)).transpose()?)
 }
 
-fn eligibility_row(row: &Row<'_>) -> Result<(AdminKey, AdminEligibility), StoreError> {
+fn admin_row(row: &Row<'_>) -> Result<(AdminKey, AdminRow), StoreError> {
     let key = (
         TenantId::from_uuid(uuid_at(row, 0)?),
         AdminId::from_uuid(uuid_at(row, 1)?),
     );
-    let entry = AdminEligibility {
+    let entry = AdminRow {
         state: serde_json::from_str(&row.get::<_, String>(2)?)?,
         verdict: serde_json::from_str(&row.get::<_, String>(3)?)?,
         changed_position: u64_of(row.get(4)?),
@@ -854,13 +806,13 @@ fn eligibility_row(row: &Row<'_>) -> Result<(AdminKey, AdminEligibility), StoreE
     Ok((key, entry))
 }
 
-fn apply_eligibility(
+fn apply_admins(
     tx: &Transaction<'_>,
     tables: Tables,
     events: &[RecordedEvent],
 ) -> Result<VerdictChanges, StoreError> {
-    let needs = eligibility::needs(events);
-    let mut fold = EligibilityFold::default();
+    let needs = admins::needs(events);
+    let mut fold = AdminFold::default();
     for t in &needs.tenants {
         if let Some(state) = load_tenant(tx, tables, *t)? {
             fold.tenants.insert(*t, state);
@@ -869,14 +821,14 @@ fn apply_eligibility(
     {
         let columns = format!(
             "SELECT tenant_id, admin_id, state, verdict, changed_position FROM {}",
-            tables.eligibility_admins
+            tables.admins
         );
         let mut one =
             tx.prepare_cached(&format!("{columns} WHERE tenant_id = ?1 AND admin_id = ?2"))?;
         for (t, a) in &needs.admins {
             let mut rows = one.query(params![t.to_string(), a.to_string()])?;
             if let Some(row) = rows.next()? {
-                let (key, entry) = eligibility_row(row)?;
+                let (key, entry) = admin_row(row)?;
                 fold.admins.insert(key, entry);
             }
         }
@@ -884,7 +836,7 @@ fn apply_eligibility(
         for t in &needs.settings_changed {
             let mut rows = all.query([t.to_string()])?;
             while let Some(row) = rows.next()? {
-                let (key, entry) = eligibility_row(row)?;
+                let (key, entry) = admin_row(row)?;
                 fold.admins.insert(key, entry);
             }
         }
@@ -895,7 +847,7 @@ fn apply_eligibility(
     let mut save_tenant = tx.prepare_cached(&format!(
         "INSERT INTO {} (tenant_id, state) VALUES (?1, ?2)
          ON CONFLICT (tenant_id) DO UPDATE SET state = excluded.state",
-        tables.eligibility_tenants
+        tables.tenants
     ))?;
     for t in &needs.settings_changed {
         if let Some(state) = fold.tenants.get(t) {
@@ -908,7 +860,7 @@ fn apply_eligibility(
          ON CONFLICT (tenant_id, admin_id) DO UPDATE
          SET state = excluded.state, verdict = excluded.verdict,
              changed_position = excluded.changed_position",
-        tables.eligibility_admins
+        tables.admins
     ))?;
     for ((t, a), e) in &fold.admins {
         save_admin.execute(params![

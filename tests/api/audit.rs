@@ -233,7 +233,7 @@ impl Db {
         c.query(
             "SELECT conrelid::regclass::text || ': ' || conname || ' ' || pg_get_constraintdef(oid)
              FROM pg_constraint WHERE contype = 'p' AND conrelid = ANY(ARRAY[
-               'contact_views', 'eligibility_admins', 'eligibility_tenants']::regclass[])
+               'admin_views', 'tenant_views']::regclass[])
              ORDER BY 1",
             &[],
         )
@@ -252,20 +252,17 @@ impl Db {
         };
         let key = format!("{} || '/' || {}", cast("tenant_id"), cast("admin_id"));
         [
+            self.rows(&format!("SELECT {key}, {} FROM admin_views", cast("state")))
+                .await,
             self.rows(&format!(
-                "SELECT {key}, {} FROM contact_views",
-                cast("state")
-            ))
-            .await,
-            self.rows(&format!(
-                "SELECT {key}, {}, {}, {} FROM eligibility_admins",
+                "SELECT {key}, {}, {}, {} FROM admin_views",
                 cast("state"),
                 cast("verdict"),
                 cast("changed_position")
             ))
             .await,
             self.rows(&format!(
-                "SELECT {}, {} FROM eligibility_tenants",
+                "SELECT {}, {} FROM tenant_views",
                 cast("tenant_id"),
                 cast("state")
             ))
@@ -814,10 +811,7 @@ async fn replay_swaps_in_a_rebuild_equal_to_the_live_projection_while_requests_f
         &["replay", "--projection", "contact_view"],
     );
     assert!(out.status.success(), "{out:?}");
-    assert!(
-        text(&out.stdout).starts_with("rebuilt contact_view: "),
-        "{out:?}"
-    );
+    assert!(text(&out.stdout).starts_with("rebuilt admins: "), "{out:?}");
     assert!(text(&out.stderr).contains("events/s"), "{out:?}");
     app.caught_up().await;
     assert!(db.projections().await == reference);
@@ -970,7 +964,7 @@ async fn replay_comes_out_identical_across_tenants_policy_changes_and_offboardin
     let db = Db::open(&app.store_config).await;
     let live = db.projections().await;
     let keys = db.primary_keys().await;
-    assert_eq!(keys.len(), if backend == Backend::Postgres { 3 } else { 0 });
+    assert_eq!(keys.len(), if backend == Backend::Postgres { 2 } else { 0 });
     assert_eq!(live[0].len(), 12);
     assert_eq!(live[2].len(), 1, "one tenant has settings");
     let answers = (

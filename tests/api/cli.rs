@@ -248,3 +248,70 @@ fn a_malformed_or_unreachable_database_fails_with_one_line() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr_line(&out).contains("RECOVERY_JWT_SECRET"));
 }
+
+/// A database of the build before the admin projection (a contact view and an eligibility
+/// projection, two checkpoints) upgrades in place: the eligibility rows, which held each admin's
+/// state whole, are the admin projection's, and nothing is rebuilt.
+#[tokio::test]
+async fn a_database_with_the_two_old_projections_upgrades_without_a_rebuild() {
+    let url = fresh_database().await;
+    let app = crate::support::spawn_on(url.clone(), Default::default()).await;
+    let admin = Uuid::now_v7();
+    app.add_ok(admin, "mobile_phone", "+45 20 12 34 56").await;
+    app.add_ok(admin, "email", "jane@example.com").await;
+    app.put_settings_ok(serde_json::json!({"domains": ["contoso.com"]}))
+        .await;
+    app.caught_up().await;
+    let (view, eligibility) = (app.view(admin).await, app.eligibility(admin).await);
+    let tenant = app.tenant;
+    drop(app);
+
+    // Back to the old schema, as version 4 left it.
+    let db = crate::support::pg_client(&url).await;
+    db.batch_execute(
+        "ALTER TABLE admin_views RENAME TO eligibility_admins;
+         ALTER INDEX admin_views_pkey RENAME TO eligibility_admins_pkey;
+         ALTER TABLE tenant_views RENAME TO eligibility_tenants;
+         ALTER INDEX tenant_views_pkey RENAME TO eligibility_tenants_pkey;
+         CREATE TABLE contact_views (tenant_id uuid NOT NULL, admin_id uuid NOT NULL,
+                                     state json NOT NULL, PRIMARY KEY (tenant_id, admin_id));
+         INSERT INTO contact_views SELECT tenant_id, admin_id, state FROM eligibility_admins;
+         UPDATE projection_checkpoints SET name = 'eligibility' WHERE name = 'admins';
+         INSERT INTO projection_checkpoints SELECT 'contact_view', position
+             FROM projection_checkpoints WHERE name = 'eligibility';
+         DELETE FROM schema_migrations WHERE version = 5;",
+    )
+    .await
+    .unwrap();
+
+    let out = run(&["migrate", "--database-url", &url], &[]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "migrations applied: 1",
+        "{out:?}"
+    );
+    // Served by a replica that projects nothing: the rows are the migrated ones.
+    let mut app = crate::support::spawn_on(
+        url,
+        crate::support::Options {
+            run_projections: false,
+            ..Default::default()
+        },
+    )
+    .await;
+    app.tenant = tenant;
+    assert_eq!(app.view(admin).await, view);
+    assert_eq!(app.eligibility(admin).await, eligibility);
+    let tables: Vec<String> = db
+        .query(
+            "SELECT tablename::text FROM pg_tables WHERE schemaname = 'public'
+             AND tablename LIKE ANY (ARRAY['%view%', 'eligibility%']) ORDER BY 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(tables, ["admin_views", "tenant_views"]);
+}

@@ -1,8 +1,6 @@
 //! Optimistic concurrency, idempotency, the gap-free global log and exactly-once projections.
 
-use crate::support::{
-    Backend, TestApp, assert_problem, each, spawn_app, spawn_backend, two_replicas,
-};
+use crate::support::{Backend, TestApp, assert_problem, each, spawn_backend, two_replicas};
 use futures::future::join_all;
 use recovery_info::domain::{AdminId, DomainEvent, MethodId, MethodKind, StreamId, TenantId};
 use recovery_info::events::{Actor, PendingEvent, RecordedEvent};
@@ -473,11 +471,11 @@ async fn snapshot(
     db: &tokio_postgres::Client,
 ) -> (BTreeMap<String, String>, BTreeMap<String, String>) {
     (
-        table(db, "SELECT tenant_id::text || admin_id::text, state::text FROM contact_views").await,
+        table(db, "SELECT tenant_id::text || admin_id::text, state::text FROM admin_views").await,
         table(
             db,
             "SELECT tenant_id::text || admin_id::text, state::text || verdict::text || changed_position::text
-             FROM eligibility_admins",
+             FROM admin_views",
         )
         .await,
     )
@@ -547,7 +545,7 @@ async fn two_replicas_project_each_event_once_and_a_rebuild_comes_out_identical(
     // Exactly once: every contact view's version equals the number of events in its stream.
     let versions: i64 = db
         .query_one(
-            "SELECT sum((state->>'version')::bigint)::bigint FROM contact_views",
+            "SELECT sum((state->>'version')::bigint)::bigint FROM admin_views",
             &[],
         )
         .await
@@ -769,13 +767,18 @@ async fn a_replica_answers_from_what_it_remembers_only_what_the_append_checked()
     assert_eq!(b.history(admin).await.len(), 7);
 }
 
-/// The eligibility batches fold the contact view too while the two are level. When they fail
-/// (here, every time: the tenant's eligibility row, which every batch of the tenant reads, is
-/// unreadable), the contact view must not stall with them: its runner folds on its own after a
-/// grace period.
+/// The contact view and the verdict are one projection: when its batches fail (here, every
+/// time: the tenant's row, which every batch of the tenant reads, is unreadable), neither moves,
+/// so a view and a verdict never disagree. The failure is loud (a counter on /metrics), a read
+/// that asks for the position it cannot reach answers 503 `view_not_fresh` rather than a stale
+/// view, and a rebuild from the log repairs it.
 #[tokio::test]
-async fn a_failing_eligibility_projection_does_not_stall_the_contact_view() {
-    let app = spawn_app().await;
+async fn a_failing_admin_projection_stalls_loudly_and_a_rebuild_repairs_it() {
+    let app = crate::support::spawn_app_with(crate::support::Options {
+        freshness_timeout: std::time::Duration::from_millis(500),
+        ..Default::default()
+    })
+    .await;
     app.put_settings_ok(json!({"domains": ["contoso.com"]}))
         .await;
     let admin = Uuid::now_v7();
@@ -784,7 +787,7 @@ async fn a_failing_eligibility_projection_does_not_stall_the_contact_view() {
     let db = crate::support::pg_client(&app.database_url()).await;
     let poisoned = db
         .execute(
-            "UPDATE eligibility_tenants SET state = '\"not a state\"' WHERE tenant_id = $1",
+            "UPDATE tenant_views SET state = '\"not a state\"' WHERE tenant_id = $1",
             &[&app.tenant],
         )
         .await
@@ -793,26 +796,35 @@ async fn a_failing_eligibility_projection_does_not_stall_the_contact_view() {
 
     app.add_ok(admin, "email", "jane@example.com").await;
     let head = app.store().head().await.unwrap();
-    // Within the freshness timeout (5 s here; the grace is 1 s).
-    let view = app.view(admin).await;
-    let kinds = each(&view, "methods", "kind");
-    assert_eq!(kinds.len(), 2, "{view}");
-    assert!(kinds.contains(&"email"), "{view}");
-    // Not vacuous: eligibility is stuck behind the event all along.
-    let eligibility = app
-        .store()
-        .checkpoint(Projection::Eligibility)
-        .await
-        .unwrap();
+    for path in ["/methods", "/reset-eligibility"] {
+        let url = app.admin_path(admin, &format!("{path}?min_position={head}"));
+        let r = app
+            .send(reqwest::Method::GET, &url, &app.all_roles(), None)
+            .await;
+        crate::support::assert_problem(r, 503, "view_not_fresh").await;
+    }
+    let checkpoint = app.store().checkpoint(Projection::Admins).await.unwrap();
     assert!(
-        eligibility < head,
-        "eligibility reached {eligibility} of {head}"
+        checkpoint < head,
+        "the projection reached {checkpoint} of {head}"
     );
     assert!(
         app.metrics()
             .await
-            .contains("recovery_contact_view_unlevelled_total")
+            .contains("recovery_projection_failures_total{projection=\"admins\"}")
     );
+
+    // The rows are derived: rebuilt from the log, the projection goes on.
+    recovery_info::projections::replay::replay(app.store(), &Projection::ALL, 100)
+        .await
+        .unwrap();
+    let view = app.view(admin).await;
+    assert_eq!(
+        each(&view, "methods", "kind"),
+        ["mobile_phone", "email"],
+        "{view}"
+    );
+    assert_eq!(app.eligibility(admin).await["eligible"], true);
 }
 
 /// A process folds eligibility from the rows its own last batch wrote, without reading them
@@ -824,12 +836,12 @@ async fn a_replica_folds_eligibility_on_the_rows_another_replica_wrote_since() {
     let (a, b) = two_replicas_projecting_by_hand().await;
     let admin = Uuid::now_v7();
     let mobile = a.add_ok(admin, "mobile_phone", "+45 20 12 34 56").await;
-    project_eligibility(&a).await;
+    project_admins(&a).await;
     b.add_ok(admin, "email", "jane@example.com").await;
-    project_eligibility(&b).await;
+    project_admins(&b).await;
     let r = a.change(admin, &mobile, "+45 20 12 34 99").await;
     assert_eq!(r.status(), 200);
-    assert_eq!(project_eligibility(&a).await.batch.applied, 1);
+    assert_eq!(project_admins(&a).await.batch.applied, 1);
 
     let verdict = a.eligibility(admin).await;
     assert_eq!(verdict["eligible"], true, "{verdict}");
@@ -847,12 +859,12 @@ async fn a_replica_folds_eligibility_on_the_settings_another_replica_wrote_since
     let admin = Uuid::now_v7();
     a.add_ok(admin, "mobile_phone", "+45 20 12 34 56").await;
     a.add_ok(admin, "email", "jane@contoso.com").await;
-    assert_eq!(project_eligibility(&a).await.batch.applied, 2);
+    assert_eq!(project_admins(&a).await.batch.applied, 2);
     assert_eq!(a.eligibility(admin).await["eligible"], true);
     b.put_settings_ok(json!({"domains": ["contoso.com"]})).await;
-    assert_eq!(project_eligibility(&b).await.batch.applied, 1);
+    assert_eq!(project_admins(&b).await.batch.applied, 1);
     a.add_ok(admin, "office_phone", "+45 33 12 34 56").await;
-    assert_eq!(project_eligibility(&a).await.batch.applied, 1);
+    assert_eq!(project_admins(&a).await.batch.applied, 1);
 
     let verdict = a.eligibility(admin).await;
     assert_eq!(verdict["eligible"], false, "{verdict}");
@@ -860,7 +872,7 @@ async fn a_replica_folds_eligibility_on_the_settings_another_replica_wrote_since
 }
 
 /// Two replicas of one tenant on one database, neither running the projections: the tests
-/// drive the eligibility batches by hand with [`project_eligibility`].
+/// drive the admin projection's batches by hand with [`project_admins`].
 async fn two_replicas_projecting_by_hand() -> (crate::support::TestApp, crate::support::TestApp) {
     crate::support::two_replicas_with(crate::support::Options {
         run_projections: false,
@@ -869,10 +881,10 @@ async fn two_replicas_projecting_by_hand() -> (crate::support::TestApp, crate::s
     .await
 }
 
-/// One eligibility batch of `app`'s store.
-async fn project_eligibility(app: &crate::support::TestApp) -> Projected {
+/// One batch of the admin projection on `app`'s store.
+async fn project_admins(app: &crate::support::TestApp) -> Projected {
     app.store()
-        .project_batch(Projection::Eligibility, 100, false)
+        .project_batch(Projection::Admins, 100)
         .await
         .unwrap()
 }

@@ -38,8 +38,7 @@ async fn health_readiness_and_metrics_answer() {
         "recovery_http_requests_total",
         "recovery_http_request_duration_seconds",
         "recovery_events_appended_total",
-        "recovery_projection_lag_events{projection=\"eligibility\"}",
-        "recovery_projection_lag_events{projection=\"contact_view\"}",
+        "recovery_projection_lag_events{projection=\"admins\"}",
         "recovery_log_head_position",
     ] {
         assert!(text.contains(metric), "missing {metric}");

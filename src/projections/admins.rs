@@ -1,53 +1,59 @@
-//! Reset eligibility: the tenant's settings and each admin's methods, folded with the same
-//! `evolve` functions as the aggregates, and the verdict of the tenant's policy over them.
+//! The admin projection: each admin's security info (the contact view) and the reset-
+//! eligibility verdict of the tenant's policy over it, folded together with the same `evolve`
+//! functions as the aggregates, beside each tenant's settings. The view and the verdict are
+//! two readings of one folded state, so they are one projection with one checkpoint: a view and
+//! a verdict read at a position always agree.
 
-use super::contact_view::AdminKey;
 use super::verdicts::VerdictChanges;
 use crate::domain::{
-    AdminState, DomainEvent, MethodId, MethodKind, ResetPolicy, StreamId, TenantId, TenantState,
-    Verdict, admin_decider, evaluate, evaluate_masking, mask, masks_alike, method_counts,
-    tenant_decider,
+    AdminId, AdminState, DomainEvent, MethodId, MethodKind, ResetPolicy, StreamId, TenantId,
+    TenantState, Verdict, admin_decider, evaluate, evaluate_masking, mask, masks_alike,
+    method_counts, tenant_decider,
 };
 use crate::events::RecordedEvent;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeSet, HashMap};
 
-/// One admin's row of the eligibility projection.
+/// An admin, as the projection keys it.
+pub type AdminKey = (TenantId, AdminId);
+
+/// One admin's row of the admin projection: the contact view and the verdict over it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AdminEligibility {
+pub struct AdminRow {
+    /// The contact view: the admin's methods folded from their stream.
     pub state: AdminState,
     pub verdict: Verdict,
     /// The position of the event at which the verdict last changed.
     pub changed_position: u64,
 }
 
-/// The eligibility fold over a part of the log. Before folding, it must hold every tenant whose
+/// The admin projection's fold over a part of the log. Before folding, it must hold every tenant whose
 /// events are folded, every admin whose events are folded and, for a tenant event, every admin
 /// of that tenant (a policy or domain change re-evaluates them all).
 #[derive(Clone, Debug, Default)]
-pub struct EligibilityFold {
+pub struct AdminFold {
     pub tenants: HashMap<TenantId, TenantState>,
-    pub admins: HashMap<AdminKey, AdminEligibility>,
-    /// The verdicts are worked out at the end: see [`EligibilityFold::verdicts_at_the_end`].
+    pub admins: HashMap<AdminKey, AdminRow>,
+    /// The verdicts are worked out at the end: see [`AdminFold::verdicts_at_the_end`].
     verdicts_deferred: bool,
 }
 
-impl EligibilityFold {
+impl AdminFold {
     /// A fold that works out the verdicts once, at the end, instead of after every event (a
     /// bulk replay: most verdicts change many times before the end of the log, and a verdict
     /// masks its values, which for a number means parsing and formatting it). Whether a
     /// verdict changed is still decided at every event, on what it shows ([`Shown`], and
     /// [`masks_alike`] for a value set), so the changed positions are those of the fold that
     /// evaluates as it goes. The verdicts are stale until
-    /// [`EligibilityFold::finish_verdicts`]: nothing may read them before.
+    /// [`AdminFold::finish_verdicts`]: nothing may read them before.
     pub fn verdicts_at_the_end() -> Self {
-        EligibilityFold {
+        AdminFold {
             verdicts_deferred: true,
-            ..EligibilityFold::default()
+            ..AdminFold::default()
         }
     }
 
-    /// Works out the verdicts of a fold made [`EligibilityFold::verdicts_at_the_end`]
+    /// Works out the verdicts of a fold made [`AdminFold::verdicts_at_the_end`]
     /// (nothing otherwise); it evaluates as it goes from then on.
     pub fn finish_verdicts(&mut self) {
         if !std::mem::take(&mut self.verdicts_deferred) {
@@ -74,14 +80,11 @@ impl EligibilityFold {
                         &no_settings
                     }
                 };
-                let entry = self
-                    .admins
-                    .entry((t, a))
-                    .or_insert_with(|| AdminEligibility {
-                        state: AdminState::default(),
-                        verdict: verdict_for(tenant, &AdminState::default()),
-                        changed_position: 0,
-                    });
+                let entry = self.admins.entry((t, a)).or_insert_with(|| AdminRow {
+                    state: AdminState::default(),
+                    verdict: verdict_for(tenant, &AdminState::default()),
+                    changed_position: 0,
+                });
                 let set = value_set(&event.event);
                 // The fold that works the verdicts out at the end compares what the verdict
                 // showed before the event, and whether a usable method whose value is set keeps
@@ -156,7 +159,7 @@ pub struct Needs {
     pub settings_changed: BTreeSet<TenantId>,
 }
 
-/// What [`EligibilityFold`] must hold before folding `events`.
+/// What [`AdminFold`] must hold before folding `events`.
 pub fn needs(events: &[RecordedEvent]) -> Needs {
     let mut needs = Needs::default();
     for e in events {
@@ -246,7 +249,7 @@ impl Shown {
 /// Re-evaluates an admin after an event that set the value of `revalued` (if any); records
 /// the position when the verdict changes.
 fn reevaluate(
-    entry: &mut AdminEligibility,
+    entry: &mut AdminRow,
     tenant: &TenantState,
     position: u64,
     revalued: Option<MethodId>,
@@ -369,7 +372,7 @@ pub(super) mod tests {
     #[test]
     fn every_verdict_is_the_one_of_the_state_folded_so_far() {
         let t = TenantId::from_uuid(Uuid::now_v7());
-        let mut fold = EligibilityFold::default();
+        let mut fold = AdminFold::default();
         let mut changes = 0;
         for event in log(t) {
             fold.apply(&event);
@@ -402,8 +405,8 @@ pub(super) mod tests {
 
     /// Folds `events` evaluating as it goes and at the end: the same rows.
     fn assert_folds_alike(events: &[RecordedEvent]) {
-        let mut live = EligibilityFold::default();
-        let mut deferred = EligibilityFold::verdicts_at_the_end();
+        let mut live = AdminFold::default();
+        let mut deferred = AdminFold::verdicts_at_the_end();
         for event in events {
             live.apply(event);
             deferred.apply(event);
