@@ -16,7 +16,7 @@ use crate::domain::{
     StreamId, TenantId, TenantState, Verdict, admin_decider, tenant_decider,
 };
 use crate::events::{Actor, PendingEvent, RecordedEvent};
-use crate::projections::admins::{AdminFold, verdict_for};
+use crate::fold::admins::{AdminFold, verdict_for};
 use crate::projections::runner::Projections;
 use crate::store::projections::Projection;
 use crate::store::{

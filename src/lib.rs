@@ -18,6 +18,7 @@ pub mod audit;
 pub mod config;
 pub mod domain;
 pub mod events;
+pub mod fold;
 pub mod http;
 pub mod progress;
 pub mod projections;

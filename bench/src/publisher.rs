@@ -13,7 +13,7 @@ use crate::stats::{Latencies, Rate, Rng, Summary};
 use anyhow::Context;
 use futures::StreamExt;
 use recovery_info::events::RecordedEvent;
-use recovery_info::projections::admins::AdminFold;
+use recovery_info::fold::admins::AdminFold;
 use recovery_info::publish::messages::{self, OutMessage};
 use recovery_info::store::Store;
 use std::collections::HashMap;

@@ -1,6 +1,6 @@
 //! Eligibility verdicts answered from memory.
 //!
-//! The eligibility runner of this process keeps a map of verdicts that is exact at one log
+//! The admin projection's runner in this process keeps a map of verdicts that is exact at one log
 //! position: the projection's checkpoint as this process last moved or saw it. Every batch the
 //! runner commits updates the verdicts it changed, under the same lock as the position, so an
 //! entry is never older than the position it is answered with. Verdicts read from PostgreSQL
@@ -12,19 +12,12 @@
 //! like an answer from the table; `min_position` beyond it falls back to the store.
 
 use crate::domain::{AdminId, TenantId, Verdict};
+use crate::fold::admins::VerdictChanges;
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 /// How many verdicts are kept at most; beyond it, reads of other admins go to the store.
 pub const DEFAULT_CAPACITY: usize = 1_000_000;
-
-/// What one eligibility batch wrote: the tenants whose settings changed (every admin of theirs
-/// was re-evaluated) and the verdict of every admin it folded.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct VerdictChanges {
-    pub settings_changed: Vec<TenantId>,
-    pub verdicts: Vec<((TenantId, AdminId), Verdict)>,
-}
 
 /// The verdicts at one log position (see the module documentation).
 pub struct VerdictCache {
@@ -136,7 +129,7 @@ impl VerdictCache {
 mod tests {
     use super::*;
     use crate::domain::{AdminState, TenantState};
-    use crate::projections::admins::verdict_for;
+    use crate::fold::admins::verdict_for;
     use uuid::Uuid;
 
     fn ids() -> (TenantId, AdminId) {

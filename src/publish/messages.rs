@@ -2,7 +2,7 @@
 //! eligibility change, in log order, with deterministic subjects and message ids.
 //!
 //! Eligibility changes are found by folding the log with the same [`AdminFold`] as the
-//! eligibility projection, starting from the history of the admins a batch touches. Because
+//! admin projection, starting from the history of the admins a batch touches. Because
 //! the state before an event is always "every earlier event folded", the messages do not
 //! depend on how the log is cut into batches, and a retried batch produces the very same
 //! messages (same ids, so JetStream drops the duplicates).
@@ -11,7 +11,7 @@ use crate::domain::{
     AdminId, DomainEvent, MethodId, MethodKind, RemovedMethod, StreamId, TenantId, Verdict, mask,
 };
 use crate::events::{RecordedEvent, pb};
-use crate::projections::admins::AdminFold;
+use crate::fold::admins::AdminFold;
 use bytes::Bytes;
 use prost::Message;
 use std::collections::BTreeSet;

@@ -21,7 +21,7 @@
 use super::messages::{self, OutMessage, POSITION_HEADER};
 use super::{PublishError, PublisherConfig, Wake};
 use crate::domain::TenantId;
-use crate::projections::admins::{AdminFold, newcomers};
+use crate::fold::admins::{AdminFold, newcomers};
 use crate::store::PgStore;
 use crate::store::publish::Leadership;
 use async_nats::jetstream::context::PublishAckFuture;

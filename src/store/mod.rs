@@ -285,8 +285,7 @@ delegate! {
         events: Vec<PendingEvent>,
         answer: Option<IdempotentAnswer>
     ) -> Appended;
-    /// Folds the next events into a projection and moves its checkpoint, in one transaction;
-    /// a contact view level with eligibility only with `fold_level` (PostgreSQL).
+    /// Folds the next events into a projection and moves its checkpoint, in one transaction.
     fn project_batch(&self, projection: Projection, limit: u32) -> Projected;
     /// A projection's checkpoint.
     fn checkpoint(&self, projection: Projection) -> u64;

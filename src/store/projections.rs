@@ -5,8 +5,8 @@ use super::postgres::{BEGIN_WITHOUT_FLUSH, Param, rolled_back_on_error, to_i64, 
 use super::{PgStore, StoreError};
 use crate::domain::{AdminId, AdminState, TenantId, TenantState, Verdict};
 use crate::events::RecordedEvent;
-use crate::projections::admins::{self, AdminFold, AdminKey, AdminRow, verdict_for};
-use crate::projections::verdicts::VerdictChanges;
+use crate::fold::admins::VerdictChanges;
+use crate::fold::admins::{self, AdminFold, AdminKey, AdminRow, verdict_for};
 use deadpool_postgres::GenericClient;
 use std::collections::{BTreeSet, HashMap};
 use tokio_postgres::types::Json;
@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 /// The projections: checkpointed folds of the log whose rows and checkpoint change in one
 /// transaction. One today: each admin's contact view and eligibility verdict
-/// (`projections::admins`).
+/// (`fold::admins`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Projection {
     Admins,

@@ -12,7 +12,7 @@ use super::projections::{self, Batch, Projection, Tables};
 use super::sqlite;
 use super::{PgStore, SqliteStore, StoreError};
 use crate::events::RecordedEvent;
-use crate::projections::bulk::BulkFold;
+use crate::fold::bulk::BulkFold;
 use bytes::Bytes;
 use futures::{StreamExt, pin_mut};
 use rusqlite::{Connection, TransactionBehavior, params};

@@ -53,7 +53,7 @@ pub async fn get(
 }
 
 /// `PUT …/settings`: sets the domains and/or the reset policy; every admin of the tenant is
-/// re-evaluated by the eligibility projection.
+/// re-evaluated by the admin projection.
 #[tracing::instrument(skip_all, fields(tenant_id = %tenant))]
 pub async fn put(
     State(s): State<HttpState>,

@@ -72,7 +72,7 @@ pub struct Rows<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::projections::admins::tests::log;
+    use crate::fold::admins::tests::log;
     use uuid::Uuid;
 
     #[test]

@@ -4,7 +4,6 @@
 //! two readings of one folded state, so they are one projection with one checkpoint: a view and
 //! a verdict read at a position always agree.
 
-use super::verdicts::VerdictChanges;
 use crate::domain::{
     AdminId, AdminState, DomainEvent, MethodId, MethodKind, ResetPolicy, StreamId, TenantId,
     TenantState, Verdict, admin_decider, evaluate, evaluate_masking, mask, masks_alike,
@@ -13,6 +12,14 @@ use crate::domain::{
 use crate::events::RecordedEvent;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeSet, HashMap};
+
+/// What one batch of the admin projection wrote: the tenants whose settings changed (every admin of theirs
+/// was re-evaluated) and the verdict of every admin it folded.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct VerdictChanges {
+    pub settings_changed: Vec<TenantId>,
+    pub verdicts: Vec<((TenantId, AdminId), Verdict)>,
+}
 
 /// An admin, as the projection keys it.
 pub type AdminKey = (TenantId, AdminId);
@@ -291,7 +298,7 @@ pub(super) mod tests {
 
     /// A log of one tenant and two admins: numbers added, changed (to values with the same
     /// mask and with another), domains and policy changed, a method removed, an offboarding.
-    pub(in crate::projections) fn log(t: TenantId) -> Vec<RecordedEvent> {
+    pub(in crate::fold) fn log(t: TenantId) -> Vec<RecordedEvent> {
         let admins = [
             StreamId::Admin(t, AdminId::from_uuid(Uuid::now_v7())),
             StreamId::Admin(t, AdminId::from_uuid(Uuid::now_v7())),
