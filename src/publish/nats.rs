@@ -21,9 +21,9 @@
 use super::messages::{self, OutMessage, POSITION_HEADER};
 use super::{PublishError, PublisherConfig, Wake};
 use crate::domain::TenantId;
+use crate::events::RecordedEvent;
 use crate::fold::admins::{AdminFold, newcomers};
-use crate::store::PgStore;
-use crate::store::publish::Leadership;
+use crate::store::{Lease, PublisherLog, StoreError};
 use async_nats::jetstream::context::PublishAckFuture;
 use async_nats::jetstream::{self, message::PublishMessage, stream};
 use std::collections::{HashSet, VecDeque};
@@ -34,9 +34,10 @@ use std::time::{Duration, Instant};
 /// rather than per append under load.
 const ROUND_INTERVAL: Duration = Duration::from_millis(5);
 
-/// The relay: connect with [`Relay::connect`], then [`Relay::run`] forever.
-pub struct Relay {
-    store: PgStore,
+/// The relay over the log of `S` (PostgreSQL's): build it with [`Relay::new`], then
+/// [`Relay::run`] forever.
+pub struct Relay<S: PublisherLog> {
+    store: S,
     config: PublisherConfig,
     js: jetstream::Context,
     wake: Wake,
@@ -133,14 +134,9 @@ pub async fn connect_nats(
         .map_err(|e| PublishError::Connect(e.to_string()))
 }
 
-impl Relay {
+impl<S: PublisherLog> Relay<S> {
     /// A relay over a NATS client.
-    pub fn new(
-        store: PgStore,
-        config: PublisherConfig,
-        client: async_nats::Client,
-        wake: Wake,
-    ) -> Self {
+    pub fn new(store: S, config: PublisherConfig, client: async_nats::Client, wake: Wake) -> Self {
         let js = jetstream::ContextBuilder::new()
             .timeout(config.ack_timeout)
             .max_ack_inflight(ack_window(&config))
@@ -160,12 +156,10 @@ impl Relay {
     pub async fn run(mut self) {
         let mut backoff = Duration::from_millis(100);
         loop {
-            let leadership = match Leadership::try_acquire(
-                self.store.dedicated(),
-                &self.config.stream_name,
-                self.config.lease,
-            )
-            .await
+            let leadership = match self
+                .store
+                .lead(&self.config.stream_name, self.config.lease)
+                .await
             {
                 Ok(Some(l)) => l,
                 Ok(None) => {
@@ -287,43 +281,51 @@ impl Relay {
         })
     }
 
-    /// Publishes while leading; returns on the first failure (the caller backs off and calls
-    /// again, which resumes from the stream's tip).
-    async fn lead(&mut self, leadership: &Leadership) -> Result<(), PublishError> {
+    /// Where publishing resumes: the stream's tip reconciled with the checkpoint. Everything
+    /// up to the checkpoint is in the stream; past it, the stream may already hold a prefix of
+    /// the next messages (a crash between PubAck and checkpoint): then publishing starts at the
+    /// tip's position and skips its messages up to the tip's id.
+    async fn resume(&self) -> Result<Resume, PublishError> {
         let mut stream = self.ensure_stream().await?;
         let tip = Self::tip(&mut stream).await?;
-        let name = self.config.stream_name.clone();
-        let checkpoint = self.store.publisher_checkpoint(&name).await?;
-        // Everything up to the checkpoint is in the stream. Past it, the stream may already
-        // hold a prefix of the next messages (a crash between PubAck and checkpoint): start at
-        // the tip's position and skip its messages up to the tip's id.
-        let (mut position, mut skip_through) = if tip.position > checkpoint {
-            (tip.position - 1, Some(tip.msg_id.clone()))
-        } else {
-            (checkpoint, None)
-        };
-        if tip.position > checkpoint {
-            self.store
-                .save_publisher_checkpoint(&name, tip.position - 1)
-                .await?;
+        let name = &self.config.stream_name;
+        let checkpoint = self.store.checkpoint(name).await?;
+        if tip.position <= checkpoint {
+            return Ok(Resume {
+                position: checkpoint,
+                skip_through: None,
+                sequence: tip.sequence,
+            });
         }
-        let mut sequence = tip.sequence;
+        self.store.save_checkpoint(name, tip.position - 1).await?;
+        Ok(Resume {
+            position: tip.position - 1,
+            skip_through: Some(tip.msg_id),
+            sequence: tip.sequence,
+        })
+    }
+
+    /// Publishes while leading, a round at a time: read a batch (the next one is read ahead
+    /// meanwhile), build its messages, send them, and settle the batch sent before (its PubAcks
+    /// are awaited while this one is read and sent). Returns on the first failure (the caller
+    /// backs off and calls again, which resumes from the stream's tip).
+    async fn lead(&mut self, leadership: &S::Lease) -> Result<(), PublishError> {
+        let Resume {
+            mut position,
+            mut skip_through,
+            mut sequence,
+        } = self.resume().await?;
         // The eligibility fold stays warm across batches: an admin's (or a whole tenant's)
         // history is loaded once, the first time a batch touches it (again after the fold
         // is dropped at its capacity).
         let mut warm = WarmFold::default();
-        // One batch's PubAcks are awaited while the next batch is read and sent.
         let mut in_flight: Option<InFlight> = None;
+        let mut reader = ReadAhead::new(self.store.clone(), self.config.batch_size);
         tracing::info!(
             position,
             stream_sequence = sequence,
             "publishing from position"
         );
-        // The read of the batch after `position`, started as soon as a batch that did not reach
-        // the head is read, so that it overlaps that batch's fold, encoding and sending.
-        let mut read_ahead: Option<ReadAhead> = None;
-        // Whether the last read reached the head: then the next one waits for an append.
-        let mut at_head = false;
         let mut last_round = None;
         let mut renewed = Instant::now();
         loop {
@@ -336,7 +338,7 @@ impl Relay {
                     .map_err(|_| PublishError::LostLeadership)?;
                 renewed = Instant::now();
             }
-            if at_head {
+            if reader.at_head {
                 if let Some(previous) = in_flight.take() {
                     self.settle(previous).await?;
                 }
@@ -355,48 +357,13 @@ impl Relay {
             if !leadership.is_held() {
                 return Err(PublishError::LostLeadership);
             }
-            let batch = match read_ahead.take() {
-                Some(read) => crate::task::unwound(read.await)
-                    .map_err(|e| PublishError::Publish(format!("a read stopped: {e}")))??,
-                None => {
-                    // Before the read: an append committed after it wakes the wait above at
-                    // once.
-                    self.wake.mark_seen();
-                    self.store
-                        .read_log(position, self.config.batch_size)
-                        .await?
-                }
-            };
-            at_head = batch.len() < self.config.batch_size as usize;
+            let batch = reader.next(position, &mut self.wake).await?;
             let Some(last) = batch.last().map(|e| e.position) else {
                 continue;
             };
-            if !at_head {
-                // Marked before this read as before any: a wait after it misses no append.
-                self.wake.mark_seen();
-                let (store, limit) = (self.store.clone(), self.config.batch_size);
-                read_ahead = Some(tokio::spawn(
-                    async move { store.read_log(last, limit).await },
-                ));
-            }
             let started = Instant::now();
             last_round = Some(tokio::time::Instant::from_std(started));
-            if warm.fold.admins.len() >= self.config.warm_capacity {
-                // Bounded memory: what the fold held is loaded again as rounds touch it.
-                tracing::info!(
-                    admins = warm.fold.admins.len(),
-                    "publisher: eligibility fold at capacity, dropped"
-                );
-                metrics::counter!("recovery_publisher_fold_drops_total").increment(1);
-                warm = WarmFold::default();
-            }
-            self.prime(&mut warm, &batch, position).await?;
-            let mut out = messages::build(
-                &self.config.subject_prefix,
-                self.config.reveal_values,
-                &mut warm.fold,
-                &batch,
-            );
+            let mut out = self.messages(&mut warm, &batch, position).await?;
             if let Some(id) = skip_through.take()
                 && let Some(i) = out.iter().position(|m| m.msg_id == id)
             {
@@ -419,6 +386,32 @@ impl Relay {
         }
     }
 
+    /// The messages of `batch` (read after `position`): its events and the eligibility changes
+    /// they make, folded on `warm` (primed with what the batch touches first).
+    async fn messages(
+        &self,
+        warm: &mut WarmFold,
+        batch: &[RecordedEvent],
+        position: u64,
+    ) -> Result<Vec<OutMessage>, PublishError> {
+        if warm.fold.admins.len() >= self.config.warm_capacity {
+            // Bounded memory: what the fold held is loaded again as rounds touch it.
+            tracing::info!(
+                admins = warm.fold.admins.len(),
+                "publisher: eligibility fold at capacity, dropped"
+            );
+            metrics::counter!("recovery_publisher_fold_drops_total").increment(1);
+            *warm = WarmFold::default();
+        }
+        self.prime(warm, batch, position).await?;
+        Ok(messages::build(
+            &self.config.subject_prefix,
+            self.config.reveal_values,
+            &mut warm.fold,
+            batch,
+        ))
+    }
+
     /// Awaits a sent batch's PubAcks, then moves the checkpoint past it.
     async fn settle(&self, mut batch: InFlight) -> Result<(), PublishError> {
         while batch.await_oldest().await? {}
@@ -432,7 +425,7 @@ impl Relay {
             )));
         }
         self.store
-            .save_publisher_checkpoint(&self.config.stream_name, batch.position)
+            .save_checkpoint(&self.config.stream_name, batch.position)
             .await?;
         metrics::counter!("recovery_published_events_total").increment(batch.events as u64);
         metrics::histogram!("recovery_publish_batch_seconds")
@@ -465,7 +458,7 @@ impl Relay {
     async fn prime(
         &self,
         warm: &mut WarmFold,
-        batch: &[crate::events::RecordedEvent],
+        batch: &[RecordedEvent],
         position: u64,
     ) -> Result<(), PublishError> {
         let (admins, tenants) = messages::fold_scope(batch);
@@ -487,11 +480,7 @@ impl Relay {
             return Ok(());
         }
         let mut cold = AdminFold::default();
-        for e in self
-            .store
-            .eligibility_history(&admins, &tenants, position)
-            .await?
-        {
+        for e in self.store.fold_history(&admins, &tenants, position).await? {
             cold.apply(&e);
         }
         // What the warm fold already holds is newer than or equal to the history: keep it.
@@ -561,9 +550,66 @@ fn ack_window(config: &PublisherConfig) -> usize {
     (config.batch_size as usize * 4).max(1)
 }
 
-/// The read of the log's next batch, running beside the current one.
-type ReadAhead =
-    tokio::task::JoinHandle<Result<Vec<crate::events::RecordedEvent>, crate::store::StoreError>>;
+/// Where publishing resumes ([`Relay::resume`]).
+struct Resume {
+    /// The log position after which to read.
+    position: u64,
+    /// The id of the stream's last message, when the stream holds messages past the
+    /// checkpoint: the messages up to it are already published.
+    skip_through: Option<String>,
+    /// The stream's last sequence.
+    sequence: u64,
+}
+
+/// The relay's reads of the log: a batch that did not reach the head starts the read of the
+/// next one at once, so that it overlaps that batch's fold, encoding and sending.
+struct ReadAhead<S> {
+    store: S,
+    limit: u32,
+    ahead: Option<tokio::task::JoinHandle<Result<Vec<RecordedEvent>, StoreError>>>,
+    /// Whether the last read reached the head: then the next round waits for an append.
+    at_head: bool,
+}
+
+impl<S: PublisherLog> ReadAhead<S> {
+    fn new(store: S, limit: u32) -> Self {
+        ReadAhead {
+            store,
+            limit,
+            ahead: None,
+            at_head: false,
+        }
+    }
+
+    /// The batch after `position`: the one read ahead, or read now.
+    async fn next(
+        &mut self,
+        position: u64,
+        wake: &mut Wake,
+    ) -> Result<Vec<RecordedEvent>, PublishError> {
+        let batch = match self.ahead.take() {
+            Some(read) => crate::task::unwound(read.await)
+                .map_err(|e| PublishError::Publish(format!("a read stopped: {e}")))??,
+            None => {
+                // Before the read: an append committed after it wakes the wait at once.
+                wake.mark_seen();
+                self.store.read_log(position, self.limit).await?
+            }
+        };
+        self.at_head = batch.len() < self.limit as usize;
+        if let Some(last) = batch.last().map(|e| e.position)
+            && !self.at_head
+        {
+            // Marked before this read as before any: a wait after it misses no append.
+            wake.mark_seen();
+            let (store, limit) = (self.store.clone(), self.limit);
+            self.ahead = Some(tokio::spawn(
+                async move { store.read_log(last, limit).await },
+            ));
+        }
+        Ok(batch)
+    }
+}
 
 /// A batch sent and not yet acknowledged.
 struct InFlight {

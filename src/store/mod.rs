@@ -304,3 +304,58 @@ delegate! {
     /// Catches the shadow tables up to the head and swaps them in atomically.
     fn replay_swap(&self, projections: Vec<Projection>, after: u64) -> Batch;
 }
+
+/// What the publisher needs of the store, and no more: the log, its own checkpoint, the history
+/// its eligibility fold starts from, and leadership among the replicas. PostgreSQL implements
+/// it (`store::publish`); the embedded store has no publisher (see `publish::check_store`).
+pub trait PublisherLog: Clone + Send + Sync + 'static {
+    /// Leadership of a publisher, held until lost.
+    type Lease: Lease + Send + Sync;
+
+    /// Tries once to lead publisher `name`; `None` if another replica leads. A leader that
+    /// has not renewed its lease for `lease` is displaced on the way.
+    fn lead(
+        &self,
+        name: &str,
+        lease: std::time::Duration,
+    ) -> impl Future<Output = Result<Option<Self::Lease>, StoreError>> + Send;
+
+    /// The global log after `after`, oldest first; never skips an event.
+    fn read_log(
+        &self,
+        after: u64,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<RecordedEvent>, StoreError>> + Send;
+
+    /// The position of the last committed event.
+    fn head(&self) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    /// Publisher `name`'s checkpoint: every event up to it was acknowledged downstream.
+    fn checkpoint(&self, name: &str) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    /// Moves publisher `name`'s checkpoint forward (never back).
+    fn save_checkpoint(
+        &self,
+        name: &str,
+        position: u64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The events up to `up_to` of the streams of `admins` and their tenants, and every event
+    /// of `tenants`, in log order: what the eligibility fold needs before it folds a batch.
+    fn fold_history(
+        &self,
+        admins: &[(TenantId, AdminId)],
+        tenants: &[TenantId],
+        up_to: u64,
+    ) -> impl Future<Output = Result<Vec<RecordedEvent>, StoreError>> + Send;
+}
+
+/// Leadership of one publisher among the replicas.
+pub trait Lease {
+    /// Whether it is still held, as this process last saw it.
+    fn is_held(&self) -> bool;
+    /// Renews the lease (and proves it is still held).
+    fn renew(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Resolves when it is lost.
+    fn lost(&self) -> impl Future<Output = ()> + Send;
+}

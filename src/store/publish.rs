@@ -300,21 +300,60 @@ impl Leadership {
         }
         Ok(None)
     }
+}
 
+impl super::PublisherLog for PgStore {
+    type Lease = Leadership;
+
+    async fn lead(
+        &self,
+        name: &str,
+        lease: std::time::Duration,
+    ) -> Result<Option<Leadership>, StoreError> {
+        Leadership::try_acquire(self.dedicated(), name, lease).await
+    }
+
+    async fn read_log(&self, after: u64, limit: u32) -> Result<Vec<RecordedEvent>, StoreError> {
+        PgStore::read_log(self, after, limit).await
+    }
+
+    async fn head(&self) -> Result<u64, StoreError> {
+        PgStore::head(self).await
+    }
+
+    async fn checkpoint(&self, name: &str) -> Result<u64, StoreError> {
+        self.publisher_checkpoint(name).await
+    }
+
+    async fn save_checkpoint(&self, name: &str, position: u64) -> Result<(), StoreError> {
+        self.save_publisher_checkpoint(name, position).await
+    }
+
+    async fn fold_history(
+        &self,
+        admins: &[(TenantId, AdminId)],
+        tenants: &[TenantId],
+        up_to: u64,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        self.eligibility_history(admins, tenants, up_to).await
+    }
+}
+
+impl super::Lease for Leadership {
     /// Whether the lock is still held (the session is alive), as this process last saw it.
-    pub fn is_held(&self) -> bool {
+    fn is_held(&self) -> bool {
         *self.conn.alive.borrow() && !self.conn.client.is_closed()
     }
 
     /// Renews the lease: a statement on the lock's session, which also proves the session is
     /// still there.
-    pub async fn renew(&self) -> Result<(), StoreError> {
+    async fn renew(&self) -> Result<(), StoreError> {
         self.conn.client.batch_execute("SELECT 1").await?;
         Ok(())
     }
 
     /// Resolves when the lock is lost.
-    pub async fn lost(&self) {
+    async fn lost(&self) {
         let mut alive = self.conn.alive.clone();
         let _ = alive.wait_for(|a| !*a).await;
     }
@@ -348,6 +387,7 @@ impl LogListener {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::Lease;
     use std::time::Duration;
 
     #[test]
