@@ -15,6 +15,7 @@ use crate::domain::{
     AdminCommand, AdminId, AdminState, DomainError, DomainEvent, SetSettings, SettingsLimits,
     StreamId, TenantId, TenantState, Verdict, admin_decider, tenant_decider,
 };
+use crate::error::Code;
 use crate::events::{Actor, PendingEvent, RecordedEvent};
 use crate::projections::eligibility::{EligibilityFold, verdict_for};
 use crate::projections::runner::Projections;
@@ -58,6 +59,22 @@ pub enum AppError {
     PositionBeyondLog { wanted: u64, head: u64 },
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+impl AppError {
+    /// The stable code of this failure, whichever interface reports it.
+    pub fn code(&self) -> Code {
+        match self {
+            AppError::Domain(e) => e.code(),
+            AppError::PreconditionFailed { .. } => Code::VersionMismatch,
+            AppError::IdempotencyKeyReused => Code::IdempotencyKeyReused,
+            AppError::Contention => Code::WriteContention,
+            AppError::NotFresh { .. } => Code::ViewNotFresh,
+            AppError::PositionBeyondLog { .. } => Code::PositionBeyondLog,
+            AppError::Store(e) if e.is_unavailable() => Code::DatabaseUnavailable,
+            AppError::Store(_) => Code::InternalError,
+        }
+    }
 }
 
 /// What was true at an instant: the admin's view, the tenant's settings and the verdict.

@@ -10,6 +10,7 @@ pub mod positions;
 pub(crate) mod routes;
 
 use crate::app::{Answer, App, CommandContext, IdempotencyRequest};
+use crate::error::Code;
 use crate::publish::sse::StreamShutdown;
 use crate::publish::tail::LiveLog;
 use auth::{Caller, JwtKeys};
@@ -198,19 +199,12 @@ fn router(state: HttpState) -> Router {
 }
 
 async fn not_found() -> ApiError {
-    ApiError::new(
-        StatusCode::NOT_FOUND,
-        "not_found",
-        "Not found",
-        "no such resource",
-    )
+    ApiError::new(Code::NotFound, "no such resource")
 }
 
 async fn method_not_allowed() -> ApiError {
     ApiError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
-        "Method not allowed",
+        Code::MethodNotAllowed,
         "this resource does not support the request method",
     )
 }
