@@ -19,7 +19,7 @@ pub use error::DomainError;
 pub use event::{DomainEvent, EventMeta, RemovedMethod};
 pub use ids::{AdminId, MethodId, StreamId, TenantId};
 pub use mask::{mask, masks_alike};
-pub use method::{MethodKind, MethodValue};
+pub use method::{MethodInput, MethodKind, MethodValue};
 pub use phone::{LineType, PhoneNumber, load_phone_metadata};
 pub use policy::{
     Missing, ResetPolicy, UsableMethod, Verdict, evaluate, evaluate_masking, method_counts,

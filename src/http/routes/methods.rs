@@ -1,7 +1,9 @@
 //! `/admins/{admin_id}/methods`: an admin's security methods, and offboarding.
 
 use super::settings::settings_json;
-use crate::domain::{AdminCommand, AdminId, AdminState, MethodId, MethodKind, TenantId};
+use crate::domain::{
+    AdminCommand, AdminId, AdminState, MethodId, MethodInput, MethodKind, TenantId,
+};
 use crate::http::auth::{Access, Caller};
 use crate::http::error::ApiError;
 use crate::http::extract::{
@@ -132,7 +134,7 @@ pub async fn add(
     let command = AdminCommand::AddMethod {
         method_id,
         kind,
-        value: body.value.value,
+        value: MethodInput::parse(&body.value.value),
     };
     let answer = s
         .app
@@ -169,7 +171,7 @@ pub async fn change(
     );
     let command = AdminCommand::ChangeMethod {
         method_id: method,
-        value: body.value.value,
+        value: MethodInput::parse(&body.value.value),
     };
     let answer = s
         .app
