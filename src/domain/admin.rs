@@ -64,6 +64,18 @@ pub enum AdminCommand {
     Offboard,
 }
 
+impl AdminCommand {
+    /// The method the command leaves in place, which its answer shows: the added or changed
+    /// one.
+    pub fn method_shown(&self) -> Option<MethodId> {
+        match self {
+            AdminCommand::AddMethod { method_id, .. }
+            | AdminCommand::ChangeMethod { method_id, .. } => Some(*method_id),
+            AdminCommand::RemoveMethod { .. } | AdminCommand::Offboard => None,
+        }
+    }
+}
+
 /// Decides which events `command` produces against `state`, under the tenant's settings.
 /// An empty answer means the command changes nothing (e.g. a change to the current value).
 pub fn decide(
