@@ -1,4 +1,6 @@
 //! Command handling and queries, shared by every interface (HTTP today, NATS and the CLI later).
+//! A command answers with a typed [`CommandOutcome`], which each interface renders, and fails
+//! with an [`AppError`] whose [`Code`] each interface reports.
 //!
 //! A command is handled as: replay an idempotent answer if there is one; load the streams the
 //! decision reads; fold them; decide; append with the expected version, the tenant's version
@@ -12,18 +14,18 @@
 //! append) is only answered from loaded states.
 
 use crate::domain::{
-    AdminCommand, AdminId, AdminState, DomainError, DomainEvent, SetSettings, SettingsLimits,
-    StreamId, TenantId, TenantState, Verdict, admin_decider, tenant_decider,
+    AdminCommand, AdminId, AdminState, CommandOutcome, DomainError, DomainEvent, SetSettings,
+    SettingsLimits, StreamId, TenantId, TenantState, Verdict, admin_decider, tenant_decider,
 };
+use crate::error::Code;
 use crate::events::{Actor, PendingEvent, RecordedEvent};
 use crate::fold::admins::{AdminFold, verdict_for};
 use crate::projections::runner::Projections;
 use crate::store::projections::Projection;
 use crate::store::{
-    HistoryQuery, IdempotencyKey, IdempotentAnswer, RenderAnswer, Store, StoreError,
+    BuildOutcome, HistoryQuery, IdempotencyKey, IdempotentAnswer, Store, StoreError,
 };
 use chrono::Utc;
-use serde_json::Value;
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
@@ -60,6 +62,22 @@ pub enum AppError {
     Store(#[from] StoreError),
 }
 
+impl AppError {
+    /// The stable code of this failure, whichever interface reports it.
+    pub fn code(&self) -> Code {
+        match self {
+            AppError::Domain(e) => e.code(),
+            AppError::PreconditionFailed { .. } => Code::VersionMismatch,
+            AppError::IdempotencyKeyReused => Code::IdempotencyKeyReused,
+            AppError::Contention => Code::WriteContention,
+            AppError::NotFresh { .. } => Code::ViewNotFresh,
+            AppError::PositionBeyondLog { .. } => Code::PositionBeyondLog,
+            AppError::Store(e) if e.is_unavailable() => Code::DatabaseUnavailable,
+            AppError::Store(_) => Code::InternalError,
+        }
+    }
+}
+
 /// What was true at an instant: the admin's view, the tenant's settings and the verdict.
 #[derive(Clone, Debug, PartialEq)]
 pub struct AsOf {
@@ -88,12 +106,11 @@ pub struct IdempotencyRequest {
     pub request_hash: Vec<u8>,
 }
 
-/// A command's answer: an HTTP-shaped status and body, and whether it is a replay of the
-/// first answer given under the same idempotency key.
+/// A command's answer: its outcome, and whether it is a replay of the first answer given
+/// under the same idempotency key.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Answer {
-    pub status: u16,
-    pub body: Value,
+    pub outcome: CommandOutcome,
     pub replayed: bool,
 }
 
@@ -225,17 +242,16 @@ impl App {
         &self.stream_locks[(h.finish() as usize) % LOCK_STRIPES]
     }
 
-    /// Handles a command on an admin's stream. `render` builds the answer from the admin's
-    /// state after the command.
+    /// Handles a command on an admin's stream. The outcome shows the admin's stream after
+    /// the command and the method it leaves in place ([`AdminCommand::method_shown`]).
     #[tracing::instrument(skip_all, fields(tenant_id = %ctx.tenant, admin_id = %admin))]
     pub async fn admin_command(
         &self,
         ctx: &CommandContext,
         admin: AdminId,
         command: AdminCommand,
-        render: impl Fn(&AdminState) -> (u16, Value) + Send + Sync + 'static,
     ) -> Result<Answer, AppError> {
-        let render = Arc::new(render);
+        let shown = command.method_shown();
         let stream = StreamId::Admin(ctx.tenant, admin);
         let tenant_stream = StreamId::Tenant(ctx.tenant);
         let _turn = self.stream_lock(&stream).lock().await;
@@ -266,12 +282,11 @@ impl App {
             let version = state.version;
             let guard = (tenant_stream, tenant.version);
             let after = state.clone();
-            let render = render.clone();
-            let render: RenderAnswer = Box::new(move |recorded: &[RecordedEvent]| {
-                render(&fold_admin(recorded, state.clone()))
+            let build: BuildOutcome = Box::new(move |recorded: &[RecordedEvent]| {
+                CommandOutcome::admin(&fold_admin(recorded, state.clone()), shown)
             });
             match self
-                .commit(ctx, stream, version, Some(guard), events, render)
+                .commit(ctx, stream, version, Some(guard), events, build)
                 .await
             {
                 Ok((answer, recorded)) => {
@@ -289,15 +304,13 @@ impl App {
         Err(AppError::Contention)
     }
 
-    /// Handles a change of tenant settings. `render` builds the answer from the new settings.
+    /// Handles a change of tenant settings. The outcome is the settings after it.
     #[tracing::instrument(skip_all, fields(tenant_id = %ctx.tenant))]
     pub async fn tenant_command(
         &self,
         ctx: &CommandContext,
         command: SetSettings,
-        render: impl Fn(&TenantState) -> (u16, Value) + Send + Sync + 'static,
     ) -> Result<Answer, AppError> {
-        let render = Arc::new(render);
         let stream = StreamId::Tenant(ctx.tenant);
         let _turn = self.stream_lock(&stream).lock().await;
         for _ in 0..MAX_ATTEMPTS {
@@ -312,14 +325,10 @@ impl App {
             let events = tenant_decider::decide(&command, &state, self.settings_limits)?;
             let version = state.version;
             let after = state.clone();
-            let render = render.clone();
-            let render: RenderAnswer = Box::new(move |recorded: &[RecordedEvent]| {
-                render(&fold_tenant(recorded, after.clone()))
+            let build: BuildOutcome = Box::new(move |recorded: &[RecordedEvent]| {
+                CommandOutcome::Settings(fold_tenant(recorded, after.clone()))
             });
-            match self
-                .commit(ctx, stream, version, None, events, render)
-                .await
-            {
+            match self.commit(ctx, stream, version, None, events, build).await {
                 Ok((answer, recorded)) => {
                     if !recorded.is_empty() {
                         // Admin commands then decide on the new settings without a load.
@@ -347,8 +356,7 @@ impl App {
         {
             None => Ok(None),
             Some(stored) if stored.request_hash == idem.request_hash => Ok(Some(Answer {
-                status: stored.status,
-                body: stored.body,
+                outcome: stored.outcome,
                 replayed: true,
             })),
             Some(_) => Err(AppError::IdempotencyKeyReused),
@@ -364,16 +372,15 @@ impl App {
         expected_version: u64,
         guard: Option<(StreamId, u64)>,
         events: Vec<DomainEvent>,
-        render: RenderAnswer,
+        build: BuildOutcome,
     ) -> Result<(Answer, Vec<RecordedEvent>), AppError> {
-        let fresh = |(status, body): (u16, Value)| Answer {
-            status,
-            body,
+        let fresh = |outcome| Answer {
+            outcome,
             replayed: false,
         };
         if events.is_empty() && ctx.idempotency.is_none() {
             // Nothing to append and no answer to keep: the store need not be involved.
-            return Ok((fresh(render(&[])), Vec::new()));
+            return Ok((fresh(build(&[])), Vec::new()));
         }
         let now = Utc::now();
         let pending: Vec<PendingEvent> = events
@@ -387,17 +394,17 @@ impl App {
                 event,
             })
             .collect();
-        // The answer is rendered in the append's transaction when it is kept under a key.
+        // The outcome is built in the append's transaction when it is kept under a key.
         let (answer, keep) = match &ctx.idempotency {
             Some(idem) => (
                 Some(IdempotentAnswer {
                     key: idempotency_key(ctx, idem),
                     request_hash: idem.request_hash.clone(),
-                    render,
+                    build,
                 }),
                 None,
             ),
-            None => (None, Some(render)),
+            None => (None, Some(build)),
         };
         let result = self
             .store
@@ -406,11 +413,13 @@ impl App {
         match result {
             Ok(appended) => {
                 self.log_grew();
-                let out = match keep {
-                    Some(render) => render(&appended.events),
-                    None => appended.answer.unwrap_or((500, Value::Null)),
+                let outcome = match keep {
+                    Some(build) => build(&appended.events),
+                    None => appended.answer.ok_or_else(|| {
+                        StoreError::Config("the append kept no outcome under its key".into())
+                    })?,
                 };
-                Ok((fresh(out), appended.events))
+                Ok((fresh(outcome), appended.events))
             }
             Err(StoreError::Conflict { expected, actual }) => {
                 // The same request, retried concurrently, may be the writer that got in first.

@@ -1,6 +1,7 @@
 //! recovery-info: the event-sourced system of record for administrators' security info.
 //!
 //! Data flows through the modules in this order:
+//! - [`error`]: the stable codes of refusals and failures, which every interface reports;
 //! - [`domain`]: pure rules, the admin and tenant deciders, reset policies, masking;
 //! - [`events`]: the protobuf envelope of each stored event and its conversions;
 //! - [`store`]: the PostgreSQL event store (append with expected version and idempotency,
@@ -17,6 +18,7 @@ pub mod app;
 pub mod audit;
 pub mod config;
 pub mod domain;
+pub mod error;
 pub mod events;
 pub mod fold;
 pub mod http;

@@ -4,8 +4,8 @@
 //! with the events to append. No I/O, no clock, no randomness: ids and time come in from outside.
 
 use super::{
-    DomainError, DomainEvent, EventMeta, MethodId, MethodKind, MethodValue, RemovedMethod,
-    TenantState,
+    DomainError, DomainEvent, EventMeta, MethodId, MethodInput, MethodKind, MethodValue,
+    RemovedMethod, TenantState,
 };
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -45,22 +45,35 @@ impl AdminState {
     }
 }
 
-/// What an admin (or an authentication admin on their behalf) asks for.
+/// What an admin (or an authentication admin on their behalf) asks for. Values come parsed
+/// ([`MethodInput`]); the decider takes the form of the method's kind.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum AdminCommand {
     AddMethod {
         method_id: MethodId,
         kind: MethodKind,
-        value: String,
+        value: MethodInput,
     },
     ChangeMethod {
         method_id: MethodId,
-        value: String,
+        value: MethodInput,
     },
     RemoveMethod {
         method_id: MethodId,
     },
     Offboard,
+}
+
+impl AdminCommand {
+    /// The method the command leaves in place, which its answer shows: the added or changed
+    /// one.
+    pub fn method_shown(&self) -> Option<MethodId> {
+        match self {
+            AdminCommand::AddMethod { method_id, .. }
+            | AdminCommand::ChangeMethod { method_id, .. } => Some(*method_id),
+            AdminCommand::RemoveMethod { .. } | AdminCommand::Offboard => None,
+        }
+    }
 }
 
 /// Decides which events `command` produces against `state`, under the tenant's settings.
@@ -90,7 +103,7 @@ pub fn decide(
             {
                 return Err(DomainError::AlternatePhoneRequiresMobile);
             }
-            let value = parse_value(*kind, value, tenant)?;
+            let value = value_of(*kind, value, tenant)?;
             Ok(vec![DomainEvent::MethodAdded {
                 method_id: *method_id,
                 kind: *kind,
@@ -101,7 +114,7 @@ pub fn decide(
             let method = state
                 .method(*method_id)
                 .ok_or(DomainError::MethodNotFound)?;
-            let value = parse_value(method.kind, value, tenant)?;
+            let value = value_of(method.kind, value, tenant)?;
             if value == method.value {
                 return Ok(vec![]);
             }
@@ -137,9 +150,13 @@ fn removed(method: &Method) -> RemovedMethod {
     }
 }
 
-/// Parses a value of `kind`; an email must lie outside the tenant's own domains.
-fn parse_value(kind: MethodKind, input: &str, tenant: &TenantState) -> Result<String, DomainError> {
-    let value = MethodValue::parse(kind, input)?;
+/// The stored form of a value of `kind`; an email must lie outside the tenant's own domains.
+fn value_of(
+    kind: MethodKind,
+    input: &MethodInput,
+    tenant: &TenantState,
+) -> Result<String, DomainError> {
+    let value = input.for_kind(kind)?;
     if let MethodValue::Email(email) = &value
         && let Some(domain) = tenant.domains.iter().find(|d| d.contains(email.domain()))
     {
@@ -221,7 +238,7 @@ mod tests {
         AdminCommand::AddMethod {
             method_id: id(n),
             kind,
-            value: value.into(),
+            value: MethodInput::parse(value),
         }
     }
 
@@ -298,7 +315,7 @@ mod tests {
         let events = decide(
             &AdminCommand::ChangeMethod {
                 method_id: id(1),
-                value: "+45 2012 3456".into(),
+                value: MethodInput::parse("+45 2012 3456"),
             },
             &with_mobile(),
             &TenantState::default(),
@@ -312,7 +329,7 @@ mod tests {
         let events = decide(
             &AdminCommand::ChangeMethod {
                 method_id: id(1),
-                value: "+45 20 12 34 99".into(),
+                value: MethodInput::parse("+45 20 12 34 99"),
             },
             &with_mobile(),
             &TenantState::default(),
@@ -373,5 +390,61 @@ mod tests {
         let err = run(s.clone(), &t, add(5, MethodKind::Email, "jane@example.com")).unwrap_err();
         assert_eq!(err.code(), "admin_offboarded");
         assert!(decide(&AdminCommand::Offboard, &s, &t).unwrap().is_empty());
+    }
+
+    #[test]
+    fn the_states_refusal_comes_before_the_values() {
+        let t = TenantState::default();
+        let bad = "+45 9";
+        let change = |n: u128| AdminCommand::ChangeMethod {
+            method_id: id(n),
+            value: MethodInput::parse(bad),
+        };
+        let code = |s: AdminState, cmd: AdminCommand| run(s, &t, cmd).unwrap_err().code();
+        assert_eq!(code(with_mobile(), change(9)), "method_not_found");
+        assert_eq!(code(with_mobile(), change(1)), "invalid_phone_number");
+        assert_eq!(
+            code(with_mobile(), add(2, MethodKind::MobilePhone, bad)),
+            "method_kind_exists"
+        );
+        assert_eq!(
+            code(
+                AdminState::default(),
+                add(2, MethodKind::AlternatePhone, bad)
+            ),
+            "alternate_phone_requires_mobile"
+        );
+        let offboarded = run(with_mobile(), &t, AdminCommand::Offboard).unwrap();
+        assert_eq!(
+            code(
+                offboarded.clone(),
+                add(2, MethodKind::Email, "not-an-address")
+            ),
+            "admin_offboarded"
+        );
+        assert_eq!(code(offboarded, change(1)), "admin_offboarded");
+    }
+
+    #[test]
+    fn a_changed_value_is_read_in_the_form_of_the_methods_kind() {
+        let t = TenantState::default();
+        let s = run(
+            AdminState::default(),
+            &t,
+            add(3, MethodKind::Email, "jane@example.com"),
+        )
+        .unwrap();
+        let change = |value: &str| AdminCommand::ChangeMethod {
+            method_id: id(3),
+            value: MethodInput::parse(value),
+        };
+        assert_eq!(
+            run(s.clone(), &t, change("+45 20 12 34 56"))
+                .unwrap_err()
+                .code(),
+            "invalid_email"
+        );
+        let s = run(s, &t, change("joe@example.com")).unwrap();
+        assert_eq!(s.methods[0].value, "joe@example.com");
     }
 }

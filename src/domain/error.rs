@@ -1,6 +1,7 @@
 //! Why the domain refuses a command. Each refusal has a stable `code` that the API exposes.
 
 use super::{LineType, MethodKind};
+use crate::error::Code;
 
 /// A command that breaks a rule of the domain.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -43,22 +44,22 @@ pub enum DomainError {
 
 impl DomainError {
     /// The stable machine-readable code of this refusal.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> Code {
         match self {
-            DomainError::InvalidPhoneNumber(_) => "invalid_phone_number",
-            DomainError::InvalidEmail(_) => "invalid_email",
-            DomainError::EmailInTenantDomain(_) => "email_in_tenant_domain",
-            DomainError::MethodKindExists(_) => "method_kind_exists",
-            DomainError::AlternatePhoneRequiresMobile => "alternate_phone_requires_mobile",
-            DomainError::MobilePhoneHasAlternate => "mobile_phone_has_alternate",
-            DomainError::ExtensionNotAllowed => "extension_not_allowed",
-            DomainError::PhoneNumberTypeNotAllowed { .. } => "phone_number_type_not_allowed",
-            DomainError::MethodNotFound => "method_not_found",
-            DomainError::AdminOffboarded => "admin_offboarded",
-            DomainError::UnknownMethodKind(_) => "unknown_method_kind",
-            DomainError::InvalidDomain(_) => "invalid_domain",
-            DomainError::TooManyDomains { .. } => "too_many_domains",
-            DomainError::UnknownResetPolicy(_) => "unknown_reset_policy",
+            DomainError::InvalidPhoneNumber(_) => Code::InvalidPhoneNumber,
+            DomainError::InvalidEmail(_) => Code::InvalidEmail,
+            DomainError::EmailInTenantDomain(_) => Code::EmailInTenantDomain,
+            DomainError::MethodKindExists(_) => Code::MethodKindExists,
+            DomainError::AlternatePhoneRequiresMobile => Code::AlternatePhoneRequiresMobile,
+            DomainError::MobilePhoneHasAlternate => Code::MobilePhoneHasAlternate,
+            DomainError::ExtensionNotAllowed => Code::ExtensionNotAllowed,
+            DomainError::PhoneNumberTypeNotAllowed { .. } => Code::PhoneNumberTypeNotAllowed,
+            DomainError::MethodNotFound => Code::MethodNotFound,
+            DomainError::AdminOffboarded => Code::AdminOffboarded,
+            DomainError::UnknownMethodKind(_) => Code::UnknownMethodKind,
+            DomainError::InvalidDomain(_) => Code::InvalidDomain,
+            DomainError::TooManyDomains { .. } => Code::TooManyDomains,
+            DomainError::UnknownResetPolicy(_) => Code::UnknownResetPolicy,
         }
     }
 }

@@ -81,13 +81,48 @@ pub enum MethodValue {
 }
 
 impl MethodValue {
-    /// Parses `input` as a value of `kind`. Extensions are only allowed on office phones;
-    /// each kind of phone takes only the line types [`MethodKind::accepts`] lists.
-    pub fn parse(kind: MethodKind, input: &str) -> Result<Self, DomainError> {
-        if kind == MethodKind::Email {
-            return AlternateEmail::parse(input).map(MethodValue::Email);
+    /// The canonical stored form.
+    pub fn canonical(&self) -> String {
+        match self {
+            MethodValue::Phone(p) => p.canonical(),
+            MethodValue::Email(e) => e.canonical(),
         }
-        let phone = PhoneNumber::parse(input)?;
+    }
+}
+
+/// A method's value as the caller typed it, parsed once at the edge into each form a value
+/// takes: a phone number and an email address (at most one of them parses).
+///
+/// Which form counts is the method kind's ([`MethodInput::for_kind`]), and the decider picks
+/// it: for a change the kind is the method's, which only the admin's state knows; and a
+/// command's refusal by the state comes before its value's (a change of a method that does not
+/// exist is `method_not_found`, an add to an offboarded admin `admin_offboarded`, whatever the
+/// value), so a value's error is kept here until the decider reaches it. Each parse fails on
+/// the first character of the other form's input (no leading `+`, no `@`), so parsing both
+/// costs next to nothing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MethodInput {
+    phone: Result<PhoneNumber, DomainError>,
+    email: Result<AlternateEmail, DomainError>,
+}
+
+impl MethodInput {
+    /// Parses `input` as a phone number and as an email address.
+    pub fn parse(input: &str) -> Self {
+        MethodInput {
+            phone: PhoneNumber::parse(input),
+            email: AlternateEmail::parse(input),
+        }
+    }
+
+    /// The value of a method of `kind`: the input's form for the kind, or why it is not one.
+    /// Extensions are only allowed on office phones; each kind of phone takes only the line
+    /// types [`MethodKind::accepts`] lists.
+    pub fn for_kind(&self, kind: MethodKind) -> Result<MethodValue, DomainError> {
+        if kind == MethodKind::Email {
+            return self.email.clone().map(MethodValue::Email);
+        }
+        let phone = self.phone.clone()?;
         if phone.has_extension() && kind != MethodKind::OfficePhone {
             return Err(DomainError::ExtensionNotAllowed);
         }
@@ -99,39 +134,36 @@ impl MethodValue {
         }
         Ok(MethodValue::Phone(phone))
     }
-
-    /// The canonical stored form.
-    pub fn canonical(&self) -> String {
-        match self {
-            MethodValue::Phone(p) => p.canonical(),
-            MethodValue::Email(e) => e.canonical(),
-        }
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// `input` parsed as a value of `kind`, as the decider reads it.
+    fn parse(kind: MethodKind, input: &str) -> Result<MethodValue, DomainError> {
+        MethodInput::parse(input).for_kind(kind)
+    }
+
     #[test]
     fn only_an_office_phone_may_carry_an_extension() {
-        let office = MethodValue::parse(MethodKind::OfficePhone, "+1 425 555 0100 x123").unwrap();
+        let office = parse(MethodKind::OfficePhone, "+1 425 555 0100 x123").unwrap();
         assert_eq!(office.canonical(), "+14255550100x123");
-        let err = MethodValue::parse(MethodKind::MobilePhone, "+1 425 555 0100 x123").unwrap_err();
+        let err = parse(MethodKind::MobilePhone, "+1 425 555 0100 x123").unwrap_err();
         assert_eq!(err, DomainError::ExtensionNotAllowed);
     }
 
     #[test]
     fn a_mobile_phone_must_be_a_mobile_number() {
         for ok in ["+44 7911 123456", "+45 20 12 34 56", "+1 425 555 0100"] {
-            MethodValue::parse(MethodKind::MobilePhone, ok).unwrap();
+            parse(MethodKind::MobilePhone, ok).unwrap();
         }
-        let err = MethodValue::parse(MethodKind::MobilePhone, "+44 20 7183 8750").unwrap_err();
+        let err = parse(MethodKind::MobilePhone, "+44 20 7183 8750").unwrap_err();
         assert_eq!(err.code(), "phone_number_type_not_allowed");
         assert!(err.to_string().contains("a fixed-line number"), "{err}");
         // A landline is a voice fallback or an office's number.
         for kind in [MethodKind::AlternatePhone, MethodKind::OfficePhone] {
-            MethodValue::parse(kind, "+44 20 7183 8750").unwrap();
+            parse(kind, "+44 20 7183 8750").unwrap();
         }
     }
 
@@ -149,10 +181,35 @@ mod tests {
                 MethodKind::AlternatePhone,
                 MethodKind::OfficePhone,
             ] {
-                let err = MethodValue::parse(kind, number).unwrap_err();
+                let err = parse(kind, number).unwrap_err();
                 assert_eq!(err.code(), "phone_number_type_not_allowed", "{number}");
                 assert!(err.to_string().contains(line), "{number}: {err}");
             }
         }
+    }
+
+    #[test]
+    fn an_input_counts_in_the_form_its_kind_takes() {
+        let email = MethodInput::parse("jane@example.com");
+        assert_eq!(
+            email.for_kind(MethodKind::Email).unwrap().canonical(),
+            "jane@example.com"
+        );
+        // For a phone, the phone number's own refusal, as if only that had been parsed.
+        for kind in [MethodKind::MobilePhone, MethodKind::OfficePhone] {
+            assert_eq!(
+                email.for_kind(kind).unwrap_err(),
+                PhoneNumber::parse("jane@example.com").unwrap_err()
+            );
+        }
+        let phone = MethodInput::parse("+45 20 12 34 56");
+        assert_eq!(
+            phone.for_kind(MethodKind::MobilePhone).unwrap().canonical(),
+            "+4520123456"
+        );
+        assert_eq!(
+            phone.for_kind(MethodKind::Email).unwrap_err(),
+            AlternateEmail::parse("+45 20 12 34 56").unwrap_err()
+        );
     }
 }

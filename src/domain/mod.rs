@@ -1,4 +1,5 @@
-//! The pure domain: ids, method values, the admin and tenant deciders, reset policies, masking.
+//! The pure domain: ids, method values, the admin and tenant deciders, commands' outcomes, reset
+//! policies, masking.
 //!
 //! Nothing here does I/O or reads the clock; the whole rule set is unit-tested in milliseconds.
 
@@ -9,6 +10,7 @@ mod event;
 mod ids;
 mod mask;
 mod method;
+mod outcome;
 mod phone;
 mod policy;
 mod tenant;
@@ -19,7 +21,8 @@ pub use error::DomainError;
 pub use event::{DomainEvent, EventMeta, RemovedMethod};
 pub use ids::{AdminId, MethodId, StreamId, TenantId};
 pub use mask::{mask, masks_alike};
-pub use method::{MethodKind, MethodValue};
+pub use method::{MethodInput, MethodKind, MethodValue};
+pub use outcome::CommandOutcome;
 pub use phone::{LineType, PhoneNumber, load_phone_metadata};
 pub use policy::{
     Missing, ResetPolicy, UsableMethod, Verdict, evaluate, evaluate_masking, method_counts,

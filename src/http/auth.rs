@@ -2,6 +2,7 @@
 
 use super::error::ApiError;
 use crate::domain::{AdminId, TenantId};
+use crate::error::Code;
 use crate::events::Actor;
 use axum::extract::{FromRef, FromRequestParts, RawPathParams};
 use axum::http::header::AUTHORIZATION;
@@ -192,8 +193,8 @@ impl Caller {
         {
             return Ok(());
         }
-        Err(ApiError::forbidden(
-            "forbidden",
+        Err(ApiError::new(
+            Code::Forbidden,
             "the token's roles do not allow this request",
         ))
     }
@@ -201,8 +202,8 @@ impl Caller {
     /// Refuses a token of another tenant.
     fn check_tenant(&self, tenant: TenantId) -> Result<(), ApiError> {
         if self.tenant != tenant {
-            return Err(ApiError::forbidden(
-                "tenant_mismatch",
+            return Err(ApiError::new(
+                Code::TenantMismatch,
                 "the token belongs to another tenant",
             ));
         }
@@ -237,12 +238,15 @@ where
     /// nothing of how the endpoint parses its path, query, headers or body.
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let mut headers = parts.headers.get_all(AUTHORIZATION).iter();
-        let header = headers
-            .next()
-            .ok_or_else(|| ApiError::unauthorized("an Authorization: Bearer token is required"))?;
+        let header = headers.next().ok_or_else(|| {
+            ApiError::new(
+                Code::Unauthorized,
+                "an Authorization: Bearer token is required",
+            )
+        })?;
         if headers.next().is_some() {
-            return Err(ApiError::bad_request(
-                "duplicate_authorization",
+            return Err(ApiError::new(
+                Code::DuplicateAuthorization,
                 "the request has more than one Authorization header; send one",
             ));
         }
@@ -254,15 +258,21 @@ where
                     .or_else(|| h.strip_prefix("bearer "))
             })
             .ok_or_else(|| {
-                ApiError::unauthorized("the Authorization header must be 'Bearer <token>'")
+                ApiError::new(
+                    Code::Unauthorized,
+                    "the Authorization header must be 'Bearer <token>'",
+                )
             })?;
         let claims = JwtKeys::from_ref(state).verify(token.trim()).map_err(|e| {
-            ApiError::unauthorized(match e.kind() {
-                jsonwebtoken::errors::ErrorKind::ExpiredSignature => {
-                    "the token has expired".to_owned()
-                }
-                _ => format!("the token is not valid: {e}"),
-            })
+            ApiError::new(
+                Code::Unauthorized,
+                match e.kind() {
+                    jsonwebtoken::errors::ErrorKind::ExpiredSignature => {
+                        "the token has expired".to_owned()
+                    }
+                    _ => format!("the token is not valid: {e}"),
+                },
+            )
         })?;
         let caller = Caller {
             tenant: TenantId::from_uuid(claims.tid),
@@ -290,7 +300,7 @@ async fn path_tenant<S: Send + Sync>(
     };
     Uuid::parse_str(raw)
         .map(|t| Some(TenantId::from_uuid(t)))
-        .map_err(|_| ApiError::bad_request("invalid_path", "the tenant id is not a UUID"))
+        .map_err(|_| ApiError::new(Code::InvalidPath, "the tenant id is not a UUID"))
 }
 
 #[cfg(test)]

@@ -1,8 +1,10 @@
 //! Every error of the API as `application/problem+json` (RFC 9457) with a stable `code`.
-//! The mapping from the service's errors to HTTP statuses lives here and nowhere else.
+//! The mapping from the service's codes to HTTP statuses ([`problem`]) lives here and nowhere
+//! else.
 
 use crate::app::AppError;
 use crate::domain::DomainError;
+use crate::error::Code;
 use crate::store::StoreError;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -12,50 +14,110 @@ use serde_json::json;
 #[derive(Debug)]
 pub struct ApiError {
     pub status: StatusCode,
-    pub code: &'static str,
+    pub code: Code,
     pub title: &'static str,
     pub detail: String,
     /// Seconds, for a `Retry-After` header on 503s.
     pub retry_after: Option<u32>,
 }
 
+/// What a code is to HTTP: its status, the problem's title and, for a failure that a retry
+/// soon may cure, the seconds of `Retry-After`. The one place where codes meet statuses (the
+/// NATS service reports the same statuses).
+pub fn problem(code: Code) -> (StatusCode, &'static str, Option<u32>) {
+    use Code::*;
+    const BAD_REQUEST: (StatusCode, &str, Option<u32>) =
+        (StatusCode::BAD_REQUEST, "Bad request", None);
+    const REFUSED_CHANGE: (StatusCode, &str, Option<u32>) = (
+        StatusCode::CONFLICT,
+        "The security info does not allow this change",
+        None,
+    );
+    const INVALID_VALUE: (StatusCode, &str, Option<u32>) =
+        (StatusCode::UNPROCESSABLE_ENTITY, "Invalid value", None);
+    match code {
+        MalformedJson
+        | UnreadableBody
+        | InvalidPath
+        | InvalidQuery
+        | AsOfWithMinPosition
+        | InvalidIfMatch
+        | InvalidIdempotencyKey
+        | InvalidLastEventId
+        | DuplicateAuthorization
+        | PositionBeyondLog => BAD_REQUEST,
+        // The titles of hyper's own answers, which `listener` replaces, are their status lines.
+        MalformedRequest => (StatusCode::BAD_REQUEST, "Bad Request", None),
+        UriTooLong => (StatusCode::URI_TOO_LONG, "URI Too Long", None),
+        HeadersTooLarge => (
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "Request Header Fields Too Large",
+            None,
+        ),
+        PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "Payload too large", None),
+        UnsupportedMediaType => (
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "Unsupported media type",
+            None,
+        ),
+        InvalidBody => (StatusCode::UNPROCESSABLE_ENTITY, "Invalid body", None),
+        Unauthorized => (StatusCode::UNAUTHORIZED, "Authentication required", None),
+        Forbidden | TenantMismatch | RevealRequiresAuditor => {
+            (StatusCode::FORBIDDEN, "Forbidden", None)
+        }
+        MethodNotFound => (StatusCode::NOT_FOUND, "Method not found", None),
+        NotFound => (StatusCode::NOT_FOUND, "Not found", None),
+        MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "Method not allowed", None),
+        MethodKindExists
+        | AlternatePhoneRequiresMobile
+        | MobilePhoneHasAlternate
+        | AdminOffboarded => REFUSED_CHANGE,
+        InvalidPhoneNumber
+        | PhoneNumberTypeNotAllowed
+        | InvalidEmail
+        | EmailInTenantDomain
+        | ExtensionNotAllowed
+        | UnknownMethodKind
+        | InvalidDomain
+        | TooManyDomains
+        | UnknownResetPolicy => INVALID_VALUE,
+        VersionMismatch => (StatusCode::PRECONDITION_FAILED, "Precondition failed", None),
+        IdempotencyKeyReused => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Idempotency key reused",
+            None,
+        ),
+        WriteContention => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Too many concurrent writers",
+            Some(1),
+        ),
+        ViewNotFresh => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "View not fresh enough",
+            Some(1),
+        ),
+        DatabaseUnavailable => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Service unavailable",
+            Some(2),
+        ),
+        NotReady => (StatusCode::SERVICE_UNAVAILABLE, "Not ready", None),
+        InternalError => (StatusCode::INTERNAL_SERVER_ERROR, "Internal error", None),
+    }
+}
+
 impl ApiError {
-    /// An error with the given status, code, title and detail.
-    pub fn new(
-        status: StatusCode,
-        code: &'static str,
-        title: &'static str,
-        detail: impl Into<String>,
-    ) -> Self {
+    /// The problem of `code` (its status and title from [`problem`]) with `detail`.
+    pub fn new(code: Code, detail: impl Into<String>) -> Self {
+        let (status, title, retry_after) = problem(code);
         ApiError {
             status,
             code,
             title,
             detail: detail.into(),
-            retry_after: None,
+            retry_after,
         }
-    }
-
-    pub fn unauthorized(detail: impl Into<String>) -> Self {
-        Self::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "Authentication required",
-            detail,
-        )
-    }
-
-    pub fn forbidden(code: &'static str, detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::FORBIDDEN, code, "Forbidden", detail)
-    }
-
-    pub fn bad_request(code: &'static str, detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, code, "Bad request", detail)
-    }
-
-    fn retry_after(mut self, seconds: u32) -> Self {
-        self.retry_after = Some(seconds);
-        self
     }
 }
 
@@ -65,7 +127,7 @@ impl IntoResponse for ApiError {
             "type": format!("urn:recovery-info:problem:{}", self.code),
             "title": self.title,
             "status": self.status.as_u16(),
-            "code": self.code,
+            "code": self.code.as_str(),
             "detail": self.detail,
         });
         let mut response = (self.status, body.to_string()).into_response();
@@ -83,98 +145,45 @@ impl IntoResponse for ApiError {
 
 impl From<DomainError> for ApiError {
     fn from(e: DomainError) -> Self {
-        let (status, title) = match &e {
-            DomainError::MethodNotFound => (StatusCode::NOT_FOUND, "Method not found"),
-            DomainError::MethodKindExists(_)
-            | DomainError::AlternatePhoneRequiresMobile
-            | DomainError::MobilePhoneHasAlternate
-            | DomainError::AdminOffboarded => (
-                StatusCode::CONFLICT,
-                "The security info does not allow this change",
-            ),
-            DomainError::InvalidPhoneNumber(_)
-            | DomainError::InvalidEmail(_)
-            | DomainError::EmailInTenantDomain(_)
-            | DomainError::ExtensionNotAllowed
-            | DomainError::PhoneNumberTypeNotAllowed { .. }
-            | DomainError::UnknownMethodKind(_)
-            | DomainError::InvalidDomain(_)
-            | DomainError::TooManyDomains { .. }
-            | DomainError::UnknownResetPolicy(_) => {
-                (StatusCode::UNPROCESSABLE_ENTITY, "Invalid value")
-            }
-        };
-        ApiError::new(status, e.code(), title, e.to_string())
+        ApiError::new(e.code(), e.to_string())
     }
 }
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
-        if e.is_unavailable() {
-            tracing::error!(error = %e, "database unavailable");
-            return ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "database_unavailable",
-                "Service unavailable",
-                "the database cannot be reached or written; retry shortly",
-            )
-            .retry_after(2);
-        }
-        tracing::error!(error = %e, "store error");
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal_error",
-            "Internal error",
-            "an internal error occurred; it has been logged",
-        )
+        AppError::Store(e).into()
     }
 }
 
 impl From<AppError> for ApiError {
     fn from(e: AppError) -> Self {
-        let detail = e.to_string();
-        match e {
-            AppError::Domain(d) => d.into(),
-            AppError::Store(s) => s.into(),
-            AppError::PreconditionFailed { .. } => ApiError::new(
-                StatusCode::PRECONDITION_FAILED,
-                "version_mismatch",
-                "Precondition failed",
-                detail,
-            ),
-            AppError::IdempotencyKeyReused => ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "idempotency_key_reused",
-                "Idempotency key reused",
-                detail,
-            ),
-            AppError::Contention => ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "write_contention",
-                "Too many concurrent writers",
-                detail,
-            )
-            .retry_after(1),
+        let code = e.code();
+        let detail = match &e {
+            AppError::Store(e) if code == Code::DatabaseUnavailable => {
+                tracing::error!(error = %e, "database unavailable");
+                "the database cannot be reached or written; retry shortly".to_owned()
+            }
+            AppError::Store(e) => {
+                tracing::error!(error = %e, "store error");
+                "an internal error occurred; it has been logged".to_owned()
+            }
             // Neither detail names a position: the log's head and a projection's checkpoint
             // count every tenant's events (see `http::positions`); the log has them.
             AppError::NotFresh { wanted, reached } => {
                 tracing::debug!(wanted, reached, "view not fresh");
-                ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "view_not_fresh",
-                    "View not fresh enough",
-                    "the view has not reached the asked position yet; retry shortly",
-                )
-                .retry_after(1)
+                "the view has not reached the asked position yet; retry shortly".to_owned()
             }
             AppError::PositionBeyondLog { wanted, head } => {
                 tracing::debug!(wanted, head, "position beyond the log");
-                ApiError::bad_request(
-                    "position_beyond_log",
-                    "the position is beyond the end of the log (from a restored or another \
-                     database?)",
-                )
+                "the position is beyond the end of the log (from a restored or another \
+                 database?)"
+                    .to_owned()
             }
-        }
+            AppError::Domain(_)
+            | AppError::PreconditionFailed { .. }
+            | AppError::IdempotencyKeyReused
+            | AppError::Contention => e.to_string(),
+        };
+        ApiError::new(code, detail)
     }
 }

@@ -2,6 +2,7 @@
 //! command headers (`If-Match`, `Idempotency-Key`, `X-Correlation-Id`).
 
 use super::error::ApiError;
+use crate::error::Code;
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
 use axum::http::request::Parts;
@@ -33,25 +34,19 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
         let raw = Bytes::from_request(req, state).await.map_err(|e| {
             if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "payload_too_large",
-                    "Payload too large",
+                    Code::PayloadTooLarge,
                     format!("the body is larger than {MAX_BODY_BYTES} bytes"),
                 )
             } else {
-                ApiError::bad_request("unreadable_body", e.body_text())
+                ApiError::new(Code::UnreadableBody, e.body_text())
             }
         })?;
         let value = serde_json::from_slice(&raw).map_err(|e| match e.classify() {
-            serde_json::error::Category::Data => ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid_body",
-                "Invalid body",
-                e.to_string(),
+            serde_json::error::Category::Data => ApiError::new(Code::InvalidBody, e.to_string()),
+            _ => ApiError::new(
+                Code::MalformedJson,
+                format!("the body is not valid JSON: {e}"),
             ),
-            _ => {
-                ApiError::bad_request("malformed_json", format!("the body is not valid JSON: {e}"))
-            }
         })?;
         Ok(JsonBody { value, raw })
     }
@@ -67,9 +62,7 @@ fn check_json_type(content_type: &str) -> Result<(), ApiError> {
         || (media.starts_with("application/") && media.ends_with("+json"));
     if !json {
         return Err(ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
-            "Unsupported media type",
+            Code::UnsupportedMediaType,
             "the body must be JSON with Content-Type: application/json",
         ));
     }
@@ -80,9 +73,7 @@ fn check_json_type(content_type: &str) -> Result<(), ApiError> {
         let value = value.trim().trim_matches('"');
         if name.trim().eq_ignore_ascii_case("charset") && !value.eq_ignore_ascii_case("utf-8") {
             return Err(ApiError::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported_media_type",
-                "Unsupported media type",
+                Code::UnsupportedMediaType,
                 format!("the body must be UTF-8 JSON; charset={value} is not accepted"),
             ));
         }
@@ -101,7 +92,10 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for ValidPa
             .await
             .map(|Path(v)| ValidPath(v))
             .map_err(|e| {
-                ApiError::bad_request("invalid_path", format!("{} (ids are UUIDs)", e.body_text()))
+                ApiError::new(
+                    Code::InvalidPath,
+                    format!("{} (ids are UUIDs)", e.body_text()),
+                )
             })
     }
 }
@@ -116,7 +110,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ValidQuery<T> 
         Query::<T>::from_request_parts(parts, state)
             .await
             .map(|Query(v)| ValidQuery(v))
-            .map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))
+            .map_err(|e| ApiError::new(Code::InvalidQuery, e.body_text()))
     }
 }
 
@@ -136,16 +130,13 @@ impl<S: Send + Sync> FromRequestParts<S> for CommandHeaders {
             None => None,
             Some(Ok("*")) => None,
             Some(Ok(v)) => Some(parse_etag(v).ok_or_else(|| {
-                ApiError::bad_request(
-                    "invalid_if_match",
+                ApiError::new(
+                    Code::InvalidIfMatch,
                     "If-Match must be an ETag from this API, e.g. \"3\"",
                 )
             })?),
             Some(Err(_)) => {
-                return Err(ApiError::bad_request(
-                    "invalid_if_match",
-                    "If-Match is not ASCII",
-                ));
+                return Err(ApiError::new(Code::InvalidIfMatch, "If-Match is not ASCII"));
             }
         };
         let idempotency_key = match text("idempotency-key") {
@@ -156,8 +147,8 @@ impl<S: Send + Sync> FromRequestParts<S> for CommandHeaders {
                 Some(k.to_owned())
             }
             Some(_) => {
-                return Err(ApiError::bad_request(
-                    "invalid_idempotency_key",
+                return Err(ApiError::new(
+                    Code::InvalidIdempotencyKey,
                     "Idempotency-Key must be 1 to 255 visible ASCII characters",
                 ));
             }
@@ -235,8 +226,8 @@ pub fn as_of_or_min_position<T, U>(
     min_position: &Option<U>,
 ) -> Result<(), ApiError> {
     if as_of.is_some() && min_position.is_some() {
-        return Err(ApiError::bad_request(
-            "as_of_with_min_position",
+        return Err(ApiError::new(
+            Code::AsOfWithMinPosition,
             "as_of (a view of the past) and min_position (a view at least this fresh) cannot be \
              asked together; send one",
         ));

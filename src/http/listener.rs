@@ -8,6 +8,8 @@
 //! those canned answers as hyper writes them and sends a problem in their place. The router
 //! never writes a bodiless 400 or 431, so nothing of ours can be mistaken for one.
 
+use crate::error::Code;
+use crate::http::error::problem;
 use axum::serve::Listener;
 use std::io;
 use std::net::SocketAddr;
@@ -47,22 +49,23 @@ pub struct ProblemStream {
 }
 
 /// hyper's own answers to a request it could not read, by the status line they start with:
-/// the problem's status line, code and detail.
-const CANNED: [(&str, &str, &str); 3] = [
+/// the problem's status line, code and detail (its status and title are the code's, which
+/// are those of the status line).
+const CANNED: [(&str, Code, &str); 3] = [
     (
         "HTTP/1.1 400 Bad Request\r\n",
-        "malformed_request",
+        Code::MalformedRequest,
         "the request could not be read: a header holds a control character (0x00-0x1f, 0x7f) \
          or the request line or headers are malformed",
     ),
     (
         "HTTP/1.1 431 Request Header Fields Too Large\r\n",
-        "headers_too_large",
+        Code::HeadersTooLarge,
         "the request's headers are too large",
     ),
     (
         "HTTP/1.1 414 URI Too Long\r\n",
-        "uri_too_long",
+        Code::UriTooLong,
         "the request's URI is too long",
     ),
 ];
@@ -74,17 +77,12 @@ fn replacement(head: &[u8]) -> Option<Vec<u8>> {
         return None;
     }
     let (status_line, code, detail) = CANNED.iter().find(|(line, ..)| text.starts_with(line))?;
-    let status: u16 = status_line.split(' ').nth(1)?.parse().ok()?;
-    let title = status_line
-        .trim_end()
-        .splitn(3, ' ')
-        .nth(2)
-        .unwrap_or("Bad request");
+    let (status, title, _) = problem(*code);
     let body = serde_json::json!({
         "type": format!("urn:recovery-info:problem:{code}"),
         "title": title,
-        "status": status,
-        "code": code,
+        "status": status.as_u16(),
+        "code": code.as_str(),
         "detail": detail,
     })
     .to_string();
@@ -183,5 +181,17 @@ mod tests {
         assert!(replacement(ours).is_none());
         let ok = b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n";
         assert!(replacement(ok).is_none());
+    }
+
+    #[test]
+    fn a_replaced_answer_keeps_the_status_and_title_of_hypers_status_line() {
+        for (status_line, code, _) in CANNED {
+            let (status, title, _) = problem(code);
+            assert_eq!(
+                status_line.trim_end(),
+                format!("HTTP/1.1 {} {title}", status.as_u16()),
+                "{code}"
+            );
+        }
     }
 }

@@ -12,6 +12,7 @@ use super::error::ApiError;
 use super::routes::ops;
 use super::{HttpState, method_not_allowed, not_found};
 use crate::config::MIN_SECRET_BYTES;
+use crate::error::Code;
 use axum::Router;
 use axum::extract::{Request, State};
 use axum::http::HeaderMap;
@@ -65,7 +66,8 @@ pub(super) async fn behind_token(
         (Some(expected), Some(token)) if expected.admits(token) => {
             Ok(ops::metrics(State(s.clone())).await)
         }
-        _ => Err(ApiError::unauthorized(
+        _ => Err(ApiError::new(
+            Code::Unauthorized,
             "/metrics on this listener needs Authorization: Bearer <the metrics token>",
         )),
     }

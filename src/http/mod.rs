@@ -10,6 +10,8 @@ pub mod positions;
 pub(crate) mod routes;
 
 use crate::app::{Answer, App, CommandContext, IdempotencyRequest};
+use crate::domain::CommandOutcome;
+use crate::error::Code;
 use crate::publish::sse::StreamShutdown;
 use crate::publish::tail::LiveLog;
 use auth::{Caller, JwtKeys};
@@ -24,7 +26,6 @@ use extract::{CommandHeaders, MAX_BODY_BYTES, etag};
 use metrics::MetricsToken;
 use metrics_exporter_prometheus::PrometheusHandle;
 use positions::Positions;
-use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -198,19 +199,12 @@ fn router(state: HttpState) -> Router {
 }
 
 async fn not_found() -> ApiError {
-    ApiError::new(
-        StatusCode::NOT_FOUND,
-        "not_found",
-        "Not found",
-        "no such resource",
-    )
+    ApiError::new(Code::NotFound, "no such resource")
 }
 
 async fn method_not_allowed() -> ApiError {
     ApiError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
-        "Method not allowed",
+        Code::MethodNotAllowed,
         "this resource does not support the request method",
     )
 }
@@ -260,21 +254,28 @@ pub(crate) fn command_context(
     }
 }
 
-/// A command's answer as a response: its status and JSON body with the position as the tenant
-/// sees it, the new `ETag`, and `Idempotent-Replayed: true` when it repeats a first answer.
+/// A command's answer as a response: `status` (the route's, also when the answer repeats a
+/// first one), the outcome's JSON with the position as the tenant sees it, the new `ETag` (the
+/// outcome's version), and `Idempotent-Replayed: true` when it repeats a first answer.
 pub(crate) fn answer_response(
     positions: &Positions,
     tenant: crate::domain::TenantId,
-    mut answer: Answer,
+    status: StatusCode,
+    answer: &Answer,
 ) -> Response {
-    let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::OK);
-    let version = answer.body.get("version").and_then(|v| v.as_u64());
-    if let Some(position) = answer.body.get("position").and_then(Value::as_u64) {
-        answer.body["position"] = positions.show(tenant, position);
-    }
-    let mut response = (status, Json(answer.body)).into_response();
+    let outcome = &answer.outcome;
+    let position = positions.show(tenant, outcome.position());
+    let body = match outcome {
+        CommandOutcome::Admin {
+            version, method, ..
+        } => routes::methods::answer_json(method.as_ref(), *version, position),
+        CommandOutcome::Settings(settings) => {
+            routes::settings::versioned_settings_json(settings, position)
+        }
+    };
+    let mut response = (status, Json(body)).into_response();
     let headers = response.headers_mut();
-    if let Some(v) = version.and_then(|v| HeaderValue::from_str(&etag(v)).ok()) {
+    if let Ok(v) = HeaderValue::from_str(&etag(outcome.version())) {
         headers.insert(header::ETAG, v);
     }
     if answer.replayed {

@@ -20,6 +20,7 @@
 
 use super::error::ApiError;
 use crate::domain::TenantId;
+use crate::error::Code;
 use aes::Aes256;
 use aes::cipher::{BlockDecrypt, BlockEncrypt, KeyInit};
 use base64::Engine;
@@ -94,8 +95,8 @@ impl Positions {
     ) -> Result<Option<u64>, ApiError> {
         text.map(|t| {
             self.read(tenant, t).map_err(|NotAPosition| {
-                ApiError::bad_request(
-                    "invalid_query",
+                ApiError::new(
+                    Code::InvalidQuery,
                     format!("{name} must be {}", self.expected()),
                 )
             })

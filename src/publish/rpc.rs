@@ -11,8 +11,9 @@ use super::PublishError;
 use super::messages::verdict_to_pb;
 use crate::app::App;
 use crate::domain::{AdminId, TenantId};
+use crate::error::Code;
 use crate::events::pb;
-use crate::http::error::ApiError;
+use crate::http::error::{ApiError, problem};
 use async_nats::service::{ServiceExt, error::Error as ServiceError};
 use bytes::Bytes;
 use futures::StreamExt;
@@ -61,25 +62,27 @@ pub async fn serve(
     }))
 }
 
-fn service_error(status: u16, code: &str) -> ServiceError {
+/// The NATS service error of `code`: the code as its description, the code's HTTP status as
+/// its number.
+fn service_error(code: Code) -> ServiceError {
     ServiceError {
-        status: code.to_owned(),
-        code: usize::from(status),
+        status: code.as_str().to_owned(),
+        code: usize::from(problem(code).0.as_u16()),
     }
 }
 
 /// Answers one request: the encoded reply, or the service error.
 pub async fn answer(app: &App, payload: &[u8]) -> Result<Bytes, ServiceError> {
     let request = pb::EligibilityRequest::decode(payload)
-        .map_err(|_| service_error(400, "malformed_request"))?;
+        .map_err(|_| service_error(Code::MalformedRequest))?;
     let tenant: TenantId = request
         .tenant_id
         .parse()
-        .map_err(|_| service_error(400, "invalid_path"))?;
+        .map_err(|_| service_error(Code::InvalidPath))?;
     let admin: AdminId = request
         .admin_id
         .parse()
-        .map_err(|_| service_error(400, "invalid_path"))?;
+        .map_err(|_| service_error(Code::InvalidPath))?;
     let span = tracing::info_span!("rpc_eligibility", tenant_id = %tenant, admin_id = %admin);
     match app
         .eligibility(tenant, admin, request.min_position)
@@ -95,9 +98,7 @@ pub async fn answer(app: &App, payload: &[u8]) -> Result<Bytes, ServiceError> {
             }
             .encode_to_vec(),
         )),
-        Err(e) => {
-            let api = ApiError::from(e);
-            Err(service_error(api.status.as_u16(), api.code))
-        }
+        // Through the API's mapping, which logs the failures of the store as HTTP does.
+        Err(e) => Err(service_error(ApiError::from(e).code)),
     }
 }

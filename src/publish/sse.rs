@@ -9,6 +9,7 @@
 
 use super::tail::LiveLog;
 use crate::domain::TenantId;
+use crate::error::Code;
 use crate::events::RecordedEvent;
 use crate::http::HttpState;
 use crate::http::auth::{Access, Caller};
@@ -127,8 +128,8 @@ pub async fn stream(
             .ok()
             .and_then(|text| s.positions.read(tenant, text).ok())
             .ok_or_else(|| {
-                ApiError::bad_request(
-                    "invalid_last_event_id",
+                ApiError::new(
+                    Code::InvalidLastEventId,
                     format!("Last-Event-ID must be {}", s.positions.expected()),
                 )
             })?,

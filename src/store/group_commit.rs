@@ -24,7 +24,7 @@
 //! a bulk load), it forgets the tips and reads them all. Any failure forgets them too.
 
 use super::postgres::{GENESIS_HASH, Param, chain_hash, rolled_back_on_error, to_i64, to_u64};
-use super::{Appended, IdempotentAnswer, StoreError};
+use super::{Appended, IdempotentAnswer, NO_STATUS, StoreError};
 use crate::domain::StreamId;
 use crate::events::{PendingEvent, RecordedEvent};
 use chrono::{DateTime, Utc};
@@ -385,19 +385,22 @@ async fn place_and_write(
         if let Some(last) = recorded.last() {
             tips.insert(name.clone(), (last.version, prev_hash));
         }
-        let rendered = job.answer.as_ref().map(|answer| {
-            let (status, body) = (answer.render)(&recorded);
-            answers.tenant_id.push(answer.key.tenant_id);
-            answers.subject.push(answer.key.subject.clone());
-            answers.key.push(answer.key.key.clone());
-            answers.request_hash.push(answer.request_hash.clone());
-            answers.status.push(i16::try_from(status).unwrap_or(500));
-            answers.response.push(body.clone());
-            (status, body)
-        });
+        let kept = match &job.answer {
+            Some(answer) => {
+                let outcome = (answer.build)(&recorded);
+                answers.response.push(serde_json::to_value(&outcome)?);
+                answers.tenant_id.push(answer.key.tenant_id);
+                answers.subject.push(answer.key.subject.clone());
+                answers.key.push(answer.key.key.clone());
+                answers.request_hash.push(answer.request_hash.clone());
+                answers.status.push(NO_STATUS);
+                Some(outcome)
+            }
+            None => None,
+        };
         outcomes.push(Ok(Appended {
             events: recorded,
-            answer: rendered,
+            answer: kept,
         }));
     }
 

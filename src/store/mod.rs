@@ -21,8 +21,8 @@ use crate::events::PendingEvent;
 use projections::{Batch, Projected, Projection};
 use std::path::PathBuf;
 
+use crate::domain::CommandOutcome;
 use crate::events::RecordedEvent;
-use serde_json::Value;
 
 /// What went wrong in the store.
 #[derive(Debug, thiserror::Error)]
@@ -111,33 +111,39 @@ pub struct IdempotencyKey {
     pub key: String,
 }
 
-/// The first answer given under an idempotency key.
+/// The first answer given under an idempotency key: the command's outcome.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StoredAnswer {
     pub request_hash: Vec<u8>,
-    pub status: u16,
-    pub body: Value,
+    pub outcome: CommandOutcome,
 }
 
-/// Builds the answer of a command from its events as placed in the log. It may be called
+/// Builds the outcome of a command from its events as placed in the log. It may be called
 /// more than once (a group commit that fails is retried one command at a time); only the
-/// answer of the transaction that commits is kept.
-pub type RenderAnswer = Box<dyn Fn(&[RecordedEvent]) -> (u16, Value) + Send + Sync>;
+/// outcome of the transaction that commits is kept.
+pub type BuildOutcome = Box<dyn Fn(&[RecordedEvent]) -> CommandOutcome + Send + Sync>;
 
-/// An idempotency record to write in the same transaction as the append. `render` builds the
-/// answer from the events as placed in the log (their versions and positions).
+/// An idempotency record to write in the same transaction as the append. `build` makes the
+/// outcome from the events as placed in the log (their versions and positions).
 pub struct IdempotentAnswer {
     pub key: IdempotencyKey,
     pub request_hash: Vec<u8>,
-    pub render: RenderAnswer,
+    pub build: BuildOutcome,
 }
 
-/// What an append placed in the log, and the answer stored with it.
+/// What the `status` column of `idempotency_keys` holds in the records written since they keep
+/// typed outcomes. Earlier builds kept the HTTP status of the answer there (and its JSON body
+/// in `response`, which is the outcome's serde form); the interface now decides the status
+/// from the command, so nothing reads the column: it stays so that those records, and the
+/// builds that wrote them, keep working across an upgrade.
+pub(crate) const NO_STATUS: i16 = 0;
+
+/// What an append placed in the log, and the outcome stored with it.
 #[derive(Debug)]
 pub struct Appended {
     pub events: Vec<RecordedEvent>,
-    /// The rendered answer, when an idempotency record was written.
-    pub answer: Option<(u16, Value)>,
+    /// The outcome, when an idempotency record was written.
+    pub answer: Option<CommandOutcome>,
 }
 
 /// A page of history: one tenant's events, or one admin's, filtered.

@@ -253,18 +253,20 @@ impl PgStore {
         let client = self.pool.get().await?;
         let stmt = client
             .prepare_cached(
-                "SELECT request_hash, status, response FROM idempotency_keys
+                "SELECT request_hash, response FROM idempotency_keys
                  WHERE tenant_id = $1 AND subject = $2 AND key = $3",
             )
             .await?;
         let row = client
             .query_opt(&stmt, &[&key.tenant_id, &key.subject, &key.key])
             .await?;
-        Ok(row.map(|r| StoredAnswer {
-            request_hash: r.get(0),
-            status: u16::try_from(r.get::<_, i16>(1)).unwrap_or(500),
-            body: r.get(2),
-        }))
+        row.map(|r| {
+            Ok(StoredAnswer {
+                request_hash: r.get(0),
+                outcome: serde_json::from_value(r.get(1))?,
+            })
+        })
+        .transpose()
     }
 
     /// Appends `events` to `stream` if the stream is at `expected_version`, and stores the

@@ -8,7 +8,9 @@
 
 use super::postgres::{GENESIS_HASH, chain_hash};
 use super::projections::{Batch, Projected, Projection, Tables};
-use super::{Appended, HistoryQuery, IdempotencyKey, IdempotentAnswer, StoreError, StoredAnswer};
+use super::{
+    Appended, HistoryQuery, IdempotencyKey, IdempotentAnswer, NO_STATUS, StoreError, StoredAnswer,
+};
 use crate::domain::{AdminId, AdminState, StreamId, TenantId, TenantState, Verdict};
 use crate::events::{DecodeError, PendingEvent, RecordedEvent};
 use crate::fold::admins::VerdictChanges;
@@ -299,23 +301,16 @@ impl SqliteStore {
         self.run(move |c| {
             let row = c
                 .query_row(
-                    "SELECT request_hash, status, response FROM idempotency_keys
+                    "SELECT request_hash, response FROM idempotency_keys
                      WHERE tenant_id = ?1 AND subject = ?2 AND key = ?3",
                     params![key.tenant_id.to_string(), key.subject, key.key],
-                    |r| {
-                        Ok((
-                            r.get::<_, Vec<u8>>(0)?,
-                            r.get::<_, i64>(1)?,
-                            r.get::<_, String>(2)?,
-                        ))
-                    },
+                    |r| Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, String>(1)?)),
                 )
                 .optional()?;
-            row.map(|(request_hash, status, body)| {
+            row.map(|(request_hash, outcome)| {
                 Ok(StoredAnswer {
                     request_hash,
-                    status: u16::try_from(status).unwrap_or(500),
-                    body: serde_json::from_str(&body)?,
+                    outcome: serde_json::from_str(&outcome)?,
                 })
             })
             .transpose()
@@ -709,9 +704,9 @@ fn append(
             [i64_of(head + recorded.len() as u64)],
         )?;
     }
-    let mut rendered = None;
+    let mut kept = None;
     if let Some(answer) = answer {
-        let (status, body) = (answer.render)(&recorded);
+        let outcome = (answer.build)(&recorded);
         let k = &answer.key;
         let inserted = tx.execute(
             "INSERT OR IGNORE INTO idempotency_keys
@@ -722,20 +717,20 @@ fn append(
                 k.subject,
                 k.key,
                 answer.request_hash,
-                i64::from(status),
-                body.to_string(),
+                NO_STATUS,
+                serde_json::to_string(&outcome)?,
                 chrono::Utc::now().timestamp_millis()
             ],
         )?;
         if inserted == 0 {
             return Err(StoreError::IdempotencyRace);
         }
-        rendered = Some((status, body));
+        kept = Some(outcome);
     }
     tx.commit()?;
     Ok(Appended {
         events: recorded,
-        answer: rendered,
+        answer: kept,
     })
 }
 

@@ -2,10 +2,13 @@
 
 use crate::support::{Backend, TestApp, assert_problem, each, spawn_backend, two_replicas};
 use futures::future::join_all;
-use recovery_info::domain::{AdminId, DomainEvent, MethodId, MethodKind, StreamId, TenantId};
+use recovery_info::domain::{
+    AdminId, CommandOutcome, DomainEvent, MethodId, MethodKind, StreamId, TenantId,
+};
 use recovery_info::events::{Actor, PendingEvent, RecordedEvent};
 use recovery_info::store::projections::{Projected, Projection};
-use recovery_info::store::{IdempotencyKey, IdempotentAnswer, StoreError};
+use recovery_info::store::sqlite::DB_FILE;
+use recovery_info::store::{IdempotencyKey, IdempotentAnswer, StoreConfig, StoreError};
 use reqwest::Method;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -191,6 +194,210 @@ async fn concurrent_retries_with_one_key_append_once(backend: Backend) {
     assert_eq!(app.history(admin).await.len(), 1);
 }
 
+/// A command sent under an idempotency key: the status, the headers and the body's text.
+async fn keyed(
+    app: &TestApp,
+    method: Method,
+    url: &str,
+    key: &str,
+    body: Option<&Value>,
+) -> (u16, reqwest::header::HeaderMap, String) {
+    let mut req = app
+        .client
+        .request(method, url)
+        .bearer_auth(app.admin_token())
+        .header("idempotency-key", key);
+    if let Some(body) = body {
+        req = req.json(body);
+    }
+    let r = req.send().await.unwrap();
+    (
+        r.status().as_u16(),
+        r.headers().clone(),
+        r.text().await.unwrap(),
+    )
+}
+
+/// Raw SQL on a test app's store, behind the service's back.
+enum Sql {
+    Pg(tokio_postgres::Client),
+    Lite(rusqlite::Connection),
+}
+
+impl Sql {
+    async fn open(app: &TestApp) -> Sql {
+        match &app.store_config {
+            StoreConfig::Postgres { url, .. } => Sql::Pg(crate::support::pg_client(url).await),
+            StoreConfig::Embedded { data_dir } => {
+                let c = rusqlite::Connection::open(data_dir.join(DB_FILE)).unwrap();
+                c.busy_timeout(Duration::from_secs(5)).unwrap();
+                Sql::Lite(c)
+            }
+        }
+    }
+
+    /// The `response` of the idempotency record under `key`, as JSON.
+    async fn response(&self, key: &str) -> Value {
+        let sql = "SELECT response FROM idempotency_keys WHERE key = ";
+        match self {
+            Sql::Pg(c) => c
+                .query_one(&format!("{sql}$1"), &[&key])
+                .await
+                .unwrap()
+                .get(0),
+            Sql::Lite(c) => {
+                let text: String = c
+                    .query_row(&format!("{sql}?1"), [key], |r| r.get(0))
+                    .unwrap();
+                serde_json::from_str(&text).unwrap()
+            }
+        }
+    }
+
+    /// Inserts a record under `key` as builds before typed outcomes wrote them: the answer's
+    /// HTTP status and JSON body, for the request (its hash) of the record under `request_of`.
+    async fn insert_old_record(&self, request_of: &str, key: &str, status: i16, body: &Value) {
+        let n = match self {
+            Sql::Pg(c) => c
+                .execute(
+                    "INSERT INTO idempotency_keys
+                         (tenant_id, subject, key, request_hash, status, response)
+                     SELECT tenant_id, subject, $1, request_hash, $2, $3::text::json
+                     FROM idempotency_keys WHERE key = $4",
+                    &[&key, &status, &body.to_string(), &request_of],
+                )
+                .await
+                .unwrap(),
+            Sql::Lite(c) => c
+                .execute(
+                    "INSERT INTO idempotency_keys
+                         (tenant_id, subject, key, request_hash, status, response, created_at_ms)
+                     SELECT tenant_id, subject, ?1, request_hash, ?2, ?3, created_at_ms
+                     FROM idempotency_keys WHERE key = ?4",
+                    rusqlite::params![key, status, body.to_string(), request_of],
+                )
+                .unwrap() as u64,
+        };
+        assert_eq!(n, 1);
+    }
+}
+
+/// Idempotency records of builds before typed outcomes hold the answer's HTTP status and JSON
+/// body; a retry after the upgrade is answered with them, as the build that kept them answered
+/// (status, body, `ETag`, `Location`), and this build keeps the same body.
+async fn a_retry_gets_the_answer_an_older_build_kept(backend: Backend) {
+    let app = spawn_backend(backend).await;
+    let admin = Uuid::now_v7();
+    let methods = app.admin_path(admin, "/methods");
+    let add = json!({"kind": "office_phone", "value": "+1 425 555 0100 x123"});
+    let change = json!({"value": "+1 425 555 0100 x124"});
+    let settings = json!({"domains": ["contoso.com"], "reset_policy": {"name": "any_two_methods"}});
+
+    // The requests, each once under a key of this build, whose records give their hashes.
+    let (status, _, first) = keyed(&app, Method::POST, &methods, "add", Some(&add)).await;
+    assert_eq!(status, 201);
+    let first: Value = serde_json::from_str(&first).unwrap();
+    let id = first["method"]["id"].as_str().unwrap().to_owned();
+    let one = app.admin_path(admin, &format!("/methods/{id}"));
+    let settings_url = app.url("/settings");
+    let requests = [
+        (Method::PATCH, one.clone(), Some(&change), "change"),
+        (
+            Method::PUT,
+            settings_url.clone(),
+            Some(&settings),
+            "settings",
+        ),
+        (Method::DELETE, one.clone(), None, "remove"),
+    ];
+    let mut answers = vec![first];
+    for (method, url, body, key) in &requests {
+        let (status, _, answer) = keyed(&app, method.clone(), url, key, *body).await;
+        assert_eq!(status, 200, "{key}: {answer}");
+        answers.push(serde_json::from_str(&answer).unwrap());
+    }
+    let sql = Sql::open(&app).await;
+    // What this build keeps is the answer's body (positions are plain in these tests).
+    for (key, answer) in ["add", "change", "settings", "remove"].iter().zip(&answers) {
+        assert_eq!(&sql.response(key).await, answer, "{key}");
+    }
+    let head = app.store().head().await.unwrap();
+
+    // An older build's records, with answers this store never gave (versions, positions and a
+    // method of their own).
+    let old_id = "0190a2b4-5c6d-7e8f-9a0b-1c2d3e4f5a6b";
+    let old_method = |value: &str| {
+        json!({"id": old_id, "kind": "office_phone", "value": value,
+               "added_at": "2025-11-02T08:15:00.123456Z",
+               "changed_at": "2025-11-03T09:00:00.654321Z"})
+    };
+    let old = [
+        (
+            Method::POST,
+            methods.clone(),
+            Some(&add),
+            "add",
+            201,
+            json!({
+            "method": old_method("+14255550100x123"), "version": 7, "position": 41}),
+        ),
+        (
+            Method::PATCH,
+            one.clone(),
+            Some(&change),
+            "change",
+            200,
+            json!({
+            "method": old_method("+14255550100x124"), "version": 8, "position": 42}),
+        ),
+        (
+            Method::PUT,
+            settings_url,
+            Some(&settings),
+            "settings",
+            200,
+            json!({
+            "domains": ["contoso.com"], "reset_policy": {"name": "any_two_methods"},
+            "version": 3, "position": 43}),
+        ),
+        (
+            Method::DELETE,
+            one,
+            None,
+            "remove",
+            200,
+            json!({"version": 9, "position": 44}),
+        ),
+    ];
+    for (_, _, _, key, status, body) in &old {
+        sql.insert_old_record(key, &format!("old-{key}"), *status, body)
+            .await;
+    }
+    for (method, url, body, key, status, old_body) in old {
+        let (got, headers, text) = keyed(&app, method, &url, &format!("old-{key}"), body).await;
+        assert_eq!(got, status as u16, "{key}: {text}");
+        // Byte for byte the body the older build answered with (its JSON, keys sorted).
+        assert_eq!(text, old_body.to_string(), "{key}");
+        assert_eq!(headers["idempotent-replayed"], "true", "{key}");
+        assert_eq!(
+            headers["etag"].to_str().unwrap(),
+            format!("\"{}\"", old_body["version"]),
+            "{key}"
+        );
+        let location = headers
+            .get("location")
+            .map(|l| l.to_str().unwrap().to_owned());
+        let expected = (key == "add")
+            .then(|| format!("/v1/tenants/{}/admins/{admin}/methods/{old_id}", app.tenant));
+        assert_eq!(location, expected, "{key}");
+    }
+    assert_eq!(
+        app.store().head().await.unwrap(),
+        head,
+        "a replay appends nothing"
+    );
+}
+
 fn pending(kind: MethodKind, value: String) -> PendingEvent {
     PendingEvent {
         event_id: Uuid::now_v7(),
@@ -272,7 +479,11 @@ async fn one_idempotency_key_on_two_streams_at_once_lands_once(backend: Backend)
             key: "one-key".into(),
         },
         request_hash: vec![1],
-        render: Box::new(|_: &[RecordedEvent]| (201, json!({}))),
+        build: Box::new(|_: &[RecordedEvent]| CommandOutcome::Admin {
+            version: 1,
+            position: 1,
+            method: None,
+        }),
     };
     let appends = (0..6).map(|i| {
         let stream = StreamId::Admin(tenant, AdminId::from_uuid(Uuid::now_v7()));
@@ -642,6 +853,7 @@ crate::on_both_backends!(
     a_stale_expected_version_is_a_conflict_in_the_store,
     a_command_decided_on_stale_settings_is_refused_in_the_store,
     one_idempotency_key_on_two_streams_at_once_lands_once,
+    a_retry_gets_the_answer_an_older_build_kept,
     a_rebuilt_projection_equals_the_live_one,
 );
 

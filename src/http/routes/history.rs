@@ -3,6 +3,7 @@
 //! and every reveal is itself recorded (a `PiiRevealed` event in the tenant's audit stream).
 
 use crate::domain::{AdminId, DomainEvent, TenantId};
+use crate::error::Code;
 use crate::events::RecordedEvent;
 use crate::http::HttpState;
 use crate::http::auth::{Access, Caller, Role};
@@ -54,8 +55,8 @@ impl Page {
         let limit = match self.limit.unwrap_or(DEFAULT_LIMIT) {
             l @ 1..=MAX_LIMIT => l,
             _ => {
-                return Err(ApiError::bad_request(
-                    "invalid_query",
+                return Err(ApiError::new(
+                    Code::InvalidQuery,
                     format!("limit must be between 1 and {MAX_LIMIT}"),
                 ));
             }
@@ -71,8 +72,8 @@ impl Page {
             .iter()
             .find(|t| !DomainEvent::TYPE_NAMES.contains(&t.as_str()))
         {
-            return Err(ApiError::bad_request(
-                "invalid_query",
+            return Err(ApiError::new(
+                Code::InvalidQuery,
                 format!(
                     "unknown event type {bad:?}; expected one of {}",
                     DomainEvent::TYPE_NAMES.join(", ")
@@ -134,8 +135,8 @@ async fn read(
 ) -> Result<Json<Value>, ApiError> {
     let query = page.query(&s.positions, tenant, admin)?;
     if page.reveal && !caller.roles.contains(&Role::Auditor) {
-        return Err(ApiError::forbidden(
-            "reveal_requires_auditor",
+        return Err(ApiError::new(
+            Code::RevealRequiresAuditor,
             "only an auditor may read raw values (reveal=true)",
         ));
     }

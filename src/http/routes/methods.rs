@@ -1,7 +1,9 @@
 //! `/admins/{admin_id}/methods`: an admin's security methods, and offboarding.
 
 use super::settings::settings_json;
-use crate::domain::{AdminCommand, AdminId, AdminState, MethodId, MethodKind, TenantId};
+use crate::domain::{
+    AdminCommand, AdminId, AdminState, Method, MethodId, MethodInput, MethodKind, TenantId,
+};
 use crate::http::auth::{Access, Caller};
 use crate::http::error::ApiError;
 use crate::http::extract::{
@@ -11,7 +13,7 @@ use crate::http::positions::Positions;
 use crate::http::{HttpState, answer_response, command_context};
 use axum::Json;
 use axum::extract::State;
-use axum::http::{HeaderValue, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
@@ -58,24 +60,14 @@ fn view_json(
     })
 }
 
-/// The answer to a command that leaves `method` in place (add, change).
-fn method_answer(
-    status: u16,
-    method: MethodId,
-) -> impl Fn(&AdminState) -> (u16, Value) + Send + Sync {
-    move |s: &AdminState| {
-        (
-            status,
-            json!({"method": s.method(method), "version": s.version, "position": s.last_position}),
-        )
+/// A command's answer: the method it left in place (none after a removal or an offboarding),
+/// the stream's version and `position` (as the tenant sees it).
+pub(crate) fn answer_json(method: Option<&Method>, version: u64, position: Value) -> Value {
+    let mut body = json!({"version": version, "position": position});
+    if let Some(method) = method {
+        body["method"] = json!(method);
     }
-}
-
-fn version_answer(s: &AdminState) -> (u16, Value) {
-    (
-        200,
-        json!({"version": s.version, "position": s.last_position}),
-    )
+    body
 }
 
 /// `GET …/methods`: the current view (`?min_position=`) or the view at `?as_of=`.
@@ -132,16 +124,15 @@ pub async fn add(
     let command = AdminCommand::AddMethod {
         method_id,
         kind,
-        value: body.value.value,
+        value: MethodInput::parse(&body.value.value),
     };
-    let answer = s
-        .app
-        .admin_command(&ctx, admin, command, method_answer(201, method_id))
-        .await?;
-    let location = answer.body["method"]["id"]
-        .as_str()
-        .map(|id| format!("/v1/tenants/{tenant}/admins/{admin}/methods/{id}"));
-    let mut response = answer_response(&s.positions, tenant, answer);
+    let answer = s.app.admin_command(&ctx, admin, command).await?;
+    // The outcome's method: a replayed answer's is the first request's.
+    let location = answer
+        .outcome
+        .method()
+        .map(|m| format!("/v1/tenants/{tenant}/admins/{admin}/methods/{}", m.id));
+    let mut response = answer_response(&s.positions, tenant, StatusCode::CREATED, &answer);
     if let Some(v) = location.and_then(|l| HeaderValue::from_str(&l).ok()) {
         response.headers_mut().insert(header::LOCATION, v);
     }
@@ -169,13 +160,15 @@ pub async fn change(
     );
     let command = AdminCommand::ChangeMethod {
         method_id: method,
-        value: body.value.value,
+        value: MethodInput::parse(&body.value.value),
     };
-    let answer = s
-        .app
-        .admin_command(&ctx, admin, command, method_answer(200, method))
-        .await?;
-    Ok(answer_response(&s.positions, tenant, answer))
+    let answer = s.app.admin_command(&ctx, admin, command).await?;
+    Ok(answer_response(
+        &s.positions,
+        tenant,
+        StatusCode::OK,
+        &answer,
+    ))
 }
 
 /// `DELETE …/methods/{method_id}`: removes a method.
@@ -196,11 +189,13 @@ pub async fn remove(
         &[],
     );
     let command = AdminCommand::RemoveMethod { method_id: method };
-    let answer = s
-        .app
-        .admin_command(&ctx, admin, command, version_answer)
-        .await?;
-    Ok(answer_response(&s.positions, tenant, answer))
+    let answer = s.app.admin_command(&ctx, admin, command).await?;
+    Ok(answer_response(
+        &s.positions,
+        tenant,
+        StatusCode::OK,
+        &answer,
+    ))
 }
 
 /// `POST …/offboard`: removes every method of a former employee; the history stays.
@@ -222,7 +217,12 @@ pub async fn offboard(
     );
     let answer = s
         .app
-        .admin_command(&ctx, admin, AdminCommand::Offboard, version_answer)
+        .admin_command(&ctx, admin, AdminCommand::Offboard)
         .await?;
-    Ok(answer_response(&s.positions, tenant, answer))
+    Ok(answer_response(
+        &s.positions,
+        tenant,
+        StatusCode::OK,
+        &answer,
+    ))
 }

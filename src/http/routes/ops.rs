@@ -1,11 +1,11 @@
 //! `/healthz`, `/readyz`, `/metrics`: for load balancers and Prometheus.
 
+use crate::error::Code;
 use crate::http::HttpState;
 use crate::http::error::ApiError;
 use crate::store::projections::Projection;
 use axum::Json;
 use axum::extract::State;
-use axum::http::StatusCode;
 use serde_json::{Value, json};
 
 /// The process is up.
@@ -16,14 +16,11 @@ pub async fn healthz() -> Json<Value> {
 /// The process can serve: the database answers (PostgreSQL), or answers and, after a write
 /// failed because it could not be written, writes again (the embedded store).
 pub async fn readyz(State(s): State<HttpState>) -> Result<Json<Value>, ApiError> {
-    s.app.store.ping().await.map_err(|e| {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "not_ready",
-            "Not ready",
-            format!("the database is not ready: {e}"),
-        )
-    })?;
+    s.app
+        .store
+        .ping()
+        .await
+        .map_err(|e| ApiError::new(Code::NotReady, format!("the database is not ready: {e}")))?;
     Ok(Json(json!({"status": "ready"})))
 }
 

@@ -7,6 +7,7 @@ use crate::http::extract::{CommandHeaders, JsonBody, ValidPath};
 use crate::http::{HttpState, answer_response, command_context};
 use axum::Json;
 use axum::extract::State;
+use axum::http::StatusCode;
 use axum::response::Response;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -29,11 +30,12 @@ pub(crate) fn settings_json(s: &TenantState) -> Value {
     json!({"domains": s.domains, "reset_policy": {"name": s.policy.name()}})
 }
 
-/// The settings with the tenant stream's version and position (a read or a command's answer).
-fn versioned_settings_json(s: &TenantState) -> Value {
+/// The settings with the tenant stream's version and `position` (the stream's, as the tenant
+/// sees it): a read, or a command's answer.
+pub(crate) fn versioned_settings_json(s: &TenantState, position: Value) -> Value {
     let mut body = settings_json(s);
     body["version"] = json!(s.version);
-    body["position"] = json!(s.last_position);
+    body["position"] = position;
     body
 }
 
@@ -45,11 +47,9 @@ pub async fn get(
     ValidPath(tenant): ValidPath<TenantId>,
 ) -> Result<Json<Value>, ApiError> {
     caller.authorize(tenant, Access::ReadSettings)?;
-    let mut body = versioned_settings_json(&s.app.settings(tenant).await?);
-    if let Some(position) = body["position"].as_u64() {
-        body["position"] = s.positions.show(tenant, position);
-    }
-    Ok(Json(body))
+    let settings = s.app.settings(tenant).await?;
+    let position = s.positions.show(tenant, settings.last_position);
+    Ok(Json(versioned_settings_json(&settings, position)))
 }
 
 /// `PUT …/settings`: sets the domains and/or the reset policy; every admin of the tenant is
@@ -70,9 +70,11 @@ pub async fn put(
         domains: body.value.domains,
         reset_policy: body.value.reset_policy.map(|p| p.name),
     };
-    let answer = s
-        .app
-        .tenant_command(&ctx, command, |state| (200, versioned_settings_json(state)))
-        .await?;
-    Ok(answer_response(&s.positions, tenant, answer))
+    let answer = s.app.tenant_command(&ctx, command).await?;
+    Ok(answer_response(
+        &s.positions,
+        tenant,
+        StatusCode::OK,
+        &answer,
+    ))
 }
