@@ -13,7 +13,7 @@ use recovery_info::domain::{
 use recovery_info::events::{Actor, PendingEvent, RecordedEvent};
 use recovery_info::projections::replay::{DEFAULT_BATCH, replay};
 use recovery_info::store::Store;
-use recovery_info::store::postgres::chain_hash;
+use recovery_info::store::chain_hash;
 use recovery_info::store::projections::Projection;
 use std::time::{Duration, Instant};
 use tokio_postgres::binary_copy::BinaryCopyInWriter;

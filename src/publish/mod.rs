@@ -15,7 +15,7 @@ pub mod sse;
 pub mod tail;
 pub mod watch;
 
-use crate::store::publish::{DedicatedTarget, LogListener};
+use crate::store::postgres::publisher::{DedicatedTarget, LogListener};
 use crate::store::{Store, StoreConfig, StoreError};
 use std::time::Duration;
 use tokio::sync::watch as tokio_watch;

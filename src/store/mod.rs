@@ -4,14 +4,9 @@
 //! ([`SqliteStore`]). Both pass the same conformance tests.
 
 pub mod audit;
-mod group_commit;
-mod migrate;
 pub mod postgres;
 pub mod projections;
-pub mod publish;
-mod replay;
 pub mod sqlite;
-pub mod tls;
 
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
@@ -19,6 +14,7 @@ pub use sqlite::SqliteStore;
 use crate::domain::{AdminId, AdminState, StreamId, TenantId, Verdict};
 use crate::events::PendingEvent;
 use projections::{Batch, Projected, Projection};
+use sha2::{Digest, Sha256};
 use std::path::PathBuf;
 
 use crate::domain::CommandOutcome;
@@ -41,12 +37,9 @@ pub enum StoreError {
     /// Another request stored an answer under the same idempotency key first.
     #[error("a concurrent request used the same idempotency key")]
     IdempotencyRace,
-    #[error("database: {0}")]
-    Db(#[from] tokio_postgres::Error),
-    #[error("embedded database: {0}")]
-    Sqlite(#[from] rusqlite::Error),
-    #[error("database pool: {0}")]
-    Pool(#[from] deadpool_postgres::PoolError),
+    /// The database driver failed (see [`BackendError`]).
+    #[error(transparent)]
+    Backend(#[from] BackendError),
     #[error(transparent)]
     Decode(#[from] crate::events::DecodeError),
     #[error("corrupt projection row: {0}")]
@@ -79,13 +72,47 @@ impl StoreError {
     /// Whether the database could not be reached, or (the embedded store) written or read
     /// (as opposed to refusing a statement): a retry may succeed.
     pub fn is_unavailable(&self) -> bool {
-        match self {
-            StoreError::Pool(_) => true,
-            StoreError::Db(e) => e.is_closed() || e.as_db_error().is_none(),
-            StoreError::Sqlite(e) => sqlite::is_unavailable(e),
-            _ => false,
+        matches!(self, StoreError::Backend(e) if e.unavailable)
+    }
+}
+
+/// A database driver's failure, whichever the backend: the driver's own error as the source,
+/// and whether it means the database could not be reached (or, embedded, written or read) — a
+/// retry may succeed — rather than that it refused a statement. Each backend converts its
+/// driver's errors into it (`store::postgres`, `store::sqlite`), so no driver type reaches the
+/// layers above the store.
+#[derive(Debug, thiserror::Error)]
+#[error("{what}: {source}")]
+pub struct BackendError {
+    /// Which part failed, for the message: "database", "database pool", "embedded database".
+    what: &'static str,
+    unavailable: bool,
+    source: Box<dyn std::error::Error + Send + Sync>,
+}
+
+impl BackendError {
+    pub(crate) fn new(
+        what: &'static str,
+        unavailable: bool,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        BackendError {
+            what,
+            unavailable,
+            source: Box::new(source),
         }
     }
+}
+
+/// The hash that precedes the first event of every stream.
+pub const GENESIS_HASH: [u8; 32] = [0; 32];
+
+/// `sha256(prev_hash || payload)`: the link of an event in its stream's hash chain.
+pub fn chain_hash(prev_hash: &[u8], payload: &[u8]) -> Vec<u8> {
+    let mut h = Sha256::new();
+    h.update(prev_hash);
+    h.update(payload);
+    h.finalize().to_vec()
 }
 
 /// 32 bytes from the operating system's random generator, for a new server key.

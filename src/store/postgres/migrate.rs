@@ -1,7 +1,7 @@
 //! Schema migrations: plain SQL files under `migrations/postgres/`, applied in order, each in
 //! its own transaction, under an advisory lock so that replicas starting together do not race.
 
-use super::StoreError;
+use crate::store::StoreError;
 use deadpool_postgres::Object;
 
 /// `(version, name, sql)` of every migration this build knows.
@@ -9,27 +9,27 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
     (
         1,
         "event_log",
-        include_str!("../../migrations/postgres/0001_event_log.sql"),
+        include_str!("../../../migrations/postgres/0001_event_log.sql"),
     ),
     (
         2,
         "publisher",
-        include_str!("../../migrations/postgres/0002_publisher.sql"),
+        include_str!("../../../migrations/postgres/0002_publisher.sql"),
     ),
     (
         3,
         "json_documents",
-        include_str!("../../migrations/postgres/0003_json_documents.sql"),
+        include_str!("../../../migrations/postgres/0003_json_documents.sql"),
     ),
     (
         4,
         "server_keys",
-        include_str!("../../migrations/postgres/0004_server_keys.sql"),
+        include_str!("../../../migrations/postgres/0004_server_keys.sql"),
     ),
     (
         5,
         "one_admin_projection",
-        include_str!("../../migrations/postgres/0005_one_admin_projection.sql"),
+        include_str!("../../../migrations/postgres/0005_one_admin_projection.sql"),
     ),
 ];
 

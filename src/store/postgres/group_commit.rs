@@ -23,14 +23,14 @@
 //! stays careful for a few groups) when it fails. When the head has moved (another replica, or
 //! a bulk load), it forgets the tips and reads them all. Any failure forgets them too.
 
-use super::postgres::{GENESIS_HASH, Param, chain_hash, rolled_back_on_error, to_i64, to_u64};
-use super::{Appended, IdempotentAnswer, NO_STATUS, StoreError};
-use crate::domain::StreamId;
-use crate::events::{PendingEvent, RecordedEvent};
+use super::append::AppendJob;
+use super::{Param, rolled_back_on_error, to_i64, to_u64};
+use crate::events::RecordedEvent;
+use crate::store::{Appended, GENESIS_HASH, NO_STATUS, StoreError, chain_hash};
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
 use std::collections::HashMap;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tokio_postgres::error::SqlState;
 use uuid::Uuid;
 
@@ -77,19 +77,6 @@ impl KnownTips {
     fn doubt(&mut self) {
         self.doubting = DOUBTED_GROUPS;
     }
-}
-
-/// One append waiting for the appender.
-pub(super) struct AppendJob {
-    pub stream: StreamId,
-    /// `None`: append at whatever version the stream is (the audit stream).
-    pub expected: Option<u64>,
-    /// Another stream the command was decided on (the tenant's settings) and the version it
-    /// was read at: the append is refused if that stream has moved since.
-    pub guard: Option<(StreamId, u64)>,
-    pub events: Vec<PendingEvent>,
-    pub answer: Option<IdempotentAnswer>,
-    pub reply: oneshot::Sender<Result<Appended, StoreError>>,
 }
 
 /// Starts the appender task; it ends when every sender is dropped.

@@ -6,16 +6,16 @@
 //! transaction as their rows. SQLite serialises writers itself (`BEGIN IMMEDIATE`), which is
 //! the embedded equivalent of the global append lock. Every call runs on the blocking pool.
 
-use super::postgres::{GENESIS_HASH, chain_hash};
-use super::projections::{Batch, Projected, Projection, Tables};
-use super::{
-    Appended, HistoryQuery, IdempotencyKey, IdempotentAnswer, NO_STATUS, StoreError, StoredAnswer,
-};
-use crate::domain::{AdminId, AdminState, StreamId, TenantId, TenantState, Verdict};
+mod projections;
+mod replay;
+
+use crate::domain::StreamId;
 use crate::events::{DecodeError, PendingEvent, RecordedEvent};
-use crate::fold::admins::VerdictChanges;
-use crate::fold::admins::{self, AdminFold, AdminKey, AdminRow, verdict_for};
-use rusqlite::{Connection, OptionalExtension, Row, Transaction, TransactionBehavior, params};
+use crate::store::{
+    Appended, BackendError, GENESIS_HASH, HistoryQuery, IdempotencyKey, IdempotentAnswer,
+    NO_STATUS, StoreError, StoredAnswer, chain_hash,
+};
+use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -32,22 +32,22 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (
         1,
         "event_log",
-        include_str!("../../migrations/sqlite/0001_event_log.sql"),
+        include_str!("../../../migrations/sqlite/0001_event_log.sql"),
     ),
     (
         2,
         "write_probe",
-        include_str!("../../migrations/sqlite/0002_write_probe.sql"),
+        include_str!("../../../migrations/sqlite/0002_write_probe.sql"),
     ),
     (
         3,
         "server_keys",
-        include_str!("../../migrations/sqlite/0003_server_keys.sql"),
+        include_str!("../../../migrations/sqlite/0003_server_keys.sql"),
     ),
     (
         4,
         "one_admin_projection",
-        include_str!("../../migrations/sqlite/0004_one_admin_projection.sql"),
+        include_str!("../../../migrations/sqlite/0004_one_admin_projection.sql"),
     ),
 ];
 
@@ -69,7 +69,7 @@ pub struct SqliteStore {
 /// succeed once space is freed or the lock released: the API answers 503, not 500.
 /// `SQLITE_LOCKED` is not among them: with one connection it means a statement of ours
 /// conflicts with another of ours, a bug that a retry does not mend.
-pub(super) fn is_unavailable(e: &rusqlite::Error) -> bool {
+fn is_unavailable(e: &rusqlite::Error) -> bool {
     use rusqlite::ErrorCode::*;
     matches!(
         e.sqlite_error_code(),
@@ -84,6 +84,12 @@ pub(super) fn is_unavailable(e: &rusqlite::Error) -> bool {
                 | NoLargeFileSupport
         )
     )
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        BackendError::new("embedded database", is_unavailable(&e), e).into()
+    }
 }
 
 fn i64_of(v: u64) -> i64 {
@@ -136,8 +142,8 @@ impl SqliteStore {
             // is still consistent, so a poisoned lock is taken over.
             let mut guard = conn.lock().unwrap_or_else(|p| p.into_inner());
             let result = f(&mut guard);
-            if let Err(StoreError::Sqlite(e)) = &result
-                && is_unavailable(e)
+            if let Err(e) = &result
+                && e.is_unavailable()
             {
                 failing.store(true, Ordering::Relaxed);
             }
@@ -343,87 +349,6 @@ impl SqliteStore {
         metrics::counter!("recovery_events_appended_total").increment(appended.events.len() as u64);
         Ok(appended)
     }
-
-    /// Folds the next `limit` events into `projection` and moves its checkpoint, in one
-    /// transaction.
-    pub async fn project_batch(
-        &self,
-        projection: Projection,
-        limit: u32,
-    ) -> Result<Projected, StoreError> {
-        self.run(move |c| project_batch(c, projection, limit)).await
-    }
-
-    pub async fn checkpoint(&self, projection: Projection) -> Result<u64, StoreError> {
-        self.run(move |c| checkpoint(c, projection)).await
-    }
-
-    pub async fn reset_projection(&self, projection: Projection) -> Result<(), StoreError> {
-        self.run(move |c| {
-            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            for table in Tables::LIVE.of(projection) {
-                tx.execute_batch(&format!("DELETE FROM {table}"))?;
-            }
-            tx.execute(
-                "UPDATE projection_checkpoints SET position = 0 WHERE name = ?1",
-                [projection.name()],
-            )?;
-            tx.commit()?;
-            Ok(())
-        })
-        .await
-    }
-
-    pub async fn contact_view(
-        &self,
-        tenant: TenantId,
-        admin: AdminId,
-    ) -> Result<(u64, Option<AdminState>), StoreError> {
-        self.run(move |c| {
-            // One read transaction: the checkpoint and the row come from the same snapshot.
-            let tx = c.transaction()?;
-            let position = checkpoint(&tx, Projection::Admins)?;
-            let state: Option<String> = tx
-                .query_row(
-                    "SELECT state FROM admin_views WHERE tenant_id = ?1 AND admin_id = ?2",
-                    params![tenant.to_string(), admin.to_string()],
-                    |r| r.get(0),
-                )
-                .optional()?;
-            Ok((
-                position,
-                state.map(|s| serde_json::from_str(&s)).transpose()?,
-            ))
-        })
-        .await
-    }
-
-    pub async fn eligibility(
-        &self,
-        tenant: TenantId,
-        admin: AdminId,
-    ) -> Result<(u64, Verdict), StoreError> {
-        self.run(move |c| {
-            let tx = c.transaction()?;
-            let position = checkpoint(&tx, Projection::Admins)?;
-            let verdict: Option<String> = tx
-                .query_row(
-                    "SELECT verdict FROM admin_views WHERE tenant_id = ?1 AND admin_id = ?2",
-                    params![tenant.to_string(), admin.to_string()],
-                    |r| r.get(0),
-                )
-                .optional()?;
-            let verdict = match verdict {
-                Some(v) => serde_json::from_str(&v)?,
-                None => {
-                    let tenant_state = load_tenant(&tx, Tables::LIVE, tenant)?.unwrap_or_default();
-                    verdict_for(&tenant_state, &AdminState::default())
-                }
-            };
-            Ok((position, verdict))
-        })
-        .await
-    }
 }
 
 /// Creates the data directory, and its missing parents, readable by its owner only: it holds
@@ -615,14 +540,6 @@ pub(super) fn read_log(
     decode_payloads(rows)
 }
 
-pub(super) fn checkpoint(c: &Connection, projection: Projection) -> Result<u64, StoreError> {
-    Ok(u64_of(c.query_row(
-        "SELECT position FROM projection_checkpoints WHERE name = ?1",
-        [projection.name()],
-        |r| r.get(0),
-    )?))
-}
-
 /// The version and hash of a stream's newest event (0 and the genesis hash for an empty one).
 fn stream_tip(tx: &rusqlite::Transaction<'_>, name: &str) -> Result<(u64, Vec<u8>), StoreError> {
     Ok(tx
@@ -734,137 +651,36 @@ fn append(
     })
 }
 
-fn project_batch(
-    c: &mut Connection,
-    projection: Projection,
-    limit: u32,
-) -> Result<Projected, StoreError> {
-    let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let cp = checkpoint(&tx, projection)?;
-    let events = read_log(&tx, cp, limit)?;
-    let Some(last) = events.last().map(|e| e.position) else {
-        return Ok(Projected::idle(cp));
-    };
-    let changes = apply(&tx, projection, Tables::LIVE, &events)?;
-    tx.execute(
-        "UPDATE projection_checkpoints SET position = ?2 WHERE name = ?1",
-        params![projection.name(), i64_of(last)],
-    )?;
-    tx.commit()?;
-    Ok(Projected {
-        from: cp,
-        batch: Batch {
-            applied: events.len(),
-            checkpoint: last,
-        },
-        changes,
-    })
-}
-
-/// Folds `events` into `projection`'s rows in `tables`; what it wrote.
-pub(super) fn apply(
-    tx: &Transaction<'_>,
-    projection: Projection,
-    tables: Tables,
-    events: &[RecordedEvent],
-) -> Result<VerdictChanges, StoreError> {
-    match projection {
-        Projection::Admins => apply_admins(tx, tables, events),
+impl SqliteStore {
+    /// Up to `limit` raw rows after `after`, in position order.
+    pub async fn raw_events(
+        &self,
+        after: u64,
+        limit: u32,
+    ) -> Result<Vec<crate::store::audit::RawEvent>, StoreError> {
+        self.run(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT position, stream_id, stream_version, event_id, event_type, tenant_id,
+                        admin_id, occurred_at_ms, payload, prev_hash, hash
+                 FROM events WHERE position > ?1 ORDER BY position LIMIT ?2",
+            )?;
+            let rows = stmt.query_map(params![i64_of(after), limit], |r| {
+                Ok(crate::store::audit::RawEvent {
+                    position: u64_of(r.get(0)?),
+                    stream_id: r.get(1)?,
+                    stream_version: u64_of(r.get(2)?),
+                    event_id: r.get(3)?,
+                    event_type: r.get(4)?,
+                    tenant_id: r.get(5)?,
+                    admin_id: r.get(6)?,
+                    occurred_at_ms: r.get(7)?,
+                    payload: r.get(8)?,
+                    prev_hash: r.get(9)?,
+                    hash: r.get(10)?,
+                })
+            })?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
     }
-}
-
-fn load_tenant(
-    tx: &Connection,
-    tables: Tables,
-    tenant: TenantId,
-) -> Result<Option<TenantState>, StoreError> {
-    let state: Option<String> = tx
-        .query_row(
-            &format!("SELECT state FROM {} WHERE tenant_id = ?1", tables.tenants),
-            [tenant.to_string()],
-            |r| r.get(0),
-        )
-        .optional()?;
-    Ok(state.map(|s| serde_json::from_str(&s)).transpose()?)
-}
-
-fn admin_row(row: &Row<'_>) -> Result<(AdminKey, AdminRow), StoreError> {
-    let key = (
-        TenantId::from_uuid(uuid_at(row, 0)?),
-        AdminId::from_uuid(uuid_at(row, 1)?),
-    );
-    let entry = AdminRow {
-        state: serde_json::from_str(&row.get::<_, String>(2)?)?,
-        verdict: serde_json::from_str(&row.get::<_, String>(3)?)?,
-        changed_position: u64_of(row.get(4)?),
-    };
-    Ok((key, entry))
-}
-
-fn apply_admins(
-    tx: &Transaction<'_>,
-    tables: Tables,
-    events: &[RecordedEvent],
-) -> Result<VerdictChanges, StoreError> {
-    let needs = admins::needs(events);
-    let mut fold = AdminFold::default();
-    for t in &needs.tenants {
-        if let Some(state) = load_tenant(tx, tables, *t)? {
-            fold.tenants.insert(*t, state);
-        }
-    }
-    {
-        let columns = format!(
-            "SELECT tenant_id, admin_id, state, verdict, changed_position FROM {}",
-            tables.admins
-        );
-        let mut one =
-            tx.prepare_cached(&format!("{columns} WHERE tenant_id = ?1 AND admin_id = ?2"))?;
-        for (t, a) in &needs.admins {
-            let mut rows = one.query(params![t.to_string(), a.to_string()])?;
-            if let Some(row) = rows.next()? {
-                let (key, entry) = admin_row(row)?;
-                fold.admins.insert(key, entry);
-            }
-        }
-        let mut all = tx.prepare_cached(&format!("{columns} WHERE tenant_id = ?1"))?;
-        for t in &needs.settings_changed {
-            let mut rows = all.query([t.to_string()])?;
-            while let Some(row) = rows.next()? {
-                let (key, entry) = admin_row(row)?;
-                fold.admins.insert(key, entry);
-            }
-        }
-    }
-    for event in events {
-        fold.apply(event);
-    }
-    let mut save_tenant = tx.prepare_cached(&format!(
-        "INSERT INTO {} (tenant_id, state) VALUES (?1, ?2)
-         ON CONFLICT (tenant_id) DO UPDATE SET state = excluded.state",
-        tables.tenants
-    ))?;
-    for t in &needs.settings_changed {
-        if let Some(state) = fold.tenants.get(t) {
-            save_tenant.execute(params![t.to_string(), serde_json::to_string(state)?])?;
-        }
-    }
-    let mut save_admin = tx.prepare_cached(&format!(
-        "INSERT INTO {} (tenant_id, admin_id, state, verdict, changed_position)
-         VALUES (?1, ?2, ?3, ?4, ?5)
-         ON CONFLICT (tenant_id, admin_id) DO UPDATE
-         SET state = excluded.state, verdict = excluded.verdict,
-             changed_position = excluded.changed_position",
-        tables.admins
-    ))?;
-    for ((t, a), e) in &fold.admins {
-        save_admin.execute(params![
-            t.to_string(),
-            a.to_string(),
-            serde_json::to_string(&e.state)?,
-            serde_json::to_string(&e.verdict)?,
-            i64_of(e.changed_position),
-        ])?;
-    }
-    Ok(fold.changes(&needs))
 }

@@ -8,8 +8,8 @@
 //! `disable` or `prefer`, the connection is plain: the service never falls back from TLS to
 //! plain text, and never accepts a certificate it cannot verify.
 
-use super::StoreError;
 use crate::config::redact_url;
+use crate::store::StoreError;
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 use std::sync::Arc;

@@ -2,11 +2,11 @@
 //! leadership through an advisory lock on a dedicated connection, and LISTEN for the
 //! `recovery_log` hint that migration 0002 sends on every append.
 
-use super::postgres::{BEGIN_WITHOUT_FLUSH, rolled_back_on_error, to_i64, to_u64};
 use super::tls::Tls;
-use super::{PgStore, StoreError};
+use super::{BEGIN_WITHOUT_FLUSH, PgStore, rolled_back_on_error, to_i64, to_u64};
 use crate::domain::{AdminId, StreamId, TenantId};
 use crate::events::RecordedEvent;
+use crate::store::StoreError;
 use futures::StreamExt;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -302,7 +302,7 @@ impl Leadership {
     }
 }
 
-impl super::PublisherLog for PgStore {
+impl crate::store::PublisherLog for PgStore {
     type Lease = Leadership;
 
     async fn lead(
@@ -339,7 +339,7 @@ impl super::PublisherLog for PgStore {
     }
 }
 
-impl super::Lease for Leadership {
+impl crate::store::Lease for Leadership {
     /// Whether the lock is still held (the session is alive), as this process last saw it.
     fn is_held(&self) -> bool {
         *self.conn.alive.borrow() && !self.conn.client.is_closed()
@@ -440,7 +440,7 @@ mod tests {
 
     /// The dedicated target of `url`, as the store builds it.
     fn target(url: &str) -> DedicatedTarget {
-        let (config, tls) = crate::store::tls::parse(url).unwrap();
+        let (config, tls) = crate::store::postgres::tls::parse(url).unwrap();
         DedicatedTarget::with(config, tls)
     }
 

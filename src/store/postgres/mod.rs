@@ -1,29 +1,48 @@
-//! The PostgreSQL event store.
+//! The PostgreSQL event store: the log and its appends ([`append`], [`group_commit`]), the
+//! projection's storage ([`projections`]) and rebuild ([`replay`]), what the publisher needs
+//! ([`publisher`]), TLS ([`tls`]) and the schema ([`migrate`]).
 
-use super::group_commit::{self, AppendJob};
-use super::publish::DedicatedTarget;
-use super::tls::Tls;
-use super::{
-    Appended, HistoryQuery, IdempotencyKey, IdempotentAnswer, StoreError, StoredAnswer, migrate,
-};
+mod append;
+mod group_commit;
+mod known_rows;
+mod migrate;
+pub mod projections;
+pub mod publisher;
+mod replay;
+pub mod tls;
+
 use crate::domain::StreamId;
-use crate::events::{PendingEvent, RecordedEvent};
+use crate::events::RecordedEvent;
+use crate::store::{BackendError, HistoryQuery, IdempotencyKey, StoreError, StoredAnswer};
+use append::AppendJob;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
-use sha2::{Digest, Sha256};
+use publisher::DedicatedTarget;
+use tls::Tls;
 use tokio_postgres::NoTls;
-
-/// The hash that precedes the first event of every stream.
-pub const GENESIS_HASH: [u8; 32] = [0; 32];
 
 /// The event store and projection storage on PostgreSQL, behind a connection pool.
 #[derive(Clone)]
 pub struct PgStore {
     pool: Pool,
     appender: tokio::sync::mpsc::Sender<AppendJob>,
-    /// The eligibility rows this process's batches wrote last (`projections::KnownRows`).
-    known_rows: std::sync::Arc<std::sync::Mutex<super::projections::KnownRows>>,
+    /// The admin rows this process's batches wrote last (see `known_rows`).
+    known_rows: std::sync::Arc<known_rows::KnownRows>,
     /// Where the connections outside the pool go (shared: the settings are large).
     dedicated: std::sync::Arc<DedicatedTarget>,
+}
+
+impl From<tokio_postgres::Error> for StoreError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        // No answer from the server, or a closed connection: not a refusal of the statement.
+        let unavailable = e.is_closed() || e.as_db_error().is_none();
+        BackendError::new("database", unavailable, e).into()
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for StoreError {
+    fn from(e: deadpool_postgres::PoolError) -> Self {
+        BackendError::new("database pool", true, e).into()
+    }
 }
 
 /// Positions and versions are `bigint` in SQL and never negative.
@@ -56,14 +75,6 @@ pub(crate) async fn rolled_back_on_error<T, E>(
     result
 }
 
-/// `sha256(prev_hash || payload)`: the link of an event in its stream's hash chain.
-pub fn chain_hash(prev_hash: &[u8], payload: &[u8]) -> Vec<u8> {
-    let mut h = Sha256::new();
-    h.update(prev_hash);
-    h.update(payload);
-    h.finalize().to_vec()
-}
-
 /// Turns PostgreSQL's JIT compilation off for the service's sessions, unless the URL's
 /// `options` set `jit` themselves. Every statement here is a short index lookup or write whose
 /// plan can still be costed above `jit_above_cost` (a relay's history read over many streams of
@@ -80,7 +91,7 @@ fn without_jit(config: &mut tokio_postgres::Config) {
 impl PgStore {
     /// Builds a pool for `url` and checks that the database answers.
     pub async fn connect(url: &str, pool_size: usize) -> Result<Self, StoreError> {
-        let (mut config, tls) = super::tls::parse(url)?;
+        let (mut config, tls) = tls::parse(url)?;
         let dedicated = std::sync::Arc::new(DedicatedTarget::with(config.clone(), tls.clone()));
         without_jit(&mut config);
         let manager_config = ManagerConfig {
@@ -117,7 +128,7 @@ impl PgStore {
         &self.dedicated
     }
 
-    pub(super) fn known_rows(&self) -> &std::sync::Mutex<super::projections::KnownRows> {
+    fn known_rows(&self) -> &known_rows::KnownRows {
         &self.known_rows
     }
 
@@ -268,77 +279,53 @@ impl PgStore {
         })
         .transpose()
     }
-
-    /// Appends `events` to `stream` if the stream is at `expected_version`, and stores the
-    /// idempotent answer in the same transaction. Returns the events as placed in the log.
-    ///
-    /// Appends are serialised by the row lock on `log_head` (the global append lock): the lock
-    /// is taken first, then the stream version is checked, so the check cannot race. Appends
-    /// waiting at the same moment share one transaction (see `group_commit`).
-    pub async fn append(
-        &self,
-        stream: StreamId,
-        expected_version: u64,
-        events: Vec<PendingEvent>,
-        answer: Option<IdempotentAnswer>,
-    ) -> Result<Appended, StoreError> {
-        self.submit(stream, Some(expected_version), None, events, answer)
-            .await
-    }
-
-    pub async fn append_guarded(
-        &self,
-        stream: StreamId,
-        expected_version: u64,
-        guard: Option<(StreamId, u64)>,
-        events: Vec<PendingEvent>,
-        answer: Option<IdempotentAnswer>,
-    ) -> Result<Appended, StoreError> {
-        self.submit(stream, Some(expected_version), guard, events, answer)
-            .await
-    }
-
-    /// Appends to a stream without invariants (the audit stream), at whatever version it is.
-    pub async fn append_any(
-        &self,
-        stream: StreamId,
-        events: Vec<PendingEvent>,
-    ) -> Result<Appended, StoreError> {
-        self.submit(stream, None, None, events, None).await
-    }
-
-    #[tracing::instrument(skip(self, events, answer), fields(stream = %stream, ?expected, n = events.len()))]
-    async fn submit(
-        &self,
-        stream: StreamId,
-        expected: Option<u64>,
-        guard: Option<(StreamId, u64)>,
-        events: Vec<PendingEvent>,
-        answer: Option<IdempotentAnswer>,
-    ) -> Result<Appended, StoreError> {
-        let (reply, outcome) = tokio::sync::oneshot::channel();
-        let job = AppendJob {
-            stream,
-            expected,
-            guard,
-            events,
-            answer,
-            reply,
-        };
-        self.appender
-            .send(job)
-            .await
-            .map_err(|_| StoreError::Config("the appender has stopped".into()))?;
-        outcome
-            .await
-            .map_err(|_| StoreError::Config("the appender dropped an append".into()))?
-    }
 }
 
 fn decode_rows(rows: Vec<tokio_postgres::Row>) -> Result<Vec<RecordedEvent>, StoreError> {
     rows.iter()
         .map(|r| RecordedEvent::decode(r.get::<_, &[u8]>(0)).map_err(StoreError::from))
         .collect()
+}
+
+impl PgStore {
+    /// Up to `limit` raw rows after `after`, in position order.
+    #[tracing::instrument(skip(self), level = "debug")]
+    pub async fn raw_events(
+        &self,
+        after: u64,
+        limit: u32,
+    ) -> Result<Vec<crate::store::audit::RawEvent>, StoreError> {
+        let client = self.pool().get().await?;
+        // `extract(epoch …)` is numeric (exact) since PostgreSQL 14; times are whole ms.
+        let stmt = client
+            .prepare_cached(
+                "SELECT position, stream_id, stream_version, event_id::text, event_type,
+                        tenant_id::text, admin_id::text,
+                        (extract(epoch FROM occurred_at) * 1000)::bigint,
+                        payload, prev_hash, hash
+                 FROM events WHERE position > $1 ORDER BY position LIMIT $2",
+            )
+            .await?;
+        let rows = client
+            .query(&stmt, &[&to_i64(after), &i64::from(limit)])
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| crate::store::audit::RawEvent {
+                position: to_u64(r.get(0)),
+                stream_id: r.get(1),
+                stream_version: to_u64(r.get(2)),
+                event_id: r.get(3),
+                event_type: r.get(4),
+                tenant_id: r.get(5),
+                admin_id: r.get(6),
+                occurred_at_ms: r.get(7),
+                payload: r.get(8),
+                prev_hash: r.get(9),
+                hash: r.get(10),
+            })
+            .collect())
+    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,88 @@
+//! Appends on PostgreSQL: each goes to the appender task as a job, which writes the jobs
+//! waiting at that moment in one transaction (`group_commit`).
+
+use super::PgStore;
+use crate::domain::StreamId;
+use crate::events::PendingEvent;
+use crate::store::{Appended, IdempotentAnswer, StoreError};
+use tokio::sync::oneshot;
+
+/// One append waiting for the appender.
+pub(super) struct AppendJob {
+    pub stream: StreamId,
+    /// `None`: append at whatever version the stream is (the audit stream).
+    pub expected: Option<u64>,
+    /// Another stream the command was decided on (the tenant's settings) and the version it
+    /// was read at: the append is refused if that stream has moved since.
+    pub guard: Option<(StreamId, u64)>,
+    pub events: Vec<PendingEvent>,
+    pub answer: Option<IdempotentAnswer>,
+    pub reply: oneshot::Sender<Result<Appended, StoreError>>,
+}
+
+impl PgStore {
+    /// Appends `events` to `stream` if the stream is at `expected_version`, and stores the
+    /// idempotent answer in the same transaction. Returns the events as placed in the log.
+    ///
+    /// Appends are serialised by the row lock on `log_head` (the global append lock): the lock
+    /// is taken first, then the stream version is checked, so the check cannot race. Appends
+    /// waiting at the same moment share one transaction (see `group_commit`).
+    pub async fn append(
+        &self,
+        stream: StreamId,
+        expected_version: u64,
+        events: Vec<PendingEvent>,
+        answer: Option<IdempotentAnswer>,
+    ) -> Result<Appended, StoreError> {
+        self.submit(stream, Some(expected_version), None, events, answer)
+            .await
+    }
+
+    pub async fn append_guarded(
+        &self,
+        stream: StreamId,
+        expected_version: u64,
+        guard: Option<(StreamId, u64)>,
+        events: Vec<PendingEvent>,
+        answer: Option<IdempotentAnswer>,
+    ) -> Result<Appended, StoreError> {
+        self.submit(stream, Some(expected_version), guard, events, answer)
+            .await
+    }
+
+    /// Appends to a stream without invariants (the audit stream), at whatever version it is.
+    pub async fn append_any(
+        &self,
+        stream: StreamId,
+        events: Vec<PendingEvent>,
+    ) -> Result<Appended, StoreError> {
+        self.submit(stream, None, None, events, None).await
+    }
+
+    #[tracing::instrument(skip(self, events, answer), fields(stream = %stream, ?expected, n = events.len()))]
+    async fn submit(
+        &self,
+        stream: StreamId,
+        expected: Option<u64>,
+        guard: Option<(StreamId, u64)>,
+        events: Vec<PendingEvent>,
+        answer: Option<IdempotentAnswer>,
+    ) -> Result<Appended, StoreError> {
+        let (reply, outcome) = tokio::sync::oneshot::channel();
+        let job = AppendJob {
+            stream,
+            expected,
+            guard,
+            events,
+            answer,
+            reply,
+        };
+        self.appender
+            .send(job)
+            .await
+            .map_err(|_| StoreError::Config("the appender has stopped".into()))?;
+        outcome
+            .await
+            .map_err(|_| StoreError::Config("the appender dropped an append".into()))?
+    }
+}
