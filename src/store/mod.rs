@@ -4,6 +4,7 @@
 //! ([`SqliteStore`]). Both pass the same conformance tests.
 
 pub mod audit;
+mod place;
 pub mod postgres;
 pub mod projections;
 pub mod sqlite;

@@ -25,8 +25,8 @@
 
 use super::append::AppendJob;
 use super::{Param, rolled_back_on_error, to_i64, to_u64};
-use crate::events::RecordedEvent;
-use crate::store::{Appended, GENESIS_HASH, NO_STATUS, StoreError, chain_hash};
+use crate::store::place::{Request, Tip, place};
+use crate::store::{Appended, NO_STATUS, StoreError};
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
 use std::collections::HashMap;
@@ -45,7 +45,7 @@ const TIPS_REMEMBERED: usize = 100_000;
 #[derive(Default)]
 struct KnownTips {
     head: Option<u64>,
-    tips: HashMap<String, (u64, Vec<u8>)>,
+    tips: HashMap<String, Tip>,
     /// Groups left to write without guessing the head, after a guess failed.
     doubting: u32,
 }
@@ -181,14 +181,16 @@ async fn read_tips(
     client: &deadpool_postgres::Client,
     query: &tokio_postgres::Statement,
     names: &[String],
-) -> Result<HashMap<String, (u64, Vec<u8>)>, tokio_postgres::Error> {
-    let mut tips: HashMap<String, (u64, Vec<u8>)> = names
-        .iter()
-        .map(|n| (n.clone(), (0, GENESIS_HASH.to_vec())))
-        .collect();
+) -> Result<HashMap<String, Tip>, tokio_postgres::Error> {
+    let mut tips: HashMap<String, Tip> =
+        names.iter().map(|n| (n.clone(), Tip::genesis())).collect();
     if !names.is_empty() {
         for r in client.query(query, &[&names]).await? {
-            tips.insert(r.get(0), (to_u64(r.get(1)), r.get(2)));
+            let tip = Tip {
+                version: to_u64(r.get(1)),
+                hash: r.get(2),
+            };
+            tips.insert(r.get(0), tip);
         }
     }
     Ok(tips)
@@ -201,39 +203,23 @@ enum Written {
     HeadMoved,
 }
 
-/// A group's appends with the names of their streams and of the streams they are guarded by.
-struct Group<'a> {
-    jobs: &'a [AppendJob],
-    names: Vec<String>,
-    guards: Vec<Option<(String, u64)>>,
-}
-
 async fn write_in(
     client: &deadpool_postgres::Client,
     jobs: &[AppendJob],
     known: &mut KnownTips,
 ) -> Result<Vec<Result<Appended, StoreError>>, StoreError> {
-    let group = Group {
-        jobs,
-        names: jobs.iter().map(|j| j.stream.to_string()).collect(),
-        guards: jobs
-            .iter()
-            .map(|j| j.guard.map(|(s, v)| (s.to_string(), v)))
-            .collect(),
-    };
     // The tips of the appended streams and of the guarded ones.
-    let tip_names: Vec<String> = group
-        .names
+    let tip_names: Vec<String> = jobs
         .iter()
-        .chain(group.guards.iter().flatten().map(|(s, _)| s))
-        .cloned()
+        .flat_map(|j| std::iter::once(j.stream).chain(j.guard.map(|(s, _)| s)))
+        .map(|s| s.to_string())
         .collect();
     if let Some(head) = known.optimistic_head(&tip_names) {
         let tips = tip_names
             .iter()
             .filter_map(|n| known.tips.get(n).map(|t| (n.clone(), t.clone())))
             .collect();
-        match place_and_write(client, &group, head, tips, known, true).await? {
+        match place_and_write(client, jobs, head, tips, known, true).await? {
             Written::Done(outcomes) => {
                 metrics::counter!("recovery_append_groups_total", "round_trips" => "1")
                     .increment(1);
@@ -293,7 +279,7 @@ async fn write_in(
         known.forget();
         tips.extend(read_tips(client, &tips_query, &remembered).await?);
     }
-    match place_and_write(client, &group, head, tips, known, false).await? {
+    match place_and_write(client, jobs, head, tips, known, false).await? {
         Written::Done(outcomes) => {
             metrics::counter!("recovery_append_groups_total", "round_trips" => "2").increment(1);
             Ok(outcomes)
@@ -305,8 +291,8 @@ async fn write_in(
     }
 }
 
-/// Places the group's events after `head` on the streams' `tips`, checks each append's
-/// expectations, and writes them with the head and the commit in one round trip.
+/// Places the group's events after `head` on the streams' `tips` ([`place`]), and writes them
+/// with the head and the commit in one round trip.
 ///
 /// `optimistic`: the transaction is not open yet, and `head` and `tips` are what this appender
 /// remembers. The same round trip then also opens it and takes the lock with a statement that
@@ -314,47 +300,34 @@ async fn write_in(
 /// the table's — and everything behind it is rolled back when it fails ([`Written::HeadMoved`]).
 async fn place_and_write(
     client: &deadpool_postgres::Client,
-    group: &Group<'_>,
+    jobs: &[AppendJob],
     head: u64,
-    mut tips: HashMap<String, (u64, Vec<u8>)>,
+    mut tips: HashMap<String, Tip>,
     known: &mut KnownTips,
     optimistic: bool,
 ) -> Result<Written, StoreError> {
-    let mut next = head;
+    let requests = jobs.iter().map(|job| Request {
+        stream: job.stream,
+        expected: job.expected,
+        guard: job.guard,
+        events: &job.events,
+    });
+    let (next, placed) = place(head, &mut tips, requests);
     let mut rows = EventRows::default();
     let mut answers = AnswerRows::default();
-    let mut outcomes = Vec::with_capacity(group.jobs.len());
-    for ((job, name), guard) in group.jobs.iter().zip(&group.names).zip(&group.guards) {
-        let (actual, mut prev_hash) = tips
-            .get(name)
-            .cloned()
-            .unwrap_or((0, GENESIS_HASH.to_vec()));
-        if let Some(expected) = job.expected
-            && expected != actual
-        {
-            outcomes.push(Err(StoreError::Conflict { expected, actual }));
-            continue;
-        }
-        // Checked against the tips as this group moves them: a settings change earlier in
-        // the group moves the tenant's stream for the commands behind it.
-        if let Some((guarded, read_at)) = guard {
-            let now_at = tips.get(guarded).map_or(0, |(v, _)| *v);
-            if now_at != *read_at {
-                outcomes.push(Err(StoreError::DecidedOnStale {
-                    stream: guarded.clone(),
-                    read_at: *read_at,
-                    now_at,
-                }));
+    let mut outcomes = Vec::with_capacity(jobs.len());
+    for (job, placed) in jobs.iter().zip(placed) {
+        let placed = match placed {
+            Ok(placed) => placed,
+            Err(refused) => {
+                outcomes.push(Err(refused));
                 continue;
             }
-        }
-        let mut recorded = Vec::with_capacity(job.events.len());
-        for (i, pending) in job.events.iter().enumerate() {
-            let event =
-                RecordedEvent::place(pending.clone(), job.stream, actual + 1 + i as u64, next + 1);
-            next += 1;
-            let payload = event.encode();
-            let hash = chain_hash(&prev_hash, &payload);
+        };
+        let name = job.stream.to_string();
+        let mut recorded = Vec::with_capacity(placed.len());
+        for p in placed {
+            let event = p.event;
             rows.position.push(to_i64(event.position));
             rows.stream_id.push(name.clone());
             rows.version.push(to_i64(event.version));
@@ -363,14 +336,10 @@ async fn place_and_write(
             rows.tenant_id.push(job.stream.tenant().as_uuid());
             rows.admin_id.push(job.stream.admin().map(|a| a.as_uuid()));
             rows.occurred_at.push(event.occurred_at);
-            rows.payload.push(payload);
-            rows.prev_hash
-                .push(std::mem::replace(&mut prev_hash, hash.clone()));
-            rows.hash.push(hash);
+            rows.payload.push(p.payload);
+            rows.prev_hash.push(p.prev_hash);
+            rows.hash.push(p.hash);
             recorded.push(event);
-        }
-        if let Some(last) = recorded.last() {
-            tips.insert(name.clone(), (last.version, prev_hash));
         }
         let kept = match &job.answer {
             Some(answer) => {

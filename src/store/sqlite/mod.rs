@@ -11,11 +11,13 @@ mod replay;
 
 use crate::domain::StreamId;
 use crate::events::{DecodeError, PendingEvent, RecordedEvent};
+use crate::store::place::{Request, Tip, place};
 use crate::store::{
-    Appended, BackendError, GENESIS_HASH, HistoryQuery, IdempotencyKey, IdempotentAnswer,
-    NO_STATUS, StoreError, StoredAnswer, chain_hash,
+    Appended, BackendError, HistoryQuery, IdempotencyKey, IdempotentAnswer, NO_STATUS, StoreError,
+    StoredAnswer,
 };
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -540,86 +542,79 @@ pub(super) fn read_log(
     decode_payloads(rows)
 }
 
-/// The version and hash of a stream's newest event (0 and the genesis hash for an empty one).
-fn stream_tip(tx: &rusqlite::Transaction<'_>, name: &str) -> Result<(u64, Vec<u8>), StoreError> {
+/// The tip of a stream (the genesis for one without events).
+fn stream_tip(tx: &rusqlite::Transaction<'_>, name: &str) -> Result<Tip, StoreError> {
     Ok(tx
         .query_row(
             "SELECT stream_version, hash FROM events WHERE stream_id = ?1
              ORDER BY stream_version DESC LIMIT 1",
             [name],
-            |r| Ok((u64_of(r.get(0)?), r.get::<_, Vec<u8>>(1)?)),
+            |r| {
+                Ok(Tip {
+                    version: u64_of(r.get(0)?),
+                    hash: r.get(1)?,
+                })
+            },
         )
         .optional()?
-        .unwrap_or((0, GENESIS_HASH.to_vec())))
+        .unwrap_or_else(Tip::genesis))
 }
 
 fn append(
     c: &mut Connection,
     stream: StreamId,
-    expected_version: Option<u64>,
+    expected: Option<u64>,
     guard: Option<(StreamId, u64)>,
     events: Vec<PendingEvent>,
     answer: Option<IdempotentAnswer>,
 ) -> Result<Appended, StoreError> {
-    // IMMEDIATE takes the write lock now: the version check and the position are decided
-    // under it, like the PostgreSQL store's global append lock.
+    // IMMEDIATE takes the write lock now: the checks and the positions are decided under it,
+    // like the PostgreSQL store's global append lock.
     let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    if let Some((guarded, read_at)) = guard {
-        let (now_at, _) = stream_tip(&tx, &guarded.to_string())?;
-        if now_at != read_at {
-            return Err(StoreError::DecidedOnStale {
-                stream: guarded.to_string(),
-                read_at,
-                now_at,
-            });
-        }
+    let mut tips = HashMap::new();
+    for s in std::iter::once(stream).chain(guard.map(|(s, _)| s)) {
+        let name = s.to_string();
+        let tip = stream_tip(&tx, &name)?;
+        tips.insert(name, tip);
     }
-    let mut recorded = Vec::with_capacity(events.len());
-    if !events.is_empty() {
+    let head = u64_of(tx.query_row("SELECT position FROM log_head", [], |r| r.get(0))?);
+    let request = Request {
+        stream,
+        expected,
+        guard,
+        events: &events,
+    };
+    let (next, mut placed) = place(head, &mut tips, [request]);
+    let placed = placed
+        .pop()
+        .unwrap_or_else(|| Err(StoreError::Config("an append was not placed".into())))?;
+    let mut recorded = Vec::with_capacity(placed.len());
+    if !placed.is_empty() {
         let name = stream.to_string();
-        let (actual, mut prev_hash) = stream_tip(&tx, &name)?;
-        if let Some(expected) = expected_version
-            && actual != expected
-        {
-            return Err(StoreError::Conflict { expected, actual });
-        }
-        let head = u64_of(tx.query_row("SELECT position FROM log_head", [], |r| r.get(0))?);
-        {
-            let mut insert = tx.prepare_cached(
-                "INSERT INTO events (position, stream_id, stream_version, event_id, event_type,
-                                     tenant_id, admin_id, occurred_at_ms, payload, prev_hash, hash)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-            )?;
-            for (i, pending) in events.into_iter().enumerate() {
-                let event = RecordedEvent::place(
-                    pending,
-                    stream,
-                    actual + 1 + i as u64,
-                    head + 1 + i as u64,
-                );
-                let payload = event.encode();
-                let hash = chain_hash(&prev_hash, &payload);
-                insert.execute(params![
-                    i64_of(event.position),
-                    name,
-                    i64_of(event.version),
-                    event.event_id.to_string(),
-                    event.type_name(),
-                    stream.tenant().to_string(),
-                    stream.admin().map(|a| a.to_string()),
-                    event.occurred_at.timestamp_millis(),
-                    payload,
-                    prev_hash,
-                    hash,
-                ])?;
-                prev_hash = hash;
-                recorded.push(event);
-            }
-        }
-        tx.execute(
-            "UPDATE log_head SET position = ?1",
-            [i64_of(head + recorded.len() as u64)],
+        let mut insert = tx.prepare_cached(
+            "INSERT INTO events (position, stream_id, stream_version, event_id, event_type,
+                                 tenant_id, admin_id, occurred_at_ms, payload, prev_hash, hash)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
         )?;
+        for p in placed {
+            let event = p.event;
+            insert.execute(params![
+                i64_of(event.position),
+                name,
+                i64_of(event.version),
+                event.event_id.to_string(),
+                event.type_name(),
+                stream.tenant().to_string(),
+                stream.admin().map(|a| a.to_string()),
+                event.occurred_at.timestamp_millis(),
+                p.payload,
+                p.prev_hash,
+                p.hash,
+            ])?;
+            recorded.push(event);
+        }
+        drop(insert);
+        tx.execute("UPDATE log_head SET position = ?1", [i64_of(next)])?;
     }
     let mut kept = None;
     if let Some(answer) = answer {
