@@ -6,17 +6,15 @@ use super::{BEGIN_WITHOUT_FLUSH, Param, PgStore, rolled_back_on_error, to_i64, t
 use crate::domain::{AdminId, AdminState, TenantId, TenantState, Verdict};
 use crate::events::RecordedEvent;
 use crate::fold::admins::VerdictChanges;
-use crate::fold::admins::{self, AdminFold, AdminKey, AdminRow, verdict_for};
+use crate::fold::admins::{self, AdminKey, AdminRow, verdict_for};
 use crate::store::StoreError;
-use crate::store::projections::{Batch, Projected, Projection, Tables};
+use crate::store::projections::{
+    Batch, BatchFold, Folded, Load, Loaded, Projected, Projection, Tables,
+};
 use deadpool_postgres::GenericClient;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use tokio_postgres::types::Json;
 use uuid::Uuid;
-
-fn key_arrays(keys: &BTreeSet<AdminKey>) -> (Vec<Uuid>, Vec<Uuid>) {
-    keys.iter().map(|(t, a)| (t.as_uuid(), a.as_uuid())).unzip()
-}
 
 fn admin_key(row: &tokio_postgres::Row) -> AdminKey {
     (
@@ -190,9 +188,8 @@ async fn project_in(
         client.batch_execute("COMMIT").await?;
         return Ok(Projected::idle(checkpoint));
     };
-    let needs = admins::needs(&events);
-    let known_rows = known.take(checkpoint, &needs.admins);
-    let (changes, written) = apply_admins(client, Tables::LIVE, &events, needs, known_rows).await?;
+    let known_rows = known.take(checkpoint, &admins::needs(&events).admins);
+    let (changes, written) = apply_admins(client, Tables::LIVE, &events, known_rows).await?;
     let last_position = to_i64(last);
     let save_params: [&Param; 2] = [&name, &last_position];
     let (saved, committed) = tokio::join!(
@@ -220,42 +217,43 @@ pub(super) async fn apply(
 ) -> Result<VerdictChanges, StoreError> {
     match projection {
         Projection::Admins => {
-            let needs = admins::needs(events);
-            let (changes, _) = apply_admins(tx, tables, events, needs, HashMap::new()).await?;
+            let (changes, _) = apply_admins(tx, tables, events, HashMap::new()).await?;
             Ok(changes)
         }
     }
 }
 
-/// Folds `events` into the admin rows. `known` holds rows of touched admins as they are in the
-/// table (not read again); an admin whose first event here is its stream's first has no row yet
-/// and is not read either. Returns what it wrote: the verdict changes, and every row.
+/// Folds `events` into the admin rows in `tables` ([`BatchFold`]): loads what the batch
+/// needs but the rows it knows already (`known`), folds, and saves. Returns what it wrote: the
+/// verdict changes, and every row.
 async fn apply_admins(
     tx: &impl GenericClient,
     tables: Tables,
     events: &[RecordedEvent],
-    needs: admins::Needs,
     known: HashMap<AdminKey, AdminRow>,
 ) -> Result<(VerdictChanges, HashMap<AdminKey, AdminRow>), StoreError> {
-    let mut fold = AdminFold::default();
-    fold.admins = known;
-    let newcomers = admins::newcomers(events);
-    let to_read: BTreeSet<AdminKey> = needs
-        .admins
-        .iter()
-        .filter(|k| !fold.admins.contains_key(*k) && !newcomers.contains(*k))
-        .copied()
-        .collect();
+    let (batch, load) = BatchFold::plan(events, known);
+    let folded = batch.fold(load_rows(tx, tables, &load).await?);
+    save_rows(tx, tables, &folded).await?;
+    Ok(folded.finish())
+}
 
-    let all_tenants: Vec<Uuid> = needs.tenants.iter().map(|t| t.as_uuid()).collect();
+/// The rows of `load`, both reads in one round trip. An admin of a tenant whose settings
+/// changed may come twice (`UNION ALL`: no comparison of the rows' `json` to drop it); both
+/// rows are the same.
+async fn load_rows(
+    tx: &impl GenericClient,
+    tables: Tables,
+    load: &Load,
+) -> Result<Loaded, StoreError> {
     let load_tenants = tx
         .prepare_cached(&format!(
             "SELECT tenant_id, state FROM {} WHERE tenant_id = ANY($1)",
             tables.tenants
         ))
         .await?;
-    let (ts, as_) = key_arrays(&to_read);
-    let settings_tenants: Vec<Uuid> = needs.settings_changed.iter().map(|t| t.as_uuid()).collect();
+    // LATERAL with OFFSET 0: a primary-key lookup per admin whatever the plan. As a plain
+    // join, the generic plan of this prepared statement scans the table.
     let load_admins = tx
         .prepare_cached(&format!(
             "SELECT e.tenant_id, e.admin_id, e.state, e.verdict, e.changed_position
@@ -269,22 +267,28 @@ async fn apply_admins(
             admins = tables.admins
         ))
         .await?;
-    // Both loads in one round trip. An admin of a tenant whose settings changed may come twice
-    // (`UNION ALL`: no comparison of the rows' `json` to drop it); both rows are the same.
-    let tenant_params: [&Param; 1] = [&all_tenants];
-    let admin_params: [&Param; 3] = [&ts, &as_, &settings_tenants];
+    let tenants: Vec<Uuid> = load.tenants.iter().map(TenantId::as_uuid).collect();
+    let (ts, as_): (Vec<Uuid>, Vec<Uuid>) = load
+        .admins
+        .iter()
+        .map(|(t, a)| (t.as_uuid(), a.as_uuid()))
+        .unzip();
+    let all_of: Vec<Uuid> = load.all_admins_of.iter().map(TenantId::as_uuid).collect();
+    let tenant_params: [&Param; 1] = [&tenants];
+    let admin_params: [&Param; 3] = [&ts, &as_, &all_of];
     let (tenant_rows, admin_rows) = tokio::try_join!(
         tx.query(&load_tenants, &tenant_params),
         tx.query(&load_admins, &admin_params),
     )?;
+    let mut loaded = Loaded::default();
     for row in tenant_rows {
-        fold.tenants.insert(
+        loaded.tenants.insert(
             TenantId::from_uuid(row.get("tenant_id")),
             row.try_get::<_, Json<TenantState>>("state")?.0,
         );
     }
     for row in admin_rows {
-        fold.admins.insert(
+        loaded.admins.insert(
             admin_key(&row),
             AdminRow {
                 state: row.try_get::<_, Json<AdminState>>("state")?.0,
@@ -293,19 +297,19 @@ async fn apply_admins(
             },
         );
     }
+    Ok(loaded)
+}
 
-    for event in events {
-        fold.apply(event);
-    }
-
-    let (mut tids, mut tstates) = (Vec::new(), Vec::new());
-    for t in &needs.settings_changed {
-        if let Some(state) = fold.tenants.get(t) {
-            tids.push(t.as_uuid());
-            tstates.push(Json(state));
-        }
-    }
-    if !tids.is_empty() {
+/// Upserts the rows a batch folded.
+async fn save_rows(
+    tx: &impl GenericClient,
+    tables: Tables,
+    folded: &Folded,
+) -> Result<(), StoreError> {
+    let (tenants, admins) = folded.rows();
+    if !tenants.is_empty() {
+        let (ids, states): (Vec<Uuid>, Vec<Json<&TenantState>>) =
+            tenants.iter().map(|(t, s)| (t.as_uuid(), Json(*s))).unzip();
         let save = tx
             .prepare_cached(&format!(
                 "INSERT INTO {} (tenant_id, state)
@@ -314,12 +318,11 @@ async fn apply_admins(
                 tables.tenants
             ))
             .await?;
-        tx.execute(&save, &[&tids, &tstates]).await?;
+        tx.execute(&save, &[&ids, &states]).await?;
     }
-
     let (mut ts, mut as_, mut states, mut verdicts, mut changed) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for ((t, a), e) in &fold.admins {
+    for ((t, a), e) in admins {
         ts.push(t.as_uuid());
         as_.push(a.as_uuid());
         states.push(Json(&e.state));
@@ -340,6 +343,5 @@ async fn apply_admins(
         tx.execute(&save, &[&ts, &as_, &states, &verdicts, &changed])
             .await?;
     }
-    let changes = fold.changes(&needs);
-    Ok((changes, fold.admins))
+    Ok(())
 }

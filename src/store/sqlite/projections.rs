@@ -4,10 +4,13 @@
 use super::{SqliteStore, i64_of, read_log, u64_of, uuid_at};
 use crate::domain::{AdminId, AdminState, TenantId, TenantState, Verdict};
 use crate::events::RecordedEvent;
-use crate::fold::admins::{self, AdminFold, AdminKey, AdminRow, VerdictChanges, verdict_for};
+use crate::fold::admins::{AdminKey, AdminRow, VerdictChanges, verdict_for};
 use crate::store::StoreError;
-use crate::store::projections::{Batch, Projected, Projection, Tables};
+use crate::store::projections::{
+    Batch, BatchFold, Folded, Load, Loaded, Projected, Projection, Tables,
+};
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, TransactionBehavior, params};
+use std::collections::HashMap;
 
 impl SqliteStore {
     /// Folds the next `limit` events into `projection` and moves its checkpoint, in one
@@ -167,53 +170,60 @@ fn admin_row(row: &Row<'_>) -> Result<(AdminKey, AdminRow), StoreError> {
     Ok((key, entry))
 }
 
+/// Folds `events` into the admin rows in `tables` ([`BatchFold`]): loads, folds, saves.
 fn apply_admins(
     tx: &Transaction<'_>,
     tables: Tables,
     events: &[RecordedEvent],
 ) -> Result<VerdictChanges, StoreError> {
-    let needs = admins::needs(events);
-    let mut fold = AdminFold::default();
-    for t in &needs.tenants {
+    let (batch, load) = BatchFold::plan(events, HashMap::new());
+    let folded = batch.fold(load_rows(tx, tables, &load)?);
+    save_rows(tx, tables, &folded)?;
+    Ok(folded.finish().0)
+}
+
+/// The rows of `load`.
+fn load_rows(tx: &Transaction<'_>, tables: Tables, load: &Load) -> Result<Loaded, StoreError> {
+    let mut loaded = Loaded::default();
+    for t in &load.tenants {
         if let Some(state) = load_tenant(tx, tables, *t)? {
-            fold.tenants.insert(*t, state);
+            loaded.tenants.insert(*t, state);
         }
     }
-    {
-        let columns = format!(
-            "SELECT tenant_id, admin_id, state, verdict, changed_position FROM {}",
-            tables.admins
-        );
-        let mut one =
-            tx.prepare_cached(&format!("{columns} WHERE tenant_id = ?1 AND admin_id = ?2"))?;
-        for (t, a) in &needs.admins {
-            let mut rows = one.query(params![t.to_string(), a.to_string()])?;
-            if let Some(row) = rows.next()? {
-                let (key, entry) = admin_row(row)?;
-                fold.admins.insert(key, entry);
-            }
-        }
-        let mut all = tx.prepare_cached(&format!("{columns} WHERE tenant_id = ?1"))?;
-        for t in &needs.settings_changed {
-            let mut rows = all.query([t.to_string()])?;
-            while let Some(row) = rows.next()? {
-                let (key, entry) = admin_row(row)?;
-                fold.admins.insert(key, entry);
-            }
+    let columns = format!(
+        "SELECT tenant_id, admin_id, state, verdict, changed_position FROM {}",
+        tables.admins
+    );
+    let mut one =
+        tx.prepare_cached(&format!("{columns} WHERE tenant_id = ?1 AND admin_id = ?2"))?;
+    for (t, a) in &load.admins {
+        let mut rows = one.query(params![t.to_string(), a.to_string()])?;
+        if let Some(row) = rows.next()? {
+            let (key, entry) = admin_row(row)?;
+            loaded.admins.insert(key, entry);
         }
     }
-    for event in events {
-        fold.apply(event);
+    let mut all = tx.prepare_cached(&format!("{columns} WHERE tenant_id = ?1"))?;
+    for t in &load.all_admins_of {
+        let mut rows = all.query([t.to_string()])?;
+        while let Some(row) = rows.next()? {
+            let (key, entry) = admin_row(row)?;
+            loaded.admins.insert(key, entry);
+        }
     }
+    Ok(loaded)
+}
+
+/// Upserts the rows a batch folded.
+fn save_rows(tx: &Transaction<'_>, tables: Tables, folded: &Folded) -> Result<(), StoreError> {
+    let (tenants, admins) = folded.rows();
     let mut save_tenant = tx.prepare_cached(&format!(
         "INSERT INTO {} (tenant_id, state) VALUES (?1, ?2)
          ON CONFLICT (tenant_id) DO UPDATE SET state = excluded.state",
         tables.tenants
     ))?;
-    for t in &needs.settings_changed {
-        if let Some(state) = fold.tenants.get(t) {
-            save_tenant.execute(params![t.to_string(), serde_json::to_string(state)?])?;
-        }
+    for (t, state) in tenants {
+        save_tenant.execute(params![t.to_string(), serde_json::to_string(state)?])?;
     }
     let mut save_admin = tx.prepare_cached(&format!(
         "INSERT INTO {} (tenant_id, admin_id, state, verdict, changed_position)
@@ -223,7 +233,7 @@ fn apply_admins(
              changed_position = excluded.changed_position",
         tables.admins
     ))?;
-    for ((t, a), e) in &fold.admins {
+    for ((t, a), e) in admins {
         save_admin.execute(params![
             t.to_string(),
             a.to_string(),
@@ -232,5 +242,5 @@ fn apply_admins(
             i64_of(e.changed_position),
         ])?;
     }
-    Ok(fold.changes(&needs))
+    Ok(())
 }
