@@ -25,6 +25,7 @@ use crate::store::projections::Projection;
 use crate::store::{
     BuildOutcome, HistoryQuery, IdempotencyKey, IdempotentAnswer, Store, StoreError,
 };
+use crate::store::{EventLog, Idempotency, ProjectionStorage};
 use chrono::Utc;
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};

@@ -8,6 +8,7 @@ use recovery_info::projections::runner::RunnerConfig;
 use recovery_info::publish::PublisherConfig;
 use recovery_info::publish::watch::{self, WatchOptions};
 use recovery_info::server::{self, ServerConfig};
+use recovery_info::store::Maintenance;
 use recovery_info::store::{Store, StoreConfig};
 use recovery_info::telemetry;
 use std::process::ExitCode;

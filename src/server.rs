@@ -7,6 +7,7 @@ use crate::http::metrics::MetricsToken;
 use crate::http::{self, HttpState, auth::JwtKeys, positions::Positions};
 use crate::projections::runner::{Projections, RunnerConfig};
 use crate::publish::{Live, PublisherConfig};
+use crate::store::Maintenance;
 use crate::store::{Store, StoreConfig};
 use anyhow::Context;
 use axum::extract::Request;

@@ -21,6 +21,7 @@ use recovery_info::projections::runner::RunnerConfig;
 use recovery_info::publish::PublisherConfig;
 use recovery_info::server::{self, ServerConfig};
 use recovery_info::store::projections::Projection;
+use recovery_info::store::{EventLog, ProjectionStorage};
 use recovery_info::store::{Store, StoreConfig};
 use report::{Goal, Row};
 use serde_json::json;

@@ -15,6 +15,7 @@ use futures::StreamExt;
 use recovery_info::events::RecordedEvent;
 use recovery_info::fold::admins::AdminFold;
 use recovery_info::publish::messages::{self, OutMessage};
+use recovery_info::store::EventLog;
 use recovery_info::store::Store;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

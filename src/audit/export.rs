@@ -4,6 +4,7 @@
 use crate::domain::{AdminId, DomainEvent, StreamId, TenantId};
 use crate::events::{Actor, PendingEvent};
 use crate::progress::Progress;
+use crate::store::EventLog;
 use crate::store::{HistoryQuery, Store};
 use anyhow::Context;
 use chrono::{DateTime, Utc};

@@ -7,6 +7,7 @@ pub mod verify;
 
 use crate::config::StoreArgs;
 use crate::domain::{AdminId, TenantId};
+use crate::store::Maintenance;
 use crate::store::Store;
 use anyhow::Context;
 use chrono::{DateTime, Utc};

@@ -5,6 +5,7 @@
 use crate::events::pb;
 use crate::progress::Progress;
 use crate::store::audit::RawEvent;
+use crate::store::{AuditReads, EventLog};
 use crate::store::{GENESIS_HASH, chain_hash};
 use crate::store::{Store, StoreError};
 use prost::Message;

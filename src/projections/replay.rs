@@ -6,6 +6,7 @@
 use crate::config::StoreArgs;
 use crate::progress::Progress;
 use crate::store::projections::Projection;
+use crate::store::{EventLog, Maintenance, ProjectionStorage};
 use crate::store::{Store, StoreError};
 use clap::{Args, ValueEnum};
 

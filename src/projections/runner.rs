@@ -2,6 +2,7 @@
 //! appends and polling as a fallback (for appends made by other replicas).
 
 use super::verdicts::{self, VerdictCache};
+use crate::store::ProjectionStorage;
 use crate::store::projections::{Projected, Projection};
 use crate::store::{Store, StoreError};
 use std::collections::HashMap;

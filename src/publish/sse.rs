@@ -17,6 +17,7 @@ use crate::http::error::ApiError;
 use crate::http::extract::ValidPath;
 use crate::http::positions::Positions;
 use crate::http::routes::history::entry_json;
+use crate::store::EventLog;
 use crate::store::HistoryQuery;
 use axum::extract::State;
 use axum::http::HeaderMap;

@@ -5,6 +5,7 @@
 
 use super::Wake;
 use crate::events::RecordedEvent;
+use crate::store::EventLog;
 use crate::store::Store;
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -13,6 +13,7 @@ use recovery_info::http::auth::Role;
 use recovery_info::projections::replay::replay;
 use recovery_info::store::projections::Projection;
 use recovery_info::store::sqlite::DB_FILE;
+use recovery_info::store::{EventLog, Maintenance, ProjectionStorage};
 use recovery_info::store::{Store, StoreConfig};
 use reqwest::Method;
 use serde_json::{Value, json};

@@ -8,6 +8,7 @@ use recovery_info::domain::{
 use recovery_info::events::{Actor, PendingEvent, RecordedEvent};
 use recovery_info::store::projections::{Projected, Projection};
 use recovery_info::store::sqlite::DB_FILE;
+use recovery_info::store::{EventLog, ProjectionStorage};
 use recovery_info::store::{IdempotencyKey, IdempotentAnswer, StoreConfig, StoreError};
 use reqwest::Method;
 use serde_json::{Value, json};

@@ -1,6 +1,7 @@
 //! The help page's flow and every rule of an admin's security methods.
 
 use crate::support::{Backend, assert_problem, each, spawn_app, spawn_backend};
+use recovery_info::store::EventLog;
 use serde_json::{Value, json};
 use uuid::Uuid;
 

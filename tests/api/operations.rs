@@ -3,6 +3,7 @@
 
 use crate::support::{Options, assert_problem, spawn_app, spawn_app_with};
 use recovery_info::http::metrics::MetricsToken;
+use recovery_info::store::EventLog;
 use reqwest::Method;
 use uuid::Uuid;
 

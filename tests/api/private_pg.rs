@@ -4,6 +4,7 @@
 //! over TLS to a server whose certificate it verifies.
 
 use crate::support::{Options, free_port, spawn_on, succeeds};
+use recovery_info::store::EventLog;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};

@@ -11,6 +11,7 @@ use recovery_info::domain::DomainEvent;
 use recovery_info::events::{RecordedEvent, pb};
 use recovery_info::http::auth::Role;
 use recovery_info::publish::PublisherConfig;
+use recovery_info::store::EventLog;
 use recovery_info::store::postgres::publisher::{LOCK_KEY, lock_holder};
 use reqwest::Method;
 use serde_json::json;

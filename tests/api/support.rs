@@ -7,6 +7,7 @@ use recovery_info::http::metrics::MetricsToken;
 use recovery_info::projections::runner::RunnerConfig;
 use recovery_info::publish::PublisherConfig;
 use recovery_info::server::{self, Server, ServerConfig};
+use recovery_info::store::{EventLog, ProjectionStorage};
 use recovery_info::store::{Store, StoreConfig};
 use reqwest::{Method, Response};
 use serde_json::Value;

@@ -4,6 +4,7 @@ use crate::error::Code;
 use crate::http::HttpState;
 use crate::http::error::ApiError;
 use crate::store::projections::Projection;
+use crate::store::{EventLog, Maintenance, ProjectionStorage};
 use axum::Json;
 use axum::extract::State;
 use serde_json::{Value, json};

@@ -21,46 +21,14 @@ pub(super) struct AppendJob {
 }
 
 impl PgStore {
-    /// Appends `events` to `stream` if the stream is at `expected_version`, and stores the
-    /// idempotent answer in the same transaction. Returns the events as placed in the log.
+    /// Appends `events` to `stream` (see `EventLog::append_to`), with the idempotency record in
+    /// the same transaction.
     ///
     /// Appends are serialised by the row lock on `log_head` (the global append lock): the lock
     /// is taken first, then the stream version is checked, so the check cannot race. Appends
     /// waiting at the same moment share one transaction (see `group_commit`).
-    pub async fn append(
-        &self,
-        stream: StreamId,
-        expected_version: u64,
-        events: Vec<PendingEvent>,
-        answer: Option<IdempotentAnswer>,
-    ) -> Result<Appended, StoreError> {
-        self.submit(stream, Some(expected_version), None, events, answer)
-            .await
-    }
-
-    pub async fn append_guarded(
-        &self,
-        stream: StreamId,
-        expected_version: u64,
-        guard: Option<(StreamId, u64)>,
-        events: Vec<PendingEvent>,
-        answer: Option<IdempotentAnswer>,
-    ) -> Result<Appended, StoreError> {
-        self.submit(stream, Some(expected_version), guard, events, answer)
-            .await
-    }
-
-    /// Appends to a stream without invariants (the audit stream), at whatever version it is.
-    pub async fn append_any(
-        &self,
-        stream: StreamId,
-        events: Vec<PendingEvent>,
-    ) -> Result<Appended, StoreError> {
-        self.submit(stream, None, None, events, None).await
-    }
-
     #[tracing::instrument(skip(self, events, answer), fields(stream = %stream, ?expected, n = events.len()))]
-    async fn submit(
+    pub async fn append_to(
         &self,
         stream: StreamId,
         expected: Option<u64>,

@@ -86,7 +86,7 @@ impl PgStore {
         &self,
         projections: Vec<Projection>,
         on_read: impl FnMut(u64) + Send,
-    ) -> Result<Batch, StoreError> {
+    ) -> Result<Option<Batch>, StoreError> {
         let started = std::time::Instant::now();
         let (head, decoded, fold) = self.fold_log(on_read).await?;
         let folded = started.elapsed();
@@ -99,10 +99,10 @@ impl PgStore {
             write_ms = (started.elapsed() - folded).as_millis() as u64,
             "bulk replay: shadow tables filled"
         );
-        Ok(Batch {
+        Ok(Some(Batch {
             applied: decoded as usize,
             checkpoint: head,
-        })
+        }))
     }
 
     /// Reads the log up to the committed head and folds it; returns the head, the number of

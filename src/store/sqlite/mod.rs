@@ -292,15 +292,6 @@ impl SqliteStore {
         .await
     }
 
-    pub async fn append_any(
-        &self,
-        stream: StreamId,
-        events: Vec<PendingEvent>,
-    ) -> Result<Appended, StoreError> {
-        self.run(move |c| append(c, stream, None, None, events, None))
-            .await
-    }
-
     pub async fn idempotent_answer(
         &self,
         key: &IdempotencyKey,
@@ -326,27 +317,18 @@ impl SqliteStore {
         .await
     }
 
-    pub async fn append(
+    /// Appends `events` to `stream` (see `EventLog::append_to`), with the idempotency record in
+    /// the same transaction.
+    pub async fn append_to(
         &self,
         stream: StreamId,
-        expected_version: u64,
-        events: Vec<PendingEvent>,
-        answer: Option<IdempotentAnswer>,
-    ) -> Result<Appended, StoreError> {
-        self.append_guarded(stream, expected_version, None, events, answer)
-            .await
-    }
-
-    pub async fn append_guarded(
-        &self,
-        stream: StreamId,
-        expected_version: u64,
+        expected: Option<u64>,
         guard: Option<(StreamId, u64)>,
         events: Vec<PendingEvent>,
         answer: Option<IdempotentAnswer>,
     ) -> Result<Appended, StoreError> {
         let appended = self
-            .run(move |c| append(c, stream, Some(expected_version), guard, events, answer))
+            .run(move |c| append(c, stream, expected, guard, events, answer))
             .await?;
         metrics::counter!("recovery_events_appended_total").increment(appended.events.len() as u64);
         Ok(appended)

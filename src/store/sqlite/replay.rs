@@ -12,6 +12,15 @@ const SWAP_BATCH: u32 = 2000;
 use rusqlite::{Connection, TransactionBehavior, params};
 
 impl SqliteStore {
+    /// The embedded store folds a replay in batches only: no bulk pass.
+    pub async fn replay_bulk(
+        &self,
+        _projections: Vec<Projection>,
+        _on_read: impl FnMut(u64) + Send,
+    ) -> Result<Option<Batch>, StoreError> {
+        Ok(None)
+    }
+
     /// Drops any shadow tables an interrupted replay left and creates empty ones with the live
     /// tables' own `CREATE TABLE` text.
     pub async fn replay_prepare(&self, projections: Vec<Projection>) -> Result<(), StoreError> {
