@@ -13,6 +13,7 @@ pub mod nats;
 pub mod rpc;
 pub mod sse;
 pub mod tail;
+mod warm_fold;
 pub mod watch;
 
 use crate::store::postgres::publisher::{DedicatedTarget, LogListener};

@@ -19,14 +19,13 @@
 //!   batch is acknowledged; it is where a new leader starts reading.
 
 use super::messages::{self, OutMessage, POSITION_HEADER};
+use super::warm_fold::WarmFold;
 use super::{PublishError, PublisherConfig, Wake};
-use crate::domain::TenantId;
 use crate::events::RecordedEvent;
-use crate::fold::admins::{AdminFold, newcomers};
 use crate::store::{Lease, PublisherLog, StoreError};
 use async_nats::jetstream::context::PublishAckFuture;
 use async_nats::jetstream::{self, message::PublishMessage, stream};
-use std::collections::{HashSet, VecDeque};
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 /// The shortest time between the starts of two rounds that reach the head: at most 5 ms added
@@ -41,16 +40,6 @@ pub struct Relay<S: PublisherLog> {
     config: PublisherConfig,
     js: jetstream::Context,
     wake: Wake,
-}
-
-/// The relay's eligibility fold, kept across batches while it leads.
-#[derive(Default)]
-struct WarmFold {
-    fold: AdminFold,
-    /// Tenants whose every admin is in the fold.
-    whole_tenants: HashSet<TenantId>,
-    /// Tenants whose settings (their stream's history) are in the fold.
-    settled_tenants: HashSet<TenantId>,
 }
 
 /// Where the stream ends: its last sequence, and the id and position of its last message.
@@ -394,16 +383,8 @@ impl<S: PublisherLog> Relay<S> {
         batch: &[RecordedEvent],
         position: u64,
     ) -> Result<Vec<OutMessage>, PublishError> {
-        if warm.fold.admins.len() >= self.config.warm_capacity {
-            // Bounded memory: what the fold held is loaded again as rounds touch it.
-            tracing::info!(
-                admins = warm.fold.admins.len(),
-                "publisher: eligibility fold at capacity, dropped"
-            );
-            metrics::counter!("recovery_publisher_fold_drops_total").increment(1);
-            *warm = WarmFold::default();
-        }
-        self.prime(warm, batch, position).await?;
+        warm.bound(self.config.warm_capacity);
+        warm.prime(&self.store, batch, position).await?;
         Ok(messages::build(
             &self.config.subject_prefix,
             self.config.reveal_values,
@@ -445,55 +426,6 @@ impl<S: PublisherLog> Relay<S> {
             events = batch.events,
             "published"
         );
-        Ok(())
-    }
-
-    /// Loads into `warm` the history (up to `position`) of every admin `batch` touches and,
-    /// for a tenant settings event, of every admin of the tenant — each only once.
-    ///
-    /// An admin whose first event in the batch is its stream's first (version 1) has no
-    /// history: nothing is read for it once its tenant's settings are in the fold. That is
-    /// every new admin of a known tenant, which keeps a large backlog (or a steady stream of
-    /// newcomers) from costing a read of the log per round.
-    async fn prime(
-        &self,
-        warm: &mut WarmFold,
-        batch: &[RecordedEvent],
-        position: u64,
-    ) -> Result<(), PublishError> {
-        let (admins, tenants) = messages::fold_scope(batch);
-        let newcomers = newcomers(batch);
-        let admins: Vec<_> = admins
-            .into_iter()
-            .filter(|(t, a)| {
-                let held =
-                    warm.whole_tenants.contains(t) || warm.fold.admins.contains_key(&(*t, *a));
-                let no_history = newcomers.contains(&(*t, *a)) && warm.settled_tenants.contains(t);
-                !held && !no_history
-            })
-            .collect();
-        let tenants: Vec<_> = tenants
-            .into_iter()
-            .filter(|t| !warm.whole_tenants.contains(t))
-            .collect();
-        if admins.is_empty() && tenants.is_empty() {
-            return Ok(());
-        }
-        let mut cold = AdminFold::default();
-        for e in self.store.fold_history(&admins, &tenants, position).await? {
-            cold.apply(&e);
-        }
-        // What the warm fold already holds is newer than or equal to the history: keep it.
-        for (key, entry) in cold.admins {
-            warm.fold.admins.entry(key).or_insert(entry);
-        }
-        for (tenant, state) in cold.tenants {
-            warm.fold.tenants.entry(tenant).or_insert(state);
-        }
-        // The history read holds the stream of every tenant it was asked about.
-        warm.settled_tenants.extend(admins.iter().map(|(t, _)| *t));
-        warm.settled_tenants.extend(tenants.iter().copied());
-        warm.whole_tenants.extend(tenants);
         Ok(())
     }
 

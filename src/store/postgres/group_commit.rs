@@ -24,6 +24,7 @@
 //! a bulk load), it forgets the tips and reads them all. Any failure forgets them too.
 
 use super::append::AppendJob;
+use super::known_tips::{self, KnownTips};
 use super::{Param, rolled_back_on_error, to_i64, to_u64};
 use crate::store::place::{Request, Tip, place};
 use crate::store::{Appended, NO_STATUS, StoreError};
@@ -36,48 +37,6 @@ use uuid::Uuid;
 
 /// The most appends written in one transaction.
 const MAX_GROUP: usize = 256;
-
-/// The most stream tips the appender remembers (beyond it, it forgets them all and starts
-/// again).
-const TIPS_REMEMBERED: usize = 100_000;
-
-/// The stream tips the appender wrote or read, exact as long as the log's head is `head`.
-#[derive(Default)]
-struct KnownTips {
-    head: Option<u64>,
-    tips: HashMap<String, Tip>,
-    /// Groups left to write without guessing the head, after a guess failed.
-    doubting: u32,
-}
-
-/// The groups written the careful way after another writer moved the head under a guess.
-const DOUBTED_GROUPS: u32 = 32;
-
-impl KnownTips {
-    fn forget(&mut self) {
-        self.head = None;
-        self.tips.clear();
-    }
-
-    /// The head to write a group at in one round trip, without reading anything first: the
-    /// remembered one, when every tip the group needs is remembered and optimism has not just
-    /// failed.
-    fn optimistic_head(&mut self, tip_names: &[String]) -> Option<u64> {
-        if self.doubting > 0 {
-            self.doubting -= 1;
-            return None;
-        }
-        self.head
-            .filter(|_| tip_names.iter().all(|n| self.tips.contains_key(n)))
-    }
-
-    /// Another writer appended since this appender last wrote: the next groups read the head
-    /// under the lock first (where two replicas append all the time, a guess that fails costs
-    /// a round trip more than not guessing).
-    fn doubt(&mut self) {
-        self.doubting = DOUBTED_GROUPS;
-    }
-}
 
 /// Starts the appender task; it ends when every sender is dropped.
 pub(super) fn spawn(pool: Pool) -> mpsc::Sender<AppendJob> {
@@ -463,7 +422,7 @@ async fn place_and_write(
         });
     }
     // Committed: these tips are the table's at the head this group leaves.
-    if known.tips.len() + tips.len() > TIPS_REMEMBERED {
+    if known.tips.len() + tips.len() > known_tips::TIPS_REMEMBERED {
         known.forget();
     }
     known.head = Some(next);

@@ -5,6 +5,7 @@
 mod append;
 mod group_commit;
 mod known_rows;
+mod known_tips;
 mod migrate;
 pub mod projections;
 pub mod publisher;

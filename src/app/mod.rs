@@ -27,12 +27,14 @@ use crate::store::{
 };
 use crate::store::{EventLog, Idempotency, ProjectionStorage};
 use chrono::Utc;
-use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{Mutex, watch};
 use uuid::Uuid;
+
+mod folded;
+use folded::FoldedStates;
 
 /// How often a command without `If-Match` is decided again after losing a race to a writer
 /// in another process (writers in this process queue on the stream's lock instead).
@@ -40,9 +42,6 @@ const MAX_ATTEMPTS: usize = 16;
 
 /// Stripes of the in-process stream locks.
 const LOCK_STRIPES: usize = 256;
-
-/// Streams whose folded state is kept, at most (emptied when full).
-const FOLDED_CAPACITY: usize = 100_000;
 
 /// Why a command or query failed.
 #[derive(Debug, thiserror::Error)]
@@ -130,17 +129,8 @@ pub struct App {
     /// Bumped after every append in this process (and, with PostgreSQL, on every NOTIFY
     /// from other replicas): wakes the followers of the log.
     appended: watch::Sender<u64>,
-    /// The admin and tenant states last folded by a command, each at its stream version: the
-    /// next command on the stream loads only the events after that version. A state at a
-    /// version is the fold of an immutable prefix of the stream, so it never goes stale; what
-    /// other writers appended since is in the events loaded after it.
-    folded: Arc<std::sync::Mutex<HashMap<StreamId, Folded>>>,
-}
-
-#[derive(Clone)]
-enum Folded {
-    Admin(AdminState),
-    Tenant(TenantState),
+    /// The admin and tenant states last folded by a command (see `folded`).
+    folded: Arc<FoldedStates>,
 }
 
 fn fold_admin(events: &[RecordedEvent], state: AdminState) -> AdminState {
@@ -171,34 +161,6 @@ impl App {
         }
     }
 
-    fn folded(&self) -> std::sync::MutexGuard<'_, HashMap<StreamId, Folded>> {
-        self.folded.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Keeps a folded state for the stream's next command.
-    fn remember(&self, stream: StreamId, state: Folded) {
-        let mut folded = self.folded();
-        if folded.len() >= FOLDED_CAPACITY {
-            folded.clear();
-        }
-        folded.insert(stream, state);
-    }
-
-    /// The admin's and the tenant's states as this process last folded them, each if it has
-    /// one (neither read from the store: other replicas may have appended since).
-    fn kept(&self, admin: StreamId, tenant: StreamId) -> (Option<AdminState>, Option<TenantState>) {
-        let folded = self.folded();
-        let admin = match folded.get(&admin) {
-            Some(Folded::Admin(s)) => Some(s.clone()),
-            _ => None,
-        };
-        let tenant = match folded.get(&tenant) {
-            Some(Folded::Tenant(s)) => Some(s.clone()),
-            _ => None,
-        };
-        (admin, tenant)
-    }
-
     /// The admin's and the tenant's current states: what was folded before, and the events
     /// appended after it (one round trip).
     async fn load_admin(
@@ -206,7 +168,7 @@ impl App {
         admin: StreamId,
         tenant: StreamId,
     ) -> Result<(AdminState, TenantState), AppError> {
-        let (admin_state, tenant_state) = self.kept(admin, tenant);
+        let (admin_state, tenant_state) = self.folded.kept(admin, tenant);
         let (admin_state, tenant_state) = (
             admin_state.unwrap_or_default(),
             tenant_state.unwrap_or_default(),
@@ -217,8 +179,8 @@ impl App {
             .await?;
         let admin_state = fold_admin(&loaded, admin_state);
         let tenant_state = fold_tenant(&loaded, tenant_state);
-        self.remember(admin, Folded::Admin(admin_state.clone()));
-        self.remember(tenant, Folded::Tenant(tenant_state.clone()));
+        self.folded.remember_admin(admin, admin_state.clone());
+        self.folded.remember_tenant(tenant, tenant_state.clone());
         Ok((admin_state, tenant_state))
     }
 
@@ -256,7 +218,7 @@ impl App {
         let stream = StreamId::Admin(ctx.tenant, admin);
         let tenant_stream = StreamId::Tenant(ctx.tenant);
         let _turn = self.stream_lock(&stream).lock().await;
-        let mut remembered = match self.kept(stream, tenant_stream) {
+        let mut remembered = match self.folded.kept(stream, tenant_stream) {
             (Some(admin), Some(tenant)) => Some((admin, tenant)),
             _ => None,
         };
@@ -292,7 +254,8 @@ impl App {
             {
                 Ok((answer, recorded)) => {
                     if !recorded.is_empty() {
-                        self.remember(stream, Folded::Admin(fold_admin(&recorded, after)));
+                        self.folded
+                            .remember_admin(stream, fold_admin(&recorded, after));
                     }
                     return Ok(answer);
                 }
@@ -333,7 +296,8 @@ impl App {
                 Ok((answer, recorded)) => {
                     if !recorded.is_empty() {
                         // Admin commands then decide on the new settings without a load.
-                        self.remember(stream, Folded::Tenant(fold_tenant(&recorded, state)));
+                        self.folded
+                            .remember_tenant(stream, fold_tenant(&recorded, state));
                     }
                     return Ok(answer);
                 }
