@@ -4,9 +4,9 @@
 use crate::app::App;
 use crate::domain::SettingsLimits;
 use crate::http::metrics::MetricsToken;
-use crate::http::{self, HttpState, auth::JwtKeys, positions::Positions};
+use crate::http::{self, HttpState, auth::JwtKeys, error::ApiError, positions::Positions};
 use crate::projections::runner::{Projections, RunnerConfig};
-use crate::publish::{Live, PublisherConfig};
+use crate::publish::{Live, PublisherConfig, rpc};
 use crate::store::Maintenance;
 use crate::store::{Store, StoreConfig};
 use anyhow::Context;
@@ -105,7 +105,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Server> {
     };
     let mut app = App::new(store, projections, config.freshness_timeout);
     app.settings_limits = config.settings_limits;
-    let live = match Live::start(&app, &config.store, config.publisher.as_ref()).await {
+    let live = match Live::start(&app, &config.store, config.publisher.as_ref(), RPC_ERRORS).await {
         Ok(live) => live,
         Err(e) => {
             for t in &projection_tasks {
@@ -141,6 +141,13 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Server> {
         live,
     })
 }
+
+/// The HTTP API's reading of failures, for the NATS eligibility service: a reset flow handles
+/// both transports alike.
+const RPC_ERRORS: rpc::ErrorMapping = rpc::ErrorMapping {
+    code_of: |e| ApiError::from(e).code,
+    status_of: |code| http::error::problem(code).0.as_u16(),
+};
 
 /// Serves `service` on `listener` until the sender it adds to `shutdown` fires (or goes), then
 /// lets the requests in flight finish.

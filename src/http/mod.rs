@@ -12,8 +12,7 @@ pub(crate) mod routes;
 use crate::app::{Answer, App, CommandContext, IdempotencyRequest};
 use crate::domain::CommandOutcome;
 use crate::error::Code;
-use crate::publish::sse::StreamShutdown;
-use crate::publish::tail::LiveLog;
+use crate::publish::tail::{LiveLog, StreamShutdown};
 use auth::{Caller, JwtKeys};
 use axum::extract::{FromRef, MatchedPath, Request};
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
@@ -161,7 +160,7 @@ fn with_middleware(
 /// The routes, each with its request metrics. `/metrics` is among them only with a metrics
 /// token (see [`metrics`]); without, it is a path like any other that matches nothing.
 fn router(state: HttpState) -> Router {
-    use routes::{eligibility, history, methods, ops, settings};
+    use routes::{eligibility, history, methods, ops, settings, sse};
     let tenant = |path: &str| format!("{TENANT}{path}");
     let routes = Router::new()
         .route(
@@ -182,7 +181,7 @@ fn router(state: HttpState) -> Router {
         )
         .route(&tenant("/admins/{admin_id}/history"), get(history::admin))
         .route(&tenant("/events"), get(history::tenant))
-        .route(&tenant("/events/stream"), get(crate::publish::sse::stream))
+        .route(&tenant("/events/stream"), get(sse::stream))
         .route(&tenant("/settings"), get(settings::get).put(settings::put))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz));

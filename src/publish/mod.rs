@@ -1,7 +1,7 @@
 //! Live events: the log leaves the service through NATS JetStream ([`nats`], the outbox relay),
-//! a NATS request/reply eligibility query ([`rpc`]) and Server-Sent Events ([`sse`], fed by the
-//! per-process [`tail`] of the log). `recovery-info watch` ([`watch`]) is the reference
-//! subscriber.
+//! a NATS request/reply eligibility query ([`rpc`]) and the per-process [`tail`] of the log,
+//! which feeds the HTTP API's Server-Sent Events (`http::routes::sse`). `recovery-info watch`
+//! ([`watch`]) is the reference subscriber.
 //!
 //! Every follower of the log reads `events WHERE position > checkpoint ORDER BY position`
 //! (gap-free thanks to the global append lock) and is woken by [`Wake`]: PostgreSQL
@@ -11,7 +11,6 @@
 pub mod messages;
 pub mod nats;
 pub mod rpc;
-pub mod sse;
 pub mod tail;
 mod warm_fold;
 pub mod watch;
@@ -186,13 +185,14 @@ pub struct Live {
 }
 
 impl Live {
-    /// Starts the tail, and with a publisher configuration the relay and the NATS service.
-    /// NATS being down does not fail the start: the client keeps connecting in the background
-    /// and the relay catches up once it is there.
+    /// Starts the tail, and with a publisher configuration the relay and the NATS service, which
+    /// answers failures as `errors` reads them. NATS being down does not fail the start: the
+    /// client keeps connecting in the background and the relay catches up once it is there.
     pub async fn start(
         app: &crate::app::App,
         store: &StoreConfig,
         publisher: Option<&PublisherConfig>,
+        errors: rpc::ErrorMapping,
     ) -> Result<Live, PublishError> {
         check_store(publisher, store)?;
         let pg = match &app.store {
@@ -211,7 +211,8 @@ impl Live {
             let client = nats::connect_nats(&config.nats_url, config.ca_file.as_deref()).await?;
             let relay = nats::Relay::new(pg.clone(), config.clone(), client.clone(), wake);
             tasks.push(tokio::spawn(relay.run()));
-            tasks.push(rpc::serve(client, app.clone(), &config.subject_prefix).await?);
+            let rpc = rpc::serve(client, app.clone(), &config.subject_prefix, errors);
+            tasks.push(rpc.await?);
         }
         let (shutdown, _) = tokio_watch::channel(false);
         Ok(Live {
@@ -222,8 +223,8 @@ impl Live {
     }
 
     /// The signal that ends open SSE streams when the server stops.
-    pub fn stream_shutdown(&self) -> sse::StreamShutdown {
-        sse::StreamShutdown(self.shutdown.subscribe())
+    pub fn stream_shutdown(&self) -> tail::StreamShutdown {
+        tail::StreamShutdown(self.shutdown.subscribe())
     }
 
     /// Ends the SSE streams and stops the tasks (the relay's leadership is released with its

@@ -9,11 +9,10 @@
 
 use super::PublishError;
 use super::messages::verdict_to_pb;
-use crate::app::App;
+use crate::app::{App, AppError};
 use crate::domain::{AdminId, TenantId};
 use crate::error::Code;
 use crate::events::pb;
-use crate::http::error::{ApiError, problem};
 use async_nats::service::{ServiceExt, error::Error as ServiceError};
 use bytes::Bytes;
 use futures::StreamExt;
@@ -23,6 +22,16 @@ use tracing::Instrument;
 
 /// The NATS service name.
 pub const SERVICE_NAME: &str = "recovery-info";
+
+/// How the HTTP API reads a failure, which the service answers with too. The mapping is
+/// `http::error`'s, a layer above this module: the server passes it in.
+#[derive(Clone, Copy)]
+pub struct ErrorMapping {
+    /// The code of an error of the application, logged as the API logs it.
+    pub code_of: fn(AppError) -> Code,
+    /// The HTTP status of a code.
+    pub status_of: fn(Code) -> u16,
+}
 
 /// The endpoint subject under a prefix.
 pub fn endpoint_subject(prefix: &str) -> String {
@@ -34,6 +43,7 @@ pub async fn serve(
     client: async_nats::Client,
     app: App,
     prefix: &str,
+    errors: ErrorMapping,
 ) -> Result<JoinHandle<()>, PublishError> {
     let service = client
         .service_builder()
@@ -53,7 +63,7 @@ pub async fn serve(
         while let Some(request) = endpoint.next().await {
             let app = app.clone();
             tokio::spawn(async move {
-                let answer = answer(&app, &request.message.payload).await;
+                let answer = answer(&app, &request.message.payload, errors).await;
                 if let Err(e) = request.respond(answer).await {
                     tracing::warn!(error = %e, "cannot reply to an eligibility request");
                 }
@@ -64,25 +74,29 @@ pub async fn serve(
 
 /// The NATS service error of `code`: the code as its description, the code's HTTP status as
 /// its number.
-fn service_error(code: Code) -> ServiceError {
+fn service_error(errors: ErrorMapping, code: Code) -> ServiceError {
     ServiceError {
         status: code.as_str().to_owned(),
-        code: usize::from(problem(code).0.as_u16()),
+        code: usize::from((errors.status_of)(code)),
     }
 }
 
 /// Answers one request: the encoded reply, or the service error.
-pub async fn answer(app: &App, payload: &[u8]) -> Result<Bytes, ServiceError> {
+pub async fn answer(
+    app: &App,
+    payload: &[u8],
+    errors: ErrorMapping,
+) -> Result<Bytes, ServiceError> {
     let request = pb::EligibilityRequest::decode(payload)
-        .map_err(|_| service_error(Code::MalformedRequest))?;
+        .map_err(|_| service_error(errors, Code::MalformedRequest))?;
     let tenant: TenantId = request
         .tenant_id
         .parse()
-        .map_err(|_| service_error(Code::InvalidPath))?;
+        .map_err(|_| service_error(errors, Code::InvalidPath))?;
     let admin: AdminId = request
         .admin_id
         .parse()
-        .map_err(|_| service_error(Code::InvalidPath))?;
+        .map_err(|_| service_error(errors, Code::InvalidPath))?;
     let span = tracing::info_span!("rpc_eligibility", tenant_id = %tenant, admin_id = %admin);
     match app
         .eligibility(tenant, admin, request.min_position)
@@ -99,6 +113,6 @@ pub async fn answer(app: &App, payload: &[u8]) -> Result<Bytes, ServiceError> {
             .encode_to_vec(),
         )),
         // Through the API's mapping, which logs the failures of the store as HTTP does.
-        Err(e) => Err(service_error(ApiError::from(e).code)),
+        Err(e) => Err(service_error(errors, (errors.code_of)(e))),
     }
 }

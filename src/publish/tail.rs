@@ -9,7 +9,7 @@ use crate::store::EventLog;
 use crate::store::Store;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
 
 /// Events buffered for slow SSE clients; one that falls further behind re-reads the store.
@@ -17,6 +17,11 @@ const CAPACITY: usize = 4096;
 
 /// How often the tail, while no stream is open, moves its position to the head.
 const IDLE_REFRESH: Duration = Duration::from_secs(1);
+
+/// Signals open streams to end when the server stops (otherwise a graceful shutdown would wait
+/// for every dashboard to hang up).
+#[derive(Clone)]
+pub struct StreamShutdown(pub watch::Receiver<bool>);
 
 /// A handle on the tail: subscribe to events committed from now on.
 #[derive(Clone)]

@@ -5,3 +5,4 @@ pub(crate) mod history;
 pub mod methods;
 pub mod ops;
 pub mod settings;
+pub mod sse;

@@ -7,7 +7,7 @@
 //! follows the process's [`LiveLog`]. It subscribes to the tail *before* back-filling, so an
 //! event committed in between is in one or the other (and deduplicated by position).
 
-use super::tail::LiveLog;
+use super::history::entry_json;
 use crate::domain::TenantId;
 use crate::error::Code;
 use crate::events::RecordedEvent;
@@ -16,7 +16,7 @@ use crate::http::auth::{Access, Caller};
 use crate::http::error::ApiError;
 use crate::http::extract::ValidPath;
 use crate::http::positions::Positions;
-use crate::http::routes::history::entry_json;
+use crate::publish::tail::LiveLog;
 use crate::store::EventLog;
 use crate::store::HistoryQuery;
 use axum::extract::State;
@@ -34,11 +34,6 @@ pub const HEARTBEAT: Duration = Duration::from_secs(15);
 
 /// Events read from the store per back-fill page.
 const PAGE: u32 = 500;
-
-/// Signals open streams to end when the server stops (otherwise a graceful shutdown would wait
-/// for every dashboard to hang up).
-#[derive(Clone)]
-pub struct StreamShutdown(pub watch::Receiver<bool>);
 
 struct Cursor {
     live: LiveLog,
