@@ -16,6 +16,7 @@
 
 pub mod app;
 pub mod audit;
+pub mod cli;
 pub mod config;
 pub mod domain;
 pub mod error;

@@ -8,7 +8,6 @@ use crate::store::EventLog;
 use crate::store::{HistoryQuery, Store};
 use anyhow::Context;
 use chrono::{DateTime, Utc};
-use clap::ValueEnum;
 use serde_json::Value;
 use std::io::Write;
 
@@ -31,7 +30,7 @@ pub const CSV_COLUMNS: [&str; 11] = [
 ];
 
 /// The output format.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Format {
     /// One history entry (the HTTP API's JSON) per line.
     Jsonl,

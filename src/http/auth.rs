@@ -14,9 +14,8 @@ use std::sync::{Arc, RwLock};
 use uuid::Uuid;
 
 /// The roles a token can carry.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-#[value(rename_all = "snake_case")]
 pub enum Role {
     /// An admin managing their own security info (`sub` is their admin id).
     SelfService,

@@ -1,50 +1,16 @@
 //! `replay`: rebuilds projections from position 0 into fresh (shadow) tables while the service
 //! keeps serving, then swaps them in atomically. Readers never see an empty or half-built
 //! projection, and a projection's checkpoint never goes backwards, so the runner's progress
-//! watch and `min_position` reads stay correct. The SQL is in `store::replay`.
+//! watch and `min_position` reads stay correct. The SQL is in `store::replay`; the command
+//! line's `replay` in `cli::replay`.
 
-use crate::config::StoreArgs;
 use crate::progress::Progress;
 use crate::store::projections::Projection;
-use crate::store::{EventLog, Maintenance, ProjectionStorage};
+use crate::store::{EventLog, ProjectionStorage};
 use crate::store::{Store, StoreError};
-use clap::{Args, ValueEnum};
 
 /// Events folded per shadow batch.
 pub const DEFAULT_BATCH: u32 = 1000;
-
-/// Which projections to rebuild. `contact_view` and `eligibility`, the two projections that
-/// were merged into `admins`, still name it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum Which {
-    #[value(name = "admins", alias = "contact_view", alias = "eligibility")]
-    Admins,
-    #[value(name = "all")]
-    All,
-}
-
-impl Which {
-    /// The projections chosen.
-    pub fn projections(self) -> Vec<Projection> {
-        match self {
-            Which::Admins => vec![Projection::Admins],
-            Which::All => Projection::ALL.to_vec(),
-        }
-    }
-}
-
-/// `replay` options.
-#[derive(Args, Debug)]
-pub struct ReplayArgs {
-    #[command(flatten)]
-    pub store: StoreArgs,
-    /// The projection to rebuild.
-    #[arg(long, default_value = "all")]
-    pub projection: Which,
-    /// Events folded per transaction while catching up.
-    #[arg(long, default_value_t = DEFAULT_BATCH)]
-    pub batch_size: u32,
-}
 
 /// What a replay did.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -102,21 +68,4 @@ pub async fn replay(
         checkpoint: swap.checkpoint,
         rate: progress.rate(),
     })
-}
-
-/// Runs the `replay` command.
-pub async fn run(args: ReplayArgs) -> anyhow::Result<()> {
-    let store = Store::open(&args.store.store_config()).await?;
-    store.schema_is_current().await?;
-    let projections = args.projection.projections();
-    let done = replay(&store, &projections, args.batch_size).await?;
-    let names: Vec<&str> = projections.iter().map(|p| p.name()).collect();
-    println!(
-        "rebuilt {}: {} events, swapped in at position {} ({:.0} events/s)",
-        names.join(", "),
-        done.events,
-        done.checkpoint,
-        done.rate
-    );
-    Ok(())
 }

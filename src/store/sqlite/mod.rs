@@ -9,6 +9,7 @@
 mod projections;
 mod replay;
 
+use crate::config::create_data_dir;
 use crate::domain::StreamId;
 use crate::events::{DecodeError, PendingEvent, RecordedEvent};
 use crate::store::place::{Request, Tip, place};
@@ -333,17 +334,6 @@ impl SqliteStore {
         metrics::counter!("recovery_events_appended_total").increment(appended.events.len() as u64);
         Ok(appended)
     }
-}
-
-/// Creates the data directory, and its missing parents, readable by its owner only: it holds
-/// personal data and the token secret. An existing directory is left as it is (the files in it
-/// are the owner's only).
-pub fn create_data_dir(dir: &Path) -> std::io::Result<()> {
-    let mut builder = std::fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-    builder.create(dir)
 }
 
 /// Refuses a store file that exists and cannot be written (SQLite would open it read-only, or

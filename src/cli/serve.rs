@@ -1,0 +1,265 @@
+//! `serve`: the HTTP API, the projections and the publisher, until SIGINT or SIGTERM; and the
+//! banner that tells a first-time user how to get in.
+
+use super::args::{
+    DEFAULT_METRICS_LISTEN, MetricsListen, SecretArgs, StoreArgs, parse_listen,
+    parse_metrics_listen, parse_ttl,
+};
+use crate::config::{MissingSecret, SECRET_FILE, redact_url};
+use crate::http::metrics::MetricsToken;
+use crate::projections::runner::RunnerConfig;
+use crate::publish::PublisherConfig;
+use crate::server::{self, ServerConfig};
+use crate::store::StoreConfig;
+use clap::Args;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// `serve` options.
+#[derive(Args, Clone)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Address to listen on.
+    #[arg(long, env = "RECOVERY_LISTEN", default_value = "127.0.0.1:8080", value_parser = parse_listen)]
+    pub listen: SocketAddr,
+    /// Address of the metrics listener (/metrics, /healthz, /readyz), or `off`. Keep it on
+    /// loopback or a private network: the counters show every tenant's activity.
+    #[arg(long, env = "RECOVERY_METRICS_LISTEN", default_value = DEFAULT_METRICS_LISTEN,
+          value_parser = parse_metrics_listen)]
+    pub metrics_listen: MetricsListen,
+    /// Serve /metrics on the API's listener too, to requests with `Authorization: Bearer
+    /// <this token>` (at least 32 bytes); without it, /metrics is not on the API's listener.
+    #[arg(long, env = "RECOVERY_METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<String>,
+    #[command(flatten)]
+    pub secret: SecretArgs,
+    /// NATS server (used by the publisher; optional); a cluster's servers separated by commas.
+    #[arg(long, env = "NATS_URL")]
+    pub nats_url: Option<String>,
+    /// PEM file of the CA that signed the NATS servers' certificates (beside the system's).
+    #[arg(long, env = "NATS_CA")]
+    pub nats_ca: Option<PathBuf>,
+    /// How long a query with `min_position` waits for the projection, in milliseconds.
+    #[arg(long, env = "RECOVERY_FRESHNESS_TIMEOUT_MS", default_value_t = 2000)]
+    pub freshness_timeout_ms: u64,
+    /// The most domains a tenant's settings may list.
+    #[arg(long, env = "RECOVERY_MAX_TENANT_DOMAINS", default_value_t = 500,
+          value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub max_tenant_domains: u32,
+    /// Show tenants the global log's positions as numbers (as before sealed position tokens),
+    /// for clients written against them; they reveal how much all tenants write.
+    #[arg(long, env = "RECOVERY_PLAIN_POSITIONS")]
+    pub plain_positions: bool,
+    /// Serve the API only; leave the projections to other replicas.
+    #[arg(long, env = "RECOVERY_NO_PROJECTIONS")]
+    pub no_projections: bool,
+    #[command(flatten)]
+    pub publish: PublishArgs,
+}
+
+impl ServeArgs {
+    /// The metrics token, checked for length.
+    pub fn metrics_token(&self) -> anyhow::Result<Option<MetricsToken>> {
+        self.metrics_token
+            .as_deref()
+            .map(MetricsToken::new)
+            .transpose()
+    }
+}
+
+/// Publishing to NATS JetStream (used when `--nats-url` is set).
+#[derive(Args, Clone, Debug)]
+pub struct PublishArgs {
+    /// The JetStream stream the events go to.
+    #[arg(long, env = "RECOVERY_NATS_STREAM", default_value = "RECOVERY_EVENTS")]
+    pub nats_stream: String,
+    /// First tokens of every subject.
+    #[arg(
+        long,
+        env = "RECOVERY_NATS_SUBJECT_PREFIX",
+        default_value = "recovery.v1"
+    )]
+    pub nats_subject_prefix: String,
+    /// The stream's duplicate window (seconds, or a number with s, m, h or d).
+    #[arg(long, env = "RECOVERY_NATS_DUPLICATE_WINDOW", default_value = "10m", value_parser = parse_ttl)]
+    pub nats_duplicate_window: Duration,
+    /// Copies of the stream JetStream keeps (its servers in a cluster: 1, 3 or 5).
+    #[arg(long, env = "RECOVERY_NATS_REPLICAS", default_value_t = 1,
+          value_parser = clap::value_parser!(u8).range(1..=5))]
+    pub nats_replicas: u8,
+    /// Publish raw phone numbers and emails (trusted internal consumers only).
+    #[arg(long, env = "RECOVERY_PUBLISH_RAW_VALUES")]
+    pub publish_raw_values: bool,
+    /// How long the publishing replica may go without renewing its lease before another
+    /// replica takes over (seconds, or a number with s, m, h or d).
+    #[arg(long, env = "RECOVERY_PUBLISHER_LEASE", default_value = "30s", value_parser = parse_ttl)]
+    pub publisher_lease: Duration,
+}
+
+impl fmt::Debug for ServeArgs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServeArgs")
+            .field("store", &self.store)
+            .field("listen", &self.listen)
+            .field("metrics_listen", &self.metrics_listen)
+            .field("metrics_token", &self.metrics_token.as_ref().map(|_| "***"))
+            .field("secret", &self.secret)
+            .field("nats_url", &self.nats_url.as_deref().map(redact_url))
+            .field("nats_ca", &self.nats_ca)
+            .field("freshness_timeout_ms", &self.freshness_timeout_ms)
+            .field("max_tenant_domains", &self.max_tenant_domains)
+            .field("plain_positions", &self.plain_positions)
+            .field("no_projections", &self.no_projections)
+            .field("publish", &self.publish)
+            .finish()
+    }
+}
+
+/// Runs `serve`.
+pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    tracing::debug!(config = ?args, "configuration");
+    let store = args.store.store_config();
+    let publisher = args.nats_url.as_ref().map(|url| PublisherConfig {
+        stream_name: args.publish.nats_stream.clone(),
+        subject_prefix: args.publish.nats_subject_prefix.clone(),
+        duplicate_window: args.publish.nats_duplicate_window,
+        replicas: usize::from(args.publish.nats_replicas),
+        ca_file: args.nats_ca.clone(),
+        reveal_values: args.publish.publish_raw_values,
+        lease: args.publish.publisher_lease,
+        ..PublisherConfig::new(url)
+    });
+    // Before the secret, whose generation creates the data directory: a configuration
+    // that cannot work leaves nothing behind (`server::start` checks it too, for the
+    // library's callers).
+    crate::publish::check_store(publisher.as_ref(), &store)?;
+    let config = ServerConfig {
+        jwt_secret: args.secret.resolve(&store, MissingSecret::Generate)?,
+        store: store.clone(),
+        listen: args.listen,
+        metrics_listen: args.metrics_listen.0,
+        metrics_token: args.metrics_token()?,
+        freshness_timeout: Duration::from_millis(args.freshness_timeout_ms),
+        plain_positions: args.plain_positions,
+        settings_limits: crate::domain::SettingsLimits {
+            max_domains: args.max_tenant_domains as usize,
+        },
+        runner: RunnerConfig::default(),
+        run_projections: !args.no_projections,
+        publisher,
+    };
+    let server = server::start(config).await?;
+    print_banner(
+        server.addr,
+        server.metrics_addr,
+        &store,
+        args.secret.jwt_secret.is_some(),
+    );
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    server.stop().await
+}
+
+/// What a first-time user needs to go on: where it listens, where the data is, how to get in:
+/// a token command that works as typed, from any directory (the binary's real path and the
+/// data directory's absolute one), and the `cargo run` form when it runs from a cargo build.
+fn print_banner(
+    addr: std::net::SocketAddr,
+    metrics: Option<std::net::SocketAddr>,
+    store: &StoreConfig,
+    explicit_secret: bool,
+) {
+    println!("recovery-info listening on http://{addr}");
+    println!(
+        "  metrics: {}",
+        metrics.map_or("off".into(), |m| format!("http://{m}/metrics"))
+    );
+    println!("  store: {}", store.describe());
+    let (secret, store_flag) = match (store, explicit_secret) {
+        (StoreConfig::Embedded { data_dir }, false) => (
+            format!(
+                "signed with the secret kept in {};",
+                data_dir.join(SECRET_FILE).display()
+            ),
+            format!(
+                " --data-dir {}",
+                shell_word(&data_dir.display().to_string())
+            ),
+        ),
+        _ => (
+            "signed with RECOVERY_JWT_SECRET; with the same secret in the environment,".to_owned(),
+            String::new(),
+        ),
+    };
+    let mint = format!(
+        "token --tenant <tenant-uuid> --subject <admin-uuid> --role self_service{store_flag}"
+    );
+    let exe = std::env::current_exe().ok();
+    let program = exe.as_deref().map_or("recovery-info".to_owned(), |p| {
+        shell_word(&p.display().to_string())
+    });
+    println!("  tokens: {secret} mint one with");
+    println!("    {program} {mint}");
+    if let Some((project, profile)) = exe.as_deref().and_then(cargo_build) {
+        println!(
+            "    or, in {}: cargo run -q{profile} -- {mint}",
+            project.display()
+        );
+    }
+    println!("  (roles: self_service, authentication_admin, reset_service, auditor, dashboard)");
+}
+
+/// The project and the `cargo run` profile flag of a binary that cargo built into the
+/// project's `target/<profile>/`.
+fn cargo_build(exe: &std::path::Path) -> Option<(&std::path::Path, String)> {
+    let profile_dir = exe.parent()?;
+    let target = profile_dir.parent()?;
+    let project = target.parent()?;
+    if target.file_name()? != "target" || !project.join("Cargo.toml").is_file() {
+        return None;
+    }
+    let flag = match profile_dir.file_name()?.to_str()? {
+        "debug" => String::new(),
+        "release" => " --release".to_owned(),
+        other => format!(" --profile {other}"),
+    };
+    Some((project, flag))
+}
+
+/// `word` as a shell reads it back: as it is when a shell leaves all its characters alone,
+/// single-quoted otherwise.
+fn shell_word(word: &str) -> String {
+    let plain = !word.is_empty()
+        && word
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-+:@,=%".contains(c));
+    if plain {
+        word.to_owned()
+    } else {
+        format!("'{}'", word.replace('\'', r"'\''"))
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
