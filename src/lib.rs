@@ -21,7 +21,7 @@
 //!
 //! Beside them, importing nothing of the crate, so that any module may use them: [`error`], the
 //! stable codes of refusals and failures, and [`config`], the resolved settings; and
-//! [`progress`] lines for the long-running commands, [`telemetry`] (logs and metrics) and
+//! `progress` lines for the long-running commands, [`telemetry`] (logs and metrics) and
 //! [`task`] (awaiting tasks of the runtime). No module imports one that imports it back
 //! (`scripts/import-graph`, run by `scripts/test`).
 
@@ -43,6 +43,6 @@ pub mod cli;
 
 pub mod config;
 pub mod error;
-pub mod progress;
+pub(crate) mod progress;
 pub mod task;
 pub mod telemetry;

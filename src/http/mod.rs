@@ -2,11 +2,11 @@
 //! the headers every answer carries).
 
 pub mod auth;
-pub mod error;
-pub mod extract;
-pub mod listener;
+pub(crate) mod error;
+pub(crate) mod extract;
+pub(crate) mod listener;
 pub mod metrics;
-pub mod positions;
+pub(crate) mod positions;
 pub(crate) mod routes;
 
 use crate::app::{Answer, App, CommandContext, IdempotencyRequest};

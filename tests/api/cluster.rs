@@ -2,7 +2,8 @@
 //! stream is scaled to three copies and publishing goes on, exactly once and in order, after the
 //! stream's leader node is stopped.
 
-use crate::publish::{nats_binary, published_exactly_once};
+use crate::publish::published_exactly_once;
+use crate::support::nats::nats_binary;
 use crate::support::{Options, free_port, spawn_app_with};
 use async_nats::jetstream;
 use recovery_info::publish::PublisherConfig;

@@ -1,6 +1,7 @@
 //! Black-box tests: the service on a real listener against a real PostgreSQL, a fresh
 //! database per test. `scripts/test` provides the servers (TEST_PG_URL, TEST_NATS_URL).
 
+#[path = "../support/mod.rs"]
 mod support;
 
 mod access;
