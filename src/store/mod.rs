@@ -166,6 +166,19 @@ pub struct IdempotentAnswer {
 /// builds that wrote them, keep working across an upgrade.
 pub(crate) const NO_STATUS: i16 = 0;
 
+/// One append to the log.
+pub struct Append {
+    pub stream: StreamId,
+    /// The version the stream must be at; `None`: whatever it is (the audit stream).
+    pub expected: Option<u64>,
+    /// Another stream the command was decided on (the tenant's settings) and the version it
+    /// was read at: the append is refused if that stream has moved since.
+    pub guard: Option<(StreamId, u64)>,
+    pub events: Vec<PendingEvent>,
+    /// The idempotency record to write in the same transaction.
+    pub answer: Option<IdempotentAnswer>,
+}
+
 /// What an append placed in the log, and the outcome stored with it.
 #[derive(Debug)]
 pub struct Appended {
@@ -286,19 +299,10 @@ role! {
         fn read_log(&self, after: u64, limit: u32) -> Vec<RecordedEvent>;
         /// A filtered page of a tenant's or an admin's history.
         fn history(&self, query: &HistoryQuery) -> Vec<RecordedEvent>;
-        /// Appends `events` to `stream` if it is at `expected` (`None`: at whatever version it
-        /// is, for the audit stream) and, with a `guard`, only if that stream (the tenant's
-        /// settings the command was decided on) is still at its version, with the idempotency
-        /// record `answer` in the same transaction. A stale `expected` is
-        /// [`StoreError::Conflict`], a moved guard [`StoreError::DecidedOnStale`].
-        fn append_to(
-            &self,
-            stream: StreamId,
-            expected: Option<u64>,
-            guard: Option<(StreamId, u64)>,
-            events: Vec<PendingEvent>,
-            answer: Option<IdempotentAnswer>,
-        ) -> Appended;
+        /// Writes an [`Append`]: its events if its stream is at the expected version and its
+        /// guard has not moved, with its idempotency record, in one transaction. A stale
+        /// version is [`StoreError::Conflict`], a moved guard [`StoreError::DecidedOnStale`].
+        fn append_to(&self, append: Append) -> Appended;
     }
 }
 
@@ -376,7 +380,7 @@ impl Store {
         events: Vec<PendingEvent>,
         answer: Option<IdempotentAnswer>,
     ) -> Result<Appended, StoreError> {
-        self.append_to(stream, Some(expected_version), None, events, answer)
+        self.append_guarded(stream, expected_version, None, events, answer)
             .await
     }
 
@@ -391,8 +395,14 @@ impl Store {
         events: Vec<PendingEvent>,
         answer: Option<IdempotentAnswer>,
     ) -> Result<Appended, StoreError> {
-        self.append_to(stream, Some(expected_version), guard, events, answer)
-            .await
+        self.append_to(Append {
+            stream,
+            expected: Some(expected_version),
+            guard,
+            events,
+            answer,
+        })
+        .await
     }
 
     /// Appends to a stream without invariants (the audit stream) at its current version.
@@ -401,7 +411,14 @@ impl Store {
         stream: StreamId,
         events: Vec<PendingEvent>,
     ) -> Result<Appended, StoreError> {
-        self.append_to(stream, None, None, events, None).await
+        self.append_to(Append {
+            stream,
+            expected: None,
+            guard: None,
+            events,
+            answer: None,
+        })
+        .await
     }
 }
 

@@ -2,21 +2,12 @@
 //! waiting at that moment in one transaction (`group_commit`).
 
 use super::PgStore;
-use crate::domain::StreamId;
-use crate::events::PendingEvent;
-use crate::store::{Appended, IdempotentAnswer, StoreError};
+use crate::store::{Append, Appended, StoreError};
 use tokio::sync::oneshot;
 
 /// One append waiting for the appender.
 pub(super) struct AppendJob {
-    pub stream: StreamId,
-    /// `None`: append at whatever version the stream is (the audit stream).
-    pub expected: Option<u64>,
-    /// Another stream the command was decided on (the tenant's settings) and the version it
-    /// was read at: the append is refused if that stream has moved since.
-    pub guard: Option<(StreamId, u64)>,
-    pub events: Vec<PendingEvent>,
-    pub answer: Option<IdempotentAnswer>,
+    pub append: Append,
     pub reply: oneshot::Sender<Result<Appended, StoreError>>,
 }
 
@@ -27,24 +18,10 @@ impl PgStore {
     /// Appends are serialised by the row lock on `log_head` (the global append lock): the lock
     /// is taken first, then the stream version is checked, so the check cannot race. Appends
     /// waiting at the same moment share one transaction (see `group_commit`).
-    #[tracing::instrument(skip(self, events, answer), fields(stream = %stream, ?expected, n = events.len()))]
-    pub async fn append_to(
-        &self,
-        stream: StreamId,
-        expected: Option<u64>,
-        guard: Option<(StreamId, u64)>,
-        events: Vec<PendingEvent>,
-        answer: Option<IdempotentAnswer>,
-    ) -> Result<Appended, StoreError> {
+    #[tracing::instrument(skip_all, fields(stream = %append.stream, expected = ?append.expected, n = append.events.len()))]
+    pub async fn append_to(&self, append: Append) -> Result<Appended, StoreError> {
         let (reply, outcome) = tokio::sync::oneshot::channel();
-        let job = AppendJob {
-            stream,
-            expected,
-            guard,
-            events,
-            answer,
-            reply,
-        };
+        let job = AppendJob { append, reply };
         self.appender
             .send(job)
             .await

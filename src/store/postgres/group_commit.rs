@@ -170,7 +170,7 @@ async fn write_in(
     // The tips of the appended streams and of the guarded ones.
     let tip_names: Vec<String> = jobs
         .iter()
-        .flat_map(|j| std::iter::once(j.stream).chain(j.guard.map(|(s, _)| s)))
+        .flat_map(|j| std::iter::once(j.append.stream).chain(j.append.guard.map(|(s, _)| s)))
         .map(|s| s.to_string())
         .collect();
     if let Some(head) = known.optimistic_head(&tip_names) {
@@ -266,10 +266,10 @@ async fn place_and_write(
     optimistic: bool,
 ) -> Result<Written, StoreError> {
     let requests = jobs.iter().map(|job| Request {
-        stream: job.stream,
-        expected: job.expected,
-        guard: job.guard,
-        events: &job.events,
+        stream: job.append.stream,
+        expected: job.append.expected,
+        guard: job.append.guard,
+        events: &job.append.events,
     });
     let (next, placed) = place(head, &mut tips, requests);
     let mut rows = EventRows::default();
@@ -283,7 +283,7 @@ async fn place_and_write(
                 continue;
             }
         };
-        let name = job.stream.to_string();
+        let name = job.append.stream.to_string();
         let mut recorded = Vec::with_capacity(placed.len());
         for p in placed {
             let event = p.event;
@@ -292,15 +292,16 @@ async fn place_and_write(
             rows.version.push(to_i64(event.version));
             rows.event_id.push(event.event_id);
             rows.event_type.push(event.type_name());
-            rows.tenant_id.push(job.stream.tenant().as_uuid());
-            rows.admin_id.push(job.stream.admin().map(|a| a.as_uuid()));
+            rows.tenant_id.push(job.append.stream.tenant().as_uuid());
+            rows.admin_id
+                .push(job.append.stream.admin().map(|a| a.as_uuid()));
             rows.occurred_at.push(event.occurred_at);
             rows.payload.push(p.payload);
             rows.prev_hash.push(p.prev_hash);
             rows.hash.push(p.hash);
             recorded.push(event);
         }
-        let kept = match &job.answer {
+        let kept = match &job.append.answer {
             Some(answer) => {
                 let outcome = (answer.build)(&recorded);
                 answers.response.push(serde_json::to_value(&outcome)?);

@@ -11,10 +11,10 @@ mod replay;
 
 use crate::config::create_data_dir;
 use crate::domain::StreamId;
-use crate::events::{DecodeError, PendingEvent, RecordedEvent};
+use crate::events::{DecodeError, RecordedEvent};
 use crate::store::place::{Request, Tip, place};
 use crate::store::{
-    Appended, BackendError, HistoryQuery, IdempotencyKey, IdempotentAnswer, NO_STATUS, StoreError,
+    Append, Appended, BackendError, HistoryQuery, IdempotencyKey, NO_STATUS, StoreError,
     StoredAnswer,
 };
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
@@ -318,19 +318,9 @@ impl SqliteStore {
         .await
     }
 
-    /// Appends `events` to `stream` (see `EventLog::append_to`), with the idempotency record in
-    /// the same transaction.
-    pub async fn append_to(
-        &self,
-        stream: StreamId,
-        expected: Option<u64>,
-        guard: Option<(StreamId, u64)>,
-        events: Vec<PendingEvent>,
-        answer: Option<IdempotentAnswer>,
-    ) -> Result<Appended, StoreError> {
-        let appended = self
-            .run(move |c| append(c, stream, expected, guard, events, answer))
-            .await?;
+    /// Writes an append (see `EventLog::append_to`).
+    pub async fn append_to(&self, append: Append) -> Result<Appended, StoreError> {
+        let appended = self.run(move |c| write_append(c, append)).await?;
         metrics::counter!("recovery_events_appended_total").increment(appended.events.len() as u64);
         Ok(appended)
     }
@@ -532,14 +522,14 @@ fn stream_tip(tx: &rusqlite::Transaction<'_>, name: &str) -> Result<Tip, StoreEr
         .unwrap_or_else(Tip::genesis))
 }
 
-fn append(
-    c: &mut Connection,
-    stream: StreamId,
-    expected: Option<u64>,
-    guard: Option<(StreamId, u64)>,
-    events: Vec<PendingEvent>,
-    answer: Option<IdempotentAnswer>,
-) -> Result<Appended, StoreError> {
+fn write_append(c: &mut Connection, append: Append) -> Result<Appended, StoreError> {
+    let Append {
+        stream,
+        expected,
+        guard,
+        events,
+        answer,
+    } = append;
     // IMMEDIATE takes the write lock now: the checks and the positions are decided under it,
     // like the PostgreSQL store's global append lock.
     let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
