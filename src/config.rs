@@ -16,8 +16,8 @@ pub enum LogFormat {
     Json,
 }
 
-/// Connections in the PostgreSQL pool by default: the commands, the appender, both projection
-/// runners and the publisher draw on it (16 made commands queue for a connection under load).
+/// Connections in the PostgreSQL pool by default: the commands, the appender, the projection
+/// runner and the publisher draw on it (16 made commands queue for a connection under load).
 pub const DEFAULT_POOL_SIZE: usize = 32;
 
 /// The file in the data directory that keeps the embedded mode's generated secret.
