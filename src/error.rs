@@ -62,6 +62,8 @@ codes! {
 
     // Who asks.
     Unauthorized = "unauthorized",
+    /// A write of security info needs a more recent or stronger sign-in (RFC 9470).
+    StepUpRequired = "step_up_required",
     Forbidden = "forbidden",
     /// A token of another tenant.
     TenantMismatch = "tenant_mismatch",

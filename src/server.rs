@@ -3,8 +3,10 @@
 
 use crate::app::App;
 use crate::domain::SettingsLimits;
+use crate::http::auth::oidc::{Oidc, OidcConfig};
+use crate::http::auth::{Authenticator, JwtKeys, StepUp};
 use crate::http::metrics::MetricsToken;
-use crate::http::{self, HttpState, auth::JwtKeys, error::ApiError, positions::Positions};
+use crate::http::{self, HttpState, error::ApiError, positions::Positions};
 use crate::projections::runner::{Projections, RunnerConfig};
 use crate::publish::{Live, PublisherConfig, rpc};
 use crate::store::Maintenance;
@@ -30,7 +32,13 @@ pub struct ServerConfig {
     pub metrics_listen: Option<SocketAddr>,
     /// With it, `/metrics` on the API's listener too, for requests bearing it.
     pub metrics_token: Option<MetricsToken>,
-    pub jwt_secret: Vec<u8>,
+    /// The service's own HS256 secret: its tokens are accepted (with an OpenID issuer, only
+    /// when it is given).
+    pub jwt_secret: Option<Vec<u8>>,
+    /// The organisation's OpenID issuers, whose tokens are accepted.
+    pub oidc: Option<OidcConfig>,
+    /// What a write of security info needs of the sign-in.
+    pub step_up: StepUp,
     pub freshness_timeout: Duration,
     /// Bounds on what a tenant's settings may hold.
     pub settings_limits: SettingsLimits,
@@ -55,6 +63,8 @@ pub struct Server {
     http: JoinHandle<std::io::Result<()>>,
     metrics_http: Option<JoinHandle<std::io::Result<()>>>,
     projection_tasks: Vec<JoinHandle<()>>,
+    /// The OpenID issuers' key refresh, when there are issuers.
+    key_refresh: Option<JoinHandle<()>>,
     live: Live,
 }
 
@@ -82,6 +92,22 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Server> {
     // The recorder first: what the projections and the publisher record before the listener
     // serves (the publisher's leadership, say) would otherwise go to no recorder and be lost.
     let metrics = crate::telemetry::metrics_handle();
+    // The issuers' keys before anything else starts: an issuer that cannot be read is an
+    // error of the start, with nothing to tear down.
+    let oidc = match config.oidc.clone() {
+        Some(oidc) => Some(Oidc::start(oidc).await?),
+        None => None,
+    };
+    anyhow::ensure!(
+        oidc.is_some() || config.jwt_secret.is_some(),
+        "no tokens could be verified: give an OpenID issuer (--oidc-issuer) or a secret \
+         (RECOVERY_JWT_SECRET)"
+    );
+    let auth = Authenticator::new(
+        config.jwt_secret.as_deref().map(JwtKeys::new),
+        oidc.clone(),
+        config.step_up.clone(),
+    );
     let store = Store::open(&config.store)
         .await
         .with_context(|| format!("cannot open the store ({})", config.store.describe()))?;
@@ -114,9 +140,10 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Server> {
             return Err(e).context("cannot start live publishing");
         }
     };
+    let key_refresh = oidc.as_ref().map(Oidc::spawn_refresh);
     let state = HttpState::new(
         app.clone(),
-        JwtKeys::new(&config.jwt_secret),
+        auth,
         metrics,
         config.metrics_token,
         live.log.clone(),
@@ -138,6 +165,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Server> {
         http,
         metrics_http,
         projection_tasks,
+        key_refresh,
         live,
     })
 }
@@ -187,7 +215,7 @@ impl Server {
             Some(metrics_http) => metrics_http.await,
             None => Ok(Ok(())),
         };
-        for t in &self.projection_tasks {
+        for t in self.projection_tasks.iter().chain(&self.key_refresh) {
             t.abort();
         }
         result??;
@@ -203,7 +231,7 @@ impl Drop for Server {
             metrics_http.abort();
         }
         self.live.stop();
-        for t in &self.projection_tasks {
+        for t in self.projection_tasks.iter().chain(&self.key_refresh) {
             t.abort();
         }
     }

@@ -200,7 +200,10 @@ fn service_config(database_url: &str, nats_url: &str, alone: bool) -> ServerConf
         // beside it.
         metrics_listen: None,
         metrics_token: None,
-        jwt_secret: SECRET.to_vec(),
+        jwt_secret: Some(SECRET.to_vec()),
+        oidc: None,
+        // The bench mints its tokens once and writes for longer than a sign-in lasts.
+        step_up: recovery_info::http::auth::StepUp::off(),
         freshness_timeout: Duration::from_secs(2),
         settings_limits: Default::default(),
         plain_positions: true,

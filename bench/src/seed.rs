@@ -180,6 +180,7 @@ pub async fn seed(url: &str, n: usize, tenants: usize) -> anyhow::Result<u64> {
     let actor = Actor {
         subject: "recovery-bench-seed".into(),
         roles: vec!["authentication_admin".into()],
+        ..Actor::default()
     };
     let mut rng = Rng::new(42);
     let values = Values::new(&mut rng);

@@ -15,7 +15,7 @@ use std::io::Write;
 pub const PAGE: u32 = 1000;
 
 /// The CSV columns, in order.
-pub const CSV_COLUMNS: [&str; 11] = [
+pub const CSV_COLUMNS: [&str; 13] = [
     "position",
     "version",
     "event_id",
@@ -27,6 +27,9 @@ pub const CSV_COLUMNS: [&str; 11] = [
     "actor_roles",
     "correlation_id",
     "data",
+    // The sign-in behind the change, when the token said (last: columns are only added).
+    "actor_auth_time",
+    "actor_acr",
 ];
 
 /// The output format.
@@ -82,6 +85,7 @@ impl ExportFilter {
             actor: Actor {
                 subject: format!("cli:{user}"),
                 roles: vec!["auditor".into()],
+                ..Actor::default()
             },
             correlation_id: uuid::Uuid::now_v7(),
             idempotency_key: None,
@@ -173,6 +177,8 @@ fn csv_fields(entry: &Value) -> impl Iterator<Item = String> {
         roles,
         text(&entry["correlation_id"]),
         entry["data"].to_string(),
+        text(&entry["actor"]["auth_time"]),
+        text(&entry["actor"]["acr"]),
     ]
     .into_iter()
 }

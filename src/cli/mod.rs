@@ -4,6 +4,7 @@
 
 pub mod args;
 pub mod audit;
+pub mod identity;
 pub mod migrate;
 pub mod replay;
 pub mod serve;
@@ -36,7 +37,7 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run the HTTP API and the projections (applies migrations first).
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// Apply database migrations and exit.
     Migrate(args::StoreArgs),
     /// Mint a bearer token for operators and tests.
@@ -99,7 +100,7 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
         std::thread::spawn(crate::domain::load_phone_metadata);
     }
     match command {
-        Command::Serve(args) => serve::run(args).await,
+        Command::Serve(args) => serve::run(*args).await,
         Command::Migrate(args) => migrate::run(args).await,
         Command::Watch(args) => watch::run(args).await,
         Command::Token(args) => token::run(args).await,

@@ -5,6 +5,7 @@ use super::args::{
     DEFAULT_METRICS_LISTEN, MetricsListen, SecretArgs, StoreArgs, parse_listen,
     parse_metrics_listen, parse_ttl,
 };
+use super::identity::IdentityArgs;
 use crate::config::{MissingSecret, SECRET_FILE, redact_url};
 use crate::http::metrics::MetricsToken;
 use crate::projections::runner::RunnerConfig;
@@ -36,6 +37,8 @@ pub struct ServeArgs {
     pub metrics_token: Option<String>,
     #[command(flatten)]
     pub secret: SecretArgs,
+    #[command(flatten)]
+    pub identity: IdentityArgs,
     /// NATS server (used by the publisher; optional); a cluster's servers separated by commas.
     #[arg(long, env = "NATS_URL")]
     pub nats_url: Option<String>,
@@ -107,6 +110,7 @@ impl fmt::Debug for ServeArgs {
             .field("metrics_listen", &self.metrics_listen)
             .field("metrics_token", &self.metrics_token.as_ref().map(|_| "***"))
             .field("secret", &self.secret)
+            .field("identity", &self.identity)
             .field("nats_url", &self.nats_url.as_deref().map(redact_url))
             .field("nats_ca", &self.nats_ca)
             .field("freshness_timeout_ms", &self.freshness_timeout_ms)
@@ -136,8 +140,17 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     // that cannot work leaves nothing behind (`server::start` checks it too, for the
     // library's callers).
     crate::publish::check_store(publisher.as_ref(), &store)?;
+    let oidc = args.identity.oidc()?;
+    // With an issuer, the service's own tokens only with a secret given: none is generated.
+    let jwt_secret = match (&oidc, &args.secret.jwt_secret) {
+        (Some(_), None) => None,
+        _ => Some(args.secret.resolve(&store, MissingSecret::Generate)?),
+    };
+    let issuers = oidc.as_ref().map(|o| o.issuers.clone()).unwrap_or_default();
     let config = ServerConfig {
-        jwt_secret: args.secret.resolve(&store, MissingSecret::Generate)?,
+        jwt_secret,
+        oidc,
+        step_up: args.identity.step_up(),
         store: store.clone(),
         listen: args.listen,
         metrics_listen: args.metrics_listen.0,
@@ -157,6 +170,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         server.metrics_addr,
         &store,
         args.secret.jwt_secret.is_some(),
+        &issuers,
     );
     shutdown_signal().await;
     tracing::info!("shutting down");
@@ -171,6 +185,7 @@ fn print_banner(
     metrics: Option<std::net::SocketAddr>,
     store: &StoreConfig,
     explicit_secret: bool,
+    issuers: &[String],
 ) {
     println!("recovery-info listening on http://{addr}");
     println!(
@@ -178,6 +193,13 @@ fn print_banner(
         metrics.map_or("off".into(), |m| format!("http://{m}/metrics"))
     );
     println!("  store: {}", store.describe());
+    for issuer in issuers {
+        println!("  tokens: from the OpenID issuer {issuer}");
+    }
+    if !issuers.is_empty() && !explicit_secret {
+        println!("  (the service's own tokens are off: no RECOVERY_JWT_SECRET)");
+        return;
+    }
     let (secret, store_flag) = match (store, explicit_secret) {
         (StoreConfig::Embedded { data_dir }, false) => (
             format!(

@@ -25,11 +25,21 @@ pub mod pb {
 /// The envelope schema version this build writes.
 pub const SCHEMA_VERSION: u32 = 2;
 
-/// Who caused an event: the JWT subject and the roles it acted with.
+/// Who caused an event: the token's subject and the roles it acted with, and the sign-in the
+/// token came from, when it said (`auth_time`, `acr`, `amr`: RFC 9470's step-up).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Actor {
     pub subject: String,
     pub roles: Vec<String>,
+    /// When the user signed in (OpenID Connect `auth_time`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_time: Option<DateTime<Utc>>,
+    /// How strongly (the authentication context class, `acr`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acr: Option<String>,
+    /// With which methods (`amr`: `pwd`, `mfa`, `otp`, …).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub amr: Vec<String>,
 }
 
 /// An event before the store has placed it in the log.
@@ -154,6 +164,9 @@ impl RecordedEvent {
             actor: Some(pb::Actor {
                 subject: self.actor.subject.clone(),
                 roles: self.actor.roles.clone(),
+                auth_time_ms: self.actor.auth_time.map(|t| t.timestamp_millis()),
+                acr: self.actor.acr.clone(),
+                amr: self.actor.amr.clone(),
             }),
             correlation_id: self.correlation_id.to_string(),
             idempotency_key: self.idempotency_key.clone().unwrap_or_default(),
@@ -202,6 +215,11 @@ impl RecordedEvent {
             actor: Actor {
                 subject: actor.subject,
                 roles: actor.roles,
+                auth_time: actor
+                    .auth_time_ms
+                    .and_then(DateTime::<Utc>::from_timestamp_millis),
+                acr: actor.acr,
+                amr: actor.amr,
             },
             correlation_id: parse_id(&env.correlation_id, "correlation_id")?,
             idempotency_key: Some(env.idempotency_key).filter(|k| !k.is_empty()),
@@ -469,6 +487,7 @@ mod tests {
                 actor: Actor {
                     subject: "alice".into(),
                     roles: vec!["self_service".into()],
+                    ..Actor::default()
                 },
                 correlation_id: Uuid::now_v7(),
                 idempotency_key: Some("k1".into()),

@@ -19,6 +19,8 @@ pub struct ApiError {
     pub detail: String,
     /// Seconds, for a `Retry-After` header on 503s.
     pub retry_after: Option<u32>,
+    /// The `WWW-Authenticate` challenge of a 401 (RFC 6750, RFC 9470); `Bearer` when none.
+    pub www_authenticate: Option<String>,
 }
 
 /// What a code is to HTTP: its status, the problem's title and, for a failure that a retry
@@ -62,6 +64,11 @@ pub fn problem(code: Code) -> (StatusCode, &'static str, Option<u32>) {
         ),
         InvalidBody => (StatusCode::UNPROCESSABLE_ENTITY, "Invalid body", None),
         Unauthorized => (StatusCode::UNAUTHORIZED, "Authentication required", None),
+        StepUpRequired => (
+            StatusCode::UNAUTHORIZED,
+            "Step-up authentication required",
+            None,
+        ),
         Forbidden | TenantMismatch | RevealRequiresAuditor => {
             (StatusCode::FORBIDDEN, "Forbidden", None)
         }
@@ -117,7 +124,14 @@ impl ApiError {
             title,
             detail: detail.into(),
             retry_after,
+            www_authenticate: None,
         }
+    }
+
+    /// With the `WWW-Authenticate` challenge of a 401.
+    pub fn with_www_authenticate(mut self, challenge: String) -> Self {
+        self.www_authenticate = Some(challenge);
+        self
     }
 }
 
@@ -138,6 +152,12 @@ impl IntoResponse for ApiError {
         );
         if let Some(s) = self.retry_after {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(s));
+        }
+        if self.status == StatusCode::UNAUTHORIZED {
+            let challenge = self.www_authenticate.as_deref().unwrap_or("Bearer");
+            if let Ok(v) = HeaderValue::from_str(challenge) {
+                headers.insert(header::WWW_AUTHENTICATE, v);
+            }
         }
         response
     }

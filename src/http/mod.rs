@@ -13,7 +13,7 @@ use crate::app::{Answer, App, CommandContext, IdempotencyRequest};
 use crate::domain::CommandOutcome;
 use crate::error::Code;
 use crate::publish::tail::{LiveLog, StreamShutdown};
-use auth::{Caller, JwtKeys};
+use auth::{Authenticator, Caller};
 use axum::extract::{FromRef, MatchedPath, Request};
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
@@ -41,7 +41,8 @@ pub struct HttpState(Arc<Shared>);
 /// The state behind [`HttpState`].
 pub struct Shared {
     pub app: App,
-    pub jwt: JwtKeys,
+    /// How bearer tokens are verified, and what writes need of the sign-in.
+    pub auth: Authenticator,
     pub metrics: PrometheusHandle,
     /// With it, `/metrics` on the API's listener too, for requests bearing it.
     pub metrics_token: Option<MetricsToken>,
@@ -55,7 +56,7 @@ pub struct Shared {
 impl HttpState {
     pub fn new(
         app: App,
-        jwt: JwtKeys,
+        auth: Authenticator,
         metrics: PrometheusHandle,
         metrics_token: Option<MetricsToken>,
         live: LiveLog,
@@ -64,7 +65,7 @@ impl HttpState {
     ) -> Self {
         HttpState(Arc::new(Shared {
             app,
-            jwt,
+            auth,
             metrics,
             metrics_token,
             live,
@@ -82,9 +83,9 @@ impl std::ops::Deref for HttpState {
     }
 }
 
-impl FromRef<HttpState> for JwtKeys {
+impl FromRef<HttpState> for Authenticator {
     fn from_ref(state: &HttpState) -> Self {
-        state.jwt.clone()
+        state.auth.clone()
     }
 }
 

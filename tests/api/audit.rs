@@ -79,6 +79,7 @@ fn added(n: u64) -> PendingEvent {
         actor: Actor {
             subject: "seed".into(),
             roles: vec!["authentication_admin".into()],
+            ..Actor::default()
         },
         correlation_id: Uuid::now_v7(),
         idempotency_key: None,
@@ -606,7 +607,7 @@ async fn export_writes_the_same_entries_as_the_http_history(backend: Backend) {
         "the header, the feed and the reveal trace"
     );
     for (row, entry) in csv[1..].iter().zip(feed) {
-        assert_eq!(row.len(), 11);
+        assert_eq!(row.len(), 13);
         assert_eq!(row[0], entry["position"].to_string());
         assert_eq!(row[3], entry["type"].as_str().unwrap());
         assert_eq!(row[7], entry["actor"]["subject"].as_str().unwrap());

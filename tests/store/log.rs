@@ -19,6 +19,7 @@ fn pending(kind: MethodKind, value: String) -> PendingEvent {
         actor: Actor {
             subject: "load".into(),
             roles: vec![],
+            ..Actor::default()
         },
         correlation_id: Uuid::now_v7(),
         idempotency_key: None,

@@ -123,6 +123,9 @@ pub struct Options {
     /// The metrics listener's address: by default a free port on loopback.
     pub metrics_listen: Option<std::net::SocketAddr>,
     pub metrics_token: Option<MetricsToken>,
+    /// OpenID issuers whose tokens the app accepts (beside the suite's HS256 secret).
+    pub oidc: Option<recovery_info::http::auth::oidc::OidcConfig>,
+    pub step_up: recovery_info::http::auth::StepUp,
 }
 
 impl Default for Options {
@@ -134,6 +137,8 @@ impl Default for Options {
             plain_positions: true,
             metrics_listen: Some("127.0.0.1:0".parse().unwrap()),
             metrics_token: None,
+            oidc: None,
+            step_up: Default::default(),
         }
     }
 }
@@ -209,7 +214,9 @@ pub async fn spawn_store(store: StoreConfig, options: Options) -> TestApp {
         listen: "127.0.0.1:0".parse().unwrap(),
         metrics_listen: options.metrics_listen,
         metrics_token: options.metrics_token,
-        jwt_secret: SECRET.as_bytes().to_vec(),
+        jwt_secret: Some(SECRET.as_bytes().to_vec()),
+        oidc: options.oidc,
+        step_up: options.step_up,
         freshness_timeout: options.freshness_timeout,
         settings_limits: Default::default(),
         plain_positions: options.plain_positions,

@@ -110,6 +110,7 @@ pub async fn add(
     body: Result<JsonBody<AddBody>, ApiError>,
 ) -> Result<Response, ApiError> {
     caller.authorize(tenant, Access::ManageAdmin(admin))?;
+    caller.stepped_up(&s.auth.step_up)?;
     let headers = headers?;
     let body = body?;
     let kind = MethodKind::parse(&body.value.kind)?;
@@ -149,6 +150,7 @@ pub async fn change(
     body: Result<JsonBody<ChangeBody>, ApiError>,
 ) -> Result<Response, ApiError> {
     caller.authorize(tenant, Access::ManageAdmin(admin))?;
+    caller.stepped_up(&s.auth.step_up)?;
     let headers = headers?;
     let body = body?;
     let ctx = command_context(
@@ -180,6 +182,7 @@ pub async fn remove(
     headers: Result<CommandHeaders, ApiError>,
 ) -> Result<Response, ApiError> {
     caller.authorize(tenant, Access::ManageAdmin(admin))?;
+    caller.stepped_up(&s.auth.step_up)?;
     let headers = headers?;
     let ctx = command_context(
         &caller,
@@ -207,6 +210,7 @@ pub async fn offboard(
     headers: Result<CommandHeaders, ApiError>,
 ) -> Result<Response, ApiError> {
     caller.authorize(tenant, Access::Offboard)?;
+    caller.stepped_up(&s.auth.step_up)?;
     let headers = headers?;
     let ctx = command_context(
         &caller,
