@@ -14,6 +14,7 @@ mod eligibility;
 mod embedded;
 mod errors;
 mod history;
+mod identity;
 mod methods;
 mod operations;
 mod positions;

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod nats;
+pub mod oidc;
 pub mod postgres;
 pub mod tls;
 
@@ -126,6 +127,8 @@ pub struct Options {
     /// OpenID issuers whose tokens the app accepts (beside the suite's HS256 secret).
     pub oidc: Option<recovery_info::http::auth::oidc::OidcConfig>,
     pub step_up: recovery_info::http::auth::StepUp,
+    /// Whether the suite's own HS256 tokens ([`SECRET`]) are accepted.
+    pub own_tokens: bool,
 }
 
 impl Default for Options {
@@ -139,6 +142,7 @@ impl Default for Options {
             metrics_token: None,
             oidc: None,
             step_up: Default::default(),
+            own_tokens: true,
         }
     }
 }
@@ -214,7 +218,7 @@ pub async fn spawn_store(store: StoreConfig, options: Options) -> TestApp {
         listen: "127.0.0.1:0".parse().unwrap(),
         metrics_listen: options.metrics_listen,
         metrics_token: options.metrics_token,
-        jwt_secret: Some(SECRET.as_bytes().to_vec()),
+        jwt_secret: options.own_tokens.then(|| SECRET.as_bytes().to_vec()),
         oidc: options.oidc,
         step_up: options.step_up,
         freshness_timeout: options.freshness_timeout,

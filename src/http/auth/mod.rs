@@ -123,9 +123,15 @@ impl Authenticator {
             (Some(oidc), _) if oidc.issues(token) => {
                 oidc.verify(token).await.map_err(|e| e.to_string())?
             }
-            (_, Some(keys)) => keys.verify(token).map_err(|e| match e.kind() {
+            (oidc, Some(keys)) => keys.verify(token).map_err(|e| match e.kind() {
                 jsonwebtoken::errors::ErrorKind::ExpiredSignature => {
                     "the token has expired".to_owned()
+                }
+                // Not HS256: an asymmetric token of an issuer this service does not trust.
+                jsonwebtoken::errors::ErrorKind::InvalidAlgorithm if oidc.is_some() => {
+                    "the token is neither of this service's OpenID issuers nor signed with its \
+                     own secret"
+                        .to_owned()
                 }
                 _ => format!("the token is not valid: {e}"),
             })?,
