@@ -27,7 +27,7 @@ pub struct IdentityArgs {
     /// URI at the provider.
     #[arg(long = "oidc-audience", env = "RECOVERY_OIDC_AUDIENCE")]
     pub audience: Option<String>,
-    /// The provider's token shape: entra, okta, keycloak or generic (see the README).
+    /// The provider's token shape: entra, okta, keycloak or generic (docs/identity.md).
     #[arg(long = "oidc-preset", env = "RECOVERY_OIDC_PRESET", default_value = "generic",
           value_parser = parse_preset)]
     pub preset: Preset,
