@@ -46,6 +46,9 @@ codes! {
     InvalidIfMatch = "invalid_if_match",
     InvalidIdempotencyKey = "invalid_idempotency_key",
     InvalidLastEventId = "invalid_last_event_id",
+    /// A `Last-Event-ID` past the end of the log (the database was restored from an older
+    /// backup, or the id is another deployment's): the client must restart without it.
+    LastEventIdBeyondLog = "last_event_id_beyond_log",
     /// More than one `Authorization` header.
     DuplicateAuthorization = "duplicate_authorization",
     /// A position past the end of the log (from a restored or another database?).

@@ -75,6 +75,11 @@ pub fn problem(code: Code) -> (StatusCode, &'static str, Option<u32>) {
         MethodNotFound => (StatusCode::NOT_FOUND, "Method not found", None),
         NotFound => (StatusCode::NOT_FOUND, "Not found", None),
         MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "Method not allowed", None),
+        LastEventIdBeyondLog => (
+            StatusCode::CONFLICT,
+            "The Last-Event-ID is beyond the log",
+            None,
+        ),
         MethodKindExists
         | AlternatePhoneRequiresMobile
         | MobilePhoneHasAlternate

@@ -631,6 +631,39 @@ async fn server_sent_events_resume_after_last_event_id_without_nats(backend: Bac
     crate::support::assert_problem(bad, 400, "invalid_last_event_id").await;
 }
 
+/// A `Last-Event-ID` past the log's head (a restored database) is refused with a code the
+/// client acts on, instead of silently skipping every event up to it.
+async fn a_last_event_id_beyond_the_log_is_a_conflict(backend: Backend) {
+    let app = spawn_backend(backend).await;
+    let admin = Uuid::now_v7();
+    app.add_ok(admin, "mobile_phone", "+45 20 12 34 56").await;
+    app.add_ok(admin, "email", "jane@example.com").await;
+    let url = app.url("/events/stream");
+    let token = app.token("board", &[Role::Dashboard]);
+    let beyond = app
+        .client
+        .get(&url)
+        .bearer_auth(&token)
+        .header("last-event-id", "3")
+        .send()
+        .await
+        .unwrap();
+    crate::support::assert_problem(beyond, 409, "last_event_id_beyond_log").await;
+    // The head itself is fine: the stream waits for what follows it.
+    let mut at_head = app
+        .client
+        .get(&url)
+        .bearer_auth(&token)
+        .header("last-event-id", "2")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(at_head.status(), 200);
+    app.add_ok(admin, "office_phone", "+1 425 555 0100").await;
+    let next = read_sse(&mut at_head, 1, Duration::from_secs(5)).await;
+    assert_eq!(next[0].0, "3");
+}
+
 /// The users of `deploy/nats/authorization.conf`: the service publishes, manages its stream and
 /// answers the eligibility query as `recovery-info`; a `dashboard` reads events live and asks the
 /// query. Each is refused what it has no business doing.
@@ -1038,4 +1071,7 @@ async fn watch_prints_one_decoded_line_per_event_and_eligibility_change() {
     );
 }
 
-crate::on_both_backends!(server_sent_events_resume_after_last_event_id_without_nats);
+crate::on_both_backends!(
+    server_sent_events_resume_after_last_event_id_without_nats,
+    a_last_event_id_beyond_the_log_is_a_conflict,
+);

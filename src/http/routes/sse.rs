@@ -1,6 +1,8 @@
 //! `GET /v1/tenants/{tenant_id}/events/stream`: the tenant's events as Server-Sent Events for
 //! browser dashboards. Each event's `id:` is its global position, so a reconnecting
-//! `EventSource` resumes after the last one it saw (`Last-Event-ID`); values are masked; a
+//! `EventSource` resumes after the last one it saw (`Last-Event-ID`; one past the log's head,
+//! e.g. after a database restore, is 409 `last_event_id_beyond_log` rather than a silent skip);
+//! values are masked; a
 //! comment line every [`HEARTBEAT`] keeps proxies from closing an idle stream.
 //!
 //! A stream first back-fills from the store (the tenant's events after `Last-Event-ID`), then
@@ -130,6 +132,15 @@ pub async fn stream(
                 )
             })?,
     };
+    // An id past the head (a restored database, another deployment's id) would silently skip
+    // every event up to it: refuse it, so the client restarts from the beginning.
+    let head = s.live.store().head().await?;
+    if after > head {
+        return Err(ApiError::new(
+            Code::LastEventIdBeyondLog,
+            "Last-Event-ID is past the end of the log; reconnect without it".to_string(),
+        ));
+    }
     metrics::gauge!("recovery_sse_streams").increment(1.0);
     let live = s.live.clone();
     let cursor = Cursor {
