@@ -4,6 +4,8 @@
 //! - [`domain`]: pure rules, the admin and tenant deciders, commands' outcomes, reset policies,
 //!   masking;
 //! - [`events`]: the protobuf envelope of each stored event and its conversions;
+//! - [`keys`]: the sealing of contact values under per-admin data keys (erasure by
+//!   crypto-shredding; not yet wired into the log);
 //! - [`fold`]: the pure folds of the log (each admin's view and verdict, the bulk rebuild's);
 //! - [`store`]: the event store (append with expected version and idempotency, the gap-free
 //!   global log, the hash chains) and the storage of the projection, on either backend: the
@@ -28,6 +30,7 @@
 pub mod domain;
 pub mod events;
 pub mod fold;
+pub mod keys;
 
 pub mod store;
 
