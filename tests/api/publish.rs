@@ -3,8 +3,8 @@
 
 use crate::support::nats::PrivateNats;
 use crate::support::{
-    Backend, Options, TestApp, each, fresh_database, read_sse, spawn_app_with, spawn_backend,
-    spawn_on,
+    Backend, Options, TestApp, each, fresh_database, read_sse, read_sse_named, spawn_app_with,
+    spawn_backend, spawn_on,
 };
 use async_nats::jetstream;
 use prost::Message;
@@ -664,6 +664,90 @@ async fn a_last_event_id_beyond_the_log_is_a_conflict(backend: Backend) {
     assert_eq!(next[0].0, "3");
 }
 
+/// `event:` lines carry the type; `type=` and `admin_id=` narrow the stream in back-fill and
+/// live; unknown parameters are refused; a dashboard does not see auditors' reveals.
+async fn the_stream_names_its_events_and_filters_by_type_and_admin(backend: Backend) {
+    let app = spawn_backend(backend).await;
+    let (jane, john) = (Uuid::now_v7(), Uuid::now_v7());
+    app.add_ok(jane, "mobile_phone", "+45 20 12 34 56").await; // 1
+    let johns = app.add_ok(john, "mobile_phone", "+45 20 12 34 57").await; // 2
+    let board = app.token("board", &[Role::Dashboard]);
+    let auditor = app.token("auditor-1", &[Role::Auditor]);
+    let open = |query: &str, token: &str| {
+        app.client
+            .get(app.url(&format!("/events/stream{query}")))
+            .bearer_auth(token)
+            .send()
+    };
+    for (query, detail) in [
+        ("?admin=x", "admin"),
+        ("?admin_id=nope", "admin_id"),
+        ("?type=MethodEdited", "MethodEdited"),
+    ] {
+        let r = open(query, &board).await.unwrap();
+        let body = crate::support::assert_problem(r, 400, "invalid_query").await;
+        assert!(body["detail"].as_str().unwrap().contains(detail), "{body}");
+    }
+
+    let mut all = open("", &board).await.unwrap();
+    let mut janes = open(&format!("?admin_id={jane}"), &board).await.unwrap();
+    let mut removals = open("?type=MethodRemoved,MethodChanged", &board)
+        .await
+        .unwrap();
+    let mut audited = open("", &auditor).await.unwrap();
+    let first = read_sse_named(&mut all, 2, Duration::from_secs(5)).await;
+    assert_eq!(first[0].0, "MethodAdded");
+    assert_eq!(first[1].1, "2");
+    let back = read_sse_named(&mut janes, 1, Duration::from_secs(5)).await;
+    assert_eq!(
+        (back[0].1.as_str(), back[0].2["admin_id"].clone()),
+        ("1", json!(jane.to_string()))
+    );
+
+    // A reveal (position 3), then live events of both admins.
+    let revealed = app
+        .client
+        .get(app.admin_path(john, "/history?reveal=true"))
+        .bearer_auth(&auditor)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revealed.status(), 200);
+    let r = app.change(john, &johns, "+45 20 12 34 58").await;
+    assert_eq!(r.status(), 200); // 4
+    app.add_ok(jane, "email", "jane@example.com").await; // 5
+
+    let seen = read_sse_named(&mut audited, 5, Duration::from_secs(5)).await;
+    let names: Vec<&str> = seen.iter().map(|e| e.0.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "MethodAdded",
+            "MethodAdded",
+            "PiiRevealed",
+            "MethodChanged",
+            "MethodAdded"
+        ]
+    );
+    // The dashboard skips the reveal: its next two are 4 and 5.
+    let live = read_sse_named(&mut all, 2, Duration::from_secs(5)).await;
+    assert_eq!(
+        (live[0].0.as_str(), live[0].1.as_str()),
+        ("MethodChanged", "4")
+    );
+    assert_eq!(live[1].1, "5");
+    let live = read_sse_named(&mut janes, 1, Duration::from_secs(5)).await;
+    assert_eq!(
+        (live[0].0.as_str(), live[0].1.as_str()),
+        ("MethodAdded", "5")
+    );
+    let live = read_sse_named(&mut removals, 1, Duration::from_secs(5)).await;
+    assert_eq!(
+        (live[0].0.as_str(), live[0].1.as_str()),
+        ("MethodChanged", "4")
+    );
+}
+
 /// The users of `deploy/nats/authorization.conf`: the service publishes, manages its stream and
 /// answers the eligibility query as `recovery-info`; a `dashboard` reads events live and asks the
 /// query. Each is refused what it has no business doing.
@@ -1074,4 +1158,5 @@ async fn watch_prints_one_decoded_line_per_event_and_eligibility_change() {
 crate::on_both_backends!(
     server_sent_events_resume_after_last_event_id_without_nats,
     a_last_event_id_beyond_the_log_is_a_conflict,
+    the_stream_names_its_events_and_filters_by_type_and_admin,
 );

@@ -495,6 +495,19 @@ pub async fn read_sse(
     n: usize,
     timeout: Duration,
 ) -> Vec<(String, Value)> {
+    read_sse_named(r, n, timeout)
+        .await
+        .into_iter()
+        .map(|(_, id, data)| (id, data))
+        .collect()
+}
+
+/// The next `n` events of an SSE response as (`event:` name, `id:`, `data:` JSON).
+pub async fn read_sse_named(
+    r: &mut reqwest::Response,
+    n: usize,
+    timeout: Duration,
+) -> Vec<(String, String, Value)> {
     let mut buffer = String::new();
     let mut events = Vec::new();
     let deadline = tokio::time::Instant::now() + timeout;
@@ -508,13 +521,16 @@ pub async fn read_sse(
         buffer.push_str(&String::from_utf8_lossy(&chunk));
         while let Some(end) = buffer.find("\n\n") {
             let block: String = buffer.drain(..end + 2).collect();
-            let id = block.lines().find_map(|l| l.strip_prefix("id:"));
-            let data = block
-                .lines()
-                .find_map(|l| l.strip_prefix("data:"))
-                .and_then(|d| serde_json::from_str(d.trim()).ok());
-            if let (Some(id), Some(data)) = (id, data) {
-                events.push((id.trim().to_owned(), data));
+            let field = |name: &str| {
+                block
+                    .lines()
+                    .find_map(|l| l.strip_prefix(name))
+                    .map(str::trim)
+            };
+            let data = field("data:").and_then(|d| serde_json::from_str(d).ok());
+            if let (Some(id), Some(data)) = (field("id:"), data) {
+                let name = field("event:").unwrap_or("message").to_owned();
+                events.push((name, id.to_owned(), data));
             }
         }
     }

@@ -61,25 +61,7 @@ impl Page {
                 ));
             }
         };
-        let types: Vec<String> = self
-            .types
-            .iter()
-            .flat_map(|t| t.split(','))
-            .map(|t| t.trim().to_owned())
-            .filter(|t| !t.is_empty())
-            .collect();
-        if let Some(bad) = types
-            .iter()
-            .find(|t| !DomainEvent::TYPE_NAMES.contains(&t.as_str()))
-        {
-            return Err(ApiError::new(
-                Code::InvalidQuery,
-                format!(
-                    "unknown event type {bad:?}; expected one of {}",
-                    DomainEvent::TYPE_NAMES.join(", ")
-                ),
-            ));
-        }
+        let types = event_types(self.types.as_deref())?;
         Ok(HistoryQuery {
             tenant,
             admin,
@@ -90,6 +72,29 @@ impl Page {
             types,
         })
     }
+}
+
+/// The event types of a `type=` filter, comma-separated; an unknown name is a 400.
+pub(crate) fn event_types(filter: Option<&str>) -> Result<Vec<String>, ApiError> {
+    let types: Vec<String> = filter
+        .iter()
+        .flat_map(|t| t.split(','))
+        .map(|t| t.trim().to_owned())
+        .filter(|t| !t.is_empty())
+        .collect();
+    if let Some(bad) = types
+        .iter()
+        .find(|t| !DomainEvent::TYPE_NAMES.contains(&t.as_str()))
+    {
+        return Err(ApiError::new(
+            Code::InvalidQuery,
+            format!(
+                "unknown event type {bad:?}; expected one of {}",
+                DomainEvent::TYPE_NAMES.join(", ")
+            ),
+        ));
+    }
+    Ok(types)
 }
 
 /// A page of entries; `next_after` is the cursor for the next page, `null` at the end.

@@ -2,21 +2,22 @@
 //! browser dashboards. Each event's `id:` is its global position, so a reconnecting
 //! `EventSource` resumes after the last one it saw (`Last-Event-ID`; one past the log's head,
 //! e.g. after a database restore, is 409 `last_event_id_beyond_log` rather than a silent skip);
-//! values are masked; a
+//! values are masked; each event's `event:` line is its type; `?type=` and `?admin_id=`
+//! narrow the stream (any other parameter is a 400); `PiiRevealed` reaches auditors only; a
 //! comment line every [`HEARTBEAT`] keeps proxies from closing an idle stream.
 //!
 //! A stream first back-fills from the store (the tenant's events after `Last-Event-ID`), then
 //! follows the process's [`LiveLog`]. It subscribes to the tail *before* back-filling, so an
 //! event committed in between is in one or the other (and deduplicated by position).
 
-use super::history::entry_json;
-use crate::domain::TenantId;
+use super::history::{entry_json, event_types};
+use crate::domain::{AdminId, TenantId};
 use crate::error::Code;
 use crate::events::RecordedEvent;
 use crate::http::HttpState;
-use crate::http::auth::{Access, Caller};
+use crate::http::auth::{Access, Caller, Role};
 use crate::http::error::ApiError;
-use crate::http::extract::ValidPath;
+use crate::http::extract::{ValidPath, ValidQuery};
 use crate::http::positions::Positions;
 use crate::publish::tail::LiveLog;
 use crate::store::EventLog;
@@ -25,6 +26,7 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures::Stream;
+use serde::Deserialize;
 use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -46,16 +48,51 @@ struct Cursor {
     after: u64,
     backlog: VecDeque<RecordedEvent>,
     caught_up: bool,
+    filter: Filter,
 }
 
-/// An event as an SSE event: its `id:` is its position as the tenant sees it.
+/// `GET …/events/stream`'s query: any other parameter is a 400, never ignored.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StreamQuery {
+    /// Only these event types, comma-separated (e.g. `MethodChanged,MethodRemoved`).
+    #[serde(rename = "type")]
+    types: Option<String>,
+    /// Only this admin's events.
+    admin_id: Option<String>,
+}
+
+/// Which of the tenant's events a stream carries.
+struct Filter {
+    admin: Option<AdminId>,
+    types: Vec<String>,
+    /// `PiiRevealed` (an auditor's read of raw values) is the auditors' business, not a
+    /// dashboard's: only callers with the auditor role see it.
+    reveals: bool,
+}
+
+impl Filter {
+    fn keeps(&self, e: &RecordedEvent) -> bool {
+        let name = e.type_name();
+        (self.reveals || name != "PiiRevealed")
+            && self.admin.is_none_or(|a| e.stream.admin() == Some(a))
+            && (self.types.is_empty() || self.types.iter().any(|t| t == name))
+    }
+}
+
+/// An event as an SSE event: its `event:` is the event's type (so that
+/// `EventSource.addEventListener('MethodChanged', …)` works), its `id:` its position as the
+/// tenant sees it.
 fn sse_event(positions: &Positions, tenant: TenantId, e: &RecordedEvent) -> Event {
     let entry = entry_json(positions, tenant, e, false);
     let id = match &entry["position"] {
         serde_json::Value::String(token) => token.clone(),
         other => other.to_string(),
     };
-    Event::default().id(id).data(entry.to_string())
+    Event::default()
+        .event(e.type_name())
+        .id(id)
+        .data(entry.to_string())
 }
 
 impl Cursor {
@@ -64,7 +101,10 @@ impl Cursor {
         loop {
             if let Some(e) = self.backlog.pop_front() {
                 self.after = e.position;
-                return Some(sse_event(&self.positions, self.tenant, &e));
+                if self.filter.keeps(&e) {
+                    return Some(sse_event(&self.positions, self.tenant, &e));
+                }
+                continue;
             }
             if !self.caught_up {
                 match self
@@ -72,12 +112,12 @@ impl Cursor {
                     .store()
                     .history(&HistoryQuery {
                         tenant: self.tenant,
-                        admin: None,
+                        admin: self.filter.admin,
                         after: self.after,
                         limit: PAGE,
                         since: None,
                         until: None,
-                        types: Vec::new(),
+                        types: self.filter.types.clone(),
                     })
                     .await
                 {
@@ -97,7 +137,9 @@ impl Cursor {
                 received = self.rx.recv() => match received {
                     Ok(e) if e.stream.tenant() == self.tenant && e.position > self.after => {
                         self.after = e.position;
-                        return Some(sse_event(&self.positions, self.tenant, &e));
+                        if self.filter.keeps(&e) {
+                            return Some(sse_event(&self.positions, self.tenant, &e));
+                        }
                     }
                     Ok(_) => {}
                     // Too slow for the buffer: catch up from the store again.
@@ -116,9 +158,25 @@ pub async fn stream(
     State(s): State<HttpState>,
     caller: Caller,
     ValidPath(tenant): ValidPath<TenantId>,
+    query: Result<ValidQuery<StreamQuery>, ApiError>,
     headers: HeaderMap,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     caller.authorize(tenant, Access::ReadFeed)?;
+    let ValidQuery(query) = query?;
+    let admin = query
+        .admin_id
+        .as_deref()
+        .map(|a| {
+            a.trim().parse::<AdminId>().map_err(|_| {
+                ApiError::new(Code::InvalidQuery, format!("admin_id {a:?} is not a UUID"))
+            })
+        })
+        .transpose()?;
+    let filter = Filter {
+        admin,
+        types: event_types(query.types.as_deref())?,
+        reveals: caller.roles.contains(&Role::Auditor),
+    };
     let after = match headers.get("last-event-id") {
         None => 0,
         Some(v) => v
@@ -152,6 +210,7 @@ pub async fn stream(
         after,
         backlog: VecDeque::new(),
         caught_up: false,
+        filter,
     };
     let events = futures::stream::unfold(cursor, |mut c| async move {
         match c.next().await {
