@@ -40,6 +40,9 @@ pub struct Relay<S: PublisherLog> {
     config: PublisherConfig,
     js: jetstream::Context,
     wake: Wake,
+    /// Since when publishing has been failing, and how many rounds failed: an outage logs one
+    /// WARN when it starts and one INFO when a batch is acknowledged again.
+    outage: std::sync::Mutex<Option<(Instant, u64)>>,
 }
 
 /// Where the stream ends: its last sequence, and the id and position of its last message.
@@ -136,6 +139,7 @@ impl<S: PublisherLog> Relay<S> {
             config,
             js,
             wake,
+            outage: std::sync::Mutex::new(None),
         }
     }
 
@@ -172,7 +176,7 @@ impl<S: PublisherLog> Relay<S> {
                 match self.lead(&leadership).await {
                     Ok(()) => backoff = Duration::from_millis(100),
                     Err(e) => {
-                        tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "publishing failed; resuming from the stream's tip");
+                        self.failed(&e, backoff);
                         metrics::counter!("recovery_publish_failures_total").increment(1);
                         tokio::time::sleep(backoff).await;
                         backoff = (backoff * 2).min(Duration::from_secs(2));
@@ -181,6 +185,40 @@ impl<S: PublisherLog> Relay<S> {
             }
             tracing::warn!("publisher leadership lost");
             metrics::gauge!("recovery_publisher_leader").set(0.0);
+        }
+    }
+
+    /// A failed round: the first of an outage is a WARN, the retries that follow are DEBUG.
+    fn failed(&self, e: &PublishError, backoff: Duration) {
+        if matches!(e, PublishError::LostLeadership) {
+            return; // logged by `run` as "publisher leadership lost"
+        }
+        let mut outage = self.outage.lock().unwrap_or_else(|p| p.into_inner());
+        match outage.as_mut() {
+            None => {
+                *outage = Some((Instant::now(), 1));
+                tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "publishing stopped; retrying from the stream's tip until it resumes");
+            }
+            Some((_, rounds)) => {
+                *rounds += 1;
+                tracing::debug!(error = %e, retry_in_ms = backoff.as_millis() as u64, "publishing still failing");
+            }
+        }
+    }
+
+    /// A batch acknowledged: if publishing had stopped, one INFO with the outage and what is
+    /// left to publish.
+    async fn resumed(&self, position: u64) {
+        let ended = self.outage.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some((since, rounds)) = ended {
+            let backlog = self.store.head().await.map(|h| h.saturating_sub(position));
+            tracing::info!(
+                outage_ms = since.elapsed().as_millis() as u64,
+                failed_rounds = rounds,
+                backlog_events = backlog.as_ref().ok().copied(),
+                position,
+                "publishing resumed"
+            );
         }
     }
 
@@ -409,6 +447,7 @@ impl<S: PublisherLog> Relay<S> {
             .save_checkpoint(&self.config.stream_name, batch.position)
             .await?;
         metrics::counter!("recovery_published_events_total").increment(batch.events as u64);
+        self.resumed(batch.position).await;
         metrics::histogram!("recovery_publish_batch_seconds")
             .record(batch.started.elapsed().as_secs_f64());
         // A batch shorter than asked for was read up to the head: no need to ask for it.

@@ -1155,6 +1155,101 @@ async fn watch_prints_one_decoded_line_per_event_and_eligibility_change() {
     );
 }
 
+/// A NATS outage, in the binary with its default log filter: one WARN when publishing stops,
+/// one INFO with the backlog when it resumes, and none of the NATS client's reconnect lines.
+#[tokio::test]
+async fn a_nats_outage_logs_one_warning_when_publishing_stops_and_one_line_when_it_resumes() {
+    use recovery_info::http::auth::JwtKeys;
+    use std::io::BufRead;
+    let mut nats = PrivateNats::start().await;
+    let database = fresh_database().await;
+    let log = std::env::temp_dir().join(format!("ri_outage_{}.log", Uuid::new_v4().simple()));
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_recovery-info"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--metrics-listen",
+            "off",
+        ])
+        .env_remove("RUST_LOG")
+        .env_remove("RECOVERY_DATA_DIR")
+        .env("DATABASE_URL", &database)
+        .env("NATS_URL", nats.url())
+        .env("RECOVERY_JWT_SECRET", crate::support::SECRET)
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    let base = first
+        .strip_prefix("recovery-info listening on ")
+        .unwrap_or_else(|| panic!("banner {first:?}"))
+        .to_owned();
+    std::thread::spawn(move || lines.for_each(drop));
+    let tenant = Uuid::now_v7();
+    let token = JwtKeys::new(crate::support::SECRET.as_bytes())
+        .mint(tenant, "helpdesk-1", &[Role::AuthenticationAdmin], 600)
+        .unwrap();
+    let client = reqwest::Client::new();
+    let add = |n: usize| {
+        client
+            .post(format!(
+                "{base}/v1/tenants/{tenant}/admins/{}/methods",
+                Uuid::now_v7()
+            ))
+            .bearer_auth(&token)
+            .json(&json!({"kind": "mobile_phone", "value": format!("+45 20 12 34 {:02}", n)}))
+            .send()
+    };
+    assert_eq!(add(0).await.unwrap().status(), 201);
+    let logged = |needle: &str| logged_in(&std::fs::read_to_string(&log).unwrap(), needle);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while logged("publishing from position").is_empty() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    nats.stop();
+    for n in 1..6 {
+        assert_eq!(
+            add(n).await.unwrap().status(),
+            201,
+            "commands go on without NATS"
+        );
+    }
+    // Several failed rounds (the backoff grows to 2 s), then NATS comes back.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    nats.resume().await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while logged("publishing resumed").is_empty() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let text = std::fs::read_to_string(&log).unwrap();
+    let _ = std::fs::remove_file(&log);
+    let stopped = logged_in(&text, "publishing stopped");
+    let resumed = logged_in(&text, "publishing resumed");
+    assert_eq!(stopped.len(), 1, "{text}");
+    assert!(stopped[0].contains("WARN"), "{text}");
+    assert_eq!(resumed.len(), 1, "{text}");
+    assert!(
+        resumed[0].contains("INFO") && resumed[0].contains("backlog_events="),
+        "{text}"
+    );
+    assert!(
+        !text.contains("async_nats"),
+        "the client library's lines stay out: {text}"
+    );
+}
+
+fn logged_in(text: &str, needle: &str) -> Vec<String> {
+    text.lines()
+        .filter(|l| l.contains(needle))
+        .map(str::to_owned)
+        .collect()
+}
+
 crate::on_both_backends!(
     server_sent_events_resume_after_last_event_id_without_nats,
     a_last_event_id_beyond_the_log_is_a_conflict,
