@@ -73,6 +73,29 @@ impl AdminFold {
         }
     }
 
+    /// The admins whose verdict `event`, just folded, changed (the fold stamps their
+    /// `changed_position` with its position), in a deterministic order: its own admin, or for
+    /// a tenant event every admin of the tenant it re-evaluated.
+    pub fn changed_by(&self, event: &RecordedEvent) -> Vec<AdminKey> {
+        let mut changed: Vec<AdminKey> = match event.stream {
+            StreamId::Admin(t, a) => vec![(t, a)],
+            StreamId::Tenant(t) => self
+                .admins
+                .keys()
+                .filter(|(at, _)| *at == t)
+                .copied()
+                .collect(),
+            StreamId::Audit(_) => Vec::new(),
+        };
+        changed.retain(|k| {
+            self.admins
+                .get(k)
+                .is_some_and(|e| e.changed_position == event.position)
+        });
+        changed.sort();
+        changed
+    }
+
     /// Folds one event.
     pub fn apply(&mut self, event: &RecordedEvent) {
         let meta = event.meta();

@@ -229,24 +229,8 @@ pub fn build(
             position: event.position,
             payload: Bytes::from(payload),
         });
-        // The fold stamps `changed_position` on every admin whose verdict this event changed.
-        let mut changed: Vec<(TenantId, AdminId)> = match event.stream {
-            StreamId::Admin(t, a) => vec![(t, a)],
-            StreamId::Tenant(t) => fold
-                .admins
-                .keys()
-                .filter(|(at, _)| *at == t)
-                .copied()
-                .collect(),
-            StreamId::Audit(_) => Vec::new(),
-        };
-        changed.retain(|k| {
-            fold.admins
-                .get(k)
-                .is_some_and(|e| e.changed_position == event.position)
-        });
         // Deterministic order (the map's is not): a retry must send the same sequence.
-        changed.sort();
+        let changed = fold.changed_by(event);
         for (t, a) in changed {
             let Some(entry) = fold.admins.get(&(t, a)) else {
                 continue;

@@ -748,6 +748,143 @@ async fn the_stream_names_its_events_and_filters_by_type_and_admin(backend: Back
     );
 }
 
+/// `include=eligibility`: every verdict an event changed follows it (one per admin for a policy
+/// change), folded from the start of the log whatever the resume point; a position's `id:` is on
+/// its last message; `admin_id=` and `type=EligibilityChanged` narrow them.
+async fn the_stream_carries_eligibility_changes_when_asked(backend: Backend) {
+    let app = spawn_backend(backend).await;
+    let (jane, john) = (Uuid::now_v7(), Uuid::now_v7());
+    app.add_ok(jane, "mobile_phone", "+45 20 12 34 56").await; // 1
+    app.add_ok(john, "mobile_phone", "+45 20 12 34 57").await; // 2
+    app.add_ok(jane, "email", "jane@example.com").await; // 3
+    let board = app.token("board", &[Role::Dashboard]);
+    let open = |query: String, last: Option<&'static str>| {
+        let mut request = app
+            .client
+            .get(app.url(&format!("/events/stream{query}")))
+            .bearer_auth(&board);
+        if let Some(id) = last {
+            request = request.header("last-event-id", id);
+        }
+        request.send()
+    };
+    for (query, detail) in [
+        ("?include=everything", "everything"),
+        ("?type=EligibilityChanged", "include=eligibility"),
+    ] {
+        let r = open(query.to_string(), None).await.unwrap();
+        let body = crate::support::assert_problem(r, 400, "invalid_query").await;
+        assert!(body["detail"].as_str().unwrap().contains(detail), "{body}");
+    }
+    let names = |seen: &[(String, String, serde_json::Value)]| -> Vec<(String, String)> {
+        seen.iter().map(|e| (e.0.clone(), e.1.clone())).collect()
+    };
+    let pairs = |want: &[(&str, &str)]| -> Vec<(String, String)> {
+        want.iter()
+            .map(|(n, i)| (n.to_string(), i.to_string()))
+            .collect()
+    };
+
+    let mut all = open("?include=eligibility".into(), None).await.unwrap();
+    let mut resumed = open("?include=eligibility".into(), Some("2"))
+        .await
+        .unwrap();
+    let mut johns = open(format!("?include=eligibility&admin_id={john}"), None)
+        .await
+        .unwrap();
+    let mut verdicts = open("?include=eligibility&type=EligibilityChanged".into(), None)
+        .await
+        .unwrap();
+    let seen = read_sse_named(&mut all, 6, Duration::from_secs(5)).await;
+    assert_eq!(
+        names(&seen),
+        pairs(&[
+            ("MethodAdded", ""),
+            ("EligibilityChanged", "1"),
+            ("MethodAdded", ""),
+            ("EligibilityChanged", "2"),
+            ("MethodAdded", ""),
+            ("EligibilityChanged", "3"),
+        ])
+    );
+    let first = &seen[1].2;
+    assert_eq!(first["admin_id"], json!(jane.to_string()));
+    assert_eq!(first["position"], json!(1));
+    assert_eq!(first["event_id"], seen[0].2["event_id"]);
+    assert_eq!(first["eligible"], json!(false));
+    assert_eq!(first["missing"], json!(["email"]));
+    assert_eq!(
+        first["usable_methods"][0]["masked_value"],
+        json!("+45 •• •• •• 56")
+    );
+    // The resumed stream starts after 2 yet knows jane's phone of position 1.
+    let after_two = read_sse_named(&mut resumed, 2, Duration::from_secs(5)).await;
+    assert_eq!(
+        names(&after_two),
+        pairs(&[("MethodAdded", ""), ("EligibilityChanged", "3")])
+    );
+    let janes = &after_two[1].2;
+    assert_eq!(janes["eligible"], json!(true), "{janes}");
+    assert_eq!(janes["usable_methods"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        janes, &seen[5].2,
+        "a resume sees the verdict of a full replay"
+    );
+
+    // A policy change re-evaluates both admins: one change each, the id on the last.
+    app.put_settings_ok(json!({"reset_policy": {"name": "any_two_methods"}}))
+        .await; // 4
+    let live = read_sse_named(&mut all, 3, Duration::from_secs(5)).await;
+    assert_eq!(
+        names(&live),
+        pairs(&[
+            ("ResetPolicySet", ""),
+            ("EligibilityChanged", ""),
+            ("EligibilityChanged", "4"),
+        ])
+    );
+    let mut changed: Vec<String> = live[1..]
+        .iter()
+        .map(|e| e.2["admin_id"].as_str().unwrap().to_owned())
+        .collect();
+    changed.sort();
+    let mut both = vec![jane.to_string(), john.to_string()];
+    both.sort();
+    assert_eq!(changed, both);
+    assert!(
+        live[1..]
+            .iter()
+            .all(|e| e.2["policy"] == json!("any_two_methods"))
+    );
+    assert!(live[1..].iter().all(|e| e.2["position"] == json!(4)));
+
+    let seen = read_sse_named(&mut johns, 3, Duration::from_secs(5)).await;
+    assert_eq!(
+        names(&seen),
+        pairs(&[
+            ("MethodAdded", ""),
+            ("EligibilityChanged", "2"),
+            ("EligibilityChanged", "4"),
+        ])
+    );
+    assert!(
+        seen[1..]
+            .iter()
+            .all(|e| e.2["admin_id"] == json!(john.to_string()))
+    );
+    let seen = read_sse_named(&mut verdicts, 5, Duration::from_secs(5)).await;
+    assert_eq!(
+        names(&seen),
+        pairs(&[
+            ("EligibilityChanged", "1"),
+            ("EligibilityChanged", "2"),
+            ("EligibilityChanged", "3"),
+            ("EligibilityChanged", ""),
+            ("EligibilityChanged", "4"),
+        ])
+    );
+}
+
 /// The users of `deploy/nats/authorization.conf`: the service publishes, manages its stream and
 /// answers the eligibility query as `recovery-info`; a `dashboard` reads events live and asks the
 /// query. Each is refused what it has no business doing.
@@ -781,10 +918,9 @@ async fn the_services_nats_user_may_do_its_work_and_no_more() {
     .await;
     let service = jetstream::new(login("recovery-info", "service-secret").await.unwrap());
     let dashboard = login("dashboard", "dashboard-secret").await.unwrap();
-    let mut live = dashboard
-        .subscribe(format!("recovery.v1.events.{}.>", app.tenant))
-        .await
-        .unwrap();
+    // All tenants' events: nats-server holds back denied subjects (the audit ones) from a
+    // subscription wider than the deny, not from a narrower one (`events.<tenant>.>`).
+    let mut live = dashboard.subscribe("recovery.v1.events.>").await.unwrap();
     dashboard.flush().await.unwrap();
 
     let admin = Uuid::now_v7();
@@ -796,6 +932,29 @@ async fn the_services_nats_user_may_do_its_work_and_no_more() {
         .expect("the dashboard receives the events live")
         .unwrap();
     assert!(first.subject.ends_with(".MethodAdded"), "{}", first.subject);
+    // An auditor's reveal (position 3) is published, but not to the dashboard's subscription.
+    let auditor = app.token("auditor-1", &[Role::Auditor]);
+    let revealed = app
+        .client
+        .get(app.admin_path(admin, "/history?reveal=true"))
+        .bearer_auth(&auditor)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revealed.status(), 200);
+    app.add_ok(admin, "office_phone", "+1 425 555 0100").await; // 4
+    for want in [".MethodAdded", ".MethodAdded"] {
+        let next =
+            tokio::time::timeout(Duration::from_secs(5), futures::StreamExt::next(&mut live))
+                .await
+                .expect("the dashboard receives the events live")
+                .unwrap();
+        assert!(
+            next.subject.ends_with(want) && !next.subject.contains(".audit."),
+            "{}",
+            next.subject
+        );
+    }
 
     // The dashboard asks the eligibility query.
     let request = pb::EligibilityRequest {
@@ -1254,4 +1413,5 @@ crate::on_both_backends!(
     server_sent_events_resume_after_last_event_id_without_nats,
     a_last_event_id_beyond_the_log_is_a_conflict,
     the_stream_names_its_events_and_filters_by_type_and_admin,
+    the_stream_carries_eligibility_changes_when_asked,
 );

@@ -502,7 +502,8 @@ pub async fn read_sse(
         .collect()
 }
 
-/// The next `n` events of an SSE response as (`event:` name, `id:`, `data:` JSON).
+/// The next `n` events of an SSE response as (`event:` name, `id:` or `""` when the message has
+/// none, `data:` JSON).
 pub async fn read_sse_named(
     r: &mut reqwest::Response,
     n: usize,
@@ -528,9 +529,9 @@ pub async fn read_sse_named(
                     .map(str::trim)
             };
             let data = field("data:").and_then(|d| serde_json::from_str(d).ok());
-            if let (Some(id), Some(data)) = (field("id:"), data) {
+            if let Some(data) = data {
                 let name = field("event:").unwrap_or("message").to_owned();
-                events.push((name, id.to_owned(), data));
+                events.push((name, field("id:").unwrap_or("").to_owned(), data));
             }
         }
     }
