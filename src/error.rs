@@ -82,6 +82,11 @@ codes! {
     AlternatePhoneRequiresMobile = "alternate_phone_requires_mobile",
     MobilePhoneHasAlternate = "mobile_phone_has_alternate",
     AdminOffboarded = "admin_offboarded",
+    /// Erasure comes after offboarding.
+    AdminNotOffboarded = "admin_not_offboarded",
+    /// The admin's values were erased: their stream takes no more commands.
+    AdminErased = "admin_erased",
+    InvalidEraseReason = "invalid_erase_reason",
     InvalidPhoneNumber = "invalid_phone_number",
     PhoneNumberTypeNotAllowed = "phone_number_type_not_allowed",
     InvalidEmail = "invalid_email",

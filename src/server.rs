@@ -115,6 +115,21 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Server> {
         .migrate()
         .await
         .context("cannot migrate the database")?;
+    // A wrong or missing key-encryption key stops the start here, before any read.
+    let keyring = store
+        .keyring()
+        .await
+        .context("cannot load the key-encryption keys")?;
+    if let (crate::store::StoreConfig::Postgres { kek, .. }, Some(id)) =
+        (&config.store, keyring.database_kek())
+        && matches!(kek, crate::store::keys::KekSource::Generated)
+    {
+        tracing::warn!(
+            kek_id = id,
+            "the key-encryption key is kept in the database beside the data keys it wraps; \
+             give --kek-file (or RECOVERY_KEK) in production (docs/privacy.md)"
+        );
+    }
     let positions = if config.plain_positions {
         Positions::Plain
     } else {

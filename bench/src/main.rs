@@ -188,6 +188,7 @@ fn service_config(database_url: &str, nats_url: &str, alone: bool) -> ServerConf
         store: StoreConfig::Postgres {
             url: database_url.to_owned(),
             pool_size: recovery_info::config::DEFAULT_POOL_SIZE,
+            kek: Default::default(),
         },
         publisher: (!alone).then(|| PublisherConfig {
             stream_name: publisher::stream_name(),

@@ -3,6 +3,7 @@
 
 use crate::config::{self, DEFAULT_POOL_SIZE, LogFormat, MissingSecret, redact_url};
 use crate::store::StoreConfig;
+use crate::store::keys::KekSource;
 use clap::Args;
 use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
 use std::fmt;
@@ -23,20 +24,40 @@ pub struct StoreArgs {
     /// Connections in the PostgreSQL pool.
     #[arg(long, env = "RECOVERY_DB_POOL_SIZE", default_value_t = DEFAULT_POOL_SIZE)]
     pub db_pool_size: usize,
+    /// File of the key-encryption keys that wrap the admins' data keys (`<id> <base64 of 32
+    /// bytes>` per line, the last one active; docs/privacy.md). Without it (or RECOVERY_KEK),
+    /// the embedded store keeps a generated one in --data-dir and PostgreSQL in the database.
+    #[arg(long, env = "RECOVERY_KEK_FILE")]
+    pub kek_file: Option<PathBuf>,
+    /// The key-encryption keys themselves, as in a --kek-file (`;` between entries).
+    #[arg(
+        long = "kek",
+        env = "RECOVERY_KEK",
+        hide_env_values = true,
+        conflicts_with = "kek_file"
+    )]
+    pub kek: Option<String>,
 }
 
 impl StoreArgs {
     /// The backend these arguments choose. The data directory is made absolute, so that what
     /// names it (the banner's token command, an error) means the same from any directory.
     pub fn store_config(&self) -> StoreConfig {
+        let kek = match (&self.kek_file, &self.kek) {
+            (Some(path), _) => KekSource::File(path.clone()),
+            (None, Some(text)) => KekSource::Value(text.clone()),
+            (None, None) => KekSource::Generated,
+        };
         match &self.database_url {
             Some(url) => StoreConfig::Postgres {
                 url: url.clone(),
                 pool_size: self.db_pool_size,
+                kek,
             },
             None => StoreConfig::Embedded {
                 data_dir: std::path::absolute(&self.data_dir)
                     .unwrap_or_else(|_| self.data_dir.clone()),
+                kek,
             },
         }
     }
@@ -60,7 +81,7 @@ impl SecretArgs {
     /// embedded store's file).
     pub fn resolve(&self, store: &StoreConfig, missing: MissingSecret) -> anyhow::Result<Vec<u8>> {
         let data_dir = match store {
-            StoreConfig::Embedded { data_dir } => Some(data_dir.as_path()),
+            StoreConfig::Embedded { data_dir, .. } => Some(data_dir.as_path()),
             StoreConfig::Postgres { .. } => None,
         };
         config::jwt_secret(self.jwt_secret.as_deref(), data_dir, missing)
@@ -76,6 +97,8 @@ impl fmt::Debug for StoreArgs {
             )
             .field("data_dir", &self.data_dir)
             .field("db_pool_size", &self.db_pool_size)
+            .field("kek_file", &self.kek_file)
+            .field("kek", &self.kek.as_ref().map(|_| "***"))
             .finish()
     }
 }

@@ -201,7 +201,7 @@ fn print_banner(
         return;
     }
     let (secret, store_flag) = match (store, explicit_secret) {
-        (StoreConfig::Embedded { data_dir }, false) => (
+        (StoreConfig::Embedded { data_dir, .. }, false) => (
             format!(
                 "signed with the secret kept in {};",
                 data_dir.join(SECRET_FILE).display()

@@ -29,6 +29,9 @@ pub struct AdminState {
     /// Global position of the last event folded (0 for an empty stream).
     pub last_position: u64,
     pub offboarded: bool,
+    /// The admin's values were erased (after offboarding): nothing changes any more.
+    #[serde(default)]
+    pub erased: bool,
     /// At most one per kind, kept in kind order.
     pub methods: Vec<Method>,
 }
@@ -62,7 +65,15 @@ pub enum AdminCommand {
         method_id: MethodId,
     },
     Offboard,
+    /// Erases an offboarded admin's contact values (crypto-shredding: the store destroys their
+    /// data key with the event).
+    Erase {
+        reason: String,
+    },
 }
+
+/// The longest reason an erasure may give.
+pub const MAX_ERASE_REASON: usize = 500;
 
 impl AdminCommand {
     /// The method the command leaves in place, which its answer shows: the added or changed
@@ -71,7 +82,9 @@ impl AdminCommand {
         match self {
             AdminCommand::AddMethod { method_id, .. }
             | AdminCommand::ChangeMethod { method_id, .. } => Some(*method_id),
-            AdminCommand::RemoveMethod { .. } | AdminCommand::Offboard => None,
+            AdminCommand::RemoveMethod { .. }
+            | AdminCommand::Offboard
+            | AdminCommand::Erase { .. } => None,
         }
     }
 }
@@ -83,9 +96,24 @@ pub fn decide(
     state: &AdminState,
     tenant: &TenantState,
 ) -> Result<Vec<DomainEvent>, DomainError> {
+    if state.erased {
+        return Err(DomainError::AdminErased);
+    }
     if state.offboarded {
         return match command {
             AdminCommand::Offboard => Ok(vec![]),
+            AdminCommand::Erase { reason } => {
+                let reason = reason.trim();
+                if reason.is_empty()
+                    || reason.chars().count() > MAX_ERASE_REASON
+                    || reason.chars().any(char::is_control)
+                {
+                    return Err(DomainError::InvalidEraseReason);
+                }
+                Ok(vec![DomainEvent::AdminErased {
+                    reason: reason.to_owned(),
+                }])
+            }
             _ => Err(DomainError::AdminOffboarded),
         };
     }
@@ -139,6 +167,7 @@ pub fn decide(
         AdminCommand::Offboard => Ok(vec![DomainEvent::AdminOffboarded {
             removed: state.methods.iter().map(removed).collect(),
         }]),
+        AdminCommand::Erase { .. } => Err(DomainError::AdminNotOffboarded),
     }
 }
 
@@ -197,6 +226,10 @@ pub fn evolve(mut state: AdminState, event: &DomainEvent, meta: &EventMeta) -> A
         DomainEvent::AdminOffboarded { .. } => {
             state.methods.clear();
             state.offboarded = true;
+        }
+        DomainEvent::AdminErased { .. } => {
+            state.methods.clear();
+            state.erased = true;
         }
         DomainEvent::TenantDomainsSet { .. }
         | DomainEvent::ResetPolicySet { .. }

@@ -30,6 +30,12 @@ pub enum DomainError {
     MethodNotFound,
     #[error("the admin was offboarded; their security info cannot change")]
     AdminOffboarded,
+    #[error("only an offboarded admin's values can be erased; offboard them first")]
+    AdminNotOffboarded,
+    #[error("the admin's values were erased; nothing about them can change any more")]
+    AdminErased,
+    #[error("the reason must be 1 to 500 characters without control characters")]
+    InvalidEraseReason,
     #[error(
         "unknown method kind {0:?}; expected mobile_phone, alternate_phone, office_phone or email"
     )]
@@ -56,6 +62,9 @@ impl DomainError {
             DomainError::PhoneNumberTypeNotAllowed { .. } => Code::PhoneNumberTypeNotAllowed,
             DomainError::MethodNotFound => Code::MethodNotFound,
             DomainError::AdminOffboarded => Code::AdminOffboarded,
+            DomainError::AdminNotOffboarded => Code::AdminNotOffboarded,
+            DomainError::AdminErased => Code::AdminErased,
+            DomainError::InvalidEraseReason => Code::InvalidEraseReason,
             DomainError::UnknownMethodKind(_) => Code::UnknownMethodKind,
             DomainError::InvalidDomain(_) => Code::InvalidDomain,
             DomainError::TooManyDomains { .. } => Code::TooManyDomains,

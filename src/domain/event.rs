@@ -35,6 +35,12 @@ pub enum DomainEvent {
     ResetPolicySet {
         policy: ResetPolicy,
     },
+    /// An offboarded admin's contact values were erased (their data key destroyed). The
+    /// events stay, their values read as erased.
+    AdminErased {
+        /// Why: a ticket, the request's reference.
+        reason: String,
+    },
     /// An auditor read raw (unmasked) values: reading PII leaves a trace.
     PiiRevealed {
         /// What was read: `admin_history`, `tenant_events` or `export`.
@@ -48,7 +54,7 @@ pub enum DomainEvent {
 
 impl DomainEvent {
     /// Every event type name, for validating filters.
-    pub const TYPE_NAMES: [&'static str; 7] = [
+    pub const TYPE_NAMES: [&'static str; 8] = [
         "MethodAdded",
         "MethodChanged",
         "MethodRemoved",
@@ -56,6 +62,7 @@ impl DomainEvent {
         "TenantDomainsSet",
         "ResetPolicySet",
         "PiiRevealed",
+        "AdminErased",
     ];
 
     /// The event type name used in the API, NATS subjects and the store.
@@ -68,6 +75,7 @@ impl DomainEvent {
             DomainEvent::TenantDomainsSet { .. } => "TenantDomainsSet",
             DomainEvent::ResetPolicySet { .. } => "ResetPolicySet",
             DomainEvent::PiiRevealed { .. } => "PiiRevealed",
+            DomainEvent::AdminErased { .. } => "AdminErased",
         }
     }
 }

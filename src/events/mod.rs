@@ -10,6 +10,7 @@ use crate::domain::{
     DomainEvent, EventMeta, MethodId, MethodKind, RemovedMethod, ResetPolicy, StreamId,
     TenantDomain, mask,
 };
+use crate::keys::{DataKey, ERASED, Field, KeySlot, SealError, event_aad};
 use chrono::{DateTime, TimeZone, Utc};
 use prost::Message;
 use serde::{Deserialize, Serialize};
@@ -22,8 +23,12 @@ pub mod pb {
     include!(concat!(env!("OUT_DIR"), "/recovery.v1.rs"));
 }
 
-/// The envelope schema version this build writes.
-pub const SCHEMA_VERSION: u32 = 2;
+/// The envelope schema version this build stores: contact values sealed.
+pub const SCHEMA_VERSION: u32 = 3;
+
+/// The schema version of envelopes with plain values (published, exported, and the
+/// [`RecordedEvent::encode`] of an event): version 2's fields, no sealed ones.
+pub const PLAIN_SCHEMA_VERSION: u32 = 2;
 
 /// Who caused an event: the token's subject and the roles it acted with, and the sign-in the
 /// token came from, when it said (`auth_time`, `acr`, `amr`: RFC 9470's step-up).
@@ -72,6 +77,9 @@ pub struct RecordedEvent {
 /// ([`RecordedEvent::decode_for_fold`]).
 #[derive(Clone, PartialEq, Message)]
 struct FoldEnvelope {
+    /// Needed to open sealed values (their associated data names the event).
+    #[prost(string, tag = "1")]
+    event_id: String,
     #[prost(string, tag = "2")]
     stream: String,
     #[prost(uint64, tag = "3")]
@@ -82,19 +90,29 @@ struct FoldEnvelope {
     occurred_at_ms: i64,
     #[prost(uint32, tag = "11")]
     schema_version: u32,
-    #[prost(oneof = "pb::envelope::Event", tags = "20, 21, 22, 23, 24, 25, 26")]
+    #[prost(oneof = "pb::envelope::Event", tags = "20, 21, 22, 23, 24, 25, 26, 27")]
     event: Option<pb::envelope::Event>,
 }
 
 impl FoldEnvelope {
-    /// The event, with no id, actor, correlation or idempotency key; `which` names it in an
-    /// error.
-    fn into_event(self, which: impl FnOnce() -> String) -> Result<RecordedEvent, DecodeError> {
+    /// The event, with no id, actor, correlation or idempotency key, its sealed values opened
+    /// with `key`; `which` names it in an error.
+    fn into_event(
+        self,
+        key: impl FnOnce(&StreamId) -> Result<KeySlot, DecodeError>,
+        which: impl FnOnce() -> String,
+    ) -> Result<RecordedEvent, DecodeError> {
         let stream = StreamId::parse(&self.stream)
             .ok_or_else(|| DecodeError(format!("stream {:?} is not a stream name", self.stream)))?;
         let event = self
             .event
             .ok_or_else(|| DecodeError(format!("event {} has an unknown event type", which())))?;
+        let key = key(&stream)?;
+        let opener = Opener {
+            key: &key,
+            event_id: &self.event_id,
+            stream: &self.stream,
+        };
         Ok(RecordedEvent {
             position: self.position,
             stream,
@@ -105,7 +123,51 @@ impl FoldEnvelope {
             correlation_id: Uuid::nil(),
             idempotency_key: None,
             schema_version: self.schema_version,
-            event: event_from_pb(event, self.schema_version)?,
+            event: event_from_pb(event, self.schema_version, &opener)?,
+        })
+    }
+}
+
+/// Opens an event's sealed values: their associated data is the event id, stream and field.
+struct Opener<'a> {
+    key: &'a KeySlot,
+    event_id: &'a str,
+    stream: &'a str,
+}
+
+impl Opener<'_> {
+    /// The canonical value: the plain fields when nothing is sealed (schema 1 and 2), else the
+    /// sealed value opened, or [`ERASED`] when the admin's data key was destroyed.
+    fn value(
+        &self,
+        sealed: &[u8],
+        field: Field,
+        plain: String,
+        extension: &str,
+        schema: u32,
+    ) -> Result<String, DecodeError> {
+        if sealed.is_empty() {
+            return Ok(joined_value(plain, extension, schema));
+        }
+        let key = match self.key {
+            KeySlot::Live(key) => key,
+            KeySlot::Erased => return Ok(ERASED.to_owned()),
+            KeySlot::None => {
+                return Err(DecodeError(format!(
+                    "event {} of {} holds a sealed value but its admin has no data key",
+                    self.event_id, self.stream
+                )));
+            }
+        };
+        let id = parse_id::<Uuid>(self.event_id, "event_id")?;
+        let plain = key
+            .open(&event_aad(id, self.stream, field), sealed)
+            .map_err(|e| DecodeError(format!("event {}: {e}", self.event_id)))?;
+        String::from_utf8(plain.to_vec()).map_err(|_| {
+            DecodeError(format!(
+                "event {}: a sealed value is not UTF-8",
+                self.event_id
+            ))
         })
     }
 }
@@ -170,20 +232,72 @@ impl RecordedEvent {
             }),
             correlation_id: self.correlation_id.to_string(),
             idempotency_key: self.idempotency_key.clone().unwrap_or_default(),
-            schema_version: self.schema_version,
+            // The fields written are version 2's (plain, the extension apart) for any event
+            // read since version 2; version 1's are read back as they were meant.
+            schema_version: self.schema_version.clamp(1, PLAIN_SCHEMA_VERSION),
             event: Some(event_to_pb(&self.event)),
         }
     }
 
-    /// The canonical stored bytes: the protobuf envelope.
+    /// The envelope with plain values (published; tests).
     pub fn encode(&self) -> Vec<u8> {
         self.to_envelope().encode_to_vec()
     }
 
-    /// Decodes stored bytes.
+    /// The stored bytes: the envelope with its contact values sealed under the admin's data
+    /// key (schema [`SCHEMA_VERSION`]). An event without values needs no key.
+    pub fn encode_sealed(&self, key: Option<&DataKey>) -> Result<Vec<u8>, SealError> {
+        let mut env = self.to_envelope();
+        env.schema_version = SCHEMA_VERSION;
+        let stream = env.stream.clone();
+        let id = self.event_id;
+        let seal = |field: Field, value: &mut String, extension: &mut String| {
+            let key = key.ok_or(SealError::Malformed("no data key to seal a value with"))?;
+            let canonical = joined_value(std::mem::take(value), extension, PLAIN_SCHEMA_VERSION);
+            extension.clear();
+            key.seal(&event_aad(id, &stream, field), canonical.as_bytes())
+        };
+        use pb::envelope::Event as E;
+        match env.event.as_mut() {
+            Some(E::MethodAdded(e)) => {
+                e.sealed_value = seal(Field::Value, &mut e.value, &mut e.extension)?;
+            }
+            Some(E::MethodChanged(e)) => {
+                e.sealed_old_value = seal(Field::OldValue, &mut e.old_value, &mut e.old_extension)?;
+                e.sealed_new_value = seal(Field::NewValue, &mut e.new_value, &mut e.new_extension)?;
+            }
+            Some(E::MethodRemoved(e)) => {
+                e.sealed_old_value = seal(Field::OldValue, &mut e.old_value, &mut e.old_extension)?;
+            }
+            Some(E::AdminOffboarded(e)) => {
+                for (n, r) in e.removed.iter_mut().enumerate() {
+                    let field = Field::Removed(u32::try_from(n).unwrap_or(u32::MAX));
+                    r.sealed_old_value = seal(field, &mut r.old_value, &mut r.old_extension)?;
+                }
+            }
+            _ => {}
+        }
+        Ok(env.encode_to_vec())
+    }
+
+    /// Decodes an envelope with plain values (sealed ones fail: see [`RecordedEvent::decode_keyed`]).
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        Self::decode_keyed(bytes, &KeySlot::None)
+    }
+
+    /// Decodes stored bytes, opening sealed values with the admin's `key`.
+    pub fn decode_keyed(bytes: &[u8], key: &KeySlot) -> Result<Self, DecodeError> {
+        Self::decode_with(bytes, |_| Ok(key.clone()))
+    }
+
+    /// Decodes stored bytes, opening sealed values with the key `key` gives for the event's
+    /// stream.
+    pub fn decode_with(
+        bytes: &[u8],
+        key: impl FnOnce(&StreamId) -> Result<KeySlot, DecodeError>,
+    ) -> Result<Self, DecodeError> {
         let env = pb::Envelope::decode(bytes).map_err(|e| DecodeError(e.to_string()))?;
-        Self::from_envelope(env)
+        Self::from_envelope_with(env, key)
     }
 
     /// Decodes stored bytes for a fold, which reads the event's place in its stream and in the
@@ -192,15 +306,33 @@ impl RecordedEvent {
     /// actor). A bulk replay decodes every event of the log this way: the skipped fields are
     /// half the allocations of a decode.
     pub fn decode_for_fold(bytes: &[u8]) -> Result<Self, DecodeError> {
-        let env = FoldEnvelope::decode(bytes).map_err(|e| DecodeError(e.to_string()))?;
-        let position = env.position;
-        env.into_event(|| format!("at position {position}"))
+        Self::decode_for_fold_with(bytes, |_| Ok(KeySlot::None))
     }
 
-    /// Converts an envelope back, upcasting older schema versions where meaning changed
-    /// (see [`event_from_pb`]).
+    /// [`RecordedEvent::decode_for_fold`], opening sealed values with the key `key` gives for
+    /// the event's stream.
+    pub fn decode_for_fold_with(
+        bytes: &[u8],
+        key: impl FnOnce(&StreamId) -> Result<KeySlot, DecodeError>,
+    ) -> Result<Self, DecodeError> {
+        let env = FoldEnvelope::decode(bytes).map_err(|e| DecodeError(e.to_string()))?;
+        let position = env.position;
+        env.into_event(key, || format!("at position {position}"))
+    }
+
+    /// Converts an envelope with plain values back, upcasting older schema versions where
+    /// meaning changed (see [`event_from_pb`]).
     pub fn from_envelope(env: pb::Envelope) -> Result<Self, DecodeError> {
+        Self::from_envelope_with(env, |_| Ok(KeySlot::None))
+    }
+
+    /// Converts an envelope back, opening sealed values with the key `key` gives.
+    fn from_envelope_with(
+        env: pb::Envelope,
+        key: impl FnOnce(&StreamId) -> Result<KeySlot, DecodeError>,
+    ) -> Result<Self, DecodeError> {
         let fold = FoldEnvelope {
+            event_id: env.event_id.clone(),
             stream: env.stream,
             stream_version: env.stream_version,
             position: env.position,
@@ -223,7 +355,7 @@ impl RecordedEvent {
             },
             correlation_id: parse_id(&env.correlation_id, "correlation_id")?,
             idempotency_key: Some(env.idempotency_key).filter(|k| !k.is_empty()),
-            ..fold.into_event(|| event_id.clone())?
+            ..fold.into_event(key, || event_id.clone())?
         })
     }
 
@@ -254,7 +386,7 @@ fn parse_id<T: std::str::FromStr>(s: &str, what: &str) -> Result<T, DecodeError>
 }
 
 fn shown(kind: MethodKind, value: &str, reveal: bool) -> String {
-    if reveal {
+    if reveal || value == ERASED {
         value.to_owned()
     } else {
         mask(kind, value)
@@ -291,6 +423,7 @@ pub fn event_data_json(event: &DomainEvent, reveal: bool) -> Value {
         }
         DomainEvent::TenantDomainsSet { domains } => json!({"domains": domains}),
         DomainEvent::ResetPolicySet { policy } => json!({"policy": policy.name()}),
+        DomainEvent::AdminErased { reason } => json!({"reason": reason}),
         DomainEvent::PiiRevealed {
             scope,
             admin,
@@ -345,14 +478,26 @@ fn removed_to_pb(r: &RemovedMethod) -> pb::MethodRemoved {
         kind: kind_to_pb(r.kind),
         old_value,
         old_extension,
+        sealed_old_value: Vec::new(),
     }
 }
 
-fn removed_from_pb(r: pb::MethodRemoved, schema: u32) -> Result<RemovedMethod, DecodeError> {
+fn removed_from_pb(
+    r: pb::MethodRemoved,
+    schema: u32,
+    opener: &Opener<'_>,
+    field: Field,
+) -> Result<RemovedMethod, DecodeError> {
     Ok(RemovedMethod {
         method_id: parse_id(&r.method_id, "method_id")?,
         kind: kind_from_pb(r.kind)?,
-        old_value: joined_value(r.old_value, &r.old_extension, schema),
+        old_value: opener.value(
+            &r.sealed_old_value,
+            field,
+            r.old_value,
+            &r.old_extension,
+            schema,
+        )?,
     })
 }
 
@@ -368,6 +513,7 @@ pub fn pb_type_name(event: &pb::envelope::Event) -> &'static str {
         E::TenantDomainsSet(_) => "TenantDomainsSet",
         E::ResetPolicySet(_) => "ResetPolicySet",
         E::PiiRevealed(_) => "PiiRevealed",
+        E::AdminErased(_) => "AdminErased",
     }
 }
 
@@ -385,6 +531,7 @@ fn event_to_pb(event: &DomainEvent) -> pb::envelope::Event {
                 kind: kind_to_pb(*kind),
                 value,
                 extension,
+                sealed_value: Vec::new(),
             })
         }
         DomainEvent::MethodChanged {
@@ -402,6 +549,8 @@ fn event_to_pb(event: &DomainEvent) -> pb::envelope::Event {
                 new_value,
                 old_extension,
                 new_extension,
+                sealed_old_value: Vec::new(),
+                sealed_new_value: Vec::new(),
             })
         }
         DomainEvent::MethodRemoved(r) => E::MethodRemoved(removed_to_pb(r)),
@@ -413,6 +562,9 @@ fn event_to_pb(event: &DomainEvent) -> pb::envelope::Event {
         }),
         DomainEvent::ResetPolicySet { policy } => E::ResetPolicySet(pb::ResetPolicySet {
             policy: policy.name().to_owned(),
+        }),
+        DomainEvent::AdminErased { reason } => E::AdminErased(pb::AdminErased {
+            reason: reason.clone(),
         }),
         DomainEvent::PiiRevealed {
             scope,
@@ -426,27 +578,50 @@ fn event_to_pb(event: &DomainEvent) -> pb::envelope::Event {
     }
 }
 
-/// Converts a stored event of schema version `schema` to the domain's event.
-fn event_from_pb(event: pb::envelope::Event, schema: u32) -> Result<DomainEvent, DecodeError> {
+/// Converts a stored event of schema version `schema` to the domain's event, its sealed values
+/// opened by `opener`.
+fn event_from_pb(
+    event: pb::envelope::Event,
+    schema: u32,
+    opener: &Opener<'_>,
+) -> Result<DomainEvent, DecodeError> {
     use pb::envelope::Event as E;
     Ok(match event {
         E::MethodAdded(e) => DomainEvent::MethodAdded {
             method_id: parse_id::<MethodId>(&e.method_id, "method_id")?,
             kind: kind_from_pb(e.kind)?,
-            value: joined_value(e.value, &e.extension, schema),
+            value: opener.value(&e.sealed_value, Field::Value, e.value, &e.extension, schema)?,
         },
         E::MethodChanged(e) => DomainEvent::MethodChanged {
             method_id: parse_id(&e.method_id, "method_id")?,
             kind: kind_from_pb(e.kind)?,
-            old_value: joined_value(e.old_value, &e.old_extension, schema),
-            new_value: joined_value(e.new_value, &e.new_extension, schema),
+            old_value: opener.value(
+                &e.sealed_old_value,
+                Field::OldValue,
+                e.old_value,
+                &e.old_extension,
+                schema,
+            )?,
+            new_value: opener.value(
+                &e.sealed_new_value,
+                Field::NewValue,
+                e.new_value,
+                &e.new_extension,
+                schema,
+            )?,
         },
-        E::MethodRemoved(e) => DomainEvent::MethodRemoved(removed_from_pb(e, schema)?),
+        E::MethodRemoved(e) => {
+            DomainEvent::MethodRemoved(removed_from_pb(e, schema, opener, Field::OldValue)?)
+        }
         E::AdminOffboarded(e) => DomainEvent::AdminOffboarded {
             removed: e
                 .removed
                 .into_iter()
-                .map(|r| removed_from_pb(r, schema))
+                .enumerate()
+                .map(|(n, r)| {
+                    let field = Field::Removed(u32::try_from(n).unwrap_or(u32::MAX));
+                    removed_from_pb(r, schema, opener, field)
+                })
                 .collect::<Result<_, _>>()?,
         },
         E::TenantDomainsSet(e) => DomainEvent::TenantDomainsSet {
@@ -461,6 +636,7 @@ fn event_from_pb(event: pb::envelope::Event, schema: u32) -> Result<DomainEvent,
         E::ResetPolicySet(e) => DomainEvent::ResetPolicySet {
             policy: ResetPolicy::parse(&e.policy).map_err(|err| DecodeError(err.to_string()))?,
         },
+        E::AdminErased(e) => DomainEvent::AdminErased { reason: e.reason },
         E::PiiRevealed(e) => DomainEvent::PiiRevealed {
             scope: e.scope,
             admin: if e.admin_id.is_empty() {
@@ -534,10 +710,26 @@ mod tests {
                 admin: Some(AdminId::from_uuid(Uuid::now_v7())),
                 query: "reveal=true".into(),
             },
+            DomainEvent::AdminErased {
+                reason: "GDPR request 42".into(),
+            },
         ];
+        let key = DataKey::generate().unwrap().0;
         for event in events {
             let recorded = sample(event);
-            assert_eq!(RecordedEvent::decode(&recorded.encode()).unwrap(), recorded);
+            // Stored: sealed, and opened with the admin's key.
+            let sealed = recorded.encode_sealed(Some(&key)).unwrap();
+            assert_eq!(
+                RecordedEvent::decode_keyed(&sealed, &KeySlot::Live(key.clone())).unwrap(),
+                recorded
+            );
+            // Published: plain, schema 2.
+            let plain = RecordedEvent {
+                schema_version: PLAIN_SCHEMA_VERSION,
+                ..recorded.clone()
+            };
+            assert_eq!(RecordedEvent::decode(&recorded.encode()).unwrap(), plain);
+            let recorded = plain;
             // A fold's decode: the same event, its place and time, without who and why.
             let for_fold = RecordedEvent {
                 event_id: Uuid::nil(),
@@ -553,6 +745,49 @@ mod tests {
             let stored = recorded.to_envelope().event.unwrap();
             assert_eq!(pb_type_name(&stored), recorded.type_name());
         }
+    }
+
+    #[test]
+    fn sealed_values_are_not_in_the_stored_bytes_and_read_as_erased_without_their_key() {
+        let key = DataKey::generate().unwrap().0;
+        let m = MethodId::from_uuid(Uuid::now_v7());
+        let removed = |v: &str| RemovedMethod {
+            method_id: m,
+            kind: MethodKind::Email,
+            old_value: v.into(),
+        };
+        let recorded = sample(DomainEvent::AdminOffboarded {
+            removed: vec![removed("jane@example.com"), removed("john@example.org")],
+        });
+        let sealed = recorded.encode_sealed(Some(&key)).unwrap();
+        for plain in ["jane@example.com", "john@example.org", "example"] {
+            assert!(!sealed.windows(plain.len()).any(|w| w == plain.as_bytes()));
+        }
+        let erased = RecordedEvent::decode_keyed(&sealed, &KeySlot::Erased).unwrap();
+        assert_eq!(
+            erased.event,
+            DomainEvent::AdminOffboarded {
+                removed: vec![removed(ERASED), removed(ERASED)]
+            }
+        );
+        assert_eq!(
+            erased.to_json(false)["data"]["removed"][0]["old_value"],
+            ERASED
+        );
+        assert_eq!(
+            erased.to_json(true)["data"]["removed"][1]["old_value"],
+            ERASED
+        );
+        // Without a key a sealed value is an error, not a guess; a value needs a key to seal.
+        assert!(RecordedEvent::decode(&sealed).is_err());
+        assert!(recorded.encode_sealed(None).is_err());
+        // The two removed values cannot be swapped: each names its place in the event.
+        let mut env = pb::Envelope::decode(sealed.as_slice()).unwrap();
+        if let Some(pb::envelope::Event::AdminOffboarded(o)) = env.event.as_mut() {
+            o.removed.swap(0, 1);
+        }
+        let swapped = env.encode_to_vec();
+        assert!(RecordedEvent::decode_keyed(&swapped, &KeySlot::Live(key)).is_err());
     }
 
     #[test]

@@ -239,6 +239,7 @@ fn value_set(event: &DomainEvent) -> Option<(MethodId, &str)> {
         } => Some((*method_id, new_value)),
         DomainEvent::MethodRemoved(_)
         | DomainEvent::AdminOffboarded { .. }
+        | DomainEvent::AdminErased { .. }
         | DomainEvent::TenantDomainsSet { .. }
         | DomainEvent::ResetPolicySet { .. }
         | DomainEvent::PiiRevealed { .. } => None,

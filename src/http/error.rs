@@ -83,8 +83,11 @@ pub fn problem(code: Code) -> (StatusCode, &'static str, Option<u32>) {
         MethodKindExists
         | AlternatePhoneRequiresMobile
         | MobilePhoneHasAlternate
-        | AdminOffboarded => REFUSED_CHANGE,
+        | AdminOffboarded
+        | AdminNotOffboarded
+        | AdminErased => REFUSED_CHANGE,
         InvalidPhoneNumber
+        | InvalidEraseReason
         | PhoneNumberTypeNotAllowed
         | InvalidEmail
         | EmailInTenantDomain

@@ -176,6 +176,7 @@ fn router(state: HttpState) -> Router {
             &tenant("/admins/{admin_id}/offboard"),
             post(methods::offboard),
         )
+        .route(&tenant("/admins/{admin_id}/erase"), post(methods::erase))
         .route(
             &tenant("/admins/{admin_id}/reset-eligibility"),
             get(eligibility::get),

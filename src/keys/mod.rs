@@ -11,13 +11,19 @@
 //! first byte names the format so a later one can be told apart. Nonces are random: a data key
 //! seals the values of one admin, far below the 2^32 messages a random 96-bit nonce allows.
 //!
-//! Not wired into the log yet: the KEK, the data-key table and the sealed event fields are the
-//! rest of issue 22.
+//! [`Keyring`] is what a store holds: the KEK wrapper and the admins' unwrapped data keys it
+//! has met, for appends and reads.
 
+pub mod kek;
+
+use crate::domain::{AdminId, TenantId};
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
+use kek::{KekError, KeyWrapper};
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
+use std::sync::Mutex;
 use thiserror::Error;
 use uuid::Uuid;
 use zeroize::Zeroizing;
@@ -129,6 +135,8 @@ pub enum Field {
     OldValue,
     /// The value after a change.
     NewValue,
+    /// The value of the n-th method an offboarding removed.
+    Removed(u32),
 }
 
 impl Field {
@@ -137,6 +145,7 @@ impl Field {
             Field::Value => 1,
             Field::OldValue => 2,
             Field::NewValue => 3,
+            Field::Removed(_) => 4,
         }
     }
 }
@@ -144,12 +153,183 @@ impl Field {
 /// The associated data of a value in an event: a version byte, the event id, the field, and the
 /// stream's name, so a ciphertext opens only where it was written.
 pub fn event_aad(event_id: Uuid, stream: &str, field: Field) -> Vec<u8> {
-    let mut aad = Vec::with_capacity(1 + 16 + 1 + stream.len());
+    let mut aad = Vec::with_capacity(1 + 16 + 1 + 4 + stream.len());
     aad.push(SEALED_FORMAT);
     aad.extend_from_slice(event_id.as_bytes());
     aad.push(field.tag());
+    if let Field::Removed(n) = field {
+        aad.extend_from_slice(&n.to_be_bytes());
+    }
     aad.extend_from_slice(stream.as_bytes());
     aad
+}
+
+/// What the store knows of an admin's data key, for reading their events.
+#[derive(Clone, Debug)]
+pub enum KeySlot {
+    /// No data key: the admin has no sealed value (a tenant stream, or only plain legacy
+    /// events).
+    None,
+    Live(DataKey),
+    /// Destroyed by an erasure: the admin's values read as [`ERASED`].
+    Erased,
+}
+
+/// A data key as the store keeps it: wrapped under a KEK.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WrappedKey {
+    pub kek_id: String,
+    pub wrapped: Vec<u8>,
+}
+
+/// Data keys met by this process, at most this many (then forgotten all at once).
+const KEYS_REMEMBERED: usize = 20_000;
+
+/// The KEK wrapper and the unwrapped data keys of the admins this process met. A data key is
+/// written once, with the admin's first sealed event, and only ever destroyed (erasure), after
+/// which the admin's stream takes no more events: a remembered key is never stale for an
+/// append, and reads learn of an erasure from the store (their row says so).
+#[derive(Debug)]
+pub struct Keyring {
+    wrapper: Box<dyn KeyWrapper>,
+    keys: Mutex<HashMap<(TenantId, AdminId), DataKey>>,
+}
+
+/// The associated data a data key is wrapped with: the admin it belongs to.
+fn admin_aad(tenant: TenantId, admin: AdminId) -> Vec<u8> {
+    let mut aad = Vec::with_capacity(1 + 32);
+    aad.push(SEALED_FORMAT);
+    aad.extend_from_slice(tenant.as_uuid().as_bytes());
+    aad.extend_from_slice(admin.as_uuid().as_bytes());
+    aad
+}
+
+impl Keyring {
+    pub fn new(wrapper: Box<dyn KeyWrapper>) -> Self {
+        Keyring {
+            wrapper,
+            keys: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The KEKs.
+    pub fn wrapper(&self) -> &dyn KeyWrapper {
+        self.wrapper.as_ref()
+    }
+
+    /// The id of the KEK, when it is the one PostgreSQL keeps in `server_keys`.
+    pub fn database_kek(&self) -> Option<&str> {
+        let id = self.wrapper.active_id();
+        (id == crate::store::keys::DATABASE_KEK_ID).then_some(id)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(TenantId, AdminId), DataKey>> {
+        self.keys.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The admin's data key, if this process has met it.
+    pub fn remembered(&self, tenant: TenantId, admin: AdminId) -> Option<DataKey> {
+        self.lock().get(&(tenant, admin)).cloned()
+    }
+
+    /// Remembers a data key (after the transaction that wrote it committed, for a new one).
+    pub fn remember(&self, tenant: TenantId, admin: AdminId, key: DataKey) {
+        let mut keys = self.lock();
+        if keys.len() >= KEYS_REMEMBERED {
+            keys.clear();
+        }
+        keys.insert((tenant, admin), key);
+    }
+
+    /// Forgets an erased admin's data key.
+    pub fn forget(&self, tenant: TenantId, admin: AdminId) {
+        self.lock().remove(&(tenant, admin));
+    }
+
+    /// A new data key for the admin, and its wrapped form to store.
+    pub fn generate(
+        &self,
+        tenant: TenantId,
+        admin: AdminId,
+    ) -> Result<(DataKey, WrappedKey), KekError> {
+        let (key, raw) = DataKey::generate()?;
+        let wrapped = self.wrapper.wrap(&admin_aad(tenant, admin), &raw)?;
+        Ok((
+            key,
+            WrappedKey {
+                kek_id: self.wrapper.active_id().to_owned(),
+                wrapped,
+            },
+        ))
+    }
+
+    /// The data key of a stored row (remembered, or unwrapped and remembered).
+    pub fn unwrap(
+        &self,
+        tenant: TenantId,
+        admin: AdminId,
+        row: &WrappedKey,
+    ) -> Result<DataKey, KekError> {
+        if let Some(key) = self.remembered(tenant, admin) {
+            return Ok(key);
+        }
+        let key = self.unwrap_uncached(tenant, admin, row)?;
+        self.remember(tenant, admin, key.clone());
+        Ok(key)
+    }
+
+    /// The data key of a stored row, not remembered (a bulk replay meets every admin once).
+    pub fn unwrap_uncached(
+        &self,
+        tenant: TenantId,
+        admin: AdminId,
+        row: &WrappedKey,
+    ) -> Result<DataKey, KekError> {
+        let raw = self
+            .wrapper
+            .unwrap(&row.kek_id, &admin_aad(tenant, admin), &row.wrapped)?;
+        Ok(DataKey::from_bytes(&raw))
+    }
+
+    /// The slot of a row read beside an event: no row, a destroyed key (`wrapped` absent), or a
+    /// live one.
+    pub fn slot(
+        &self,
+        tenant: TenantId,
+        admin: Option<AdminId>,
+        row: Option<Option<WrappedKey>>,
+    ) -> Result<KeySlot, KekError> {
+        let Some(admin) = admin else {
+            return Ok(KeySlot::None);
+        };
+        Ok(match row {
+            None => KeySlot::None,
+            Some(None) => {
+                self.forget(tenant, admin);
+                KeySlot::Erased
+            }
+            Some(Some(row)) => KeySlot::Live(self.unwrap(tenant, admin, &row)?),
+        })
+    }
+
+    /// The same data key wrapped under the active KEK (rotation), `None` when it already is.
+    pub fn rewrap(
+        &self,
+        tenant: TenantId,
+        admin: AdminId,
+        row: &WrappedKey,
+    ) -> Result<Option<WrappedKey>, KekError> {
+        let active = self.wrapper.active_id();
+        if row.kek_id == active {
+            return Ok(None);
+        }
+        let aad = admin_aad(tenant, admin);
+        let raw = self.wrapper.unwrap(&row.kek_id, &aad, &row.wrapped)?;
+        Ok(Some(WrappedKey {
+            kek_id: active.to_owned(),
+            wrapped: self.wrapper.wrap(&aad, &raw)?,
+        }))
+    }
 }
 
 #[cfg(test)]

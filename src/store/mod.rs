@@ -4,6 +4,7 @@
 //! ([`SqliteStore`]). Both pass the same conformance tests.
 
 pub mod audit;
+pub mod keys;
 mod place;
 pub mod postgres;
 pub mod projections;
@@ -218,9 +219,16 @@ impl HistoryQuery {
 #[derive(Clone, Debug)]
 pub enum StoreConfig {
     /// PostgreSQL at `url` with a pool of `pool_size` connections.
-    Postgres { url: String, pool_size: usize },
+    Postgres {
+        url: String,
+        pool_size: usize,
+        kek: keys::KekSource,
+    },
     /// The embedded store in `data_dir`.
-    Embedded { data_dir: PathBuf },
+    Embedded {
+        data_dir: PathBuf,
+        kek: keys::KekSource,
+    },
 }
 
 impl StoreConfig {
@@ -230,7 +238,7 @@ impl StoreConfig {
             StoreConfig::Postgres { url, .. } => {
                 format!("PostgreSQL at {}", crate::config::redact_url(url))
             }
-            StoreConfig::Embedded { data_dir } => {
+            StoreConfig::Embedded { data_dir, .. } => {
                 format!("embedded SQLite in {}", data_dir.display())
             }
         }
@@ -248,13 +256,26 @@ impl Store {
     /// Opens the configured backend and checks that it answers.
     pub async fn open(config: &StoreConfig) -> Result<Self, StoreError> {
         Ok(match config {
-            StoreConfig::Postgres { url, pool_size } => {
-                Store::Postgres(PgStore::connect(url, *pool_size).await?)
-            }
-            StoreConfig::Embedded { data_dir } => {
-                Store::Embedded(SqliteStore::open(data_dir).await?)
+            StoreConfig::Postgres {
+                url,
+                pool_size,
+                kek,
+            } => Store::Postgres(PgStore::connect_with(url, *pool_size, kek.clone()).await?),
+            StoreConfig::Embedded { data_dir, kek } => {
+                Store::Embedded(SqliteStore::open_with(data_dir, kek.clone()).await?)
             }
         })
+    }
+}
+
+impl Store {
+    /// The keyring (see `store::keys`): loads and checks the KEKs at the first call, which
+    /// needs the migrated schema.
+    pub async fn keyring(&self) -> Result<std::sync::Arc<crate::keys::Keyring>, StoreError> {
+        match self {
+            Store::Postgres(s) => s.keyring().await,
+            Store::Embedded(s) => s.keyring().await,
+        }
     }
 }
 

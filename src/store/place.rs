@@ -9,6 +9,7 @@
 use super::{GENESIS_HASH, StoreError, chain_hash};
 use crate::domain::StreamId;
 use crate::events::{PendingEvent, RecordedEvent};
+use crate::keys::DataKey;
 use std::collections::HashMap;
 
 /// The newest event of a stream: its version and hash (0 and the genesis hash when it has
@@ -38,6 +39,9 @@ pub(crate) struct Request<'a> {
     /// was read at.
     pub guard: Option<(StreamId, u64)>,
     pub events: &'a [PendingEvent],
+    /// The data key of the stream's admin, which seals the events' contact values (`None`
+    /// for a tenant or audit stream, whose events carry none).
+    pub key: Option<&'a DataKey>,
 }
 
 /// An event placed in the log: as recorded, its stored payload, and its link in the chain.
@@ -104,7 +108,9 @@ fn place_one(
             tip.version + 1 + i as u64,
             *next,
         );
-        let payload = event.encode();
+        let payload = event.encode_sealed(request.key).map_err(|e| {
+            StoreError::Config(format!("cannot seal the values of {}: {e}", request.stream))
+        })?;
         let hash = chain_hash(&prev_hash, &payload);
         placed.push(Placed {
             event,
@@ -160,6 +166,7 @@ mod tests {
                     expected: Some(0),
                     guard: Some((settings, 0)),
                     events: &two,
+                    key: None,
                 },
                 // Stale: the stream is at 2 now.
                 Request {
@@ -167,12 +174,14 @@ mod tests {
                     expected: Some(0),
                     guard: None,
                     events: &one,
+                    key: None,
                 },
                 Request {
                     stream: settings,
                     expected: Some(0),
                     guard: None,
                     events: &one,
+                    key: None,
                 },
                 // Decided on the settings before the change just placed.
                 Request {
@@ -180,12 +189,14 @@ mod tests {
                     expected: Some(2),
                     guard: Some((settings, 0)),
                     events: &one,
+                    key: None,
                 },
                 Request {
                     stream: admin,
                     expected: None,
                     guard: Some((settings, 1)),
                     events: &one,
+                    key: None,
                 },
             ],
         );

@@ -36,7 +36,7 @@ fn bin(config: &StoreConfig, args: &[&str]) -> Command {
         .env("RUST_LOG", "warn");
     match config {
         StoreConfig::Postgres { url, .. } => cmd.env("DATABASE_URL", url),
-        StoreConfig::Embedded { data_dir } => cmd.env("RECOVERY_DATA_DIR", data_dir),
+        StoreConfig::Embedded { data_dir, .. } => cmd.env("RECOVERY_DATA_DIR", data_dir),
     };
     cmd
 }
@@ -66,7 +66,7 @@ impl TestStore {
 
 impl Drop for TestStore {
     fn drop(&mut self) {
-        if let StoreConfig::Embedded { data_dir } = &self.config {
+        if let StoreConfig::Embedded { data_dir, .. } = &self.config {
             let _ = std::fs::remove_dir_all(data_dir);
         }
     }
@@ -132,7 +132,7 @@ impl Db {
     async fn open(config: &StoreConfig) -> Db {
         match config {
             StoreConfig::Postgres { url, .. } => Db::Pg(crate::support::pg_client(url).await),
-            StoreConfig::Embedded { data_dir } => {
+            StoreConfig::Embedded { data_dir, .. } => {
                 let c = rusqlite::Connection::open(data_dir.join(DB_FILE)).unwrap();
                 c.busy_timeout(Duration::from_secs(5)).unwrap();
                 Db::Lite(c)
@@ -416,6 +416,7 @@ fn verify_of_an_unreachable_database_fails_with_one_line() {
     let config = StoreConfig::Postgres {
         url: "postgres://postgres@127.0.0.1:1/x".into(),
         pool_size: 1,
+        kek: Default::default(),
     };
     let out = run(&config, &["audit", "verify"]);
     assert_eq!(out.status.code(), Some(1), "{out:?}");

@@ -266,7 +266,8 @@ async fn a_database_with_the_two_old_projections_upgrades_without_a_rebuild() {
     let tenant = app.tenant;
     drop(app);
 
-    // Back to the old schema, as version 4 left it.
+    // Back to the old schema, as version 4 left it (but for the data keys, which version 6
+    // adds and this database's events are sealed with: that migration finds them in place).
     let db = crate::support::pg_client(&url).await;
     db.batch_execute(
         "ALTER TABLE admin_views RENAME TO eligibility_admins;
@@ -279,7 +280,7 @@ async fn a_database_with_the_two_old_projections_upgrades_without_a_rebuild() {
          UPDATE projection_checkpoints SET name = 'eligibility' WHERE name = 'admins';
          INSERT INTO projection_checkpoints SELECT 'contact_view', position
              FROM projection_checkpoints WHERE name = 'eligibility';
-         DELETE FROM schema_migrations WHERE version = 5;",
+         DELETE FROM schema_migrations WHERE version >= 5;",
     )
     .await
     .unwrap();
@@ -287,7 +288,7 @@ async fn a_database_with_the_two_old_projections_upgrades_without_a_rebuild() {
     let out = run(&["migrate", "--database-url", &url], &[]);
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim(),
-        "migrations applied: 1",
+        "migrations applied: 2",
         "{out:?}"
     );
     // Served by a replica that projects nothing: the rows are the migrated ones.

@@ -226,7 +226,7 @@ impl Sql {
     async fn open(app: &TestApp) -> Sql {
         match &app.store_config {
             StoreConfig::Postgres { url, .. } => Sql::Pg(crate::support::pg_client(url).await),
-            StoreConfig::Embedded { data_dir } => {
+            StoreConfig::Embedded { data_dir, .. } => {
                 let c = rusqlite::Connection::open(data_dir.join(DB_FILE)).unwrap();
                 c.busy_timeout(Duration::from_secs(5)).unwrap();
                 Sql::Lite(c)

@@ -604,6 +604,7 @@ async fn a_full_disk_answers_503_until_it_is_freed_and_loses_nothing() {
     let data_dir = disk.path.join("data");
     let config = StoreConfig::Embedded {
         data_dir: data_dir.clone(),
+        kek: Default::default(),
     };
     let app = spawn_store(config, Options::default()).await;
     let phone = "+45 20 12 34 56";

@@ -179,6 +179,7 @@ async fn the_service_talks_tls_to_a_server_it_verifies_and_to_no_other() {
             recovery_info::store::Store::open(&recovery_info::store::StoreConfig::Postgres {
                 url: url.clone(),
                 pool_size: 2,
+                kek: Default::default(),
             })
             .await;
         assert!(opened.is_err(), "{url} must be refused");

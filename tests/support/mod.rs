@@ -15,6 +15,7 @@ use recovery_info::http::metrics::MetricsToken;
 use recovery_info::projections::runner::RunnerConfig;
 use recovery_info::publish::PublisherConfig;
 use recovery_info::server::{self, Server, ServerConfig};
+use recovery_info::store::keys::KekSource;
 use recovery_info::store::{EventLog, ProjectionStorage};
 use recovery_info::store::{Store, StoreConfig};
 use reqwest::{Method, Response};
@@ -153,9 +154,11 @@ pub async fn fresh_store(backend: Backend) -> StoreConfig {
         Backend::Postgres => StoreConfig::Postgres {
             url: fresh_database().await,
             pool_size: 16,
+            kek: KekSource::Generated,
         },
         Backend::Embedded => StoreConfig::Embedded {
             data_dir: std::env::temp_dir().join(format!("ri_test_{}", Uuid::new_v4().simple())),
+            kek: KekSource::Generated,
         },
     }
 }
@@ -207,6 +210,7 @@ pub async fn spawn_on(database_url: String, options: Options) -> TestApp {
     let store = StoreConfig::Postgres {
         url: database_url,
         pool_size: 16,
+        kek: KekSource::Generated,
     };
     spawn_store(store, options).await
 }
@@ -234,7 +238,7 @@ pub async fn spawn_store(store: StoreConfig, options: Options) -> TestApp {
         base: format!("http://{}", server.addr),
         tenant: Uuid::now_v7(),
         data_dir: DataDirGuard(match &store {
-            StoreConfig::Embedded { data_dir } => Some(data_dir.clone()),
+            StoreConfig::Embedded { data_dir, .. } => Some(data_dir.clone()),
             StoreConfig::Postgres { .. } => None,
         }),
         store_config: store,

@@ -152,6 +152,8 @@ pub enum Access {
     ManageAdmin(AdminId),
     /// Offboard an admin.
     Offboard,
+    /// Erase an offboarded admin's contact values.
+    Erase,
     /// Read an admin's contact view.
     ReadView(AdminId),
     /// Read an admin's reset eligibility.
@@ -171,7 +173,7 @@ impl Access {
         use Role::*;
         match self {
             Access::ManageAdmin(a) => (&[AuthenticationAdmin], Some(a)),
-            Access::Offboard => (&[AuthenticationAdmin], None),
+            Access::Offboard | Access::Erase => (&[AuthenticationAdmin], None),
             Access::ReadView(a) => (&[AuthenticationAdmin, Auditor], Some(a)),
             Access::ReadEligibility(a) => (
                 &[ResetService, Dashboard, AuthenticationAdmin, Auditor],

@@ -1,4 +1,4 @@
-//! `/admins/{admin_id}/methods`: an admin's security methods, and offboarding.
+//! `/admins/{admin_id}/methods`: an admin's security methods, offboarding and erasure.
 
 use super::settings::settings_json;
 use crate::domain::{
@@ -30,6 +30,13 @@ pub struct AddBody {
 #[serde(deny_unknown_fields)]
 pub struct ChangeBody {
     value: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EraseBody {
+    /// Why (a ticket, the request's reference): 1 to 500 characters.
+    reason: String,
 }
 
 #[derive(Deserialize)]
@@ -223,6 +230,39 @@ pub async fn offboard(
         .app
         .admin_command(&ctx, admin, AdminCommand::Offboard)
         .await?;
+    Ok(answer_response(
+        &s.positions,
+        tenant,
+        StatusCode::OK,
+        &answer,
+    ))
+}
+
+/// `POST …/erase {"reason"}`: erases an offboarded admin's contact values (their data key is
+/// destroyed with the `AdminErased` event; the history stays, its values read as erased).
+#[tracing::instrument(skip_all, fields(tenant_id = %tenant, admin_id = %admin))]
+pub async fn erase(
+    State(s): State<HttpState>,
+    caller: Caller,
+    ValidPath((tenant, admin)): ValidPath<(TenantId, AdminId)>,
+    headers: Result<CommandHeaders, ApiError>,
+    body: Result<JsonBody<EraseBody>, ApiError>,
+) -> Result<Response, ApiError> {
+    caller.authorize(tenant, Access::Erase)?;
+    caller.stepped_up(&s.auth.step_up)?;
+    let headers = headers?;
+    let body = body?;
+    let ctx = command_context(
+        &caller,
+        tenant,
+        headers,
+        &format!("POST {admin}/erase"),
+        &body.raw,
+    );
+    let command = AdminCommand::Erase {
+        reason: body.value.reason,
+    };
+    let answer = s.app.admin_command(&ctx, admin, command).await?;
     Ok(answer_response(
         &s.positions,
         tenant,

@@ -8,6 +8,8 @@ use tokio::sync::oneshot;
 /// One append waiting for the appender.
 pub(super) struct AppendJob {
     pub append: Append,
+    /// The store's keyring (the same for every job).
+    pub keys: std::sync::Arc<crate::keys::Keyring>,
     pub reply: oneshot::Sender<Result<Appended, StoreError>>,
 }
 
@@ -21,7 +23,12 @@ impl PgStore {
     #[tracing::instrument(skip_all, fields(stream = %append.stream, expected = ?append.expected, n = append.events.len()))]
     pub async fn append_to(&self, append: Append) -> Result<Appended, StoreError> {
         let (reply, outcome) = tokio::sync::oneshot::channel();
-        let job = AppendJob { append, reply };
+        let keys = self.keyring().await?;
+        let job = AppendJob {
+            append,
+            keys,
+            reply,
+        };
         self.appender
             .send(job)
             .await

@@ -26,6 +26,9 @@
 use super::append::AppendJob;
 use super::known_tips::{self, KnownTips};
 use super::{Param, rolled_back_on_error, to_i64, to_u64};
+use crate::domain::{AdminId, StreamId, TenantId};
+use crate::keys::{DataKey, Keyring, WrappedKey};
+use crate::store::keys::{erases, key_row};
 use crate::store::place::{Request, Tip, place};
 use crate::store::{Appended, NO_STATUS, StoreError};
 use chrono::{DateTime, Utc};
@@ -110,6 +113,77 @@ struct AnswerRows {
     request_hash: Vec<Vec<u8>>,
     status: Vec<i16>,
     response: Vec<serde_json::Value>,
+    admin_id: Vec<Option<Uuid>>,
+}
+
+/// The data keys of a group's admin streams: the key that seals each job's events (`None` for
+/// a tenant or audit stream, or an erased admin), and the keys made for admins without one,
+/// to insert with the group.
+struct GroupKeys {
+    per_job: Vec<Option<DataKey>>,
+    new: HashMap<(TenantId, AdminId), (DataKey, WrappedKey)>,
+}
+
+/// Finds the group's data keys: remembered, else read (one round trip, before the
+/// transaction: a stored key never changes but to be destroyed, after which its admin's
+/// stream takes no event), else made.
+async fn group_keys(
+    client: &deadpool_postgres::Client,
+    keys: &Keyring,
+    jobs: &[AppendJob],
+) -> Result<GroupKeys, StoreError> {
+    let mut found: HashMap<(TenantId, AdminId), Option<DataKey>> = HashMap::new();
+    let mut missing: Vec<(TenantId, AdminId)> = Vec::new();
+    for job in jobs {
+        if let StreamId::Admin(t, a) = job.append.stream {
+            if found.contains_key(&(t, a)) || missing.contains(&(t, a)) {
+                continue;
+            }
+            match keys.remembered(t, a) {
+                Some(key) => {
+                    found.insert((t, a), Some(key));
+                }
+                None => missing.push((t, a)),
+            }
+        }
+    }
+    let mut new = HashMap::new();
+    if !missing.is_empty() {
+        let (tenants, admins): (Vec<Uuid>, Vec<Uuid>) = missing
+            .iter()
+            .map(|(t, a)| (t.as_uuid(), a.as_uuid()))
+            .unzip();
+        let read = client
+            .prepare_cached(
+                "SELECT k.tenant_id, k.admin_id, k.kek_id, k.wrapped
+                 FROM unnest($1::uuid[], $2::uuid[]) AS m(t, a)
+                 JOIN data_keys k ON k.tenant_id = m.t AND k.admin_id = m.a",
+            )
+            .await?;
+        for r in client.query(&read, &[&tenants, &admins]).await? {
+            let (t, a) = (TenantId::from_uuid(r.get(0)), AdminId::from_uuid(r.get(1)));
+            let key = match key_row(true, r.get(2), r.get(3)).flatten() {
+                Some(wrapped) => Some(keys.unwrap(t, a, &wrapped)?),
+                None => None,
+            };
+            found.insert((t, a), key);
+        }
+        for (t, a) in missing {
+            if let std::collections::hash_map::Entry::Vacant(slot) = found.entry((t, a)) {
+                let (key, wrapped) = keys.generate(t, a)?;
+                slot.insert(Some(key.clone()));
+                new.insert((t, a), (key, wrapped));
+            }
+        }
+    }
+    let per_job = jobs
+        .iter()
+        .map(|job| match job.append.stream {
+            StreamId::Admin(t, a) => found.get(&(t, a)).cloned().flatten(),
+            _ => None,
+        })
+        .collect();
+    Ok(GroupKeys { per_job, new })
 }
 
 /// Writes a group in one transaction; one outcome per job, in order.
@@ -127,9 +201,25 @@ async fn write(
     known: &mut KnownTips,
 ) -> Result<Vec<Result<Appended, StoreError>>, StoreError> {
     let client = pool.get().await?;
-    let written = rolled_back_on_error(&client, write_in(&client, jobs, known).await).await;
-    if written.is_err() {
-        known.forget();
+    let Some(keys) = jobs.first().map(|j| j.keys.clone()) else {
+        return Ok(Vec::new());
+    };
+    let group = group_keys(&client, &keys, jobs).await?;
+    let written = rolled_back_on_error(&client, write_in(&client, jobs, &group, known).await).await;
+    match &written {
+        Err(_) => known.forget(),
+        Ok(outcomes) => {
+            // Committed: the new keys are stored, the erased ones destroyed.
+            for (job, outcome) in jobs.iter().zip(outcomes) {
+                if let (Ok(_), StreamId::Admin(t, a)) = (outcome, job.append.stream) {
+                    if erases(&job.append.events) {
+                        keys.forget(t, a);
+                    } else if let Some((key, _)) = group.new.get(&(t, a)) {
+                        keys.remember(t, a, key.clone());
+                    }
+                }
+            }
+        }
     }
     written
 }
@@ -165,6 +255,7 @@ enum Written {
 async fn write_in(
     client: &deadpool_postgres::Client,
     jobs: &[AppendJob],
+    group: &GroupKeys,
     known: &mut KnownTips,
 ) -> Result<Vec<Result<Appended, StoreError>>, StoreError> {
     // The tips of the appended streams and of the guarded ones.
@@ -178,7 +269,7 @@ async fn write_in(
             .iter()
             .filter_map(|n| known.tips.get(n).map(|t| (n.clone(), t.clone())))
             .collect();
-        match place_and_write(client, jobs, head, tips, known, true).await? {
+        match place_and_write(client, jobs, group, head, tips, known, true).await? {
             Written::Done(outcomes) => {
                 metrics::counter!("recovery_append_groups_total", "round_trips" => "1")
                     .increment(1);
@@ -238,7 +329,7 @@ async fn write_in(
         known.forget();
         tips.extend(read_tips(client, &tips_query, &remembered).await?);
     }
-    match place_and_write(client, jobs, head, tips, known, false).await? {
+    match place_and_write(client, jobs, group, head, tips, known, false).await? {
         Written::Done(outcomes) => {
             metrics::counter!("recovery_append_groups_total", "round_trips" => "2").increment(1);
             Ok(outcomes)
@@ -260,20 +351,26 @@ async fn write_in(
 async fn place_and_write(
     client: &deadpool_postgres::Client,
     jobs: &[AppendJob],
+    group: &GroupKeys,
     head: u64,
     mut tips: HashMap<String, Tip>,
     known: &mut KnownTips,
     optimistic: bool,
 ) -> Result<Written, StoreError> {
-    let requests = jobs.iter().map(|job| Request {
+    let requests = jobs.iter().zip(&group.per_job).map(|(job, key)| Request {
         stream: job.append.stream,
         expected: job.append.expected,
         guard: job.append.guard,
         events: &job.append.events,
+        key: key.as_ref(),
     });
     let (next, placed) = place(head, &mut tips, requests);
     let mut rows = EventRows::default();
     let mut answers = AnswerRows::default();
+    // The data keys made for this group's admins, and the admins it erases.
+    let (mut key_tenants, mut key_admins, mut key_keks, mut key_wrapped) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::<Vec<u8>>::new());
+    let (mut erased_tenants, mut erased_admins) = (Vec::new(), Vec::new());
     let mut outcomes = Vec::with_capacity(jobs.len());
     for (job, placed) in jobs.iter().zip(placed) {
         let placed = match placed {
@@ -284,6 +381,20 @@ async fn place_and_write(
             }
         };
         let name = job.append.stream.to_string();
+        if let StreamId::Admin(t, a) = job.append.stream {
+            if let Some((_, wrapped)) = group.new.get(&(t, a))
+                && !key_admins.contains(&a.as_uuid())
+            {
+                key_tenants.push(t.as_uuid());
+                key_admins.push(a.as_uuid());
+                key_keks.push(wrapped.kek_id.clone());
+                key_wrapped.push(wrapped.wrapped.clone());
+            }
+            if !placed.is_empty() && erases(&job.append.events) {
+                erased_tenants.push(t.as_uuid());
+                erased_admins.push(a.as_uuid());
+            }
+        }
         let mut recorded = Vec::with_capacity(placed.len());
         for p in placed {
             let event = p.event;
@@ -310,6 +421,9 @@ async fn place_and_write(
                 answers.key.push(answer.key.key.clone());
                 answers.request_hash.push(answer.request_hash.clone());
                 answers.status.push(NO_STATUS);
+                answers
+                    .admin_id
+                    .push(job.append.stream.admin().map(|a| a.as_uuid()));
                 Some(outcome)
             }
             None => None,
@@ -343,9 +457,30 @@ async fn place_and_write(
         .await?;
     let insert_answers = client
         .prepare_cached(
-            "INSERT INTO idempotency_keys (tenant_id, subject, key, request_hash, status, response)
+            "INSERT INTO idempotency_keys (tenant_id, subject, key, request_hash, status, response,
+                                           admin_id)
              SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::bytea[], $5::smallint[],
-                                  $6::json[])",
+                                  $6::json[], $7::uuid[])",
+        )
+        .await?;
+    let insert_keys = client
+        .prepare_cached(
+            "INSERT INTO data_keys (tenant_id, admin_id, kek_id, wrapped)
+             SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::bytea[])",
+        )
+        .await?;
+    // The crypto-shredding: each erased admin's key goes (a tombstone row stays), and so do
+    // their stored answers (they may show a value), before this group's answers are stored.
+    let erase = client
+        .prepare_cached(
+            "WITH erased AS (
+                 INSERT INTO data_keys (tenant_id, admin_id, erased_at)
+                 SELECT t, a, now() FROM unnest($1::uuid[], $2::uuid[]) AS m(t, a)
+                 ON CONFLICT (tenant_id, admin_id)
+                 DO UPDATE SET kek_id = NULL, wrapped = NULL, erased_at = now()
+                 RETURNING tenant_id, admin_id)
+             DELETE FROM idempotency_keys i USING erased
+             WHERE i.tenant_id = erased.tenant_id AND i.admin_id = erased.admin_id",
         )
         .await?;
     let move_head = client
@@ -364,14 +499,17 @@ async fn place_and_write(
         &rows.prev_hash,
         &rows.hash,
     ];
-    let answer_params: [&Param; 6] = [
+    let answer_params: [&Param; 7] = [
         &answers.tenant_id,
         &answers.subject,
         &answers.key,
         &answers.request_hash,
         &answers.status,
         &answers.response,
+        &answers.admin_id,
     ];
+    let key_params: [&Param; 4] = [&key_tenants, &key_admins, &key_keks, &key_wrapped];
+    let erase_params: [&Param; 2] = [&erased_tenants, &erased_admins];
     let old_head = to_i64(head);
     let new_head = to_i64(next);
     let head_params: [&Param; 1] = [&new_head];
@@ -380,7 +518,7 @@ async fn place_and_write(
     // this order), the commit last. Every answer is awaited: the first error in statement
     // order is the cause, the later ones only say that the transaction was aborted.
     // A group without idempotency keys (the usual case) has no records to insert.
-    let (opened, events, answers, head_moved, commit) = tokio::join!(
+    let (opened, events, new_keys, erased, answers, head_moved, commit) = tokio::join!(
         async {
             match &expect_head {
                 Some(expect_head) => {
@@ -394,6 +532,20 @@ async fn place_and_write(
             }
         },
         client.execute(&insert_events, &event_params),
+        async {
+            if key_admins.is_empty() {
+                Ok(0)
+            } else {
+                client.execute(&insert_keys, &key_params).await
+            }
+        },
+        async {
+            if erased_admins.is_empty() {
+                Ok(0)
+            } else {
+                client.execute(&erase, &erase_params).await
+            }
+        },
         async {
             if answers.tenant_id.is_empty() {
                 Ok(0)
@@ -410,7 +562,13 @@ async fn place_and_write(
         // The COMMIT behind it only rolled back.
         return Ok(Written::HeadMoved);
     }
-    let written = opened.and(events).and(answers).and(head_moved).and(commit);
+    let written = opened
+        .and(events)
+        .and(new_keys)
+        .and(erased)
+        .and(answers)
+        .and(head_moved)
+        .and(commit);
     if let Err(e) = written {
         let key_taken = e.as_db_error().is_some_and(|d| {
             *d.code() == SqlState::UNIQUE_VIOLATION && d.table() == Some("idempotency_keys")

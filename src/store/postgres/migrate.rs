@@ -31,6 +31,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "one_admin_projection",
         include_str!("../../../migrations/postgres/0005_one_admin_projection.sql"),
     ),
+    (
+        6,
+        "data_keys",
+        include_str!("../../../migrations/postgres/0006_data_keys.sql"),
+    ),
 ];
 
 /// The newest migration this build knows.

@@ -14,6 +14,9 @@ pub mod tls;
 
 use crate::domain::StreamId;
 use crate::events::RecordedEvent;
+use crate::keys::Keyring;
+use crate::keys::kek::{KekRing, KeyWrapper};
+use crate::store::keys::{DATABASE_KEK_ID, KekSource, check_wrapper, key_row, open_event};
 use crate::store::{BackendError, HistoryQuery, IdempotencyKey, StoreError, StoredAnswer};
 use append::AppendJob;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
@@ -30,6 +33,9 @@ pub struct PgStore {
     known_rows: std::sync::Arc<known_rows::KnownRows>,
     /// Where the connections outside the pool go (shared: the settings are large).
     dedicated: std::sync::Arc<DedicatedTarget>,
+    /// Where the KEKs come from, and the keyring once loaded (it needs the migrated schema).
+    kek: KekSource,
+    keyring: std::sync::Arc<tokio::sync::OnceCell<std::sync::Arc<Keyring>>>,
 }
 
 impl From<tokio_postgres::Error> for StoreError {
@@ -90,8 +96,18 @@ fn without_jit(config: &mut tokio_postgres::Config) {
 }
 
 impl PgStore {
-    /// Builds a pool for `url` and checks that the database answers.
+    /// Builds a pool for `url` and checks that the database answers; the KEK is the one the
+    /// database keeps (see [`KekSource::Generated`]).
     pub async fn connect(url: &str, pool_size: usize) -> Result<Self, StoreError> {
+        Self::connect_with(url, pool_size, KekSource::Generated).await
+    }
+
+    /// [`PgStore::connect`] with the KEKs from `kek`.
+    pub async fn connect_with(
+        url: &str,
+        pool_size: usize,
+        kek: KekSource,
+    ) -> Result<Self, StoreError> {
         let (mut config, tls) = tls::parse(url)?;
         let dedicated = std::sync::Arc::new(DedicatedTarget::with(config.clone(), tls.clone()));
         without_jit(&mut config);
@@ -115,9 +131,60 @@ impl PgStore {
             appender,
             known_rows: Default::default(),
             dedicated,
+            kek,
+            keyring: Default::default(),
         };
         store.ping().await?;
         Ok(store)
+    }
+
+    /// The keyring: the KEKs checked against the database (see `store::keys`), loaded at the
+    /// first call after the schema is migrated.
+    pub async fn keyring(&self) -> Result<std::sync::Arc<Keyring>, StoreError> {
+        self.keyring
+            .get_or_try_init(|| async {
+                let ring = match crate::store::keys::configured(&self.kek)? {
+                    Some(ring) => ring,
+                    None => KekRing::single(DATABASE_KEK_ID, &self.server_key("kek").await?),
+                };
+                let client = self.pool.get().await?;
+                let stored: Vec<(String, Vec<u8>)> = client
+                    .query("SELECT id, check_value FROM key_encryption_keys", &[])
+                    .await?
+                    .iter()
+                    .map(|r| (r.get(0), r.get(1)))
+                    .collect();
+                let wrapping: Vec<String> = client
+                    .query(
+                        "SELECT DISTINCT kek_id FROM data_keys WHERE kek_id IS NOT NULL",
+                        &[],
+                    )
+                    .await?
+                    .iter()
+                    .map(|r| r.get(0))
+                    .collect();
+                for (id, check) in check_wrapper(&ring, &stored, &wrapping)? {
+                    client
+                        .execute(
+                            "INSERT INTO key_encryption_keys (id, check_value) VALUES ($1, $2)
+                             ON CONFLICT (id) DO NOTHING",
+                            &[&id, &check],
+                        )
+                        .await?;
+                }
+                // A replica that raced us to the first insert stored its check: compare again.
+                let stored: Vec<(String, Vec<u8>)> = client
+                    .query("SELECT id, check_value FROM key_encryption_keys", &[])
+                    .await?
+                    .iter()
+                    .map(|r| (r.get(0), r.get(1)))
+                    .collect();
+                check_wrapper(&ring, &stored, &wrapping)?;
+                tracing::debug!(active = ring.active_id(), "key-encryption keys checked");
+                Ok::<_, StoreError>(std::sync::Arc::new(Keyring::new(Box::new(ring))))
+            })
+            .await
+            .cloned()
     }
 
     pub(super) fn pool(&self) -> &Pool {
@@ -152,8 +219,13 @@ impl PgStore {
     }
 
     pub async fn server_key(&self, name: &'static str) -> Result<[u8; 32], StoreError> {
-        let candidate = super::random_key()?;
         let client = self.pool.get().await?;
+        let read = "SELECT key FROM server_keys WHERE name = $1";
+        // Read first: a hot standby (read-only) has the primary's keys.
+        if let Some(row) = client.query_opt(read, &[&name]).await? {
+            return super::key_of(name, row.get::<_, &[u8]>(0));
+        }
+        let candidate = super::random_key()?;
         // The first replica's key stays; every other replica reads it back.
         client
             .execute(
@@ -193,14 +265,17 @@ impl PgStore {
         // the generic plan of this prepared statement is a hash join over the whole log.
         let stmt = client
             .prepare_cached(
-                "SELECT e.payload FROM unnest($1::text[], $2::bigint[]) AS s(name, after)
-                 CROSS JOIN LATERAL (SELECT position, payload FROM events
+                "SELECT e.payload, k.kek_id, k.wrapped, k.admin_id IS NOT NULL
+                 FROM unnest($1::text[], $2::bigint[]) AS s(name, after)
+                 CROSS JOIN LATERAL (SELECT position, tenant_id, admin_id, payload FROM events
                                      WHERE stream_id = s.name AND stream_version > s.after
                                      OFFSET 0) e
+                 LEFT JOIN data_keys k ON k.tenant_id = e.tenant_id AND k.admin_id = e.admin_id
                  ORDER BY e.position",
             )
             .await?;
-        decode_rows(client.query(&stmt, &[&names, &after]).await?)
+        let rows = client.query(&stmt, &[&names, &after]).await?;
+        self.decode_rows(rows).await
     }
 
     /// The global log after `after`, oldest first. Never skips an event: see the comment on
@@ -209,15 +284,15 @@ impl PgStore {
     pub async fn read_log(&self, after: u64, limit: u32) -> Result<Vec<RecordedEvent>, StoreError> {
         let client = self.pool.get().await?;
         let stmt = client
-            .prepare_cached(
-                "SELECT payload FROM events WHERE position > $1 ORDER BY position LIMIT $2",
-            )
+            .prepare_cached(&format!(
+                "SELECT {KEYED_COLUMNS} FROM events e {KEYED_JOIN}
+                 WHERE e.position > $1 ORDER BY e.position LIMIT $2"
+            ))
             .await?;
-        decode_rows(
-            client
-                .query(&stmt, &[&to_i64(after), &i64::from(limit)])
-                .await?,
-        )
+        let rows = client
+            .query(&stmt, &[&to_i64(after), &i64::from(limit)])
+            .await?;
+        self.decode_rows(rows).await
     }
 
     /// A page of a tenant's (or one admin's) history matching `query`, oldest first.
@@ -227,17 +302,17 @@ impl PgStore {
         // Two statements, so that each uses its index: (stream_id, ...) for one admin,
         // (tenant_id, position) for a tenant.
         let scope = match query.admin {
-            Some(_) => "stream_id = $1",
-            None => "tenant_id = ($1::text)::uuid",
+            Some(_) => "e.stream_id = $1",
+            None => "e.tenant_id = ($1::text)::uuid",
         };
         let stmt = client
             .prepare_cached(&format!(
-                "SELECT payload FROM events
-                 WHERE {scope} AND position > $2
-                   AND ($3::timestamptz IS NULL OR occurred_at >= $3)
-                   AND ($4::timestamptz IS NULL OR occurred_at < $4)
-                   AND (cardinality($5::text[]) = 0 OR event_type = ANY($5))
-                 ORDER BY position LIMIT $6"
+                "SELECT {KEYED_COLUMNS} FROM events e {KEYED_JOIN}
+                 WHERE {scope} AND e.position > $2
+                   AND ($3::timestamptz IS NULL OR e.occurred_at >= $3)
+                   AND ($4::timestamptz IS NULL OR e.occurred_at < $4)
+                   AND (cardinality($5::text[]) = 0 OR e.event_type = ANY($5))
+                 ORDER BY e.position LIMIT $6"
             ))
             .await?;
         let rows = client
@@ -253,7 +328,7 @@ impl PgStore {
                 ],
             )
             .await?;
-        decode_rows(rows)
+        self.decode_rows(rows).await
     }
 
     /// The first answer stored under an idempotency key, if any.
@@ -282,10 +357,32 @@ impl PgStore {
     }
 }
 
-fn decode_rows(rows: Vec<tokio_postgres::Row>) -> Result<Vec<RecordedEvent>, StoreError> {
-    rows.iter()
-        .map(|r| RecordedEvent::decode(r.get::<_, &[u8]>(0)).map_err(StoreError::from))
-        .collect()
+/// The columns of an event read with its admin's data-key row ([`KEYED_JOIN`]).
+pub(super) const KEYED_COLUMNS: &str = "e.payload, k.kek_id, k.wrapped, k.admin_id IS NOT NULL";
+
+/// The join that reads an event's data-key row (see `store::keys`).
+pub(super) const KEYED_JOIN: &str =
+    "LEFT JOIN data_keys k ON k.tenant_id = e.tenant_id AND k.admin_id = e.admin_id";
+
+/// Decodes one row of [`KEYED_COLUMNS`], from column `first` on.
+pub(super) fn decode_keyed_row(
+    keys: &Keyring,
+    row: &tokio_postgres::Row,
+    first: usize,
+) -> Result<RecordedEvent, StoreError> {
+    let key = key_row(row.get(first + 3), row.get(first + 1), row.get(first + 2));
+    open_event(keys, row.get::<_, &[u8]>(first), key)
+}
+
+impl PgStore {
+    /// Decodes rows of [`KEYED_COLUMNS`].
+    pub(super) async fn decode_rows(
+        &self,
+        rows: Vec<tokio_postgres::Row>,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let keys = self.keyring().await?;
+        rows.iter().map(|r| decode_keyed_row(&keys, r, 0)).collect()
+    }
 }
 
 impl PgStore {

@@ -2,11 +2,15 @@
 //! move the checkpoint in the same transaction (exactly-once), and the queries that read them.
 
 use super::known_rows::KnownRows;
-use super::{BEGIN_WITHOUT_FLUSH, Param, PgStore, rolled_back_on_error, to_i64, to_u64};
+use super::{
+    BEGIN_WITHOUT_FLUSH, KEYED_COLUMNS, KEYED_JOIN, Param, PgStore, decode_keyed_row,
+    rolled_back_on_error, to_i64, to_u64,
+};
 use crate::domain::{AdminId, AdminState, TenantId, TenantState, Verdict};
 use crate::events::RecordedEvent;
 use crate::fold::admins::VerdictChanges;
 use crate::fold::admins::{self, AdminKey, AdminRow, verdict_for};
+use crate::keys::Keyring;
 use crate::store::StoreError;
 use crate::store::projections::{
     Batch, BatchFold, Folded, Load, Loaded, Projected, Projection, Tables,
@@ -46,9 +50,10 @@ impl PgStore {
         if seen >= head {
             return Ok(Projected::idle(seen));
         }
+        let keys = self.keyring().await?;
         rolled_back_on_error(
             &client,
-            project_in(&client, projection, limit, self.known_rows()).await,
+            project_in(&client, &keys, projection, limit, self.known_rows()).await,
         )
         .await
     }
@@ -150,6 +155,7 @@ impl PgStore {
 /// and `COMMIT`, pipelined. The caller rolls back on an error.
 async fn project_in(
     client: &deadpool_postgres::Client,
+    keys: &Keyring,
     projection: Projection,
     limit: u32,
     known: &KnownRows,
@@ -160,11 +166,11 @@ async fn project_in(
         .await?;
     // Runs after the lock statement: it reads the checkpoint the lock holds.
     let read = client
-        .prepare_cached(
-            "SELECT payload FROM events
-             WHERE position > (SELECT position FROM projection_checkpoints WHERE name = $1)
-             ORDER BY position LIMIT $2",
-        )
+        .prepare_cached(&format!(
+            "SELECT {KEYED_COLUMNS} FROM events e {KEYED_JOIN}
+             WHERE e.position > (SELECT position FROM projection_checkpoints WHERE name = $1)
+             ORDER BY e.position LIMIT $2"
+        ))
         .await?;
     let save = client
         .prepare_cached("UPDATE projection_checkpoints SET position = $2 WHERE name = $1")
@@ -182,7 +188,7 @@ async fn project_in(
     let checkpoint = to_u64(locked.get(0));
     let events = rows
         .iter()
-        .map(|r| RecordedEvent::decode(r.get::<_, &[u8]>(0)))
+        .map(|r| decode_keyed_row(keys, r, 0))
         .collect::<Result<Vec<_>, _>>()?;
     let Some(last) = events.last().map(|e| e.position) else {
         client.batch_execute("COMMIT").await?;

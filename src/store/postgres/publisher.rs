@@ -3,7 +3,9 @@
 //! `recovery_log` hint that migration 0002 sends on every append.
 
 use super::tls::Tls;
-use super::{BEGIN_WITHOUT_FLUSH, PgStore, rolled_back_on_error, to_i64, to_u64};
+use super::{
+    BEGIN_WITHOUT_FLUSH, KEYED_COLUMNS, KEYED_JOIN, PgStore, rolled_back_on_error, to_i64, to_u64,
+};
 use crate::domain::{AdminId, StreamId, TenantId};
 use crate::events::RecordedEvent;
 use crate::store::StoreError;
@@ -78,18 +80,16 @@ impl PgStore {
         let whole: Vec<Uuid> = tenants.iter().map(TenantId::as_uuid).collect();
         let client = self.pool().get().await?;
         let stmt = client
-            .prepare_cached(
-                "SELECT payload FROM events
-                 WHERE position <= $1 AND (stream_id = ANY($2) OR tenant_id = ANY($3))
-                 ORDER BY position",
-            )
+            .prepare_cached(&format!(
+                "SELECT {KEYED_COLUMNS} FROM events e {KEYED_JOIN}
+                 WHERE e.position <= $1 AND (e.stream_id = ANY($2) OR e.tenant_id = ANY($3))
+                 ORDER BY e.position"
+            ))
             .await?;
         let rows = client
             .query(&stmt, &[&to_i64(up_to), &streams, &whole])
             .await?;
-        rows.iter()
-            .map(|r| RecordedEvent::decode(r.get::<_, &[u8]>(0)).map_err(StoreError::from))
-            .collect()
+        self.decode_rows(rows).await
     }
 }
 

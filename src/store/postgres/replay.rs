@@ -8,14 +8,19 @@
 //! takes first, so no batch of the runner can slip in between).
 
 use super::projections::apply;
-use super::{PgStore, to_i64, to_u64};
-use crate::events::RecordedEvent;
+use super::{KEYED_COLUMNS, KEYED_JOIN, PgStore, decode_keyed_row, to_i64, to_u64};
+use crate::domain::{AdminId, StreamId, TenantId};
+use crate::events::{DecodeError, RecordedEvent};
 use crate::fold::bulk::BulkFold;
+use crate::keys::{KeySlot, Keyring, WrappedKey};
 use crate::store::StoreError;
+use crate::store::keys::key_row;
 use crate::store::projections::{Batch, Projection, Tables, names, table_pairs};
 use bytes::Bytes;
 use futures::{StreamExt, pin_mut};
+use std::collections::HashMap;
 use std::pin::Pin;
+use std::sync::Arc;
 use tokio::sync::mpsc;
 use tokio_postgres::CopyOutStream;
 use tokio_postgres::binary_copy::{BinaryCopyInWriter, BinaryCopyOutStream};
@@ -57,7 +62,8 @@ impl PgStore {
     ) -> Result<Batch, StoreError> {
         let mut client = self.pool().get().await?;
         let tx = client.transaction().await?;
-        let events = pg_read(&tx, after, limit).await?;
+        let keys = self.keyring().await?;
+        let events = pg_read(&tx, &keys, after, limit).await?;
         for p in &projections {
             apply(&tx, *p, Tables::SHADOW, &events).await?;
         }
@@ -116,8 +122,15 @@ impl PgStore {
         &self,
         mut on_read: impl FnMut(u64) + Send,
     ) -> Result<(u64, u64, BulkFold), StoreError> {
+        let keys = self.keyring().await?;
         let mut client = self.pool().get().await?;
-        let tx = client.transaction().await?;
+        // One snapshot for the data keys and the log: every sealed event read has its key.
+        let tx = client
+            .build_transaction()
+            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+            .start()
+            .await?;
+        let data_keys = Arc::new(all_data_keys(&tx).await?);
         // The log is read in position order straight off its primary key: a sort of the whole
         // log would spill to disk, and the planner may choose one when its statistics are
         // stale (right after a bulk load).
@@ -143,10 +156,15 @@ impl PgStore {
             let (shard, mut payloads) = mpsc::channel::<Vec<Bytes>>(READ_IN_FLIGHT);
             let mut fold = BulkFold::new();
             to_shards.push(shard);
+            let (keys, data_keys) = (keys.clone(), data_keys.clone());
             folds.push(tokio::task::spawn_blocking(move || {
+                // The shard's admins' data keys, unwrapped once each.
+                let mut slots: HashMap<(TenantId, AdminId), KeySlot> = HashMap::new();
                 while let Some(batch) = payloads.blocking_recv() {
                     for payload in batch {
-                        let event = RecordedEvent::decode_for_fold(&payload)?;
+                        let event = RecordedEvent::decode_for_fold_with(&payload, |stream| {
+                            bulk_slot(&keys, &data_keys, &mut slots, stream)
+                        })?;
                         // A tenant folded on two shards would lose one part at the merge.
                         if shard_of(event.stream.tenant().as_uuid(), shards) != index {
                             return Err(StoreError::Config(format!(
@@ -248,6 +266,7 @@ impl PgStore {
         projections: Vec<Projection>,
         after: u64,
     ) -> Result<Batch, StoreError> {
+        let keys = self.keyring().await?;
         let mut client = self.pool().get().await?;
         let tx = client.transaction().await?;
         let live: Vec<i64> = tx
@@ -272,7 +291,7 @@ impl PgStore {
             let limit = u32::try_from(head - folded)
                 .unwrap_or(SWAP_BATCH)
                 .min(SWAP_BATCH);
-            let events = pg_read(&tx, folded, limit).await?;
+            let events = pg_read(&tx, &keys, folded, limit).await?;
             let Some(last) = events.last().map(|e| e.position) else {
                 break;
             };
@@ -551,15 +570,62 @@ async fn route_rows(
 
 async fn pg_read(
     tx: &deadpool_postgres::Transaction<'_>,
+    keys: &Keyring,
     after: u64,
     limit: u32,
 ) -> Result<Vec<RecordedEvent>, StoreError> {
     let read = tx
-        .prepare_cached("SELECT payload FROM events WHERE position > $1 ORDER BY position LIMIT $2")
+        .prepare_cached(&format!(
+            "SELECT {KEYED_COLUMNS} FROM events e {KEYED_JOIN}
+             WHERE e.position > $1 ORDER BY e.position LIMIT $2"
+        ))
         .await?;
     tx.query(&read, &[&to_i64(after), &i64::from(limit)])
         .await?
         .iter()
-        .map(|r| RecordedEvent::decode(r.get::<_, &[u8]>(0)).map_err(StoreError::from))
+        .map(|r| decode_keyed_row(keys, r, 0))
         .collect()
+}
+
+/// The key slot of a stream's events in a bulk fold, from the rows read before the `COPY`.
+fn bulk_slot(
+    keys: &Keyring,
+    rows: &HashMap<(Uuid, Uuid), Option<WrappedKey>>,
+    slots: &mut HashMap<(TenantId, AdminId), KeySlot>,
+    stream: &StreamId,
+) -> Result<KeySlot, DecodeError> {
+    let StreamId::Admin(t, a) = *stream else {
+        return Ok(KeySlot::None);
+    };
+    if let Some(slot) = slots.get(&(t, a)) {
+        return Ok(slot.clone());
+    }
+    let slot = match rows.get(&(t.as_uuid(), a.as_uuid())) {
+        None => KeySlot::None,
+        Some(None) => KeySlot::Erased,
+        Some(Some(row)) => KeySlot::Live(
+            keys.unwrap_uncached(t, a, row)
+                .map_err(|e| DecodeError(e.to_string()))?,
+        ),
+    };
+    slots.insert((t, a), slot.clone());
+    Ok(slot)
+}
+
+/// Every data-key row, for a bulk fold (read in the snapshot of its `COPY`).
+async fn all_data_keys(
+    tx: &deadpool_postgres::Transaction<'_>,
+) -> Result<HashMap<(Uuid, Uuid), Option<WrappedKey>>, StoreError> {
+    Ok(tx
+        .query(
+            "SELECT tenant_id, admin_id, kek_id, wrapped FROM data_keys",
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|r| {
+            let row = key_row(true, r.get(2), r.get(3)).flatten();
+            ((r.get(0), r.get(1)), row)
+        })
+        .collect())
 }

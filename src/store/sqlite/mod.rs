@@ -12,6 +12,9 @@ mod replay;
 use crate::config::create_data_dir;
 use crate::domain::StreamId;
 use crate::events::{DecodeError, RecordedEvent};
+use crate::keys::kek::{KekRing, KeyWrapper};
+use crate::keys::{DataKey, Keyring, WrappedKey};
+use crate::store::keys::{KekSource, check_wrapper, erases, key_row, open_event};
 use crate::store::place::{Request, Tip, place};
 use crate::store::{
     Append, Appended, BackendError, HistoryQuery, IdempotencyKey, NO_STATUS, StoreError,
@@ -52,6 +55,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "one_admin_projection",
         include_str!("../../../migrations/sqlite/0004_one_admin_projection.sql"),
     ),
+    (
+        5,
+        "data_keys",
+        include_str!("../../../migrations/sqlite/0005_data_keys.sql"),
+    ),
 ];
 
 /// The embedded store.
@@ -63,6 +71,9 @@ pub struct SqliteStore {
     /// [`is_unavailable`]); cleared by [`SqliteStore::ping`] once a write commits again.
     /// Changed only under the connection's lock, which orders it.
     failing: Arc<AtomicBool>,
+    /// Where the KEKs come from, and the keyring once loaded (it needs the migrated schema).
+    kek: KekSource,
+    keyring: Arc<tokio::sync::OnceCell<Arc<Keyring>>>,
 }
 
 /// Whether SQLite failed because the database cannot be written or read now, rather than
@@ -108,15 +119,41 @@ fn uuid_at(row: &Row<'_>, idx: usize) -> Result<Uuid, StoreError> {
     Uuid::parse_str(&text).map_err(|_| DecodeError(format!("{text:?} is not a UUID")).into())
 }
 
-fn decode_payloads(rows: Vec<Vec<u8>>) -> Result<Vec<RecordedEvent>, StoreError> {
-    rows.iter()
-        .map(|p| RecordedEvent::decode(p).map_err(StoreError::from))
+/// The columns of an event read with its admin's data-key row ([`KEYED_JOIN`]).
+const KEYED_COLUMNS: &str = "e.payload, k.kek_id, k.wrapped, k.admin_id IS NOT NULL";
+
+/// The join that reads an event's data-key row (see `store::keys`).
+const KEYED_JOIN: &str =
+    "LEFT JOIN data_keys k ON k.tenant_id = e.tenant_id AND k.admin_id = e.admin_id";
+
+/// A row of [`KEYED_COLUMNS`], read from column `first` on.
+type KeyedRow = (Vec<u8>, Option<String>, Option<Vec<u8>>, bool);
+
+fn keyed_row(r: &Row<'_>, first: usize) -> rusqlite::Result<KeyedRow> {
+    Ok((
+        r.get(first)?,
+        r.get(first + 1)?,
+        r.get(first + 2)?,
+        r.get(first + 3)?,
+    ))
+}
+
+fn decode_rows(keys: &Keyring, rows: Vec<KeyedRow>) -> Result<Vec<RecordedEvent>, StoreError> {
+    rows.into_iter()
+        .map(|(payload, kek_id, wrapped, has)| {
+            open_event(keys, &payload, key_row(has, kek_id, wrapped))
+        })
         .collect()
 }
 
 impl SqliteStore {
-    /// Opens (creating if needed) the store in `data_dir`.
+    /// Opens (creating if needed) the store in `data_dir`, with the KEK it keeps there.
     pub async fn open(data_dir: &Path) -> Result<Self, StoreError> {
+        Self::open_with(data_dir, KekSource::Generated).await
+    }
+
+    /// [`SqliteStore::open`] with the KEKs from `kek`.
+    pub async fn open_with(data_dir: &Path, kek: KekSource) -> Result<Self, StoreError> {
         let dir = data_dir.to_path_buf();
         let conn = tokio::task::spawn_blocking(move || open_connection(&dir))
             .await
@@ -125,7 +162,52 @@ impl SqliteStore {
             conn: Arc::new(Mutex::new(conn)),
             data_dir: data_dir.to_path_buf(),
             failing: Arc::new(AtomicBool::new(false)),
+            kek,
+            keyring: Default::default(),
         })
+    }
+
+    /// The keyring: the KEKs (the data directory's generated one by default) checked against
+    /// the database (see `store::keys`), loaded at the first call after the schema is migrated.
+    pub async fn keyring(&self) -> Result<Arc<Keyring>, StoreError> {
+        self.keyring
+            .get_or_try_init(|| async {
+                let ring = match crate::store::keys::configured(&self.kek)? {
+                    Some(ring) => ring,
+                    None => {
+                        let dir = self.data_dir.clone();
+                        tokio::task::spawn_blocking(move || KekRing::in_data_dir(&dir))
+                            .await
+                            .map_err(|e| StoreError::Config(e.to_string()))??
+                    }
+                };
+                let ring = self
+                    .run(move |c| {
+                        let stored: Vec<(String, Vec<u8>)> = c
+                            .prepare("SELECT id, check_value FROM key_encryption_keys")?
+                            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                            .collect::<Result<_, _>>()?;
+                        let wrapping: Vec<String> = c
+                            .prepare(
+                                "SELECT DISTINCT kek_id FROM data_keys WHERE kek_id IS NOT NULL",
+                            )?
+                            .query_map([], |r| r.get(0))?
+                            .collect::<Result<_, _>>()?;
+                        for (id, check) in check_wrapper(&ring, &stored, &wrapping)? {
+                            c.execute(
+                                "INSERT INTO key_encryption_keys (id, check_value, created_at_ms)
+                                 VALUES (?1, ?2, ?3)",
+                                params![id, check, chrono::Utc::now().timestamp_millis()],
+                            )?;
+                        }
+                        Ok(ring)
+                    })
+                    .await?;
+                tracing::debug!(active = ring.active_id(), "key-encryption keys checked");
+                Ok::<_, StoreError>(Arc::new(Keyring::new(Box::new(ring))))
+            })
+            .await
+            .cloned()
     }
 
     /// Where the data lives.
@@ -231,44 +313,48 @@ impl SqliteStore {
             .iter()
             .map(|(s, v)| (s.to_string(), i64_of(*v)))
             .collect();
+        let keys = self.keyring().await?;
         self.run(move |c| {
             let mut payloads = Vec::new();
-            let mut stmt = c.prepare_cached(
-                "SELECT position, payload FROM events WHERE stream_id = ?1 AND stream_version > ?2
-                 ORDER BY stream_version",
-            )?;
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT e.position, {KEYED_COLUMNS} FROM events e {KEYED_JOIN}
+                 WHERE e.stream_id = ?1 AND e.stream_version > ?2
+                 ORDER BY e.stream_version"
+            ))?;
             for (name, after) in &streams {
                 let rows = stmt.query_map(params![name, after], |r| {
-                    Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?))
+                    Ok((r.get::<_, i64>(0)?, keyed_row(r, 1)?))
                 })?;
                 for row in rows {
                     payloads.push(row?);
                 }
             }
             payloads.sort_by_key(|(p, _)| *p);
-            decode_payloads(payloads.into_iter().map(|(_, p)| p).collect())
+            decode_rows(&keys, payloads.into_iter().map(|(_, p)| p).collect())
         })
         .await
     }
 
     pub async fn read_log(&self, after: u64, limit: u32) -> Result<Vec<RecordedEvent>, StoreError> {
-        self.run(move |c| read_log(c, after, limit)).await
+        let keys = self.keyring().await?;
+        self.run(move |c| read_log(c, &keys, after, limit)).await
     }
 
     pub async fn history(&self, query: &HistoryQuery) -> Result<Vec<RecordedEvent>, StoreError> {
         let q = query.clone();
+        let keys = self.keyring().await?;
         self.run(move |c| {
             let scope = match q.admin {
-                Some(_) => "stream_id = ?1",
-                None => "tenant_id = ?1",
+                Some(_) => "e.stream_id = ?1",
+                None => "e.tenant_id = ?1",
             };
             let mut stmt = c.prepare_cached(&format!(
-                "SELECT payload FROM events
-                 WHERE {scope} AND position > ?2
-                   AND (?3 IS NULL OR occurred_at_ms >= ?3)
-                   AND (?4 IS NULL OR occurred_at_ms < ?4)
-                   AND (?5 = '' OR instr(?5, ',' || event_type || ',') > 0)
-                 ORDER BY position LIMIT ?6"
+                "SELECT {KEYED_COLUMNS} FROM events e {KEYED_JOIN}
+                 WHERE {scope} AND e.position > ?2
+                   AND (?3 IS NULL OR e.occurred_at_ms >= ?3)
+                   AND (?4 IS NULL OR e.occurred_at_ms < ?4)
+                   AND (?5 = '' OR instr(?5, ',' || e.event_type || ',') > 0)
+                 ORDER BY e.position LIMIT ?6"
             ))?;
             let types = if q.types.is_empty() {
                 String::new()
@@ -285,10 +371,10 @@ impl SqliteStore {
                         types,
                         q.limit
                     ],
-                    |r| r.get(0),
+                    |r| keyed_row(r, 0),
                 )?
-                .collect::<Result<Vec<Vec<u8>>, _>>()?;
-            decode_payloads(rows)
+                .collect::<Result<Vec<_>, _>>()?;
+            decode_rows(&keys, rows)
         })
         .await
     }
@@ -320,7 +406,8 @@ impl SqliteStore {
 
     /// Writes an append (see `EventLog::append_to`).
     pub async fn append_to(&self, append: Append) -> Result<Appended, StoreError> {
-        let appended = self.run(move |c| write_append(c, append)).await?;
+        let keys = self.keyring().await?;
+        let appended = self.run(move |c| write_append(c, &keys, append)).await?;
         metrics::counter!("recovery_events_appended_total").increment(appended.events.len() as u64);
         Ok(appended)
     }
@@ -433,6 +520,9 @@ fn open_connection(dir: &Path) -> Result<Connection, StoreError> {
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
+    // Deleted rows are overwritten, not left in free pages: an erasure's destroyed data key
+    // and deleted answers leave no bytes behind in the file (docs/privacy.md).
+    conn.pragma_update(None, "secure_delete", "ON")?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     Ok(conn)
 }
@@ -492,16 +582,18 @@ fn migrate(c: &mut Connection) -> Result<usize, StoreError> {
 
 pub(super) fn read_log(
     c: &Connection,
+    keys: &Keyring,
     after: u64,
     limit: u32,
 ) -> Result<Vec<RecordedEvent>, StoreError> {
-    let mut stmt = c.prepare_cached(
-        "SELECT payload FROM events WHERE position > ?1 ORDER BY position LIMIT ?2",
-    )?;
+    let mut stmt = c.prepare_cached(&format!(
+        "SELECT {KEYED_COLUMNS} FROM events e {KEYED_JOIN}
+         WHERE e.position > ?1 ORDER BY e.position LIMIT ?2"
+    ))?;
     let rows = stmt
-        .query_map(params![i64_of(after), limit], |r| r.get(0))?
-        .collect::<Result<Vec<Vec<u8>>, _>>()?;
-    decode_payloads(rows)
+        .query_map(params![i64_of(after), limit], |r| keyed_row(r, 0))?
+        .collect::<Result<Vec<_>, _>>()?;
+    decode_rows(keys, rows)
 }
 
 /// The tip of a stream (the genesis for one without events).
@@ -522,7 +614,47 @@ fn stream_tip(tx: &rusqlite::Transaction<'_>, name: &str) -> Result<Tip, StoreEr
         .unwrap_or_else(Tip::genesis))
 }
 
-fn write_append(c: &mut Connection, append: Append) -> Result<Appended, StoreError> {
+/// The data key that seals an admin's new events: the stored one, or a new one (their first
+/// sealed event) with its wrapped form to insert; `None` once erased.
+fn data_key_for(
+    tx: &rusqlite::Transaction<'_>,
+    keys: &Keyring,
+    stream: StreamId,
+) -> Result<(Option<DataKey>, Option<WrappedKey>), StoreError> {
+    let StreamId::Admin(t, a) = stream else {
+        return Ok((None, None));
+    };
+    if let Some(key) = keys.remembered(t, a) {
+        return Ok((Some(key), None));
+    }
+    let row: Option<(Option<String>, Option<Vec<u8>>)> = tx
+        .query_row(
+            "SELECT kek_id, wrapped FROM data_keys WHERE tenant_id = ?1 AND admin_id = ?2",
+            params![t.to_string(), a.to_string()],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    Ok(
+        match key_row(
+            row.is_some(),
+            row.clone().and_then(|r| r.0),
+            row.and_then(|r| r.1),
+        ) {
+            Some(Some(wrapped)) => (Some(keys.unwrap(t, a, &wrapped)?), None),
+            Some(None) => (None, None),
+            None => {
+                let (key, wrapped) = keys.generate(t, a)?;
+                (Some(key), Some(wrapped))
+            }
+        },
+    )
+}
+
+fn write_append(
+    c: &mut Connection,
+    keys: &Keyring,
+    append: Append,
+) -> Result<Appended, StoreError> {
     let Append {
         stream,
         expected,
@@ -540,11 +672,13 @@ fn write_append(c: &mut Connection, append: Append) -> Result<Appended, StoreErr
         tips.insert(name, tip);
     }
     let head = u64_of(tx.query_row("SELECT position FROM log_head", [], |r| r.get(0))?);
+    let (key, new_key) = data_key_for(&tx, keys, stream)?;
     let request = Request {
         stream,
         expected,
         guard,
         events: &events,
+        key: key.as_ref(),
     };
     let (next, mut placed) = place(head, &mut tips, [request]);
     let placed = placed
@@ -577,6 +711,35 @@ fn write_append(c: &mut Connection, append: Append) -> Result<Appended, StoreErr
         }
         drop(insert);
         tx.execute("UPDATE log_head SET position = ?1", [i64_of(next)])?;
+        let now = chrono::Utc::now().timestamp_millis();
+        if let (Some(new_key), StreamId::Admin(t, a)) = (&new_key, stream) {
+            tx.execute(
+                "INSERT INTO data_keys (tenant_id, admin_id, kek_id, wrapped, created_at_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![
+                    t.to_string(),
+                    a.to_string(),
+                    new_key.kek_id,
+                    new_key.wrapped,
+                    now
+                ],
+            )?;
+        }
+        if let (true, StreamId::Admin(t, a)) = (erases(&events), stream) {
+            // The crypto-shredding: the key goes, and with it every value sealed under it;
+            // the admin's stored answers go too (they may show a value).
+            tx.execute(
+                "INSERT INTO data_keys (tenant_id, admin_id, created_at_ms, erased_at_ms)
+                 VALUES (?1, ?2, ?3, ?3)
+                 ON CONFLICT (tenant_id, admin_id)
+                 DO UPDATE SET kek_id = NULL, wrapped = NULL, erased_at_ms = ?3",
+                params![t.to_string(), a.to_string(), now],
+            )?;
+            tx.execute(
+                "DELETE FROM idempotency_keys WHERE tenant_id = ?1 AND admin_id = ?2",
+                params![t.to_string(), a.to_string()],
+            )?;
+        }
     }
     let mut kept = None;
     if let Some(answer) = answer {
@@ -584,8 +747,9 @@ fn write_append(c: &mut Connection, append: Append) -> Result<Appended, StoreErr
         let k = &answer.key;
         let inserted = tx.execute(
             "INSERT OR IGNORE INTO idempotency_keys
-                 (tenant_id, subject, key, request_hash, status, response, created_at_ms)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                 (tenant_id, subject, key, request_hash, status, response, created_at_ms,
+                  admin_id)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             params![
                 k.tenant_id.to_string(),
                 k.subject,
@@ -593,7 +757,8 @@ fn write_append(c: &mut Connection, append: Append) -> Result<Appended, StoreErr
                 answer.request_hash,
                 NO_STATUS,
                 serde_json::to_string(&outcome)?,
-                chrono::Utc::now().timestamp_millis()
+                chrono::Utc::now().timestamp_millis(),
+                stream.admin().map(|a| a.to_string()),
             ],
         )?;
         if inserted == 0 {
@@ -602,6 +767,13 @@ fn write_append(c: &mut Connection, append: Append) -> Result<Appended, StoreErr
         kept = Some(outcome);
     }
     tx.commit()?;
+    if let (Some(key), StreamId::Admin(t, a)) = (key, stream) {
+        if erases(&events) {
+            keys.forget(t, a);
+        } else {
+            keys.remember(t, a, key);
+        }
+    }
     Ok(Appended {
         events: recorded,
         answer: kept,

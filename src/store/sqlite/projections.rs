@@ -5,6 +5,7 @@ use super::{SqliteStore, i64_of, read_log, u64_of, uuid_at};
 use crate::domain::{AdminId, AdminState, TenantId, TenantState, Verdict};
 use crate::events::RecordedEvent;
 use crate::fold::admins::{AdminKey, AdminRow, VerdictChanges, verdict_for};
+use crate::keys::Keyring;
 use crate::store::StoreError;
 use crate::store::projections::{
     Batch, BatchFold, Folded, Load, Loaded, Projected, Projection, Tables,
@@ -20,7 +21,9 @@ impl SqliteStore {
         projection: Projection,
         limit: u32,
     ) -> Result<Projected, StoreError> {
-        self.run(move |c| project_batch(c, projection, limit)).await
+        let keys = self.keyring().await?;
+        self.run(move |c| project_batch(c, &keys, projection, limit))
+            .await
     }
 
     pub async fn checkpoint(&self, projection: Projection) -> Result<u64, StoreError> {
@@ -105,12 +108,13 @@ pub(super) fn checkpoint(c: &Connection, projection: Projection) -> Result<u64, 
 
 fn project_batch(
     c: &mut Connection,
+    keys: &Keyring,
     projection: Projection,
     limit: u32,
 ) -> Result<Projected, StoreError> {
     let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let cp = checkpoint(&tx, projection)?;
-    let events = read_log(&tx, cp, limit)?;
+    let events = read_log(&tx, keys, cp, limit)?;
     let Some(last) = events.last().map(|e| e.position) else {
         return Ok(Projected::idle(cp));
     };

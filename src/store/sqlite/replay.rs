@@ -43,9 +43,10 @@ impl SqliteStore {
         after: u64,
         limit: u32,
     ) -> Result<Batch, StoreError> {
+        let keys = self.keyring().await?;
         self.run(move |c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let events = read_log(&tx, after, limit)?;
+            let events = read_log(&tx, &keys, after, limit)?;
             for p in &projections {
                 apply(&tx, *p, Tables::SHADOW, &events)?;
             }
@@ -65,6 +66,7 @@ impl SqliteStore {
         projections: Vec<Projection>,
         after: u64,
     ) -> Result<Batch, StoreError> {
+        let keys = self.keyring().await?;
         self.run(move |c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let mut live_max = 0;
@@ -73,7 +75,7 @@ impl SqliteStore {
             }
             let (mut folded, mut applied) = (after, 0);
             loop {
-                let events = read_log(&tx, folded, SWAP_BATCH)?;
+                let events = read_log(&tx, &keys, folded, SWAP_BATCH)?;
                 let Some(last) = events.last().map(|e| e.position) else {
                     break;
                 };
