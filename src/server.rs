@@ -130,6 +130,9 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Server> {
              give --kek-file (or RECOVERY_KEK) in production (docs/privacy.md)"
         );
     }
+    if keyring.wrapper().ids().len() > 1 {
+        tokio::spawn(rewrap_data_keys(store.clone()));
+    }
     let positions = if config.plain_positions {
         Positions::Plain
     } else {
@@ -248,6 +251,35 @@ impl Drop for Server {
         self.live.stop();
         for t in self.projection_tasks.iter().chain(&self.key_refresh) {
             t.abort();
+        }
+    }
+}
+
+/// Moves the data keys wrapped by an older KEK to the active one, a batch at a time, until none
+/// is left (KEK rotation: docs/privacy.md); a failed batch is retried after a pause.
+async fn rewrap_data_keys(store: Store) {
+    use crate::store::Maintenance;
+    let mut total = 0u64;
+    loop {
+        match store.rewrap_data_keys(500).await {
+            Ok(0) => {
+                tracing::info!(
+                    rewrapped = total,
+                    "data keys: every one is wrapped by the active key-encryption key"
+                );
+                return;
+            }
+            Ok(n) => {
+                total += n;
+                tracing::info!(
+                    rewrapped = total,
+                    "data keys: rewrapping under the active key-encryption key"
+                );
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "data keys: rewrap failed; retrying in 10 s");
+                tokio::time::sleep(std::time::Duration::from_secs(10)).await;
+            }
         }
     }
 }

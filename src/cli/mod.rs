@@ -5,6 +5,7 @@
 pub mod args;
 pub mod audit;
 pub mod identity;
+pub mod keys;
 pub mod migrate;
 pub mod replay;
 pub mod serve;
@@ -49,6 +50,9 @@ pub enum Command {
     Audit(audit::AuditCommand),
     /// Rebuild projections from position 0 into fresh tables and swap them in, live.
     Replay(replay::ReplayArgs),
+    /// The key-encryption keys and the data keys they wrap.
+    #[command(subcommand)]
+    Keys(keys::KeysCommand),
 }
 
 /// Runs the binary: parses `args` (the program's name first; clap exits on a usage error),
@@ -106,6 +110,7 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Token(args) => token::run(args).await,
         Command::Audit(command) => audit::run(command).await,
         Command::Replay(args) => replay::run(args).await,
+        Command::Keys(command) => keys::run(command).await,
     }
 }
 

@@ -27,23 +27,7 @@ use uuid::Uuid;
 // ---------------------------------------------------------------------------------------------
 // Helpers: the binary, a bare store, seeding, and raw SQL on either backend.
 
-/// The binary with the store of `config` in its environment.
-fn bin(config: &StoreConfig, args: &[&str]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_recovery-info"));
-    cmd.args(args)
-        .env_remove("DATABASE_URL")
-        .env_remove("RECOVERY_DATA_DIR")
-        .env("RUST_LOG", "warn");
-    match config {
-        StoreConfig::Postgres { url, .. } => cmd.env("DATABASE_URL", url),
-        StoreConfig::Embedded { data_dir, .. } => cmd.env("RECOVERY_DATA_DIR", data_dir),
-    };
-    cmd
-}
-
-fn run(config: &StoreConfig, args: &[&str]) -> Output {
-    bin(config, args).output().expect("run the binary")
-}
+use crate::support::{bin, run};
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()

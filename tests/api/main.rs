@@ -12,6 +12,7 @@ mod concurrency;
 mod deploy;
 mod eligibility;
 mod embedded;
+mod erasure;
 mod errors;
 mod history;
 mod identity;

@@ -259,7 +259,23 @@ impl Drop for DataDirGuard {
     }
 }
 
+impl DataDirGuard {
+    /// Removes the embedded store's data directory of `config` when dropped.
+    pub fn of(config: &StoreConfig) -> Self {
+        match config {
+            StoreConfig::Embedded { data_dir, .. } => DataDirGuard(Some(data_dir.clone())),
+            StoreConfig::Postgres { .. } => DataDirGuard(None),
+        }
+    }
+}
+
 impl TestApp {
+    /// Leaves the embedded store's data directory in place when the app drops (for a next
+    /// app on the same store).
+    pub fn keep_data(&mut self) {
+        self.data_dir.0.take();
+    }
+
     /// The PostgreSQL URL of this app's database (PostgreSQL apps only).
     pub fn database_url(&self) -> String {
         match &self.store_config {
@@ -540,4 +556,40 @@ pub async fn read_sse_named(
         }
     }
     events
+}
+
+/// The binary with the store of `config` in its environment.
+pub fn bin(config: &StoreConfig, args: &[&str]) -> std::process::Command {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_recovery-info"));
+    cmd.args(args)
+        .env_remove("DATABASE_URL")
+        .env_remove("RECOVERY_DATA_DIR")
+        .env("RUST_LOG", "warn");
+    let kek = match config {
+        StoreConfig::Postgres { url, kek, .. } => {
+            cmd.env("DATABASE_URL", url);
+            kek
+        }
+        StoreConfig::Embedded { data_dir, kek } => {
+            cmd.env("RECOVERY_DATA_DIR", data_dir);
+            kek
+        }
+    };
+    cmd.env_remove("RECOVERY_KEK")
+        .env_remove("RECOVERY_KEK_FILE");
+    match kek {
+        KekSource::Generated => {}
+        KekSource::File(path) => {
+            cmd.env("RECOVERY_KEK_FILE", path);
+        }
+        KekSource::Value(text) => {
+            cmd.env("RECOVERY_KEK", text);
+        }
+    }
+    cmd
+}
+
+/// Runs the binary with the store of `config`.
+pub fn run(config: &StoreConfig, args: &[&str]) -> std::process::Output {
+    bin(config, args).output().expect("run the binary")
 }

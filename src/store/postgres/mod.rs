@@ -239,6 +239,64 @@ impl PgStore {
         super::key_of(name, row.get::<_, &[u8]>(0))
     }
 
+    /// See `Maintenance::rewrap_data_keys`.
+    pub async fn rewrap_data_keys(&self, limit: u32) -> Result<u64, StoreError> {
+        let keys = self.keyring().await?;
+        let active = keys.wrapper().active_id().to_owned();
+        let client = self.pool.get().await?;
+        let rows = client
+            .query(
+                "SELECT tenant_id, admin_id, kek_id, wrapped FROM data_keys
+                 WHERE kek_id IS NOT NULL AND kek_id <> $1 LIMIT $2",
+                &[&active, &i64::from(limit)],
+            )
+            .await?;
+        let mut moved = 0;
+        for r in rows {
+            let (t, a) = (
+                crate::domain::TenantId::from_uuid(r.get(0)),
+                crate::domain::AdminId::from_uuid(r.get(1)),
+            );
+            let old = crate::keys::WrappedKey {
+                kek_id: r.get(2),
+                wrapped: r.get(3),
+            };
+            let Some(new) = keys.rewrap(t, a, &old)? else {
+                continue;
+            };
+            // Only if it is still the row read: an erasure in between wins.
+            moved += client
+                .execute(
+                    "UPDATE data_keys SET kek_id = $3, wrapped = $4
+                     WHERE tenant_id = $1 AND admin_id = $2 AND kek_id = $5 AND wrapped = $6",
+                    &[
+                        &t.as_uuid(),
+                        &a.as_uuid(),
+                        &new.kek_id,
+                        &new.wrapped,
+                        &old.kek_id,
+                        &old.wrapped,
+                    ],
+                )
+                .await?;
+        }
+        Ok(moved)
+    }
+
+    /// See `Maintenance::data_key_counts`.
+    pub async fn data_key_counts(&self) -> Result<Vec<(Option<String>, u64)>, StoreError> {
+        let client = self.pool.get().await?;
+        Ok(client
+            .query(
+                "SELECT kek_id, count(*) FROM data_keys GROUP BY kek_id ORDER BY kek_id",
+                &[],
+            )
+            .await?
+            .iter()
+            .map(|r| (r.get(0), to_u64(r.get(1))))
+            .collect())
+    }
+
     /// The position of the last committed event (0 for an empty log).
     #[tracing::instrument(skip(self), level = "debug")]
     pub async fn head(&self) -> Result<u64, StoreError> {

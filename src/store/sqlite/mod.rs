@@ -294,6 +294,59 @@ impl SqliteStore {
         .await
     }
 
+    /// See `Maintenance::rewrap_data_keys`.
+    pub async fn rewrap_data_keys(&self, limit: u32) -> Result<u64, StoreError> {
+        let keys = self.keyring().await?;
+        self.run(move |c| {
+            let active = keys.wrapper().active_id().to_owned();
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let rows: Vec<(String, String, String, Vec<u8>)> = tx
+                .prepare(
+                    "SELECT tenant_id, admin_id, kek_id, wrapped FROM data_keys
+                     WHERE kek_id IS NOT NULL AND kek_id <> ?1 LIMIT ?2",
+                )?
+                .query_map(params![active, limit], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                })?
+                .collect::<Result<_, _>>()?;
+            let mut moved = 0;
+            for (t, a, kek_id, wrapped) in rows {
+                let parse = |s: &str| {
+                    Uuid::parse_str(s).map_err(|_| DecodeError(format!("{s:?} is not a UUID")))
+                };
+                let (tenant, admin) = (
+                    crate::domain::TenantId::from_uuid(parse(&t)?),
+                    crate::domain::AdminId::from_uuid(parse(&a)?),
+                );
+                let old = WrappedKey { kek_id, wrapped };
+                if let Some(new) = keys.rewrap(tenant, admin, &old)? {
+                    moved += tx.execute(
+                        "UPDATE data_keys SET kek_id = ?3, wrapped = ?4
+                         WHERE tenant_id = ?1 AND admin_id = ?2",
+                        params![t, a, new.kek_id, new.wrapped],
+                    )? as u64;
+                }
+            }
+            tx.commit()?;
+            Ok(moved)
+        })
+        .await
+    }
+
+    /// See `Maintenance::data_key_counts`.
+    pub async fn data_key_counts(&self) -> Result<Vec<(Option<String>, u64)>, StoreError> {
+        self.run(|c| {
+            Ok(
+                c.prepare(
+                    "SELECT kek_id, count(*) FROM data_keys GROUP BY kek_id ORDER BY kek_id",
+                )?
+                .query_map([], |r| Ok((r.get(0)?, u64_of(r.get(1)?))))?
+                .collect::<Result<_, _>>()?,
+            )
+        })
+        .await
+    }
+
     pub async fn head(&self) -> Result<u64, StoreError> {
         self.run(|c| {
             Ok(u64_of(c.query_row(

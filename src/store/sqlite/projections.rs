@@ -2,6 +2,7 @@
 //! tables and move the checkpoint in one transaction, and the queries that read them.
 
 use super::{SqliteStore, i64_of, read_log, u64_of, uuid_at};
+use crate::domain::DomainEvent;
 use crate::domain::{AdminId, AdminState, TenantId, TenantState, Verdict};
 use crate::events::RecordedEvent;
 use crate::fold::admins::{AdminKey, AdminRow, VerdictChanges, verdict_for};
@@ -124,6 +125,15 @@ fn project_batch(
         params![projection.name(), i64_of(last)],
     )?;
     tx.commit()?;
+    if events
+        .iter()
+        .any(|e| matches!(e.event, DomainEvent::AdminErased { .. }))
+    {
+        // Every row that held the erased admin's values was rewritten by now (in log order),
+        // its old content zeroed (`secure_delete`) in the pages the WAL holds: copy them into
+        // the database file and empty the WAL, so no old page image keeps a value.
+        c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+    }
     Ok(Projected {
         from: cp,
         batch: Batch {
