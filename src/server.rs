@@ -115,6 +115,17 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Server> {
         .migrate()
         .await
         .context("cannot migrate the database")?;
+    let (streams, events) = store
+        .seal_legacy_values()
+        .await
+        .context("cannot seal the values of older events")?;
+    if events > 0 {
+        tracing::info!(
+            streams,
+            events,
+            "sealed the values of events written before values were sealed; chains re-anchored"
+        );
+    }
     // A wrong or missing key-encryption key stops the start here, before any read.
     let keyring = store
         .keyring()

@@ -29,3 +29,19 @@ CREATE TABLE IF NOT EXISTS key_encryption_keys (
 ALTER TABLE idempotency_keys ADD COLUMN IF NOT EXISTS admin_id uuid;
 CREATE INDEX IF NOT EXISTS idempotency_keys_admin ON idempotency_keys (tenant_id, admin_id)
     WHERE admin_id IS NOT NULL;
+
+-- Rewrites of hash chains, for `audit verify` to report: sealing the values of events written
+-- before values were sealed changes their stored bytes, so their streams' chains are
+-- recomputed from the first rewritten event on, once, under the append lock (docs/audit.md).
+-- A row with reason 'seal_legacy_values' also says that the sealing ran (0 streams: nothing
+-- to seal).
+CREATE TABLE IF NOT EXISTS chain_reanchors (
+    id            bigserial   PRIMARY KEY,
+    reason        text        NOT NULL,
+    position      bigint      NOT NULL,   -- the log's head when it ran
+    streams       bigint      NOT NULL,
+    events        bigint      NOT NULL,
+    anchor_before text        NOT NULL,   -- the anchor at `position` before and after
+    anchor_after  text        NOT NULL,
+    at            timestamptz NOT NULL DEFAULT now()
+);

@@ -20,3 +20,15 @@ CREATE TABLE key_encryption_keys (
 ALTER TABLE idempotency_keys ADD COLUMN admin_id TEXT;
 CREATE INDEX idempotency_keys_admin ON idempotency_keys (tenant_id, admin_id)
     WHERE admin_id IS NOT NULL;
+
+-- See migrations/postgres/0006_data_keys.sql.
+CREATE TABLE chain_reanchors (
+    id            INTEGER PRIMARY KEY,
+    reason        TEXT    NOT NULL,
+    position      INTEGER NOT NULL,
+    streams       INTEGER NOT NULL,
+    events        INTEGER NOT NULL,
+    anchor_before TEXT    NOT NULL,
+    anchor_after  TEXT    NOT NULL,
+    at_ms         INTEGER NOT NULL
+);

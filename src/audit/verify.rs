@@ -9,13 +9,9 @@ use crate::store::{AuditReads, EventLog};
 use crate::store::{GENESIS_HASH, chain_hash};
 use crate::store::{Store, StoreError};
 use prost::Message;
-use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
-
-/// The domain-separation prefix of the anchor digest.
-const ANCHOR_PREFIX: &[u8] = b"recovery-info-anchor-v1";
 
 /// Rows read per round trip.
 pub const PAGE: u32 = 2000;
@@ -247,18 +243,13 @@ impl Verifier {
 
     /// The anchor at the current position (see `docs/audit.md` for the encoding).
     pub fn anchor(&self) -> Anchor {
-        let mut h = Sha256::new();
-        h.update(ANCHOR_PREFIX);
-        h.update(self.last_position.to_be_bytes());
-        for (stream, tip) in &self.tips {
-            h.update((stream.len() as u32).to_be_bytes());
-            h.update(stream.as_bytes());
-            h.update(tip.version.to_be_bytes());
-            h.update(tip.hash);
-        }
+        let tips = self
+            .tips
+            .iter()
+            .map(|(stream, tip)| (stream.as_str(), tip.version, &tip.hash[..]));
         Anchor {
             position: self.last_position,
-            digest: h.finalize().into(),
+            digest: crate::store::audit::anchor_digest(self.last_position, tips),
         }
     }
 
@@ -308,6 +299,34 @@ fn column_disagreeing(row: &RawEvent, env: &pb::Envelope) -> Option<&'static str
 /// The head is read first: rows appended while the scan runs are checked too, and a log that
 /// ends before that head had its tail deleted.
 pub async fn verify(store: &Store, expect: Option<Anchor>) -> Result<Summary, VerifyError> {
+    match verify_log(store, expect).await {
+        Err(VerifyError::AnchorMismatch(text)) => {
+            let reanchors = store.reanchors().await?;
+            let expected = expect.map_or(0, |a| a.position);
+            let why = reanchors
+                .iter()
+                .filter(|r| r.position >= expected)
+                .map(|r| {
+                    format!(
+                        "; the chains were re-anchored at position {} on {} ({}: {} events of {} \
+                         streams rewritten; anchor before {}, after {})",
+                        r.position,
+                        r.at.to_rfc3339(),
+                        r.reason,
+                        r.events,
+                        r.streams,
+                        r.anchor_before,
+                        r.anchor_after
+                    )
+                })
+                .collect::<String>();
+            Err(VerifyError::AnchorMismatch(format!("{text}{why}")))
+        }
+        other => other,
+    }
+}
+
+async fn verify_log(store: &Store, expect: Option<Anchor>) -> Result<Summary, VerifyError> {
     let head = store.head().await?;
     let mut progress = Progress::new("verify", "events", Some(head));
     let mut verifier = Verifier::new(expect);

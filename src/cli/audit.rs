@@ -3,6 +3,7 @@
 use super::args::{StoreArgs, one_of};
 use crate::audit::{self, export::ExportFilter, export::Format, verify::Anchor};
 use crate::domain::{AdminId, TenantId};
+use crate::store::AuditReads;
 use crate::store::Maintenance;
 use crate::store::Store;
 use anyhow::Context;
@@ -104,6 +105,19 @@ pub async fn run(command: AuditCommand) -> anyhow::Result<()> {
                 println!("matches anchor: {a}");
             }
             println!("anchor: {}", summary.anchor);
+            for r in store.reanchors().await? {
+                println!(
+                    "re-anchored at position {} on {}: {} ({} events of {} streams rewritten; \
+                     anchor before {}, after {})",
+                    r.position,
+                    r.at.to_rfc3339(),
+                    r.reason,
+                    r.events,
+                    r.streams,
+                    r.anchor_before,
+                    r.anchor_after
+                );
+            }
             Ok(())
         }
         AuditCommand::Export(args) => {

@@ -280,6 +280,25 @@ impl RecordedEvent {
         Ok(env.encode_to_vec())
     }
 
+    /// Whether stored bytes hold a contact value in plain (written before values were sealed).
+    pub fn has_plain_values(bytes: &[u8]) -> Result<bool, DecodeError> {
+        use pb::envelope::Event as E;
+        let env = pb::Envelope::decode(bytes).map_err(|e| DecodeError(e.to_string()))?;
+        let plain = |sealed: &[u8], value: &str| sealed.is_empty() && !value.is_empty();
+        Ok(match &env.event {
+            Some(E::MethodAdded(e)) => plain(&e.sealed_value, &e.value),
+            Some(E::MethodChanged(e)) => {
+                plain(&e.sealed_old_value, &e.old_value) || plain(&e.sealed_new_value, &e.new_value)
+            }
+            Some(E::MethodRemoved(e)) => plain(&e.sealed_old_value, &e.old_value),
+            Some(E::AdminOffboarded(e)) => e
+                .removed
+                .iter()
+                .any(|r| plain(&r.sealed_old_value, &r.old_value)),
+            _ => false,
+        })
+    }
+
     /// Decodes an envelope with plain values (sealed ones fail: see [`RecordedEvent::decode_keyed`]).
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
         Self::decode_keyed(bytes, &KeySlot::None)

@@ -19,6 +19,9 @@ use std::path::Path;
 use thiserror::Error;
 use zeroize::Zeroizing;
 
+/// The id of the KEK PostgreSQL keeps in `server_keys` without `--kek-file`.
+pub const DATABASE_KEK_ID: &str = "server-keys";
+
 /// The file in the embedded store's data directory that keeps its generated KEK.
 pub const KEK_FILE: &str = "kek";
 

@@ -220,7 +220,7 @@ impl Keyring {
     /// The id of the KEK, when it is the one PostgreSQL keeps in `server_keys`.
     pub fn database_kek(&self) -> Option<&str> {
         let id = self.wrapper.active_id();
-        (id == crate::store::keys::DATABASE_KEK_ID).then_some(id)
+        (id == kek::DATABASE_KEK_ID).then_some(id)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(TenantId, AdminId), DataKey>> {

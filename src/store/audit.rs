@@ -18,3 +18,42 @@ pub struct RawEvent {
     pub prev_hash: Vec<u8>,
     pub hash: Vec<u8>,
 }
+
+/// The domain-separation prefix of the anchor digest.
+const ANCHOR_PREFIX: &[u8] = b"recovery-info-anchor-v1";
+
+/// The digest of an anchor: the position and every stream's tip (name, version, hash), the
+/// streams in byte order of their names (docs/audit.md).
+pub fn anchor_digest<'a>(
+    position: u64,
+    tips: impl IntoIterator<Item = (&'a str, u64, &'a [u8])>,
+) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(ANCHOR_PREFIX);
+    h.update(position.to_be_bytes());
+    for (stream, version, hash) in tips {
+        h.update((stream.len() as u32).to_be_bytes());
+        h.update(stream.as_bytes());
+        h.update(version.to_be_bytes());
+        h.update(hash);
+    }
+    h.finalize().into()
+}
+
+/// A rewrite of hash chains the store recorded (see `chain_reanchors`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reanchor {
+    pub reason: String,
+    /// The log's head when it ran.
+    pub position: u64,
+    pub streams: u64,
+    pub events: u64,
+    /// The anchors (`<position>:<digest>`) at `position` before and after the rewrite.
+    pub anchor_before: String,
+    pub anchor_after: String,
+    pub at: chrono::DateTime<chrono::Utc>,
+}
+
+/// The reason of the one-time sealing of values written before values were sealed.
+pub const SEAL_LEGACY_VALUES: &str = "seal_legacy_values";

@@ -373,6 +373,8 @@ role! {
     pub trait AuditReads {
         /// Raw rows of the log after a position, as stored.
         fn raw_events(&self, after: u64, limit: u32) -> Vec<audit::RawEvent>;
+        /// The rewrites of hash chains the store recorded (the sealing of legacy values).
+        fn reanchors(&self) -> Vec<audit::Reanchor>;
     }
 }
 
@@ -394,6 +396,10 @@ role! {
         fn rewrap_data_keys(&self, limit: u32) -> u64;
         /// How many data keys each KEK wraps, and how many were destroyed (id `None`).
         fn data_key_counts(&self) -> Vec<(Option<String>, u64)>;
+        /// Seals the contact values of events written before values were sealed, once (the
+        /// first call after the upgrade), and records the chains' re-anchoring; returns the
+        /// streams and events it sealed (docs/audit.md).
+        fn seal_legacy_values(&self) -> (u64, u64);
     }
 }
 

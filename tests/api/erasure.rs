@@ -6,10 +6,14 @@ use crate::support::{
     Backend, DataDirGuard, TestApp, assert_problem, fresh_store, run, spawn_backend, spawn_store,
 };
 use base64::Engine;
-use recovery_info::domain::{MethodKind, mask};
+use recovery_info::domain::{
+    AdminId, DomainEvent, MethodId, MethodKind, RemovedMethod, StreamId, TenantId, mask,
+};
+use recovery_info::events::{Actor, PendingEvent, RecordedEvent};
 use recovery_info::keys::ERASED;
 use recovery_info::store::keys::KekSource;
 use recovery_info::store::sqlite::DB_FILE;
+use recovery_info::store::{GENESIS_HASH, Maintenance, chain_hash};
 use recovery_info::store::{Store, StoreConfig};
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -378,7 +382,207 @@ async fn a_wrong_kek_is_refused_and_rotation_keeps_every_admin_readable(backend:
     );
 }
 
+/// Writes `events` for `admin` as a build before sealing did: plain values (schema 2), chained,
+/// after the log's head, straight into the table.
+async fn write_legacy(config: &StoreConfig, tenant: Uuid, admin: Uuid, events: Vec<DomainEvent>) {
+    let stream = StreamId::Admin(TenantId::from_uuid(tenant), AdminId::from_uuid(admin));
+    let mut prev = GENESIS_HASH.to_vec();
+    let mut rows = Vec::new();
+    for (i, event) in events.into_iter().enumerate() {
+        let pending = PendingEvent {
+            event_id: Uuid::now_v7(),
+            occurred_at: chrono::Utc::now(),
+            actor: Actor {
+                subject: "helpdesk-0".into(),
+                roles: vec!["authentication_admin".into()],
+                ..Actor::default()
+            },
+            correlation_id: Uuid::now_v7(),
+            idempotency_key: None,
+            event,
+        };
+        let recorded = RecordedEvent::place(pending, stream, i as u64 + 1, i as u64 + 1);
+        let payload = recorded.encode();
+        assert!(RecordedEvent::has_plain_values(&payload).unwrap() || i > 2);
+        let hash = chain_hash(&prev, &payload);
+        rows.push((
+            recorded,
+            payload,
+            std::mem::replace(&mut prev, hash.clone()),
+            hash,
+        ));
+    }
+    let n = rows.len() as i64;
+    match config {
+        StoreConfig::Postgres { url, .. } => {
+            let db = crate::support::pg_client(url).await;
+            for (e, payload, prev, hash) in &rows {
+                db.execute(
+                    "INSERT INTO events (position, stream_id, stream_version, event_id, event_type,
+                         tenant_id, admin_id, occurred_at, payload, prev_hash, hash)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                    &[
+                        &(e.position as i64),
+                        &stream.to_string(),
+                        &(e.version as i64),
+                        &e.event_id,
+                        &e.type_name(),
+                        &tenant,
+                        &admin,
+                        &e.occurred_at,
+                        payload,
+                        prev,
+                        hash,
+                    ],
+                )
+                .await
+                .unwrap();
+            }
+            db.execute("UPDATE log_head SET position = $1", &[&n])
+                .await
+                .unwrap();
+        }
+        StoreConfig::Embedded { data_dir, .. } => {
+            let c = rusqlite::Connection::open(data_dir.join(DB_FILE)).unwrap();
+            for (e, payload, prev, hash) in &rows {
+                c.execute(
+                    "INSERT INTO events (position, stream_id, stream_version, event_id, event_type,
+                         tenant_id, admin_id, occurred_at_ms, payload, prev_hash, hash)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                    rusqlite::params![
+                        e.position as i64,
+                        stream.to_string(),
+                        e.version as i64,
+                        e.event_id.to_string(),
+                        e.type_name(),
+                        tenant.to_string(),
+                        admin.to_string(),
+                        e.occurred_at.timestamp_millis(),
+                        payload,
+                        prev,
+                        hash
+                    ],
+                )
+                .unwrap();
+            }
+            c.execute("UPDATE log_head SET position = ?1", [n]).unwrap();
+        }
+    }
+}
+
+/// Events an older build wrote, values in plain: `migrate` seals them once, links their chain
+/// again and records the re-anchoring, which `audit verify` reports; the values still read;
+/// the admin can then be erased like any other.
+async fn migrate_seals_the_values_of_older_events_and_records_the_re_anchoring(backend: Backend) {
+    let config = fresh_store(backend).await;
+    let _dir = DataDirGuard::of(&config);
+    let store = Store::open(&config).await.unwrap();
+    store.migrate().await.unwrap();
+    assert_eq!(store.seal_legacy_values().await.unwrap(), (0, 0));
+    drop(store);
+    let (tenant, jane) = (Uuid::now_v7(), Uuid::now_v7());
+    let phone = MethodId::from_uuid(Uuid::now_v7());
+    let removed = RemovedMethod {
+        method_id: phone,
+        kind: MethodKind::MobilePhone,
+        old_value: "+4520123499".into(),
+    };
+    write_legacy(
+        &config,
+        tenant,
+        jane,
+        vec![
+            DomainEvent::MethodAdded {
+                method_id: phone,
+                kind: MethodKind::MobilePhone,
+                value: "+4520123456".into(),
+            },
+            DomainEvent::MethodChanged {
+                method_id: phone,
+                kind: MethodKind::MobilePhone,
+                old_value: "+4520123456".into(),
+                new_value: "+4520123499".into(),
+            },
+            DomainEvent::AdminOffboarded {
+                removed: vec![removed],
+            },
+        ],
+    )
+    .await;
+    // As an older build left it: the sealing has not run.
+    let forget = "DELETE FROM chain_reanchors";
+    match &config {
+        StoreConfig::Postgres { url, .. } => {
+            crate::support::pg_client(url)
+                .await
+                .batch_execute(forget)
+                .await
+                .unwrap();
+        }
+        StoreConfig::Embedded { data_dir, .. } => {
+            let c = rusqlite::Connection::open(data_dir.join(DB_FILE)).unwrap();
+            c.execute_batch(forget).unwrap();
+        }
+    }
+    let out = run(&config, &["audit", "verify"]);
+    assert!(out.status.success(), "{out:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let old_anchor = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("anchor: "))
+        .unwrap()
+        .to_owned();
+    let traces = vec!["+4520123456".to_owned(), "+4520123499".to_owned()];
+    assert!(!traces_in_store(&config, &traces).await.is_empty());
+
+    let out = run(&config, &["migrate"]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("sealed the values of 3 events of 1 streams"),
+        "{out:?}"
+    );
+    let left = traces_in_store(&config, &traces).await;
+    assert!(left.is_empty(), "{left:?}");
+    // Verify passes on the new chain and says it was re-anchored; the old anchor no longer
+    // matches, and the refusal points at the record.
+    let out = run(&config, &["audit", "verify"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        stdout.contains("re-anchored at position 3") && stdout.contains(&old_anchor),
+        "{stdout}"
+    );
+    let out = run(
+        &config,
+        &["audit", "verify", "--expect-anchor", &old_anchor],
+    );
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("re-anchored at position 3"), "{err}");
+    // Run again: nothing more to seal, the chain stays.
+    let out = run(&config, &["migrate"]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains("sealed"),
+        "{out:?}"
+    );
+
+    // The values still read; the admin is erased like any other.
+    let mut app = spawn_store(config.clone(), Default::default()).await;
+    app.keep_data();
+    app.tenant = tenant;
+    let entries = history(&app, jane, true).await;
+    assert_eq!(entries[0]["data"]["value"], "+4520123456");
+    assert_eq!(entries[1]["data"]["new_value"], "+4520123499");
+    assert_eq!(entries[0]["actor"]["subject"], "helpdesk-0");
+    let r = erase(&app, jane, json!({"reason": "GDPR request 7"})).await;
+    assert_eq!(r.status(), 200);
+    let entries = history(&app, jane, true).await;
+    assert!(entries.iter().flat_map(values_of).all(|v| v == ERASED));
+}
+
 crate::on_both_backends!(
     erasing_an_offboarded_admin_keeps_the_history_and_leaves_no_value,
     a_wrong_kek_is_refused_and_rotation_keeps_every_admin_readable,
+    migrate_seals_the_values_of_older_events_and_records_the_re_anchoring,
 );

@@ -6,6 +6,7 @@ mod append;
 mod group_commit;
 mod known_rows;
 mod known_tips;
+mod legacy;
 mod migrate;
 pub mod projections;
 pub mod publisher;

@@ -6,6 +6,7 @@
 //! transaction as their rows. SQLite serialises writers itself (`BEGIN IMMEDIATE`), which is
 //! the embedded equivalent of the global append lock. Every call runs on the blocking pool.
 
+mod legacy;
 mod projections;
 mod replay;
 

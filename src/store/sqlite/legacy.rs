@@ -1,0 +1,172 @@
+//! Sealing the values of events written before values were sealed, once, at `migrate`: the
+//! embedded side of `store::postgres::legacy` (the same steps under SQLite's write lock).
+
+use super::{SqliteStore, i64_of, u64_of};
+use crate::domain::{AdminId, StreamId, TenantId};
+use crate::events::RecordedEvent;
+use crate::keys::{DataKey, Keyring};
+use crate::store::StoreError;
+use crate::store::audit::{Reanchor, SEAL_LEGACY_VALUES};
+use crate::store::keys::{ChainRow, anchor_text, key_row, reseal_chain};
+use rusqlite::{OptionalExtension, TransactionBehavior, params};
+use std::collections::{BTreeMap, BTreeSet};
+
+impl SqliteStore {
+    /// Seals the legacy values unless that ran already; returns the streams and events sealed.
+    pub async fn seal_legacy_values(&self) -> Result<(u64, u64), StoreError> {
+        let keys = self.keyring().await?;
+        self.run(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let done: Option<i64> = tx
+                .query_row(
+                    "SELECT 1 FROM chain_reanchors WHERE reason = ?1",
+                    [SEAL_LEGACY_VALUES],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            if done.is_some() {
+                return Ok((0, 0));
+            }
+            let head = u64_of(tx.query_row("SELECT position FROM log_head", [], |r| r.get(0))?);
+            let mut streams = BTreeSet::new();
+            {
+                let mut scan = tx.prepare(
+                    "SELECT stream_id, payload FROM events WHERE admin_id IS NOT NULL
+                     AND event_type IN ('MethodAdded', 'MethodChanged', 'MethodRemoved',
+                                        'AdminOffboarded')",
+                )?;
+                let mut rows = scan.query([])?;
+                while let Some(r) = rows.next()? {
+                    if RecordedEvent::has_plain_values(&r.get::<_, Vec<u8>>(1)?)? {
+                        streams.insert(r.get::<_, String>(0)?);
+                    }
+                }
+            }
+            let tips = |tx: &rusqlite::Transaction<'_>| -> Result<String, StoreError> {
+                let mut tips = BTreeMap::new();
+                let mut stmt = tx.prepare(
+                    "SELECT stream_id, max(stream_version), hash FROM events GROUP BY stream_id",
+                )?;
+                let mut rows = stmt.query([])?;
+                while let Some(r) = rows.next()? {
+                    tips.insert(r.get::<_, String>(0)?, (u64_of(r.get(1)?), r.get(2)?));
+                }
+                Ok(anchor_text(head, &tips))
+            };
+            let before = tips(&tx)?;
+            let mut sealed = 0;
+            for name in &streams {
+                let Some(StreamId::Admin(t, a)) = StreamId::parse(name) else {
+                    continue;
+                };
+                let key = legacy_key(&tx, &keys, t, a)?;
+                let rows: Vec<ChainRow> = tx
+                    .prepare(
+                        "SELECT position, stream_version, payload, prev_hash, hash FROM events
+                         WHERE stream_id = ?1 ORDER BY stream_version",
+                    )?
+                    .query_map([name], |r| {
+                        Ok(ChainRow {
+                            position: u64_of(r.get(0)?),
+                            version: u64_of(r.get(1)?),
+                            payload: r.get(2)?,
+                            prev_hash: r.get(3)?,
+                            hash: r.get(4)?,
+                        })
+                    })?
+                    .collect::<Result<_, _>>()?;
+                let (changed, n) = reseal_chain(name, &rows, &key)?;
+                sealed += n;
+                for row in changed {
+                    tx.execute(
+                        "UPDATE events SET payload = ?2, prev_hash = ?3, hash = ?4
+                         WHERE position = ?1",
+                        params![i64_of(row.position), row.payload, row.prev_hash, row.hash],
+                    )?;
+                }
+            }
+            let after = tips(&tx)?;
+            tx.execute(
+                "INSERT INTO chain_reanchors
+                     (reason, position, streams, events, anchor_before, anchor_after, at_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![
+                    SEAL_LEGACY_VALUES,
+                    i64_of(head),
+                    streams.len() as i64,
+                    i64_of(sealed),
+                    before,
+                    after,
+                    chrono::Utc::now().timestamp_millis()
+                ],
+            )?;
+            tx.commit()?;
+            if sealed > 0 {
+                // The plain values' old pages leave the WAL too (see `projections`).
+                c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+            }
+            Ok((streams.len() as u64, sealed))
+        })
+        .await
+    }
+
+    /// The chain rewrites recorded (`AuditReads::reanchors`).
+    pub async fn reanchors(&self) -> Result<Vec<Reanchor>, StoreError> {
+        self.run(|c| {
+            let mut stmt = c.prepare(
+                "SELECT reason, position, streams, events, anchor_before, anchor_after, at_ms
+                 FROM chain_reanchors WHERE streams > 0 ORDER BY id",
+            )?;
+            let rows = stmt.query_map([], |r| {
+                Ok(Reanchor {
+                    reason: r.get(0)?,
+                    position: u64_of(r.get(1)?),
+                    streams: u64_of(r.get(2)?),
+                    events: u64_of(r.get(3)?),
+                    anchor_before: r.get(4)?,
+                    anchor_after: r.get(5)?,
+                    at: chrono::DateTime::from_timestamp_millis(r.get(6)?).unwrap_or_default(),
+                })
+            })?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+}
+
+/// The data key of an admin with legacy events: stored, or made and stored now.
+fn legacy_key(
+    tx: &rusqlite::Transaction<'_>,
+    keys: &Keyring,
+    t: TenantId,
+    a: AdminId,
+) -> Result<DataKey, StoreError> {
+    let row: Option<(Option<String>, Option<Vec<u8>>)> = tx
+        .query_row(
+            "SELECT kek_id, wrapped FROM data_keys WHERE tenant_id = ?1 AND admin_id = ?2",
+            params![t.to_string(), a.to_string()],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    match row.map(|(k, w)| key_row(true, k, w).flatten()) {
+        Some(Some(wrapped)) => Ok(keys.unwrap(t, a, &wrapped)?),
+        Some(None) => Err(StoreError::Config(format!(
+            "admin {a} of tenant {t} was erased but has values in plain: cannot seal them"
+        ))),
+        None => {
+            let (key, wrapped) = keys.generate(t, a)?;
+            tx.execute(
+                "INSERT INTO data_keys (tenant_id, admin_id, kek_id, wrapped, created_at_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![
+                    t.to_string(),
+                    a.to_string(),
+                    wrapped.kek_id,
+                    wrapped.wrapped,
+                    chrono::Utc::now().timestamp_millis()
+                ],
+            )?;
+            Ok(key)
+        }
+    }
+}
