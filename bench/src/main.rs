@@ -11,6 +11,7 @@ mod publisher;
 mod raw_nats;
 mod raw_pg;
 mod report;
+mod sealing;
 mod seed;
 mod stats;
 
@@ -691,6 +692,18 @@ async fn measure_with(
         if let Some(us) = service_us {
             rows.push(Row::new(measure, us, "µs").against(baseline, raw_us));
         }
+    }
+    // What sealing the values adds to a command's CPU, against the command path alone's.
+    if let Some(alone_us) = alone.cpu_us_per_op {
+        let added = sealing::added_us_per_command(20_000, 5);
+        say(&format!(
+            "  sealing: {added:.2} µs per command (a seal and {} opens, over plain)",
+            sealing::OPENS_PER_COMMAND
+        ));
+        rows.push(
+            Row::new("sealing values: CPU added per command", added, "µs")
+                .against("command path alone: machine CPU per command", Some(alone_us)),
+        );
     }
     // What one write costs the WAL (PostgreSQL's flushes, and what a replica receives).
     for (measure, bytes) in [

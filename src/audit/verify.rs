@@ -306,19 +306,7 @@ pub async fn verify(store: &Store, expect: Option<Anchor>) -> Result<Summary, Ve
             let why = reanchors
                 .iter()
                 .filter(|r| r.position >= expected)
-                .map(|r| {
-                    format!(
-                        "; the chains were re-anchored at position {} on {} ({}: {} events of {} \
-                         streams rewritten; anchor before {}, after {})",
-                        r.position,
-                        r.at.to_rfc3339(),
-                        r.reason,
-                        r.events,
-                        r.streams,
-                        r.anchor_before,
-                        r.anchor_after
-                    )
-                })
+                .map(|r| format!("; the chains were {r}"))
                 .collect::<String>();
             Err(VerifyError::AnchorMismatch(format!("{text}{why}")))
         }

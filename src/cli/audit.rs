@@ -106,17 +106,7 @@ pub async fn run(command: AuditCommand) -> anyhow::Result<()> {
             }
             println!("anchor: {}", summary.anchor);
             for r in store.reanchors().await? {
-                println!(
-                    "re-anchored at position {} on {}: {} ({} events of {} streams rewritten; \
-                     anchor before {}, after {})",
-                    r.position,
-                    r.at.to_rfc3339(),
-                    r.reason,
-                    r.events,
-                    r.streams,
-                    r.anchor_before,
-                    r.anchor_after
-                );
+                println!("{r}");
             }
             Ok(())
         }

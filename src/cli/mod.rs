@@ -55,12 +55,21 @@ pub enum Command {
     Keys(keys::KeysCommand),
 }
 
-/// Runs the binary: parses `args` (the program's name first; clap exits on a usage error),
+/// Runs the binary: parses `args` (the program's name first; a usage error is one line and
+/// exit status 2; `--help` and `--version` print and exit 0),
 /// runs the command on a worker of the runtime and turns its outcome into the exit status: 0,
 /// [`audit::EXIT_TAMPERED`] for a log that was tampered with, 1 for any other error, which is
 /// printed on one line.
 pub async fn run(args: impl IntoIterator<Item = OsString>) -> ExitCode {
-    let cli = Cli::parse_from(args);
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => e.exit(),
+        Err(e) => {
+            // A usage error is one line like every other error (clap's own spans several).
+            eprintln!("recovery-info: error: {}", usage_line(&e));
+            return ExitCode::from(2);
+        }
+    };
     crate::telemetry::init_logs(cli.log_format);
     // On a worker, not on this thread: see `task::on_worker`.
     let outcome = crate::task::on_worker(dispatch(cli.command))
@@ -78,6 +87,22 @@ pub async fn run(args: impl IntoIterator<Item = OsString>) -> ExitCode {
             }
         }
     }
+}
+
+/// A usage error of clap's on one line: its lines joined, the `error: ` prefix and the help
+/// hint shortened.
+fn usage_line(e: &clap::Error) -> String {
+    e.render()
+        .to_string()
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(|l| match l {
+            "For more information, try '--help'." => "see --help",
+            l => l.strip_prefix("error: ").unwrap_or(l),
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// An error and its causes on one line; a cause whose text the line already holds (wrapping

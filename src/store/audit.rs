@@ -55,5 +55,22 @@ pub struct Reanchor {
     pub at: chrono::DateTime<chrono::Utc>,
 }
 
+impl std::fmt::Display for Reanchor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "re-anchored at position {} on {}: {} ({} events of {} streams rewritten; anchor \
+             before {}, after {})",
+            self.position,
+            self.at.to_rfc3339(),
+            self.reason,
+            self.events,
+            self.streams,
+            self.anchor_before,
+            self.anchor_after
+        )
+    }
+}
+
 /// The reason of the one-time sealing of values written before values were sealed.
 pub const SEAL_LEGACY_VALUES: &str = "seal_legacy_values";

@@ -608,6 +608,15 @@ async fn export_writes_the_same_entries_as_the_http_history(backend: Backend) {
         &["audit", "export", "--tenant", &tenant, "--format", "xml"],
     );
     assert_eq!(out.status.code(), Some(2));
+    // Like every error, one line (clap's own spans four).
+    let err = text(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with("recovery-info: error: invalid value 'xml' for '--format <FORMAT>'")
+            && err.contains("jsonl, csv")
+            && err.contains("see --help"),
+        "{err}"
+    );
     let out = run(
         &app.store_config,
         &[

@@ -316,3 +316,24 @@ async fn a_database_with_the_two_old_projections_upgrades_without_a_rebuild() {
         .collect();
     assert_eq!(tables, ["admin_views", "tenant_views"]);
 }
+
+/// Usage errors are one line with exit status 2, like every other error; help still prints
+/// whole, with status 0.
+#[test]
+fn usage_errors_are_one_line_and_help_prints_whole() {
+    for (args, says) in [
+        (&["nonsense"][..], "unrecognized subcommand 'nonsense'"),
+        (&["audit", "verify", "--expect-anchor", "x"][..], "is not an anchor"),
+        (&["token", "--tenant"][..], "a value is required for '--tenant <TENANT>'"),
+    ] {
+        let out = run(args, &[]);
+        assert_eq!(out.status.code(), Some(2), "{args:?} {out:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+        assert!(err.starts_with("recovery-info: error: ") && err.contains(says), "{err}");
+    }
+    let out = run(&["--help"], &[]);
+    assert!(out.status.success(), "{out:?}");
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(help.contains("Usage:") && help.lines().count() > 5, "{help}");
+}

@@ -216,6 +216,10 @@ async fn erasing_an_offboarded_admin_keeps_the_history_and_leaves_no_value(backe
         assert!(values.iter().all(|v| v == ERASED), "{values:?}");
         assert_eq!(entries[4]["data"]["reason"], "GDPR request 42");
     }
+    // The tenant's feed, raw: Jane's entries erased, John's value there.
+    let feed = app.get_json(&app.url("/events?reveal=true")).await.to_string();
+    assert!(feed.contains(ERASED) && feed.contains("+4530112233"), "{feed}");
+    assert!(before.iter().all(|t| !feed.contains(t.as_str())), "{feed}");
     let view = app.view(jane).await;
     assert_eq!(view["methods"], json!([]), "{view}");
     // John is untouched.

@@ -149,12 +149,15 @@ impl PgStore {
                     None => KekRing::single(DATABASE_KEK_ID, &self.server_key("kek").await?),
                 };
                 let client = self.pool.get().await?;
-                let stored: Vec<(String, Vec<u8>)> = client
-                    .query("SELECT id, check_value FROM key_encryption_keys", &[])
-                    .await?
-                    .iter()
-                    .map(|r| (r.get(0), r.get(1)))
-                    .collect();
+                let checks = || async {
+                    let rows = client
+                        .query("SELECT id, check_value FROM key_encryption_keys", &[])
+                        .await?;
+                    Ok::<Vec<(String, Vec<u8>)>, StoreError>(
+                        rows.iter().map(|r| (r.get(0), r.get(1))).collect(),
+                    )
+                };
+                let stored = checks().await?;
                 let wrapping: Vec<String> = client
                     .query(
                         "SELECT DISTINCT kek_id FROM data_keys WHERE kek_id IS NOT NULL",
@@ -174,13 +177,7 @@ impl PgStore {
                         .await?;
                 }
                 // A replica that raced us to the first insert stored its check: compare again.
-                let stored: Vec<(String, Vec<u8>)> = client
-                    .query("SELECT id, check_value FROM key_encryption_keys", &[])
-                    .await?
-                    .iter()
-                    .map(|r| (r.get(0), r.get(1)))
-                    .collect();
-                check_wrapper(&ring, &stored, &wrapping)?;
+                check_wrapper(&ring, &checks().await?, &wrapping)?;
                 tracing::debug!(active = ring.active_id(), "key-encryption keys checked");
                 Ok::<_, StoreError>(std::sync::Arc::new(Keyring::new(Box::new(ring))))
             })
