@@ -701,8 +701,10 @@ async fn measure_with(
             sealing::OPENS_PER_COMMAND
         ));
         rows.push(
-            Row::new("sealing values: CPU added per command", added, "µs")
-                .against("command path alone: machine CPU per command", Some(alone_us)),
+            Row::new("sealing values: CPU added per command", added, "µs").against(
+                "command path alone: machine CPU per command",
+                Some(alone_us),
+            ),
         );
     }
     // What one write costs the WAL (PostgreSQL's flushes, and what a replica receives).

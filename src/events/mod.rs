@@ -204,6 +204,16 @@ impl RecordedEvent {
         }
     }
 
+    /// The admin the event is about, as the `admin_id` column indexes it: its stream's admin,
+    /// or for a `PiiRevealed` the admin whose values were read (so the reveal is in that
+    /// admin's history).
+    pub fn indexed_admin(&self) -> Option<crate::domain::AdminId> {
+        match &self.event {
+            DomainEvent::PiiRevealed { admin, .. } => self.stream.admin().or(*admin),
+            _ => self.stream.admin(),
+        }
+    }
+
     /// The event type name (`MethodAdded`, …).
     pub fn type_name(&self) -> &'static str {
         self.event.type_name()
@@ -278,6 +288,18 @@ impl RecordedEvent {
             _ => {}
         }
         Ok(env.encode_to_vec())
+    }
+
+    /// The admin a stored `PiiRevealed` read the values of (`None` for another event, or a
+    /// tenant-wide read).
+    pub fn revealed_admin(bytes: &[u8]) -> Result<Option<crate::domain::AdminId>, DecodeError> {
+        let env = pb::Envelope::decode(bytes).map_err(|e| DecodeError(e.to_string()))?;
+        match env.event {
+            Some(pb::envelope::Event::PiiRevealed(r)) if !r.admin_id.is_empty() => {
+                Ok(Some(parse_id(&r.admin_id, "admin_id")?))
+            }
+            _ => Ok(None),
+        }
     }
 
     /// Whether stored bytes hold a contact value in plain (written before values were sealed).

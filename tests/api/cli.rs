@@ -267,7 +267,8 @@ async fn a_database_with_the_two_old_projections_upgrades_without_a_rebuild() {
     drop(app);
 
     // Back to the old schema, as version 4 left it (but for the data keys, which version 6
-    // adds and this database's events are sealed with: that migration finds them in place).
+    // adds and this database's events are sealed with, and the index of version 7: those
+    // migrations find them in place).
     let db = crate::support::pg_client(&url).await;
     db.batch_execute(
         "ALTER TABLE admin_views RENAME TO eligibility_admins;
@@ -288,7 +289,7 @@ async fn a_database_with_the_two_old_projections_upgrades_without_a_rebuild() {
     let out = run(&["migrate", "--database-url", &url], &[]);
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim(),
-        "migrations applied: 2",
+        "migrations applied: 3",
         "{out:?}"
     );
     // Served by a replica that projects nothing: the rows are the migrated ones.
@@ -323,17 +324,29 @@ async fn a_database_with_the_two_old_projections_upgrades_without_a_rebuild() {
 fn usage_errors_are_one_line_and_help_prints_whole() {
     for (args, says) in [
         (&["nonsense"][..], "unrecognized subcommand 'nonsense'"),
-        (&["audit", "verify", "--expect-anchor", "x"][..], "is not an anchor"),
-        (&["token", "--tenant"][..], "a value is required for '--tenant <TENANT>'"),
+        (
+            &["audit", "verify", "--expect-anchor", "x"][..],
+            "is not an anchor",
+        ),
+        (
+            &["token", "--tenant"][..],
+            "a value is required for '--tenant <TENANT>'",
+        ),
     ] {
         let out = run(args, &[]);
         assert_eq!(out.status.code(), Some(2), "{args:?} {out:?}");
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
-        assert!(err.starts_with("recovery-info: error: ") && err.contains(says), "{err}");
+        assert!(
+            err.starts_with("recovery-info: error: ") && err.contains(says),
+            "{err}"
+        );
     }
     let out = run(&["--help"], &[]);
     assert!(out.status.success(), "{out:?}");
     let help = String::from_utf8_lossy(&out.stdout);
-    assert!(help.contains("Usage:") && help.lines().count() > 5, "{help}");
+    assert!(
+        help.contains("Usage:") && help.lines().count() > 5,
+        "{help}"
+    );
 }

@@ -242,7 +242,74 @@ async fn as_of_answers_match_the_scripted_history(backend: Backend) {
     }
 }
 
+/// A read of an admin's raw values is in that admin's own history (as well as the feed), and
+/// `/events?admin=` finds one admin's events and the reads of them; reveals recorded before the
+/// admin was indexed are found after the upgrade's backfill; `audit verify` accepts the index.
+async fn a_reveal_is_in_the_revealed_admins_history_and_the_feed_filters_by_admin(
+    backend: Backend,
+) {
+    let app = spawn_backend(backend).await;
+    let (jane, john) = (Uuid::now_v7(), Uuid::now_v7());
+    app.add_ok(jane, "mobile_phone", "+45 20 12 34 56").await;
+    app.add_ok(john, "mobile_phone", "+45 20 12 34 57").await;
+    let auditor = app.token("auditor-7", &[Role::Auditor]);
+    get(
+        &app,
+        &auditor,
+        &app.admin_path(jane, "/history?reveal=true"),
+    )
+    .await;
+    let admin = app.admin_token();
+    let kinds = |page: &Value| -> Vec<String> {
+        page["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| format!("{}:{}", e["type"].as_str().unwrap(), e["position"]))
+            .collect()
+    };
+    let janes = get(&app, &admin, &app.admin_path(jane, "/history")).await;
+    assert_eq!(kinds(&janes), ["MethodAdded:1", "PiiRevealed:3"]);
+    let reveal = &janes["events"][1];
+    assert_eq!(reveal["actor"]["subject"], "auditor-7");
+    assert_eq!(reveal["data"]["admin_id"], jane.to_string());
+    let johns = get(&app, &admin, &app.admin_path(john, "/history")).await;
+    assert_eq!(kinds(&johns), ["MethodAdded:2"]);
+    let feed = get(&app, &auditor, &app.url(&format!("/events?admin={jane}"))).await;
+    assert_eq!(kinds(&feed), ["MethodAdded:1", "PiiRevealed:3"]);
+    let all = get(&app, &auditor, &app.url("/events")).await;
+    assert_eq!(all["events"].as_array().unwrap().len(), 3);
+    for (url, code) in [
+        (app.url("/events?admin=nope"), "invalid_query"),
+        (
+            app.admin_path(jane, &format!("/history?admin={jane}")),
+            "invalid_query",
+        ),
+    ] {
+        let r = app.send(Method::GET, &url, &auditor, None).await;
+        assert_problem(r, 400, code).await;
+    }
+    let out = crate::support::run(&app.store_config, &["audit", "verify"]);
+    assert!(out.status.success(), "{out:?}");
+
+    // As a build before the index left it: the reveal's row names no admin.
+    let (forget, upgrade) = (
+        "UPDATE events SET admin_id = NULL WHERE event_type = 'PiiRevealed'",
+        "INSERT INTO reveal_index_upgrade (up_to) SELECT position FROM log_head",
+    );
+    crate::support::execute_sql(&app.store_config, &[forget, upgrade]).await;
+    let janes = get(&app, &admin, &app.admin_path(jane, "/history")).await;
+    assert_eq!(kinds(&janes), ["MethodAdded:1"]);
+    let out = crate::support::run(&app.store_config, &["migrate"]);
+    assert!(out.status.success(), "{out:?}");
+    let janes = get(&app, &admin, &app.admin_path(jane, "/history")).await;
+    assert_eq!(kinds(&janes), ["MethodAdded:1", "PiiRevealed:3"]);
+    let out = crate::support::run(&app.store_config, &["audit", "verify"]);
+    assert!(out.status.success(), "{out:?}");
+}
+
 crate::on_both_backends!(
+    a_reveal_is_in_the_revealed_admins_history_and_the_feed_filters_by_admin,
     history_is_filtered_and_paged,
     a_reveal_shows_raw_values_and_leaves_an_audit_event,
     as_of_answers_match_the_scripted_history,

@@ -593,3 +593,25 @@ pub fn bin(config: &StoreConfig, args: &[&str]) -> std::process::Command {
 pub fn run(config: &StoreConfig, args: &[&str]) -> std::process::Output {
     bin(config, args).output().expect("run the binary")
 }
+
+/// Runs SQL statements on the store of `config`, outside the service (on the embedded store,
+/// through a connection of this process: callers do not read its files otherwise).
+pub async fn execute_sql(config: &StoreConfig, statements: &[&str]) {
+    match config {
+        StoreConfig::Postgres { url, .. } => {
+            let db = pg_client(url).await;
+            for s in statements {
+                db.batch_execute(s).await.unwrap();
+            }
+        }
+        StoreConfig::Embedded { data_dir, .. } => {
+            let c =
+                rusqlite::Connection::open(data_dir.join(recovery_info::store::sqlite::DB_FILE))
+                    .unwrap();
+            c.busy_timeout(Duration::from_secs(5)).unwrap();
+            for s in statements {
+                c.execute_batch(s).unwrap();
+            }
+        }
+    }
+}

@@ -40,6 +40,8 @@ pub struct Page {
     /// Raw values instead of masked ones (auditors only; the read is recorded).
     #[serde(default)]
     reveal: bool,
+    /// `/events` only: one admin's events and the reads of their values.
+    admin: Option<String>,
 }
 
 impl Page {
@@ -170,6 +172,12 @@ pub async fn admin(
 ) -> Result<Json<Value>, ApiError> {
     caller.authorize(tenant, Access::ReadHistory(admin))?;
     let ValidQuery(page) = query?;
+    if page.admin.is_some() {
+        return Err(ApiError::new(
+            Code::InvalidQuery,
+            "admin= filters the tenant's feed (/events); this history is already one admin's",
+        ));
+    }
     let headers = headers?;
     read(
         &s,
@@ -184,7 +192,8 @@ pub async fn admin(
     .await
 }
 
-/// `GET …/events`: the tenant's feed (admin, tenant and audit events).
+/// `GET …/events`: the tenant's feed (admin, tenant and audit events); `?admin=` narrows it to
+/// one admin's events and the reads of their values.
 #[tracing::instrument(skip_all, fields(tenant_id = %tenant))]
 pub async fn tenant(
     State(s): State<HttpState>,
@@ -196,12 +205,21 @@ pub async fn tenant(
 ) -> Result<Json<Value>, ApiError> {
     caller.authorize(tenant, Access::ReadFeed)?;
     let ValidQuery(page) = query?;
+    let admin = page
+        .admin
+        .as_deref()
+        .map(|a| {
+            a.trim().parse::<AdminId>().map_err(|_| {
+                ApiError::new(Code::InvalidQuery, format!("admin {a:?} is not a UUID"))
+            })
+        })
+        .transpose()?;
     let headers = headers?;
     read(
         &s,
         &caller,
         tenant,
-        None,
+        admin,
         page,
         headers,
         raw,

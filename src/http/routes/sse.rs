@@ -102,7 +102,7 @@ impl Filter {
         let name = e.type_name();
         self.log_events
             && (self.reveals || name != "PiiRevealed")
-            && self.admin.is_none_or(|a| e.stream.admin() == Some(a))
+            && self.admin.is_none_or(|a| e.indexed_admin() == Some(a))
             && (self.types.is_empty() || self.types.iter().any(|t| t == name))
     }
 }

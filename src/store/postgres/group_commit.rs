@@ -405,7 +405,7 @@ async fn place_and_write(
             rows.event_type.push(event.type_name());
             rows.tenant_id.push(job.append.stream.tenant().as_uuid());
             rows.admin_id
-                .push(job.append.stream.admin().map(|a| a.as_uuid()));
+                .push(event.indexed_admin().map(|a| a.as_uuid()));
             rows.occurred_at.push(event.occurred_at);
             rows.payload.push(p.payload);
             rows.prev_hash.push(p.prev_hash);

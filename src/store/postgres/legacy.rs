@@ -11,6 +11,35 @@ use crate::store::audit::SEAL_LEGACY_VALUES;
 use crate::store::keys::{ChainRow, anchor_text, key_row, reseal_chain};
 use std::collections::{BTreeMap, BTreeSet};
 
+/// Fills the `admin_id` of reveals recorded before migration 7 (see its file), once.
+async fn index_older_reveals(tx: &deadpool_postgres::Transaction<'_>) -> Result<(), StoreError> {
+    let Some(up_to) = tx
+        .query_opt("SELECT max(up_to) FROM reveal_index_upgrade", &[])
+        .await?
+        .and_then(|r| r.get::<_, Option<i64>>(0))
+    else {
+        return Ok(());
+    };
+    let rows = tx
+        .query(
+            "SELECT position, payload FROM events
+             WHERE event_type = 'PiiRevealed' AND admin_id IS NULL AND position <= $1",
+            &[&up_to],
+        )
+        .await?;
+    for r in &rows {
+        if let Some(admin) = RecordedEvent::revealed_admin(r.get::<_, &[u8]>(1))? {
+            tx.execute(
+                "UPDATE events SET admin_id = $2 WHERE position = $1",
+                &[&r.get::<_, i64>(0), &admin.as_uuid()],
+            )
+            .await?;
+        }
+    }
+    tx.execute("DELETE FROM reveal_index_upgrade", &[]).await?;
+    Ok(())
+}
+
 /// Value-carrying events read per round trip while looking for plain ones.
 const SCAN_PAGE: i64 = 5000;
 
@@ -33,6 +62,7 @@ impl PgStore {
                 .await?
                 .get(0),
         );
+        index_older_reveals(&tx).await?;
         let done = tx
             .query_opt(
                 "SELECT 1 FROM chain_reanchors WHERE reason = $1",
@@ -40,6 +70,7 @@ impl PgStore {
             )
             .await?;
         if done.is_some() {
+            tx.commit().await?;
             return Ok((0, 0));
         }
         let types: Vec<String> = VALUE_TYPES.iter().map(|t| t.to_string()).collect();

@@ -36,6 +36,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "data_keys",
         include_str!("../../../migrations/postgres/0006_data_keys.sql"),
     ),
+    (
+        7,
+        "reveal_index",
+        include_str!("../../../migrations/postgres/0007_reveal_index.sql"),
+    ),
 ];
 
 /// The newest migration this build knows.

@@ -357,9 +357,14 @@ impl PgStore {
         let client = self.pool.get().await?;
         // Two statements, so that each uses its index: (stream_id, ...) for one admin,
         // (tenant_id, position) for a tenant.
+        // An admin's history: their stream, and the reads of their values (`PiiRevealed` rows
+        // index the admin read: `RecordedEvent::indexed_admin`).
         let scope = match query.admin {
-            Some(_) => "e.stream_id = $1",
-            None => "e.tenant_id = ($1::text)::uuid",
+            Some(_) => {
+                "(e.stream_id = $1 OR (e.event_type = 'PiiRevealed' AND e.admin_id = $7::uuid
+                                      AND e.tenant_id = $8::uuid))"
+            }
+            None => "e.tenant_id = ($1::text)::uuid AND $7::uuid IS NULL AND $8::uuid IS NULL",
         };
         let stmt = client
             .prepare_cached(&format!(
@@ -381,6 +386,8 @@ impl PgStore {
                     &query.until,
                     &query.types,
                     &i64::from(query.limit),
+                    &query.admin.map(|a| a.as_uuid()),
+                    &query.admin.map(|_| query.tenant.as_uuid()),
                 ],
             )
             .await?;

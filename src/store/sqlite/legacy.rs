@@ -17,6 +17,7 @@ impl SqliteStore {
         let keys = self.keyring().await?;
         self.run(move |c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            index_older_reveals(&tx)?;
             let done: Option<i64> = tx
                 .query_row(
                     "SELECT 1 FROM chain_reanchors WHERE reason = ?1",
@@ -25,6 +26,7 @@ impl SqliteStore {
                 )
                 .optional()?;
             if done.is_some() {
+                tx.commit()?;
                 return Ok((0, 0));
             }
             let head = u64_of(tx.query_row("SELECT position FROM log_head", [], |r| r.get(0))?);
@@ -132,6 +134,34 @@ impl SqliteStore {
         })
         .await
     }
+}
+
+/// Fills the `admin_id` of reveals recorded before migration 6 (see its file), once.
+fn index_older_reveals(tx: &rusqlite::Transaction<'_>) -> Result<(), StoreError> {
+    let up_to: Option<i64> =
+        tx.query_row("SELECT max(up_to) FROM reveal_index_upgrade", [], |r| {
+            r.get(0)
+        })?;
+    let Some(up_to) = up_to else {
+        return Ok(());
+    };
+    let rows: Vec<(i64, Vec<u8>)> = tx
+        .prepare(
+            "SELECT position, payload FROM events
+             WHERE event_type = 'PiiRevealed' AND admin_id IS NULL AND position <= ?1",
+        )?
+        .query_map([up_to], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    for (position, payload) in rows {
+        if let Some(admin) = RecordedEvent::revealed_admin(&payload)? {
+            tx.execute(
+                "UPDATE events SET admin_id = ?2 WHERE position = ?1",
+                params![position, admin.to_string()],
+            )?;
+        }
+    }
+    tx.execute("DELETE FROM reveal_index_upgrade", [])?;
+    Ok(())
 }
 
 /// The data key of an admin with legacy events: stored, or made and stored now.

@@ -61,6 +61,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "data_keys",
         include_str!("../../../migrations/sqlite/0005_data_keys.sql"),
     ),
+    (
+        6,
+        "reveal_index",
+        include_str!("../../../migrations/sqlite/0006_reveal_index.sql"),
+    ),
 ];
 
 /// The embedded store.
@@ -398,9 +403,14 @@ impl SqliteStore {
         let q = query.clone();
         let keys = self.keyring().await?;
         self.run(move |c| {
+            // An admin's history: their stream, and the reads of their values (`PiiRevealed`
+            // rows index the admin read: `RecordedEvent::indexed_admin`).
             let scope = match q.admin {
-                Some(_) => "e.stream_id = ?1",
-                None => "e.tenant_id = ?1",
+                Some(_) => {
+                    "(e.stream_id = ?1 OR (e.event_type = 'PiiRevealed' AND e.admin_id = ?7
+                                          AND e.tenant_id = ?8))"
+                }
+                None => "e.tenant_id = ?1 AND ?7 IS NULL AND ?8 IS NULL",
             };
             let mut stmt = c.prepare_cached(&format!(
                 "SELECT {KEYED_COLUMNS} FROM events e {KEYED_JOIN}
@@ -423,7 +433,9 @@ impl SqliteStore {
                         q.since.map(|t| t.timestamp_millis()),
                         q.until.map(|t| t.timestamp_millis()),
                         types,
-                        q.limit
+                        q.limit,
+                        q.admin.map(|a| a.to_string()),
+                        q.admin.map(|_| q.tenant.to_string()),
                     ],
                     |r| keyed_row(r, 0),
                 )?
@@ -755,7 +767,7 @@ fn write_append(
                 event.event_id.to_string(),
                 event.type_name(),
                 stream.tenant().to_string(),
-                stream.admin().map(|a| a.to_string()),
+                event.indexed_admin().map(|a| a.to_string()),
                 event.occurred_at.timestamp_millis(),
                 p.payload,
                 p.prev_hash,
