@@ -52,8 +52,9 @@ pub struct ExportFilter {
     pub since: Option<DateTime<Utc>>,
     /// Only events that occurred before this instant.
     pub until: Option<DateTime<Utc>>,
-    /// Show raw phone numbers and emails instead of masked ones.
-    pub reveal: bool,
+    /// Show raw phone numbers and emails instead of masked ones, read by this auditor (the
+    /// actor of the `PiiRevealed` the export leaves first).
+    pub reveal: Option<Actor>,
 }
 
 impl ExportFilter {
@@ -70,10 +71,8 @@ impl ExportFilter {
         }
     }
 
-    /// The audit-access event a revealing export leaves: the operator's OS account is the
-    /// actor, since the command line has no token.
-    fn reveal_trace(&self) -> PendingEvent {
-        let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+    /// The audit-access event a revealing export leaves, with the auditor as its actor.
+    fn reveal_trace(&self, actor: &Actor) -> PendingEvent {
         let query = format!(
             "since={}&until={}",
             self.since.map(|t| t.to_rfc3339()).unwrap_or_default(),
@@ -82,11 +81,7 @@ impl ExportFilter {
         PendingEvent {
             event_id: uuid::Uuid::now_v7(),
             occurred_at: Utc::now(),
-            actor: Actor {
-                subject: format!("cli:{user}"),
-                roles: vec!["auditor".into()],
-                ..Actor::default()
-            },
+            actor: actor.clone(),
             correlation_id: uuid::Uuid::now_v7(),
             idempotency_key: None,
             event: DomainEvent::PiiRevealed {
@@ -114,10 +109,13 @@ pub async fn export(
     format: Format,
     out: &mut (dyn Write + Send),
 ) -> anyhow::Result<Exported> {
-    if filter.reveal {
+    if let Some(actor) = &filter.reveal {
         // Reading raw values leaves a trace first; if it cannot be recorded, nothing is read.
         store
-            .append_any(StreamId::Audit(filter.tenant), vec![filter.reveal_trace()])
+            .append_any(
+                StreamId::Audit(filter.tenant),
+                vec![filter.reveal_trace(actor)],
+            )
             .await?;
     }
     let head = store.head().await?;
@@ -134,7 +132,7 @@ pub async fn export(
             if event.position > head {
                 break 'pages;
             }
-            let entry = event.to_json(filter.reveal);
+            let entry = event.to_json(filter.reveal.is_some());
             match format {
                 Format::Jsonl => {
                     serde_json::to_writer(&mut *out, &entry)?;

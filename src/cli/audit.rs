@@ -1,8 +1,13 @@
 //! `audit`: the auditor's tools ([`crate::audit`]): `audit verify` and `audit export`.
 
-use super::args::{StoreArgs, one_of};
+use super::args::{SecretArgs, StoreArgs, one_of};
+use super::identity::IdentityArgs;
 use crate::audit::{self, export::ExportFilter, export::Format, verify::Anchor};
+use crate::config::MissingSecret;
 use crate::domain::{AdminId, TenantId};
+use crate::events::Actor;
+use crate::http::auth::oidc::Oidc;
+use crate::http::auth::{Authenticator, JwtKeys, Role};
 use crate::store::AuditReads;
 use crate::store::Maintenance;
 use crate::store::Store;
@@ -24,7 +29,7 @@ pub enum AuditCommand {
     /// Recompute every stream's hash chain and the global order; name the first broken link.
     Verify(VerifyArgs),
     /// Write a tenant's (or an admin's) history as JSON Lines or CSV.
-    Export(ExportArgs),
+    Export(Box<ExportArgs>),
 }
 
 /// `audit verify` options.
@@ -44,8 +49,8 @@ pub struct ExportArgs {
     #[command(flatten)]
     pub store: StoreArgs,
     /// Tenant id (UUID).
-    #[arg(long)]
-    pub tenant: Uuid,
+    #[arg(long = "tenant")]
+    pub tenant_id: Uuid,
     /// Only this admin's history (UUID).
     #[arg(long)]
     pub admin: Option<Uuid>,
@@ -61,9 +66,55 @@ pub struct ExportArgs {
     /// Write to this file instead of stdout.
     #[arg(long)]
     pub output: Option<PathBuf>,
-    /// Show raw phone numbers and emails (masked by default).
-    #[arg(long)]
+    /// Show raw phone numbers and emails (masked by default); needs `--token`.
+    #[arg(long, requires = "token")]
     pub reveal: bool,
+    /// An auditor's bearer token of the tenant, for `--reveal`: the read is recorded with its
+    /// subject as the actor. Checked like the service checks tokens (RECOVERY_JWT_SECRET or the
+    /// embedded store's secret, and the --oidc-* issuers).
+    #[arg(long, env = "RECOVERY_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    #[command(flatten)]
+    pub secret: SecretArgs,
+    #[command(flatten)]
+    pub identity: IdentityArgs,
+}
+
+/// The auditor a revealing export reads for: the token checked, of the tenant, with the
+/// auditor role.
+async fn revealing_auditor(args: &ExportArgs) -> anyhow::Result<Actor> {
+    let token = args
+        .token
+        .as_deref()
+        .context("--reveal needs an auditor's token (--token)")?;
+    let store = args.store.store_config();
+    let hs256 = args
+        .secret
+        .resolve(&store, MissingSecret::Refuse)
+        .ok()
+        .map(|secret| JwtKeys::new(&secret));
+    let oidc = match args.identity.oidc()? {
+        Some(config) => Some(Oidc::start(config).await?),
+        None => None,
+    };
+    anyhow::ensure!(
+        hs256.is_some() || oidc.is_some(),
+        "cannot check the --token: give RECOVERY_JWT_SECRET or an --oidc-issuer"
+    );
+    let auth = Authenticator::new(hs256, oidc, args.identity.step_up());
+    let caller = auth
+        .caller(token.trim())
+        .await
+        .map_err(|why| anyhow::anyhow!("the --token is not accepted: {why}"))?;
+    anyhow::ensure!(
+        caller.tenant == TenantId::from_uuid(args.tenant_id),
+        "the --token is of another tenant"
+    );
+    anyhow::ensure!(
+        caller.roles.contains(&Role::Auditor),
+        "--reveal needs a token with the auditor role"
+    );
+    Ok(caller.actor())
 }
 
 /// `--format`: `jsonl` or `csv`.
@@ -114,11 +165,14 @@ pub async fn run(command: AuditCommand) -> anyhow::Result<()> {
             let store = Store::open(&args.store.store_config()).await?;
             store.schema_is_current().await?;
             let filter = ExportFilter {
-                tenant: TenantId::from_uuid(args.tenant),
+                tenant: TenantId::from_uuid(args.tenant_id),
                 admin: args.admin.map(AdminId::from_uuid),
                 since: args.since,
                 until: args.until,
-                reveal: args.reveal,
+                reveal: match args.reveal {
+                    true => Some(revealing_auditor(&args).await?),
+                    false => None,
+                },
             };
             let mut out: Box<dyn Write + Send> = match &args.output {
                 Some(path) => Box::new(std::io::BufWriter::new(

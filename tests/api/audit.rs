@@ -555,19 +555,53 @@ async fn export_writes_the_same_entries_as_the_http_history(backend: Backend) {
         jsonl(export(&["--format", "jsonl", "--admin", &admin_a])),
         app.history(a).await
     );
-    let revealed = jsonl(export(&["--format", "jsonl", "--reveal"]));
+    // Revealing needs an auditor's token of the tenant, checked like the service checks one.
+    let reveal = |token: &str| {
+        let args = [
+            "audit", "export", "--tenant", &tenant, "--format", "jsonl", "--reveal", "--token",
+            token,
+        ];
+        bin(&app.store_config, &args)
+            .env("RECOVERY_JWT_SECRET", crate::support::SECRET)
+            .output()
+            .unwrap()
+    };
+    let out = reveal(&app.token("auditor-9", &[Role::Auditor]));
+    assert!(out.status.success(), "{out:?}");
+    let revealed = jsonl(text(&out.stdout));
     assert_eq!(revealed[0]["data"]["value"], "+4520123456");
     assert_eq!(feed[0]["data"]["value"], "+45 •• •• •• 56");
-    // A revealing export leaves its trace first, so it is the last entry it writes.
+    // A revealing export leaves its trace first, so it is the last entry it writes; its actor
+    // is the token's subject.
     let trace = revealed.last().unwrap();
     assert_eq!(trace["type"], "PiiRevealed");
     assert_eq!(trace["data"]["scope"], "export");
-    assert!(
-        trace["actor"]["subject"]
-            .as_str()
-            .unwrap()
-            .starts_with("cli:")
+    assert_eq!(trace["actor"]["subject"], "auditor-9");
+    assert_eq!(trace["actor"]["roles"], json!(["auditor"]));
+    for (token, why) in [
+        (app.token("board", &[Role::Dashboard]), "the auditor role"),
+        (
+            app.token_for(Uuid::now_v7(), "auditor-9", &[Role::Auditor]),
+            "another tenant",
+        ),
+        ("not-a-token".to_owned(), "is not accepted"),
+    ] {
+        let out = reveal(&token);
+        assert_eq!(out.status.code(), Some(1), "{out:?}");
+        let err = text(&out.stderr);
+        assert!(
+            err.lines().count() == 1 && err.contains(why),
+            "{why}: {err}"
+        );
+    }
+    let out = run(
+        &app.store_config,
+        &[
+            "audit", "export", "--tenant", &tenant, "--format", "jsonl", "--reveal",
+        ],
     );
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(text(&out.stderr).contains("--token"), "{out:?}");
     let window = |since: &str, until: &str| {
         jsonl(export(&[
             "--format", "jsonl", "--since", since, "--until", until,

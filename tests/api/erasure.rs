@@ -242,10 +242,15 @@ async fn erasing_an_offboarded_admin_keeps_the_history_and_leaves_no_value(backe
 
     // The export shows the erased values; verify passes; a replay brings nothing back.
     let tenant = app.tenant.to_string();
+    let auditor = app.token("auditor-1", &[recovery_info::http::auth::Role::Auditor]);
     let export_args = [
-        "audit", "export", "--tenant", &tenant, "--format", "jsonl", "--reveal",
+        "audit", "export", "--tenant", &tenant, "--format", "jsonl", "--reveal", "--token",
+        &auditor,
     ];
-    let out = run(&app.store_config, &export_args);
+    let out = crate::support::bin(&app.store_config, &export_args)
+        .env("RECOVERY_JWT_SECRET", crate::support::SECRET)
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{out:?}");
     let export = String::from_utf8_lossy(&out.stdout);
     assert!(
