@@ -26,7 +26,7 @@ use crate::store::{
     BuildOutcome, HistoryQuery, IdempotencyKey, IdempotentAnswer, Store, StoreError,
 };
 use crate::store::{EventLog, Idempotency, ProjectionStorage};
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
@@ -78,7 +78,17 @@ impl AppError {
     }
 }
 
-/// What was true at an instant: the admin's view, the tenant's settings and the verdict.
+/// A point of the past a view is asked at.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PastPoint {
+    /// An instant, by the clocks of the replicas that wrote the events (`?as_of=`).
+    Instant(DateTime<Utc>),
+    /// A log position (`?as_of_position=`): exact, whatever the clocks.
+    Position(u64),
+}
+
+/// What was true at a point of the past: the admin's view, the tenant's settings and the
+/// verdict.
 #[derive(Clone, Debug, PartialEq)]
 pub struct AsOf {
     /// The position of the last event folded (0 if none).
@@ -454,8 +464,14 @@ impl App {
         &self,
         tenant: TenantId,
         admin: AdminId,
-        at: chrono::DateTime<Utc>,
+        at: PastPoint,
     ) -> Result<AsOf, AppError> {
+        if let PastPoint::Position(wanted) = at {
+            let head = self.store.head().await?;
+            if wanted > head {
+                return Err(AppError::PositionBeyondLog { wanted, head });
+            }
+        }
         let events = self
             .store
             .load_streams(&[
@@ -463,8 +479,16 @@ impl App {
                 (StreamId::Tenant(tenant), 0),
             ])
             .await?;
-        let until: Vec<RecordedEvent> =
-            events.into_iter().filter(|e| e.occurred_at <= at).collect();
+        // The longest prefix of the two streams' events (in log order) up to the point: always
+        // a state that existed. By time, an event logged after one stamped later than the
+        // instant is left out even if its own stamp is earlier (a replica's clock behind).
+        let until: Vec<RecordedEvent> = events
+            .into_iter()
+            .take_while(|e| match at {
+                PastPoint::Instant(at) => e.occurred_at <= at,
+                PastPoint::Position(upto) => e.position <= upto,
+            })
+            .collect();
         let mut fold = AdminFold::default();
         for e in &until {
             fold.apply(e);

@@ -68,6 +68,7 @@ impl ExportFilter {
             since: self.since,
             until: self.until,
             types: Vec::new(),
+            upto: None,
         }
     }
 

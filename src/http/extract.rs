@@ -221,6 +221,31 @@ fn offset_with_a_space(text: &str) -> Option<String> {
 
 /// Refuses a query that asks for a view as of an instant *and* at least as fresh as a
 /// position: the one excludes the other, and ignoring either would answer another question.
+/// The point of the past a read asks for: `as_of` (an instant) or `as_of_position` (a position
+/// as the tenant sees it), at most one of them, and neither with `min_position`.
+pub fn past_point(
+    positions: &crate::http::positions::Positions,
+    tenant: crate::domain::TenantId,
+    as_of: Option<DateTime<Utc>>,
+    as_of_position: Option<&str>,
+    min_position: &Option<String>,
+) -> Result<Option<crate::app::PastPoint>, ApiError> {
+    use crate::app::PastPoint;
+    let past = as_of.map(|_| ()).or(as_of_position.map(|_| ()));
+    as_of_or_min_position(&past, min_position)?;
+    let position = positions.query(tenant, "as_of_position", as_of_position)?;
+    match (as_of, position) {
+        (Some(_), Some(_)) => Err(ApiError::new(
+            Code::InvalidQuery,
+            "as_of (an instant) and as_of_position (a log position) name the same thing two \
+             ways; send one",
+        )),
+        (Some(at), None) => Ok(Some(PastPoint::Instant(at))),
+        (None, Some(n)) => Ok(Some(PastPoint::Position(n))),
+        (None, None) => Ok(None),
+    }
+}
+
 pub fn as_of_or_min_position<T, U>(
     as_of: &Option<T>,
     min_position: &Option<U>,

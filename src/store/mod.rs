@@ -203,6 +203,8 @@ pub struct HistoryQuery {
     pub until: Option<chrono::DateTime<chrono::Utc>>,
     /// Only these event types (all when empty).
     pub types: Vec<String>,
+    /// Only events at or before this global position (the history as of a position).
+    pub upto: Option<u64>,
 }
 
 impl HistoryQuery {

@@ -308,7 +308,117 @@ async fn a_reveal_is_in_the_revealed_admins_history_and_the_feed_filters_by_admi
     assert!(out.status.success(), "{out:?}");
 }
 
+/// `as_of_position` answers the view, verdict and history at a log position exactly; `as_of`
+/// by time answers the longest prefix of the log stamped at or before the instant, so a clock
+/// that was behind never yields a state that did not exist.
+async fn as_of_position_is_exact_and_as_of_time_a_state_that_existed(backend: Backend) {
+    use recovery_info::domain::{AdminId, DomainEvent, MethodId, MethodKind, RemovedMethod};
+    use recovery_info::domain::{StreamId, TenantId};
+    use recovery_info::events::{Actor, PendingEvent};
+    let app = spawn_backend(backend).await;
+    let jane = Uuid::now_v7();
+    let stream = StreamId::Admin(TenantId::from_uuid(app.tenant), AdminId::from_uuid(jane));
+    let base = Utc::now() - chrono::Duration::hours(1);
+    let at = |s: i64| base + chrono::Duration::seconds(s);
+    let (phone, email) = (
+        MethodId::from_uuid(Uuid::now_v7()),
+        MethodId::from_uuid(Uuid::now_v7()),
+    );
+    // Phone added at +1 s, email at +3 s, then the phone removed by a replica whose clock was
+    // behind: stamped +2 s, logged last.
+    let events = [
+        (
+            1,
+            DomainEvent::MethodAdded {
+                method_id: phone,
+                kind: MethodKind::MobilePhone,
+                value: "+4520123456".into(),
+            },
+        ),
+        (
+            3,
+            DomainEvent::MethodAdded {
+                method_id: email,
+                kind: MethodKind::Email,
+                value: "jane@example.org".into(),
+            },
+        ),
+        (
+            2,
+            DomainEvent::MethodRemoved(RemovedMethod {
+                method_id: phone,
+                kind: MethodKind::MobilePhone,
+                old_value: "+4520123456".into(),
+            }),
+        ),
+    ];
+    for (version, (second, event)) in events.into_iter().enumerate() {
+        let pending = PendingEvent {
+            event_id: Uuid::now_v7(),
+            occurred_at: at(second),
+            actor: Actor::default(),
+            correlation_id: Uuid::now_v7(),
+            idempotency_key: None,
+            event,
+        };
+        app.store()
+            .append(stream, version as u64, vec![pending], None)
+            .await
+            .unwrap();
+    }
+    let admin = app.admin_token();
+    let kinds = |view: &Value| each(view, "methods", "kind").join(",");
+    let app = &app;
+    let view_at = |query: String| {
+        let url = app.admin_path(jane, &format!("/methods?{query}"));
+        let admin = admin.clone();
+        async move { get(app, &admin, &url).await }
+    };
+    // By time, at +2.5 s: the prefix before the email (stamped +3 s): the phone alone, which
+    // was true then; the removal stamped +2 s is logged after the email and is not in it.
+    let instant = (at(2) + chrono::Duration::milliseconds(500))
+        .to_rfc3339_opts(SecondsFormat::Millis, true)
+        .replace('+', "%2B");
+    let view = view_at(format!("as_of={instant}")).await;
+    assert_eq!(kinds(&view), "mobile_phone", "{view}");
+    // By position: exact.
+    for (position, want) in [(1, "mobile_phone"), (2, "mobile_phone,email"), (3, "email")] {
+        let view = view_at(format!("as_of_position={position}")).await;
+        assert_eq!(kinds(&view), want, "{view}");
+        assert_eq!(view["as_of_position"], json!(position));
+    }
+    let url = app.admin_path(jane, "/reset-eligibility?as_of_position=2");
+    let verdict = get(app, &admin, &url).await;
+    assert_eq!(verdict["eligible"], json!(true), "{verdict}");
+    assert_eq!(verdict["as_of_position"], json!(2));
+    let url = app.admin_path(jane, "/history?as_of_position=2");
+    let history = get(app, &admin, &url).await;
+    assert_eq!(
+        each(&history, "events", "type"),
+        ["MethodAdded", "MethodAdded"]
+    );
+    for (query, status, code) in [
+        (
+            format!("as_of={instant}&as_of_position=2"),
+            400,
+            "invalid_query",
+        ),
+        (
+            "as_of_position=2&min_position=2".to_owned(),
+            400,
+            "as_of_with_min_position",
+        ),
+        ("as_of_position=99".to_owned(), 400, "position_beyond_log"),
+        ("as_of_position=two".to_owned(), 400, "invalid_query"),
+    ] {
+        let url = app.admin_path(jane, &format!("/methods?{query}"));
+        let r = app.send(Method::GET, &url, &admin, None).await;
+        assert_problem(r, status, code).await;
+    }
+}
+
 crate::on_both_backends!(
+    as_of_position_is_exact_and_as_of_time_a_state_that_existed,
     a_reveal_is_in_the_revealed_admins_history_and_the_feed_filters_by_admin,
     history_is_filtered_and_paged,
     a_reveal_shows_raw_values_and_leaves_an_audit_event,

@@ -1,11 +1,12 @@
 //! `/admins/{admin_id}/reset-eligibility`: may this admin reset now, and with which methods?
 
 use super::settings::settings_json;
+use crate::app::PastPoint;
 use crate::domain::{AdminId, TenantId, Verdict};
 use crate::http::HttpState;
 use crate::http::auth::{Access, Caller};
 use crate::http::error::ApiError;
-use crate::http::extract::{ValidPath, ValidQuery, as_of_or_min_position, query_instant};
+use crate::http::extract::{ValidPath, ValidQuery, past_point, query_instant};
 use axum::Json;
 use axum::extract::State;
 use chrono::{DateTime, Utc};
@@ -22,6 +23,8 @@ pub struct EligibilityQuery {
     /// The verdict as it was at this instant (RFC 3339), under the tenant's policy then.
     #[serde(default, deserialize_with = "query_instant")]
     as_of: Option<DateTime<Utc>>,
+    /// The verdict as it was at this log position (a token when sealed).
+    as_of_position: Option<String>,
 }
 
 /// `GET …/reset-eligibility`.
@@ -34,11 +37,22 @@ pub async fn get(
 ) -> Result<Json<VerdictBody>, ApiError> {
     caller.authorize(tenant, Access::ReadEligibility(admin))?;
     let ValidQuery(q) = query?;
-    as_of_or_min_position(&q.as_of, &q.min_position)?;
-    if let Some(at) = q.as_of {
-        let then = s.app.as_of(tenant, admin, at).await?;
+    let point = past_point(
+        &s.positions,
+        tenant,
+        q.as_of,
+        q.as_of_position.as_deref(),
+        &q.min_position,
+    )?;
+    if let Some(point) = point {
+        let then = s.app.as_of(tenant, admin, point).await?;
+        let (as_of, as_of_position) = match point {
+            PastPoint::Instant(at) => (Some(at), None),
+            PastPoint::Position(n) => (None, Some(s.positions.show(tenant, n))),
+        };
         return Ok(Json(VerdictBody {
-            as_of: Some(at),
+            as_of,
+            as_of_position,
             tenant_settings: Some(settings_json(&then.tenant)),
             ..VerdictBody::new(
                 tenant,
@@ -74,6 +88,8 @@ pub struct VerdictBody {
     #[serde(skip_serializing_if = "Option::is_none")]
     as_of: Option<DateTime<Utc>>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    as_of_position: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     tenant_settings: Option<Value>,
 }
 
@@ -85,6 +101,7 @@ impl VerdictBody {
             verdict,
             position,
             as_of: None,
+            as_of_position: None,
             tenant_settings: None,
         }
     }

@@ -42,6 +42,9 @@ pub struct Page {
     reveal: bool,
     /// `/events` only: one admin's events and the reads of their values.
     admin: Option<String>,
+    /// Only events at or before this log position (a token when sealed): the history as of
+    /// that position.
+    as_of_position: Option<String>,
 }
 
 impl Page {
@@ -64,6 +67,7 @@ impl Page {
             }
         };
         let types = event_types(self.types.as_deref())?;
+        let upto = positions.query(tenant, "as_of_position", self.as_of_position.as_deref())?;
         Ok(HistoryQuery {
             tenant,
             admin,
@@ -72,6 +76,7 @@ impl Page {
             since: self.since,
             until: self.until,
             types,
+            upto,
         })
     }
 }

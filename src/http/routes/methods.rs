@@ -1,13 +1,14 @@
 //! `/admins/{admin_id}/methods`: an admin's security methods, offboarding and erasure.
 
 use super::settings::settings_json;
+use crate::app::PastPoint;
 use crate::domain::{
     AdminCommand, AdminId, AdminState, Method, MethodId, MethodInput, MethodKind, TenantId,
 };
 use crate::http::auth::{Access, Caller};
 use crate::http::error::ApiError;
 use crate::http::extract::{
-    CommandHeaders, JsonBody, ValidPath, ValidQuery, as_of_or_min_position, etag, query_instant,
+    CommandHeaders, JsonBody, ValidPath, ValidQuery, etag, past_point, query_instant,
 };
 use crate::http::positions::Positions;
 use crate::http::{HttpState, answer_response, command_context};
@@ -45,6 +46,9 @@ pub struct ViewQuery {
     /// The view as it was at this instant (RFC 3339).
     #[serde(default, deserialize_with = "query_instant")]
     as_of: Option<DateTime<Utc>>,
+    /// The view as it was at this log position (a token when sealed): exact, whatever the
+    /// writers' clocks.
+    as_of_position: Option<String>,
     /// Answer from a view that reflects at least this log position (a token when sealed).
     min_position: Option<String>,
 }
@@ -87,11 +91,20 @@ pub async fn list(
 ) -> Result<Response, ApiError> {
     caller.authorize(tenant, Access::ReadView(admin))?;
     let ValidQuery(q) = query?;
-    as_of_or_min_position(&q.as_of, &q.min_position)?;
-    if let Some(at) = q.as_of {
-        let then = s.app.as_of(tenant, admin, at).await?;
+    let point = past_point(
+        &s.positions,
+        tenant,
+        q.as_of,
+        q.as_of_position.as_deref(),
+        &q.min_position,
+    )?;
+    if let Some(point) = point {
+        let then = s.app.as_of(tenant, admin, point).await?;
         let mut body = view_json(&s.positions, tenant, admin, then.position, &then.admin);
-        body["as_of"] = json!(at);
+        match point {
+            PastPoint::Instant(at) => body["as_of"] = json!(at),
+            PastPoint::Position(n) => body["as_of_position"] = s.positions.show(tenant, n),
+        }
         body["tenant_settings"] = settings_json(&then.tenant);
         return Ok(Json(body).into_response());
     }

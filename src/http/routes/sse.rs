@@ -152,6 +152,7 @@ impl Cursor {
                             None => self.filter.types.clone(),
                             Some(_) => Vec::new(),
                         },
+                        upto: None,
                     })
                     .await
                 {

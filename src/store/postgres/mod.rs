@@ -373,6 +373,7 @@ impl PgStore {
                    AND ($3::timestamptz IS NULL OR e.occurred_at >= $3)
                    AND ($4::timestamptz IS NULL OR e.occurred_at < $4)
                    AND (cardinality($5::text[]) = 0 OR e.event_type = ANY($5))
+                   AND ($9::bigint IS NULL OR e.position <= $9)
                  ORDER BY e.position LIMIT $6"
             ))
             .await?;
@@ -388,6 +389,7 @@ impl PgStore {
                     &i64::from(query.limit),
                     &query.admin.map(|a| a.as_uuid()),
                     &query.admin.map(|_| query.tenant.as_uuid()),
+                    &query.upto.map(to_i64),
                 ],
             )
             .await?;

@@ -418,6 +418,7 @@ impl SqliteStore {
                    AND (?3 IS NULL OR e.occurred_at_ms >= ?3)
                    AND (?4 IS NULL OR e.occurred_at_ms < ?4)
                    AND (?5 = '' OR instr(?5, ',' || e.event_type || ',') > 0)
+                   AND (?9 IS NULL OR e.position <= ?9)
                  ORDER BY e.position LIMIT ?6"
             ))?;
             let types = if q.types.is_empty() {
@@ -436,6 +437,7 @@ impl SqliteStore {
                         q.limit,
                         q.admin.map(|a| a.to_string()),
                         q.admin.map(|_| q.tenant.to_string()),
+                        q.upto.map(i64_of),
                     ],
                     |r| keyed_row(r, 0),
                 )?
