@@ -3,4 +3,5 @@
 //! as JSON Lines or CSV). See `docs/audit.md`; the command line is in `cli::audit`.
 
 pub mod export;
+pub mod merkle;
 pub mod verify;
