@@ -119,6 +119,14 @@ pub(crate) fn erases(events: &[crate::events::PendingEvent]) -> bool {
         .any(|e| matches!(e.event, crate::domain::DomainEvent::AdminErased { .. }))
 }
 
+/// The event types that carry contact values (the ones sealing concerns).
+pub(crate) const VALUE_TYPES: [&str; 4] = [
+    "MethodAdded",
+    "MethodChanged",
+    "MethodRemoved",
+    "AdminOffboarded",
+];
+
 /// One row of a stream's hash chain, as stored.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct ChainRow {

@@ -81,6 +81,16 @@ impl Page {
     }
 }
 
+/// The admin of an `admin=` (feed) or `admin_id=` (SSE) filter; not a UUID is a 400.
+pub(crate) fn admin_filter(name: &str, text: Option<&str>) -> Result<Option<AdminId>, ApiError> {
+    text.map(|a| {
+        a.trim()
+            .parse::<AdminId>()
+            .map_err(|_| ApiError::new(Code::InvalidQuery, format!("{name} {a:?} is not a UUID")))
+    })
+    .transpose()
+}
+
 /// The event types of a `type=` filter, comma-separated; an unknown name is a 400.
 pub(crate) fn event_types(filter: Option<&str>) -> Result<Vec<String>, ApiError> {
     let types: Vec<String> = filter
@@ -210,15 +220,7 @@ pub async fn tenant(
 ) -> Result<Json<Value>, ApiError> {
     caller.authorize(tenant, Access::ReadFeed)?;
     let ValidQuery(page) = query?;
-    let admin = page
-        .admin
-        .as_deref()
-        .map(|a| {
-            a.trim().parse::<AdminId>().map_err(|_| {
-                ApiError::new(Code::InvalidQuery, format!("admin {a:?} is not a UUID"))
-            })
-        })
-        .transpose()?;
+    let admin = admin_filter("admin", page.admin.as_deref())?;
     let headers = headers?;
     read(
         &s,

@@ -18,7 +18,7 @@
 //! `Last-Event-ID`. A position's `id:` is on the last message of that position (an `EventSource`
 //! keeps the last id it saw), so a resume never skips a position's eligibility changes.
 
-use super::history::{entry_json, event_types};
+use super::history::{admin_filter, entry_json, event_types};
 use crate::domain::{AdminId, TenantId, Verdict};
 use crate::error::Code;
 use crate::events::RecordedEvent;
@@ -252,15 +252,7 @@ pub async fn stream(
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     caller.authorize(tenant, Access::ReadFeed)?;
     let ValidQuery(query) = query?;
-    let admin = query
-        .admin_id
-        .as_deref()
-        .map(|a| {
-            a.trim().parse::<AdminId>().map_err(|_| {
-                ApiError::new(Code::InvalidQuery, format!("admin_id {a:?} is not a UUID"))
-            })
-        })
-        .transpose()?;
+    let admin = admin_filter("admin_id", query.admin_id.as_deref())?;
     let include_eligibility = match query.include.as_deref().map(str::trim) {
         None => false,
         Some("eligibility") => true,

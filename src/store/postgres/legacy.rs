@@ -8,7 +8,7 @@ use crate::domain::{AdminId, StreamId, TenantId};
 use crate::events::RecordedEvent;
 use crate::store::StoreError;
 use crate::store::audit::SEAL_LEGACY_VALUES;
-use crate::store::keys::{ChainRow, anchor_text, key_row, reseal_chain};
+use crate::store::keys::{ChainRow, VALUE_TYPES, anchor_text, key_row, reseal_chain};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Fills the `admin_id` of reveals recorded before migration 7 (see its file), once.
@@ -42,14 +42,6 @@ async fn index_older_reveals(tx: &deadpool_postgres::Transaction<'_>) -> Result<
 
 /// Value-carrying events read per round trip while looking for plain ones.
 const SCAN_PAGE: i64 = 5000;
-
-/// The event types that carry contact values.
-const VALUE_TYPES: [&str; 4] = [
-    "MethodAdded",
-    "MethodChanged",
-    "MethodRemoved",
-    "AdminOffboarded",
-];
 
 impl PgStore {
     /// Seals the legacy values unless that ran already; returns the streams and events sealed.

@@ -7,7 +7,7 @@ use crate::events::RecordedEvent;
 use crate::keys::{DataKey, Keyring};
 use crate::store::StoreError;
 use crate::store::audit::{Reanchor, SEAL_LEGACY_VALUES};
-use crate::store::keys::{ChainRow, anchor_text, key_row, reseal_chain};
+use crate::store::keys::{ChainRow, VALUE_TYPES, anchor_text, reseal_chain};
 use rusqlite::{OptionalExtension, TransactionBehavior, params};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -32,11 +32,11 @@ impl SqliteStore {
             let head = u64_of(tx.query_row("SELECT position FROM log_head", [], |r| r.get(0))?);
             let mut streams = BTreeSet::new();
             {
-                let mut scan = tx.prepare(
-                    "SELECT stream_id, payload FROM events WHERE admin_id IS NOT NULL
-                     AND event_type IN ('MethodAdded', 'MethodChanged', 'MethodRemoved',
-                                        'AdminOffboarded')",
-                )?;
+                let types = VALUE_TYPES.map(|t| format!("'{t}'")).join(", ");
+                let mut scan = tx.prepare(&format!(
+                    "SELECT stream_id, payload FROM events
+                     WHERE admin_id IS NOT NULL AND event_type IN ({types})"
+                ))?;
                 let mut rows = scan.query([])?;
                 while let Some(r) = rows.next()? {
                     if RecordedEvent::has_plain_values(&r.get::<_, Vec<u8>>(1)?)? {
@@ -171,32 +171,13 @@ fn legacy_key(
     t: TenantId,
     a: AdminId,
 ) -> Result<DataKey, StoreError> {
-    let row: Option<(Option<String>, Option<Vec<u8>>)> = tx
-        .query_row(
-            "SELECT kek_id, wrapped FROM data_keys WHERE tenant_id = ?1 AND admin_id = ?2",
-            params![t.to_string(), a.to_string()],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .optional()?;
-    match row.map(|(k, w)| key_row(true, k, w).flatten()) {
-        Some(Some(wrapped)) => Ok(keys.unwrap(t, a, &wrapped)?),
-        Some(None) => Err(StoreError::Config(format!(
-            "admin {a} of tenant {t} was erased but has values in plain: cannot seal them"
-        ))),
-        None => {
-            let (key, wrapped) = keys.generate(t, a)?;
-            tx.execute(
-                "INSERT INTO data_keys (tenant_id, admin_id, kek_id, wrapped, created_at_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![
-                    t.to_string(),
-                    a.to_string(),
-                    wrapped.kek_id,
-                    wrapped.wrapped,
-                    chrono::Utc::now().timestamp_millis()
-                ],
-            )?;
-            Ok(key)
-        }
+    let (key, new) = super::data_key_for(tx, keys, StreamId::Admin(t, a))?;
+    if let Some(new) = &new {
+        super::insert_data_key(tx, t, a, new)?;
     }
+    key.ok_or_else(|| {
+        StoreError::Config(format!(
+            "admin {a} of tenant {t} was erased but has values in plain: cannot seal them"
+        ))
+    })
 }

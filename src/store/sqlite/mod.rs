@@ -684,7 +684,7 @@ fn stream_tip(tx: &rusqlite::Transaction<'_>, name: &str) -> Result<Tip, StoreEr
 
 /// The data key that seals an admin's new events: the stored one, or a new one (their first
 /// sealed event) with its wrapped form to insert; `None` once erased.
-fn data_key_for(
+pub(super) fn data_key_for(
     tx: &rusqlite::Transaction<'_>,
     keys: &Keyring,
     stream: StreamId,
@@ -702,20 +702,35 @@ fn data_key_for(
             |r| Ok((r.get(0)?, r.get(1)?)),
         )
         .optional()?;
-    Ok(
-        match key_row(
-            row.is_some(),
-            row.clone().and_then(|r| r.0),
-            row.and_then(|r| r.1),
-        ) {
-            Some(Some(wrapped)) => (Some(keys.unwrap(t, a, &wrapped)?), None),
-            Some(None) => (None, None),
-            None => {
-                let (key, wrapped) = keys.generate(t, a)?;
-                (Some(key), Some(wrapped))
-            }
-        },
-    )
+    Ok(match row.map(|(k, w)| key_row(true, k, w).flatten()) {
+        Some(Some(wrapped)) => (Some(keys.unwrap(t, a, &wrapped)?), None),
+        Some(None) => (None, None),
+        None => {
+            let (key, wrapped) = keys.generate(t, a)?;
+            (Some(key), Some(wrapped))
+        }
+    })
+}
+
+/// Stores a data key made by [`data_key_for`], in the transaction of its admin's events.
+pub(super) fn insert_data_key(
+    tx: &rusqlite::Transaction<'_>,
+    tenant: crate::domain::TenantId,
+    admin: crate::domain::AdminId,
+    key: &WrappedKey,
+) -> Result<(), StoreError> {
+    tx.execute(
+        "INSERT INTO data_keys (tenant_id, admin_id, kek_id, wrapped, created_at_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![
+            tenant.to_string(),
+            admin.to_string(),
+            key.kek_id,
+            key.wrapped,
+            chrono::Utc::now().timestamp_millis()
+        ],
+    )?;
+    Ok(())
 }
 
 fn write_append(
@@ -781,17 +796,7 @@ fn write_append(
         tx.execute("UPDATE log_head SET position = ?1", [i64_of(next)])?;
         let now = chrono::Utc::now().timestamp_millis();
         if let (Some(new_key), StreamId::Admin(t, a)) = (&new_key, stream) {
-            tx.execute(
-                "INSERT INTO data_keys (tenant_id, admin_id, kek_id, wrapped, created_at_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![
-                    t.to_string(),
-                    a.to_string(),
-                    new_key.kek_id,
-                    new_key.wrapped,
-                    now
-                ],
-            )?;
+            insert_data_key(&tx, t, a, new_key)?;
         }
         if let (true, StreamId::Admin(t, a)) = (erases(&events), stream) {
             // The crypto-shredding: the key goes, and with it every value sealed under it;
