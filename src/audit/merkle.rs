@@ -38,7 +38,7 @@ pub fn empty_root() -> Hash {
 }
 
 /// The largest power of two smaller than `n` (n ≥ 2).
-fn split(n: usize) -> usize {
+fn split(n: u64) -> u64 {
     let mut k = 1;
     while k << 1 < n {
         k <<= 1;
@@ -52,7 +52,7 @@ pub fn root(leaves: &[Hash]) -> Hash {
         0 => empty_root(),
         1 => leaves[0],
         n => {
-            let k = split(n);
+            let k = split(n as u64) as usize;
             node_hash(&root(&leaves[..k]), &root(&leaves[k..]))
         }
     }
@@ -99,22 +99,121 @@ impl Frontier {
     }
 }
 
+/// Leaves `start..end` of the log (0-based leaf indexes; leaf `i` is the event at position
+/// `i + 1`): the subtree a proof's hash or a stored node stands for.
+pub type Span = std::ops::Range<u64>;
+
+/// The subtrees whose roots make the inclusion proof of leaf `index` in the tree of `size`
+/// leaves (RFC 9162 §2.1.3.1's `PATH`), innermost first.
+pub fn inclusion_spans(index: u64, size: u64) -> Vec<Span> {
+    fn path(index: u64, tree: Span, out: &mut Vec<Span>) {
+        let n = tree.end - tree.start;
+        if n <= 1 {
+            return;
+        }
+        let mid = tree.start + split(n);
+        if index < mid {
+            path(index, tree.start..mid, out);
+            out.push(mid..tree.end);
+        } else {
+            path(index, mid..tree.end, out);
+            out.push(tree.start..mid);
+        }
+    }
+    let mut out = Vec::new();
+    if index < size {
+        path(index, 0..size, &mut out);
+    }
+    out
+}
+
+/// The subtrees whose roots make the proof that the tree of `m` leaves is a prefix of the tree
+/// of `n` (RFC 9162 §2.1.4.1's `PROOF` and `SUBPROOF`); none when `m` is 0 or not below `n`.
+pub fn consistency_spans(m: u64, n: u64) -> Vec<Span> {
+    fn subproof(m: u64, tree: Span, complete: bool, out: &mut Vec<Span>) {
+        let n = tree.end - tree.start;
+        if m == n {
+            if !complete {
+                out.push(tree);
+            }
+            return;
+        }
+        let k = split(n);
+        let mid = tree.start + k;
+        if m <= k {
+            subproof(m, tree.start..mid, complete, out);
+            out.push(mid..tree.end);
+        } else {
+            subproof(m - k, mid..tree.end, false, out);
+            out.push(tree.start..mid);
+        }
+    }
+    let mut out = Vec::new();
+    if m > 0 && m < n {
+        subproof(m, 0..n, true, &mut out);
+    }
+    out
+}
+
+/// Where the hashes of a tree come from: its leaves, and the roots of whole subtrees where they
+/// are at hand (stored, or computed before).
+pub trait Source {
+    /// The hash of leaf `index`, if known.
+    fn leaf(&self, index: u64) -> Option<Hash>;
+    /// The root of the perfect subtree of height `level` (≥ 1) that is the `index`-th of its
+    /// height (leaves `index << level .. (index + 1) << level`), if at hand; `None` has it
+    /// computed from below.
+    fn node(&self, level: u32, index: u64) -> Option<Hash>;
+}
+
+/// `MTH` of the leaves of `span`, from `source`: `None` when a leaf it needs is not known.
+pub fn span_root<S: Source + ?Sized>(source: &S, span: Span) -> Option<Hash> {
+    let n = span.end - span.start;
+    match n {
+        0 => return Some(empty_root()),
+        1 => return source.leaf(span.start),
+        _ => {}
+    }
+    if n.is_power_of_two()
+        && span.start % n == 0
+        && let Some(hash) = source.node(n.trailing_zeros(), span.start / n)
+    {
+        return Some(hash);
+    }
+    let mid = span.start + split(n);
+    Some(node_hash(
+        &span_root(source, span.start..mid)?,
+        &span_root(source, mid..span.end)?,
+    ))
+}
+
+/// A slice of leaf hashes as a [`Source`] (nothing stored above the leaves).
+impl Source for [Hash] {
+    fn leaf(&self, index: u64) -> Option<Hash> {
+        self.get(usize::try_from(index).ok()?).copied()
+    }
+    fn node(&self, _: u32, _: u64) -> Option<Hash> {
+        None
+    }
+}
+
 /// The inclusion proof of leaf `index` in the tree of `leaves` (RFC 9162 §2.1.3.1).
 pub fn inclusion_proof(leaves: &[Hash], index: usize) -> Vec<Hash> {
-    let n = leaves.len();
-    if n <= 1 || index >= n {
-        return Vec::new();
-    }
-    let k = split(n);
-    if index < k {
-        let mut proof = inclusion_proof(&leaves[..k], index);
-        proof.push(root(&leaves[k..]));
-        proof
-    } else {
-        let mut proof = inclusion_proof(&leaves[k..], index - k);
-        proof.push(root(&leaves[..k]));
-        proof
-    }
+    proof_of(leaves, inclusion_spans(index as u64, leaves.len() as u64))
+}
+
+/// The consistency proof between the trees of the first `m` leaves and of all `leaves` (RFC
+/// 9162 §2.1.4.1).
+pub fn consistency_proof(leaves: &[Hash], m: usize) -> Vec<Hash> {
+    proof_of(leaves, consistency_spans(m as u64, leaves.len() as u64))
+}
+
+fn proof_of(leaves: &[Hash], spans: Vec<Span>) -> Vec<Hash> {
+    spans
+        .into_iter()
+        // Every span lies within the leaves, so every root is known.
+        .filter_map(|span| span_root(leaves, span))
+        .collect()
 }
 
 /// Checks an inclusion proof (RFC 9162 §2.1.3.2).
@@ -143,36 +242,6 @@ pub fn verify_inclusion(leaf: &Hash, index: u64, size: u64, proof: &[Hash], root
         s_n >>= 1;
     }
     s_n == 0 && r == *root
-}
-
-/// The consistency proof between the trees of the first `m` leaves and of all `leaves` (RFC
-/// 9162 §2.1.4.1).
-pub fn consistency_proof(leaves: &[Hash], m: usize) -> Vec<Hash> {
-    if m == 0 || m >= leaves.len() {
-        return Vec::new();
-    }
-    subproof(m, leaves, true)
-}
-
-fn subproof(m: usize, leaves: &[Hash], complete: bool) -> Vec<Hash> {
-    let n = leaves.len();
-    if m == n {
-        return if complete {
-            Vec::new()
-        } else {
-            vec![root(leaves)]
-        };
-    }
-    let k = split(n);
-    if m <= k {
-        let mut proof = subproof(m, &leaves[..k], complete);
-        proof.push(root(&leaves[k..]));
-        proof
-    } else {
-        let mut proof = subproof(m - k, &leaves[k..], false);
-        proof.push(root(&leaves[..k]));
-        proof
-    }
 }
 
 /// Checks a consistency proof between tree heads `(m, old)` and `(n, new)` (RFC 9162

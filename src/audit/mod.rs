@@ -4,4 +4,5 @@
 
 pub mod export;
 pub mod merkle;
+pub mod note;
 pub mod verify;
