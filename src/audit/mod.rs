@@ -5,4 +5,5 @@
 pub mod export;
 pub mod merkle;
 pub mod note;
+pub mod tree;
 pub mod verify;

@@ -3,6 +3,8 @@
 //! cannot detect are in `docs/audit.md`.
 
 use crate::events::pb;
+use crate::audit::note::Checkpoint;
+use crate::audit::tree::{self, Difference, LeafCollector};
 use crate::progress::Progress;
 use crate::store::audit::RawEvent;
 use crate::store::{AuditReads, EventLog};
@@ -43,9 +45,16 @@ pub enum VerifyError {
     /// The log is self-consistent but is not the one an auditor anchored.
     #[error("{0}")]
     AnchorMismatch(String),
+    /// The log's first events are not the ones a signed checkpoint covers: rewritten or
+    /// truncated below it.
+    #[error("{0}")]
+    CheckpointMismatch(String),
     /// The log could not be read.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The stored Merkle tree could not be read.
+    #[error(transparent)]
+    Tree(#[from] crate::audit::tree::TreeError),
 }
 
 /// A recorded state of the log: the head position and a digest over every stream's tip at it.
@@ -94,6 +103,8 @@ pub struct Summary {
     pub anchor: Anchor,
     /// The `--expect-anchor` that was checked, if any.
     pub checked_anchor: Option<Anchor>,
+    /// The size of the `--checkpoint` that was checked, if any.
+    pub checked_checkpoint: Option<u64>,
 }
 
 /// The streaming checker: feed it every row in position order, then [`Verifier::finish`].
@@ -238,6 +249,7 @@ impl Verifier {
             head: self.last_position,
             anchor: self.anchor(),
             checked_anchor: self.expect,
+            checked_checkpoint: None,
         })
     }
 
@@ -303,8 +315,15 @@ fn column_disagreeing(row: &RawEvent, env: &pb::Envelope) -> Option<&'static str
 ///
 /// The head is read first: rows appended while the scan runs are checked too, and a log that
 /// ends before that head had its tail deleted.
-pub async fn verify(store: &Store, expect: Option<Anchor>) -> Result<Summary, VerifyError> {
-    match verify_log(store, expect).await {
+///
+/// With a `checkpoint` (opened with its key), the log's first `size` events must also be the
+/// ones it signed: the first position that differs is named.
+pub async fn verify(
+    store: &Store,
+    expect: Option<Anchor>,
+    checkpoint: Option<&Checkpoint>,
+) -> Result<Summary, VerifyError> {
+    match verify_log(store, expect, checkpoint).await {
         Err(VerifyError::AnchorMismatch(text)) => {
             let reanchors = store.reanchors().await?;
             let expected = expect.map_or(0, |a| a.position);
@@ -319,10 +338,15 @@ pub async fn verify(store: &Store, expect: Option<Anchor>) -> Result<Summary, Ve
     }
 }
 
-async fn verify_log(store: &Store, expect: Option<Anchor>) -> Result<Summary, VerifyError> {
+async fn verify_log(
+    store: &Store,
+    expect: Option<Anchor>,
+    checkpoint: Option<&Checkpoint>,
+) -> Result<Summary, VerifyError> {
     let head = store.head().await?;
     let mut progress = Progress::new("verify", "events", Some(head));
     let mut verifier = Verifier::new(expect);
+    let mut leaves = checkpoint.map(|c| LeafCollector::new(c.size));
     loop {
         let rows = store.raw_events(verifier.position(), PAGE).await?;
         if rows.is_empty() {
@@ -330,6 +354,9 @@ async fn verify_log(store: &Store, expect: Option<Anchor>) -> Result<Summary, Ve
         }
         for row in &rows {
             verifier.check(row)?;
+            if let Some(leaves) = &mut leaves {
+                leaves.push(&row.hash);
+            }
         }
         progress.add(rows.len() as u64);
     }
@@ -339,7 +366,36 @@ async fn verify_log(store: &Store, expect: Option<Anchor>) -> Result<Summary, Ve
     } else {
         head
     };
-    let summary = verifier.finish(head)?;
+    let mut summary = verifier.finish(head)?;
     progress.finish();
+    if let (Some(checkpoint), Some(leaves)) = (checkpoint, leaves) {
+        if let Some(d) = tree::compare(store, checkpoint, leaves).await? {
+            return Err(VerifyError::CheckpointMismatch(describe(checkpoint, summary.head, &d)));
+        }
+        summary.checked_checkpoint = Some(checkpoint.size);
+    }
     Ok(summary)
+}
+
+/// The one line that says where the log stops being the checkpoint's.
+fn describe(checkpoint: &Checkpoint, head: u64, d: &Difference) -> String {
+    let size = checkpoint.size;
+    let what = match (d.exact, d.missing) {
+        (true, true) => format!(
+            "position {} is missing: the log ends at {head}, it was truncated",
+            d.position
+        ),
+        (true, false) => format!(
+            "the event at position {} is not the one signed: the log was rewritten from there",
+            d.position
+        ),
+        (false, _) => format!(
+            "the stored Merkle tree was altered too, so the first difference is only known to              lie in positions {}..={}",
+            d.position, d.last
+        ),
+    };
+    format!(
+        "the log is not the one checkpoint {size} of {} signed: it first differs at position          {}; {what}",
+        checkpoint.origin, d.position
+    )
 }

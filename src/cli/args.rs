@@ -39,6 +39,41 @@ pub struct StoreArgs {
     pub kek: Option<String>,
 }
 
+/// The key that signs the log's checkpoints (docs/audit.md "Checkpoints").
+#[derive(Args, Clone, Debug)]
+pub struct SigningArgs {
+    /// File of the Ed25519 key that signs checkpoints (`PRIVATE+KEY+<name>+<hash>+<base64>`,
+    /// as `audit keygen` writes it). Without it the embedded store keeps a generated one in
+    /// --data-dir, and PostgreSQL one in the database (development only: whoever can write
+    /// the database could then sign as the log).
+    #[arg(long, env = "RECOVERY_AUDIT_SIGNING_KEY_FILE")]
+    pub signing_key_file: Option<PathBuf>,
+    /// The log's name (the checkpoints' origin line) for a key generated here, e.g.
+    /// `recovery.example.com/log`.
+    #[arg(long, env = "RECOVERY_AUDIT_LOG_NAME", default_value = "recovery-info")]
+    pub log_name: String,
+}
+
+impl SigningArgs {
+    /// The signer these arguments choose for `store`.
+    pub async fn signer(
+        &self,
+        store: &crate::store::Store,
+        config: &StoreConfig,
+    ) -> anyhow::Result<(
+        crate::audit::note::NoteSigner,
+        crate::audit::tree::SignerSource,
+    )> {
+        crate::audit::tree::signer(
+            store,
+            config,
+            self.signing_key_file.as_deref(),
+            &self.log_name,
+        )
+        .await
+    }
+}
+
 impl StoreArgs {
     /// The backend these arguments choose. The data directory is made absolute, so that what
     /// names it (the banner's token command, an error) means the same from any directory.

@@ -1,6 +1,7 @@
 //! `audit`: the auditor's tools ([`crate::audit`]): `audit verify` and `audit export`.
 
-use super::args::{SecretArgs, StoreArgs, one_of};
+use super::args::{SecretArgs, SigningArgs, StoreArgs, one_of};
+use crate::audit::note::{Checkpoint, NoteSigner, NoteVerifier};
 use super::identity::IdentityArgs;
 use crate::audit::{self, export::ExportFilter, export::Format, verify::Anchor};
 use crate::config::MissingSecret;
@@ -30,6 +31,45 @@ pub enum AuditCommand {
     Verify(VerifyArgs),
     /// Write a tenant's (or an admin's) history as JSON Lines or CSV.
     Export(Box<ExportArgs>),
+    /// Sign a checkpoint (tree head) of the log as it is now and print it.
+    Checkpoint(CheckpointArgs),
+    /// Print the verifier key of the key that signs checkpoints.
+    PublicKey(PublicKeyArgs),
+    /// Make a new key for signing checkpoints: the key goes to a file (its owner only may read
+    /// it), its verifier key to stdout.
+    Keygen(KeygenArgs),
+}
+
+/// `audit checkpoint` options.
+#[derive(Args, Debug)]
+pub struct CheckpointArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    #[command(flatten)]
+    pub signing: SigningArgs,
+    /// Write the signed checkpoint to this file instead of stdout.
+    #[arg(long)]
+    pub output: Option<PathBuf>,
+}
+
+/// `audit public-key` options.
+#[derive(Args, Debug)]
+pub struct PublicKeyArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    #[command(flatten)]
+    pub signing: SigningArgs,
+}
+
+/// `audit keygen` options.
+#[derive(Args, Debug)]
+pub struct KeygenArgs {
+    /// The log's name (the checkpoints' origin line), e.g. `recovery.example.com/log`.
+    #[arg(long)]
+    pub name: String,
+    /// The key file to create (refused if it exists).
+    #[arg(long)]
+    pub output: PathBuf,
 }
 
 /// `audit verify` options.
@@ -41,6 +81,15 @@ pub struct VerifyArgs {
     /// to that position is the one anchored then.
     #[arg(long)]
     pub expect_anchor: Option<Anchor>,
+    /// A signed checkpoint saved earlier (`audit checkpoint`, GET /v1/audit/checkpoints/latest,
+    /// or from NATS): also check that the log's first events are the ones it signed, and name
+    /// the first position that differs.
+    #[arg(long, requires = "public_key")]
+    pub checkpoint: Option<PathBuf>,
+    /// The verifier key you trust for the checkpoint (`<name>+<hash>+<base64>`, as
+    /// `audit public-key` and GET /v1/audit/public-key print it).
+    #[arg(long, env = "RECOVERY_AUDIT_PUBLIC_KEY")]
+    pub public_key: Option<NoteVerifier>,
 }
 
 /// `audit export` options.
@@ -145,15 +194,34 @@ fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
 pub async fn run(command: AuditCommand) -> anyhow::Result<()> {
     match command {
         AuditCommand::Verify(args) => {
+            // The checkpoint is read and its signature checked before the log is.
+            let checkpoint = match (&args.checkpoint, &args.public_key) {
+                (Some(path), Some(key)) => {
+                    let note = std::fs::read_to_string(path)
+                        .with_context(|| format!("cannot read {}", path.display()))?;
+                    Some(Checkpoint::open(&note, key).with_context(|| {
+                        format!("the checkpoint {} is not authentic", path.display())
+                    })?)
+                }
+                _ => None,
+            };
             let store = Store::open(&args.store.store_config()).await?;
             store.schema_is_current().await?;
-            let summary = audit::verify::verify(&store, args.expect_anchor).await?;
+            let summary =
+                audit::verify::verify(&store, args.expect_anchor, checkpoint.as_ref()).await?;
             println!(
                 "intact: {} events in {} streams, head {}",
                 summary.events, summary.streams, summary.head
             );
             if let Some(a) = summary.checked_anchor {
                 println!("matches anchor: {a}");
+            }
+            if let (Some(size), Some(c)) = (summary.checked_checkpoint, &checkpoint) {
+                println!(
+                    "matches checkpoint: {} size {size} root {}",
+                    c.origin,
+                    hex::encode(c.root)
+                );
             }
             println!("anchor: {}", summary.anchor);
             for r in store.reanchors().await? {
@@ -182,6 +250,34 @@ pub async fn run(command: AuditCommand) -> anyhow::Result<()> {
                 None => Box::new(std::io::BufWriter::new(std::io::stdout())),
             };
             audit::export::export(&store, &filter, args.format, &mut out).await?;
+            Ok(())
+        }
+        AuditCommand::Checkpoint(args) => {
+            let config = args.store.store_config();
+            let store = Store::open(&config).await?;
+            store.schema_is_current().await?;
+            let (signer, _) = args.signing.signer(&store, &config).await?;
+            let head = audit::tree::sign_checkpoint(&store, &signer).await?;
+            match &args.output {
+                Some(path) => std::fs::write(path, &head.note)
+                    .with_context(|| format!("cannot write {}", path.display()))?,
+                None => print!("{}", head.note),
+            }
+            Ok(())
+        }
+        AuditCommand::PublicKey(args) => {
+            let config = args.store.store_config();
+            let store = Store::open(&config).await?;
+            store.schema_is_current().await?;
+            let (signer, _) = args.signing.signer(&store, &config).await?;
+            println!("{}", signer.verifier());
+            Ok(())
+        }
+        AuditCommand::Keygen(args) => {
+            let signer = NoteSigner::generate(&args.name)?;
+            crate::config::write_secret_file(&args.output, &signer.to_private_text())
+                .with_context(|| format!("cannot create {}", args.output.display()))?;
+            println!("{}", signer.verifier());
             Ok(())
         }
     }

@@ -80,7 +80,11 @@ pub async fn run(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         Err(e) => {
             eprintln!("recovery-info: error: {}", one_line(&e));
             match e.downcast_ref::<VerifyError>() {
-                Some(VerifyError::Broken(_) | VerifyError::AnchorMismatch(_)) => {
+                Some(
+                    VerifyError::Broken(_)
+                    | VerifyError::AnchorMismatch(_)
+                    | VerifyError::CheckpointMismatch(_),
+                ) => {
                     ExitCode::from(audit::EXIT_TAMPERED)
                 }
                 _ => ExitCode::FAILURE,

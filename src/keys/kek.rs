@@ -157,13 +157,7 @@ impl KekRing {
              {id} {}\n",
             STANDARD.encode(raw.as_ref())
         ));
-        let mut options = std::fs::OpenOptions::new();
-        options.write(true).create_new(true);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        let mut file = options.open(&path).map_err(io)?;
-        std::io::Write::write_all(&mut file, text.as_bytes()).map_err(io)?;
-        file.sync_all().map_err(io)?;
+        crate::config::write_secret_file(&path, &text).map_err(io)?;
         Ok(Self::single(&id, &raw))
     }
 

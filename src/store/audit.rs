@@ -74,3 +74,18 @@ impl std::fmt::Display for Reanchor {
 
 /// The reason of the one-time sealing of values written before values were sealed.
 pub const SEAL_LEGACY_VALUES: &str = "seal_legacy_values";
+
+/// A signed tree head as stored (see `audit::tree`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TreeHead {
+    pub size: u64,
+    pub root: [u8; 32],
+    pub signed_at: chrono::DateTime<chrono::Utc>,
+    /// The verifier key of the signer (`<name>+<hash>+<base64>`).
+    pub key: String,
+    /// The signed note (C2SP tlog-checkpoint), as published.
+    pub note: String,
+}
+
+/// The root of a subtree of the stored Merkle tree: its level, its index, its hash.
+pub type TreeNode = (u32, u64, [u8; 32]);

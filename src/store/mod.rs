@@ -381,6 +381,39 @@ role! {
 }
 
 role! {
+    /// The Merkle tree over the log and the signed tree heads (`audit::tree`).
+    pub trait TreeStorage {
+        /// The chain hashes (the `hash` column) of the events after position `after`, at most
+        /// `limit`, in position order.
+        fn chain_hashes(&self, after: u64, limit: u32) -> Vec<Vec<u8>>;
+        /// How many leaves the stored whole chunks cover.
+        fn tree_built(&self) -> u64;
+        /// The stored leaves of `chunks` (one not stored is left out).
+        fn tree_chunks(&self, chunks: Vec<u64>) -> Vec<(u64, Vec<u8>)>;
+        /// The stored roots of the subtrees `(level, index)` (one not stored is left out).
+        fn tree_nodes(&self, keys: Vec<(u32, u64)>) -> Vec<audit::TreeNode>;
+        /// Stores chunks (a stored one is only extended, never changed) and subtree roots, and
+        /// moves the count of built leaves up to `built` (never down), in one transaction.
+        fn save_tree(
+            &self,
+            chunks: Vec<(u64, Vec<u8>)>,
+            nodes: Vec<audit::TreeNode>,
+            built: u64,
+        ) -> ();
+        /// Records a signed tree head; `false` when one of its size is recorded already.
+        fn insert_tree_head(&self, head: audit::TreeHead) -> bool;
+        /// The signed tree heads above size `after`, smallest first, at most `limit`.
+        fn tree_heads(&self, after: u64, limit: u32) -> Vec<audit::TreeHead>;
+        /// The largest signed tree head.
+        fn latest_tree_head(&self) -> Option<audit::TreeHead>;
+        /// The signed tree heads not yet published on NATS, smallest first.
+        fn unpublished_tree_heads(&self, limit: u32) -> Vec<audit::TreeHead>;
+        /// Marks a tree head published.
+        fn mark_tree_head_published(&self, size: u64) -> ();
+    }
+}
+
+role! {
     /// The schema, readiness and the keys the service keeps in the store.
     pub trait Maintenance {
         /// Applies pending migrations; returns how many ran.

@@ -627,7 +627,7 @@ async fn an_append_guesses_the_head_and_falls_back_when_another_replica_moved_it
         .map(|e| e["version"].as_u64().unwrap())
         .collect();
     assert_eq!(versions, (1..=9).collect::<Vec<_>>());
-    let summary = recovery_info::audit::verify::verify(a.store(), None)
+    let summary = recovery_info::audit::verify::verify(a.store(), None, None)
         .await
         .expect("the chains are whole");
     assert_eq!(summary.events, 9);

@@ -41,6 +41,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "reveal_index",
         include_str!("../../../migrations/postgres/0007_reveal_index.sql"),
     ),
+    (
+        8,
+        "merkle_tree",
+        include_str!("../../../migrations/postgres/0008_merkle_tree.sql"),
+    ),
 ];
 
 /// The newest migration this build knows.

@@ -11,6 +11,7 @@ mod migrate;
 pub mod projections;
 pub mod publisher;
 mod replay;
+mod tree;
 pub mod tls;
 
 use crate::domain::StreamId;

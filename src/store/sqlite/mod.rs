@@ -9,6 +9,7 @@
 mod legacy;
 mod projections;
 mod replay;
+mod tree;
 
 use crate::config::create_data_dir;
 use crate::domain::StreamId;
@@ -65,6 +66,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         6,
         "reveal_index",
         include_str!("../../../migrations/sqlite/0006_reveal_index.sql"),
+    ),
+    (
+        7,
+        "merkle_tree",
+        include_str!("../../../migrations/sqlite/0007_merkle_tree.sql"),
     ),
 ];
 
