@@ -143,6 +143,18 @@ fn redact_one(url: &str) -> String {
     }
 }
 
+/// Writes a new file that only its owner may read (a key), refusing to replace one, and syncs
+/// it to the disk.
+pub fn write_secret_file(path: &Path, text: &str) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path)?;
+    std::io::Write::write_all(&mut file, text.as_bytes())?;
+    file.sync_all()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -160,16 +172,4 @@ mod tests {
         assert_eq!(redact_url("nats://s3cr3t@n1:4222"), "nats://***@n1:4222");
         assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
     }
-}
-
-/// Writes a new file that only its owner may read (a key), refusing to replace one, and syncs
-/// it to the disk.
-pub fn write_secret_file(path: &Path, text: &str) -> std::io::Result<()> {
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options.open(path)?;
-    std::io::Write::write_all(&mut file, text.as_bytes())?;
-    file.sync_all()
 }

@@ -175,7 +175,7 @@ pub fn span_root<S: Source + ?Sized>(source: &S, span: Span) -> Option<Hash> {
         _ => {}
     }
     if n.is_power_of_two()
-        && span.start % n == 0
+        && span.start.is_multiple_of(n)
         && let Some(hash) = source.node(n.trailing_zeros(), span.start / n)
     {
         return Some(hash);

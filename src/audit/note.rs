@@ -30,7 +30,11 @@ fn bad(what: impl Into<String>) -> NoteError {
 
 /// A name is a non-empty string without spaces, `+` or control characters (C2SP signed-note).
 fn check_name(name: &str) -> Result<(), NoteError> {
-    if name.is_empty() || name.chars().any(|c| c.is_whitespace() || c == '+' || c.is_control()) {
+    if name.is_empty()
+        || name
+            .chars()
+            .any(|c| c.is_whitespace() || c == '+' || c.is_control())
+    {
         return Err(bad(format!(
             "{name:?} is not a key name (non-empty, no spaces, no '+')"
         )));
@@ -83,7 +87,10 @@ impl NoteSigner {
     /// ignored).
     pub fn parse(text: &str) -> Result<Self, NoteError> {
         let refuse = || bad("not a signing key like PRIVATE+KEY+<name>+<8 hex>+<base64>");
-        let rest = text.trim().strip_prefix("PRIVATE+KEY+").ok_or_else(refuse)?;
+        let rest = text
+            .trim()
+            .strip_prefix("PRIVATE+KEY+")
+            .ok_or_else(refuse)?;
         let mut parts = rest.splitn(3, '+');
         let (Some(name), Some(hash), Some(data)) = (parts.next(), parts.next(), parts.next())
         else {
@@ -96,7 +103,9 @@ impl NoteSigner {
         };
         let signer = Self::from_seed(name, &seed)?;
         if hex::encode(key_hash(name, &signer.key.verifying_key())) != hash {
-            return Err(bad("the signing key's hash does not match its name and key"));
+            return Err(bad(
+                "the signing key's hash does not match its name and key",
+            ));
         }
         Ok(signer)
     }
@@ -179,7 +188,9 @@ impl std::str::FromStr for NoteVerifier {
         };
         let key = VerifyingKey::from_bytes(&public).map_err(|_| refuse())?;
         if hex::encode(key_hash(name, &key)) != hash {
-            return Err(bad("the verifier key's hash does not match its name and key"));
+            return Err(bad(
+                "the verifier key's hash does not match its name and key",
+            ));
         }
         Ok(NoteVerifier {
             name: name.to_owned(),
@@ -251,7 +262,12 @@ pub struct Checkpoint {
 impl Checkpoint {
     /// The checkpoint's text (C2SP tlog-checkpoint), which a note signs.
     pub fn text(&self) -> String {
-        format!("{}\n{}\n{}\n", self.origin, self.size, B64.encode(self.root))
+        format!(
+            "{}\n{}\n{}\n",
+            self.origin,
+            self.size,
+            B64.encode(self.root)
+        )
     }
 
     /// Reads a checkpoint's text (extension lines after the root are allowed and ignored).
@@ -259,7 +275,9 @@ impl Checkpoint {
         let mut lines = text.lines();
         let (Some(origin), Some(size), Some(root)) = (lines.next(), lines.next(), lines.next())
         else {
-            return Err(bad("a checkpoint has an origin, a size and a root, a line each"));
+            return Err(bad(
+                "a checkpoint has an origin, a size and a root, a line each",
+            ));
         };
         let size = size
             .parse()

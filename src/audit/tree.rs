@@ -141,9 +141,9 @@ pub async fn catch_up(store: &Store, head: u64) -> Result<u64, TreeError> {
         .collect();
     let mut frontier: Vec<TreeNode> = Vec::new();
     for key in keys {
-        let hash = stored
-            .remove(&key)
-            .ok_or(TreeError::Incomplete((key.1 << key.0)..((key.1 + 1) << key.0)))?;
+        let hash = stored.remove(&key).ok_or(TreeError::Incomplete(
+            (key.1 << key.0)..((key.1 + 1) << key.0),
+        ))?;
         frontier.push((key.0, key.1, hash));
     }
     while built < target {
@@ -258,11 +258,7 @@ pub async fn pieces_for(store: &Store, spans: &[Span], size: u64) -> Result<Piec
 }
 
 /// [`pieces_for`], and how many of the leaves below `size` the stored chunks hold.
-async fn read_pieces(
-    store: &Store,
-    spans: &[Span],
-    size: u64,
-) -> Result<(Pieces, u64), TreeError> {
+async fn read_pieces(store: &Store, spans: &[Span], size: u64) -> Result<(Pieces, u64), TreeError> {
     let head = store.head().await?;
     if size > head {
         return Err(TreeError::BeyondLog { size, head });
@@ -278,7 +274,10 @@ async fn read_pieces(
 
 /// The root of the log's tree of `size` leaves.
 pub async fn root_at(store: &Store, size: u64) -> Result<Hash, TreeError> {
-    pieces_for(store, &[0..size], size).await?.root(0..size)
+    let whole = 0..size;
+    pieces_for(store, std::slice::from_ref(&whole), size)
+        .await?
+        .root(whole)
 }
 
 /// The hashes of `spans` in the log's tree of `size` leaves, in order (a proof).
@@ -291,8 +290,9 @@ pub async fn proof(store: &Store, spans: Vec<Span>, size: u64) -> Result<Vec<Has
 /// size recorded before, by another replica).
 pub async fn sign_checkpoint(store: &Store, signer: &NoteSigner) -> Result<TreeHead, TreeError> {
     let size = store.head().await?;
-    let (pieces, built) = read_pieces(store, &[0..size], size).await?;
-    let root = pieces.root(0..size)?;
+    let whole = 0..size;
+    let (pieces, built) = read_pieces(store, std::slice::from_ref(&whole), size).await?;
+    let root = pieces.root(whole)?;
     if size > built {
         // The part of the last chunk the checkpoint covers, so that the stored tree keeps what
         // was signed (a longer stored part must begin with it).
@@ -309,7 +309,9 @@ pub async fn sign_checkpoint(store: &Store, signer: &NoteSigner) -> Result<TreeH
                 });
             }
         }
-        store.save_tree(vec![(chunk, leaves)], Vec::new(), built).await?;
+        store
+            .save_tree(vec![(chunk, leaves)], Vec::new(), built)
+            .await?;
     }
     let checkpoint = Checkpoint {
         origin: signer.name().to_owned(),

@@ -2,9 +2,9 @@
 //! stored rows, and names the first broken link. The canonical encoding and what this can and
 //! cannot detect are in `docs/audit.md`.
 
-use crate::events::pb;
 use crate::audit::note::Checkpoint;
 use crate::audit::tree::{self, Difference, LeafCollector};
+use crate::events::pb;
 use crate::progress::Progress;
 use crate::store::audit::RawEvent;
 use crate::store::{AuditReads, EventLog};
@@ -370,7 +370,11 @@ async fn verify_log(
     progress.finish();
     if let (Some(checkpoint), Some(leaves)) = (checkpoint, leaves) {
         if let Some(d) = tree::compare(store, checkpoint, leaves).await? {
-            return Err(VerifyError::CheckpointMismatch(describe(checkpoint, summary.head, &d)));
+            return Err(VerifyError::CheckpointMismatch(describe(
+                checkpoint,
+                summary.head,
+                &d,
+            )));
         }
         summary.checked_checkpoint = Some(checkpoint.size);
     }

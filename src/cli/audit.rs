@@ -1,8 +1,8 @@
 //! `audit`: the auditor's tools ([`crate::audit`]): `audit verify` and `audit export`.
 
 use super::args::{SecretArgs, SigningArgs, StoreArgs, one_of};
-use crate::audit::note::{Checkpoint, NoteSigner, NoteVerifier};
 use super::identity::IdentityArgs;
+use crate::audit::note::{Checkpoint, NoteSigner, NoteVerifier};
 use crate::audit::{self, export::ExportFilter, export::Format, verify::Anchor};
 use crate::config::MissingSecret;
 use crate::domain::{AdminId, TenantId};
@@ -28,13 +28,13 @@ pub const EXIT_TAMPERED: u8 = 3;
 #[derive(Subcommand, Debug)]
 pub enum AuditCommand {
     /// Recompute every stream's hash chain and the global order; name the first broken link.
-    Verify(VerifyArgs),
+    Verify(Box<VerifyArgs>),
     /// Write a tenant's (or an admin's) history as JSON Lines or CSV.
     Export(Box<ExportArgs>),
     /// Sign a checkpoint (tree head) of the log as it is now and print it.
-    Checkpoint(CheckpointArgs),
+    Checkpoint(Box<CheckpointArgs>),
     /// Print the verifier key of the key that signs checkpoints.
-    PublicKey(PublicKeyArgs),
+    PublicKey(Box<PublicKeyArgs>),
     /// Make a new key for signing checkpoints: the key goes to a file (its owner only may read
     /// it), its verifier key to stdout.
     Keygen(KeygenArgs),

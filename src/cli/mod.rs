@@ -84,9 +84,7 @@ pub async fn run(args: impl IntoIterator<Item = OsString>) -> ExitCode {
                     VerifyError::Broken(_)
                     | VerifyError::AnchorMismatch(_)
                     | VerifyError::CheckpointMismatch(_),
-                ) => {
-                    ExitCode::from(audit::EXIT_TAMPERED)
-                }
+                ) => ExitCode::from(audit::EXIT_TAMPERED),
                 _ => ExitCode::FAILURE,
             }
         }

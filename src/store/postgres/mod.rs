@@ -11,8 +11,8 @@ mod migrate;
 pub mod projections;
 pub mod publisher;
 mod replay;
-mod tree;
 pub mod tls;
+mod tree;
 
 use crate::domain::StreamId;
 use crate::events::RecordedEvent;

@@ -27,7 +27,9 @@ impl PgStore {
     pub async fn chain_hashes(&self, after: u64, limit: u32) -> Result<Vec<Vec<u8>>, StoreError> {
         let client = self.pool().get().await?;
         let stmt = client
-            .prepare_cached("SELECT hash FROM events WHERE position > $1 ORDER BY position LIMIT $2")
+            .prepare_cached(
+                "SELECT hash FROM events WHERE position > $1 ORDER BY position LIMIT $2",
+            )
             .await?;
         let rows = client
             .query(&stmt, &[&to_i64(after), &i64::from(limit)])
@@ -38,7 +40,9 @@ impl PgStore {
     /// See `TreeStorage::tree_built`.
     pub async fn tree_built(&self) -> Result<u64, StoreError> {
         let client = self.pool().get().await?;
-        let row = client.query_one("SELECT leaves FROM tree_built", &[]).await?;
+        let row = client
+            .query_one("SELECT leaves FROM tree_built", &[])
+            .await?;
         Ok(to_u64(row.get(0)))
     }
 
@@ -141,7 +145,9 @@ impl PgStore {
     /// See `TreeStorage::tree_heads`.
     pub async fn tree_heads(&self, after: u64, limit: u32) -> Result<Vec<TreeHead>, StoreError> {
         self.heads(
-            &format!("SELECT {HEAD_COLUMNS} FROM tree_heads WHERE size > $1 ORDER BY size LIMIT $2"),
+            &format!(
+                "SELECT {HEAD_COLUMNS} FROM tree_heads WHERE size > $1 ORDER BY size LIMIT $2"
+            ),
             after,
             limit,
         )

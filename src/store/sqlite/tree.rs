@@ -183,7 +183,12 @@ impl SqliteStore {
         .await
     }
 
-    async fn heads(&self, sql: String, after: u64, limit: u32) -> Result<Vec<TreeHead>, StoreError> {
+    async fn heads(
+        &self,
+        sql: String,
+        after: u64,
+        limit: u32,
+    ) -> Result<Vec<TreeHead>, StoreError> {
         let rows = self
             .run(move |c| {
                 let mut stmt = c.prepare_cached(&sql)?;
