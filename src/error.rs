@@ -114,6 +114,8 @@ codes! {
     NotReady = "not_ready",
     /// A failure of the service's own (logged, with the request id).
     InternalError = "internal_error",
+    /// The log no longer holds what a signed checkpoint covered (docs/audit.md): proofs stop.
+    LogDiverged = "log_diverged",
 }
 
 impl fmt::Display for Code {

@@ -2,6 +2,8 @@
 //! the metrics.
 
 use crate::app::App;
+use crate::audit::checkpoints::{self, CheckpointConfig, CheckpointPublisher};
+use crate::audit::tree::{self, SignerSource};
 use crate::domain::SettingsLimits;
 use crate::http::auth::oidc::{Oidc, OidcConfig};
 use crate::http::auth::{Authenticator, JwtKeys, StepUp};
@@ -49,6 +51,8 @@ pub struct ServerConfig {
     pub run_projections: bool,
     /// NATS JetStream publishing and the eligibility service (none: SSE only).
     pub publisher: Option<PublisherConfig>,
+    /// The key that signs the log's checkpoints, and when (where projections run).
+    pub checkpoints: CheckpointConfig,
 }
 
 /// A running service.
@@ -58,6 +62,8 @@ pub struct Server {
     /// The metrics listener's address actually bound, when there is one.
     pub metrics_addr: Option<SocketAddr>,
     pub app: App,
+    /// The verifier key of the checkpoints this server signs.
+    pub audit_key: crate::audit::note::NoteVerifier,
     /// One for each listener.
     shutdown: Vec<oneshot::Sender<()>>,
     http: JoinHandle<std::io::Result<()>>,
@@ -144,6 +150,22 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Server> {
     if keyring.wrapper().ids().len() > 1 {
         tokio::spawn(rewrap_data_keys(store.clone()));
     }
+    let (signer, signer_source) = tree::signer(
+        &store,
+        &config.store,
+        config.checkpoints.key_file.as_deref(),
+        &config.checkpoints.log_name,
+    )
+    .await
+    .context("cannot load the key that signs checkpoints")?;
+    if signer_source == SignerSource::Database {
+        tracing::warn!(
+            key = %signer.verifier(),
+            "the key that signs checkpoints is kept in the database: whoever can write the \
+             database could sign a rewritten log; give --signing-key-file in production \
+             (docs/audit.md)"
+        );
+    }
     let positions = if config.plain_positions {
         Positions::Plain
     } else {
@@ -170,6 +192,23 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Server> {
         }
     };
     let key_refresh = oidc.as_ref().map(Oidc::spawn_refresh);
+    let mut projection_tasks = projection_tasks;
+    if config.run_projections {
+        let publisher = match (&live.nats, &config.publisher) {
+            (Some(client), Some(p)) => Some(CheckpointPublisher {
+                client: client.clone(),
+                stream: format!("{}_CHECKPOINTS", p.stream_name),
+                subject: format!("{}.audit.checkpoints", p.subject_prefix),
+            }),
+            _ => None,
+        };
+        projection_tasks.push(checkpoints::spawn(
+            app.store.clone(),
+            signer.clone(),
+            config.checkpoints.clone(),
+            publisher,
+        ));
+    }
     let state = HttpState::new(
         app.clone(),
         auth,
@@ -178,7 +217,8 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Server> {
         live.log.clone(),
         live.stream_shutdown(),
         positions,
-    );
+    )
+    .with_audit_key(signer.verifier());
     let mut shutdown = Vec::new();
     let metrics_http = metrics_listener.map(|listener| {
         let service = http::metrics::service(state.clone());
@@ -190,6 +230,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Server> {
         addr,
         metrics_addr,
         app,
+        audit_key: signer.verifier(),
         shutdown,
         http,
         metrics_http,

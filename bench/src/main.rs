@@ -211,6 +211,8 @@ fn service_config(database_url: &str, nats_url: &str, alone: bool) -> ServerConf
         plain_positions: true,
         runner: RunnerConfig::default(),
         run_projections: !alone,
+        // The service's default: the full pipeline signs checkpoints as it does in production.
+        checkpoints: Default::default(),
     }
 }
 

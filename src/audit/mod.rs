@@ -2,6 +2,7 @@
 //! order, recomputed from the stored rows) and `audit export` (a tenant's or an admin's history
 //! as JSON Lines or CSV). See `docs/audit.md`; the command line is in `cli::audit`.
 
+pub mod checkpoints;
 pub mod export;
 pub mod merkle;
 pub mod note;

@@ -394,12 +394,14 @@ fn describe(checkpoint: &Checkpoint, head: u64, d: &Difference) -> String {
             d.position
         ),
         (false, _) => format!(
-            "the stored Merkle tree was altered too, so the first difference is only known to              lie in positions {}..={}",
+            "the stored Merkle tree was altered too, so the first difference is only known to \
+             lie in positions {}..={}",
             d.position, d.last
         ),
     };
     format!(
-        "the log is not the one checkpoint {size} of {} signed: it first differs at position          {}; {what}",
+        "the log is not the one checkpoint {size} of {} signed: it first differs at position \
+         {}; {what}",
         checkpoint.origin, d.position
     )
 }

@@ -2,7 +2,7 @@
 //! banner that tells a first-time user how to get in.
 
 use super::args::{
-    DEFAULT_METRICS_LISTEN, MetricsListen, SecretArgs, StoreArgs, parse_listen,
+    DEFAULT_METRICS_LISTEN, MetricsListen, SecretArgs, SigningArgs, StoreArgs, parse_listen,
     parse_metrics_listen, parse_ttl,
 };
 use super::identity::IdentityArgs;
@@ -61,6 +61,15 @@ pub struct ServeArgs {
     pub no_projections: bool,
     #[command(flatten)]
     pub publish: PublishArgs,
+    #[command(flatten)]
+    pub signing: SigningArgs,
+    /// Sign a checkpoint after this many new events (0: by time only).
+    #[arg(long, env = "RECOVERY_CHECKPOINT_EVENTS", default_value_t = 10_000)]
+    pub checkpoint_events: u64,
+    /// Sign a checkpoint this long after the last one when there are new events (seconds, or
+    /// a number with s, m, h or d).
+    #[arg(long, env = "RECOVERY_CHECKPOINT_INTERVAL", default_value = "5m", value_parser = parse_ttl)]
+    pub checkpoint_interval: Duration,
 }
 
 impl ServeArgs {
@@ -118,6 +127,9 @@ impl fmt::Debug for ServeArgs {
             .field("plain_positions", &self.plain_positions)
             .field("no_projections", &self.no_projections)
             .field("publish", &self.publish)
+            .field("signing", &self.signing)
+            .field("checkpoint_events", &self.checkpoint_events)
+            .field("checkpoint_interval", &self.checkpoint_interval)
             .finish()
     }
 }
@@ -163,6 +175,13 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         runner: RunnerConfig::default(),
         run_projections: !args.no_projections,
         publisher,
+        checkpoints: crate::audit::checkpoints::CheckpointConfig {
+            key_file: args.signing.signing_key_file.clone(),
+            log_name: args.signing.log_name.clone(),
+            every_events: args.checkpoint_events,
+            every: args.checkpoint_interval,
+            ..Default::default()
+        },
     };
     let server = server::start(config).await?;
     print_banner(
@@ -172,6 +191,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         args.secret.jwt_secret.is_some(),
         &issuers,
     );
+    println!("  checkpoints signed by: {}", server.audit_key);
     shutdown_signal().await;
     tracing::info!("shutting down");
     server.stop().await

@@ -119,6 +119,11 @@ pub fn problem(code: Code) -> (StatusCode, &'static str, Option<u32>) {
         ),
         NotReady => (StatusCode::SERVICE_UNAVAILABLE, "Not ready", None),
         InternalError => (StatusCode::INTERNAL_SERVER_ERROR, "Internal error", None),
+        LogDiverged => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "The log differs from a signed checkpoint",
+            None,
+        ),
     }
 }
 
@@ -180,6 +185,23 @@ impl From<DomainError> for ApiError {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         AppError::Store(e).into()
+    }
+}
+
+impl From<crate::audit::tree::TreeError> for ApiError {
+    fn from(e: crate::audit::tree::TreeError) -> Self {
+        use crate::audit::tree::TreeError;
+        match e {
+            TreeError::Store(e) => e.into(),
+            TreeError::BeyondLog { size, .. } => ApiError::new(
+                Code::PositionBeyondLog,
+                format!("the log does not have {size} events yet"),
+            ),
+            e @ (TreeError::Diverged { .. } | TreeError::Incomplete(_)) => {
+                tracing::error!(error = %e, "the Merkle tree cannot answer");
+                ApiError::new(Code::LogDiverged, e.to_string())
+            }
+        }
     }
 }
 

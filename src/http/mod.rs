@@ -51,6 +51,8 @@ pub struct Shared {
     pub stream_shutdown: StreamShutdown,
     /// How log positions appear to tenants.
     pub positions: Positions,
+    /// The key that signs the log's checkpoints (none: the server does not sign).
+    pub audit_key: Option<crate::audit::note::NoteVerifier>,
 }
 
 impl HttpState {
@@ -71,7 +73,23 @@ impl HttpState {
             live,
             stream_shutdown,
             positions,
+            audit_key: None,
         }))
+    }
+
+    /// With the key that signs the log's checkpoints (before the state is shared).
+    pub fn with_audit_key(mut self, key: crate::audit::note::NoteVerifier) -> Self {
+        if let Some(shared) = Arc::get_mut(&mut self.0) {
+            shared.audit_key = Some(key);
+        }
+        self
+    }
+
+    /// The key that signs the checkpoints, or a 404 where none does.
+    pub fn audit_key(&self) -> Result<&crate::audit::note::NoteVerifier, ApiError> {
+        self.audit_key
+            .as_ref()
+            .ok_or_else(|| ApiError::new(Code::NotFound, "this server signs no checkpoints"))
     }
 }
 
@@ -161,7 +179,7 @@ fn with_middleware(
 /// The routes, each with its request metrics. `/metrics` is among them only with a metrics
 /// token (see [`metrics`]); without, it is a path like any other that matches nothing.
 fn router(state: HttpState) -> Router {
-    use routes::{eligibility, history, methods, ops, settings, sse};
+    use routes::{audit, eligibility, history, methods, ops, settings, sse};
     let tenant = |path: &str| format!("{TENANT}{path}");
     let routes = Router::new()
         .route(
@@ -185,6 +203,14 @@ fn router(state: HttpState) -> Router {
         .route(&tenant("/events"), get(history::tenant))
         .route(&tenant("/events/stream"), get(sse::stream))
         .route(&tenant("/settings"), get(settings::get).put(settings::put))
+        .route(&tenant("/audit/proof/inclusion"), get(audit::inclusion))
+        .route(&tenant("/audit/proof/consistency"), get(audit::consistency))
+        .route("/v1/audit/public-key", get(audit::public_key))
+        .route("/v1/audit/checkpoints", get(audit::checkpoints))
+        .route(
+            "/v1/audit/checkpoints/latest",
+            get(audit::latest_checkpoint),
+        )
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz));
     let routes = if state.metrics_token.is_some() {

@@ -180,6 +180,8 @@ pub fn check_store(
 pub struct Live {
     /// The process's tail of the log (feeds SSE).
     pub log: tail::LiveLog,
+    /// The NATS connection, when publishing is configured.
+    pub nats: Option<async_nats::Client>,
     shutdown: tokio_watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -207,8 +209,10 @@ impl Live {
         }
         let (log, tail_task) = tail::LiveLog::spawn(app.store.clone(), wake.clone());
         tasks.push(tail_task);
+        let mut nats = None;
         if let (Some(config), Some(pg)) = (publisher, pg) {
             let client = nats::connect_nats(&config.nats_url, config.ca_file.as_deref()).await?;
+            nats = Some(client.clone());
             let relay = nats::Relay::new(pg.clone(), config.clone(), client.clone(), wake);
             tasks.push(tokio::spawn(relay.run()));
             let rpc = rpc::serve(client, app.clone(), &config.subject_prefix, errors);
@@ -217,6 +221,7 @@ impl Live {
         let (shutdown, _) = tokio_watch::channel(false);
         Ok(Live {
             log,
+            nats,
             shutdown,
             tasks,
         })

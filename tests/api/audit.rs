@@ -29,18 +29,18 @@ use uuid::Uuid;
 
 use crate::support::{bin, run};
 
-fn text(bytes: &[u8]) -> String {
+pub(crate) fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
 /// A migrated store without a server; the embedded one's directory goes when it drops.
-struct TestStore {
-    config: StoreConfig,
-    store: Store,
+pub(crate) struct TestStore {
+    pub(crate) config: StoreConfig,
+    pub(crate) store: Store,
 }
 
 impl TestStore {
-    async fn new(backend: Backend) -> Self {
+    pub(crate) async fn new(backend: Backend) -> Self {
         let config = fresh_store(backend).await;
         let store = Store::open(&config).await.unwrap();
         store.migrate().await.unwrap();
@@ -56,7 +56,7 @@ impl Drop for TestStore {
     }
 }
 
-fn added(n: u64) -> PendingEvent {
+pub(crate) fn added(n: u64) -> PendingEvent {
     PendingEvent {
         event_id: Uuid::now_v7(),
         occurred_at: chrono::Utc::now(),
@@ -77,7 +77,7 @@ fn added(n: u64) -> PendingEvent {
 
 /// `rounds` rounds of one append of `per_append` events to each stream: with `per_append`
 /// = 1, position p belongs to stream (p - 1) % n at version (p - 1) / n + 1.
-async fn seed(store: &Store, streams: &[StreamId], rounds: u64, per_append: u64) {
+pub(crate) async fn seed(store: &Store, streams: &[StreamId], rounds: u64, per_append: u64) {
     let mut n = 0;
     for round in 0..rounds {
         for stream in streams {
@@ -95,7 +95,7 @@ async fn seed(store: &Store, streams: &[StreamId], rounds: u64, per_append: u64)
     }
 }
 
-fn admin_streams(tenant: Uuid, n: usize) -> Vec<StreamId> {
+pub(crate) fn admin_streams(tenant: Uuid, n: usize) -> Vec<StreamId> {
     (0..n)
         .map(|_| {
             StreamId::Admin(
@@ -107,13 +107,13 @@ fn admin_streams(tenant: Uuid, n: usize) -> Vec<StreamId> {
 }
 
 /// Raw SQL access to a store's database, behind the service's back.
-enum Db {
+pub(crate) enum Db {
     Pg(tokio_postgres::Client),
     Lite(rusqlite::Connection),
 }
 
 impl Db {
-    async fn open(config: &StoreConfig) -> Db {
+    pub(crate) async fn open(config: &StoreConfig) -> Db {
         match config {
             StoreConfig::Postgres { url, .. } => Db::Pg(crate::support::pg_client(url).await),
             StoreConfig::Embedded { data_dir, .. } => {
@@ -124,7 +124,7 @@ impl Db {
         }
     }
 
-    async fn bytes(&self, column: &str, position: i64) -> Vec<u8> {
+    pub(crate) async fn bytes(&self, column: &str, position: i64) -> Vec<u8> {
         let sql = format!("SELECT {column} FROM events WHERE position = ");
         match self {
             Db::Pg(c) => c
@@ -138,7 +138,7 @@ impl Db {
         }
     }
 
-    async fn set_bytes(&self, column: &str, position: i64, value: Vec<u8>) {
+    pub(crate) async fn set_bytes(&self, column: &str, position: i64, value: Vec<u8>) {
         let sql = format!("UPDATE events SET {column} = ");
         let n = match self {
             Db::Pg(c) => c
@@ -158,7 +158,7 @@ impl Db {
         assert_eq!(n, 1);
     }
 
-    async fn delete(&self, position: i64) {
+    pub(crate) async fn delete(&self, position: i64) {
         match self {
             Db::Pg(c) => {
                 c.execute("DELETE FROM events WHERE position = $1", &[&position])

@@ -6,6 +6,7 @@ mod support;
 
 mod access;
 mod audit;
+mod checkpoints;
 mod cli;
 mod cluster;
 mod concurrency;

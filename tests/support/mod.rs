@@ -130,6 +130,8 @@ pub struct Options {
     pub step_up: recovery_info::http::auth::StepUp,
     /// Whether the suite's own HS256 tokens ([`SECRET`]) are accepted.
     pub own_tokens: bool,
+    /// When the service signs checkpoints, with what key.
+    pub checkpoints: recovery_info::audit::checkpoints::CheckpointConfig,
 }
 
 impl Default for Options {
@@ -144,6 +146,7 @@ impl Default for Options {
             oidc: None,
             step_up: Default::default(),
             own_tokens: true,
+            checkpoints: Default::default(),
         }
     }
 }
@@ -231,6 +234,7 @@ pub async fn spawn_store(store: StoreConfig, options: Options) -> TestApp {
         runner: RunnerConfig::default(),
         run_projections: options.run_projections,
         publisher: options.publisher,
+        checkpoints: options.checkpoints,
     })
     .await
     .expect("start the service");

@@ -178,6 +178,8 @@ pub enum Access {
     ManageSettings,
     /// Read the tenant's settings.
     ReadSettings,
+    /// Ask for proofs that the tenant's events are in the log's signed tree.
+    AuditProof,
 }
 
 impl Access {
@@ -195,6 +197,7 @@ impl Access {
             Access::ReadFeed => (&[Auditor, Dashboard], None),
             Access::ManageSettings => (&[AuthenticationAdmin], None),
             Access::ReadSettings => (&[AuthenticationAdmin, Auditor], None),
+            Access::AuditProof => (&[Auditor], None),
         }
     }
 }

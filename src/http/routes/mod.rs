@@ -1,5 +1,6 @@
 //! One module per resource.
 
+pub mod audit;
 pub mod eligibility;
 pub(crate) mod history;
 pub mod methods;

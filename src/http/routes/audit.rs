@@ -1,0 +1,235 @@
+//! The log's signed checkpoints and the Merkle proofs against them (docs/audit.md
+//! "Checkpoints"): the public key and the checkpoints are public, as a transparency log's are
+//! (a witness polls them); proofs are the tenant's auditors'.
+//!
+//! Hashes are in standard base64, as in the checkpoints themselves. Sizes and leaf indexes are
+//! the global log's (a proof cannot be checked without them), so an auditor learns how many
+//! events all tenants wrote, as the checkpoints already say.
+
+use crate::audit::merkle::{self, Hash};
+use crate::audit::tree;
+use crate::domain::TenantId;
+use crate::error::Code;
+use crate::http::HttpState;
+use crate::http::auth::{Access, Caller};
+use crate::http::error::ApiError;
+use crate::http::extract::{ValidPath, ValidQuery};
+use crate::store::audit::TreeHead;
+use crate::store::{AuditReads, TreeStorage};
+use axum::Json;
+use axum::extract::State;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+fn b64(hash: &[u8]) -> String {
+    B64.encode(hash)
+}
+
+fn head_json(head: &TreeHead) -> Value {
+    json!({
+        "size": head.size,
+        "root": b64(&head.root),
+        "signed_at": head.signed_at,
+        "key": head.key,
+        "note": head.note,
+    })
+}
+
+/// `GET /v1/audit/public-key`: the key that signs the checkpoints.
+pub async fn public_key(State(s): State<HttpState>) -> Result<Json<Value>, ApiError> {
+    let key = s.audit_key()?;
+    Ok(Json(json!({
+        "name": key.name(),
+        "algorithm": "Ed25519",
+        "verifier_key": key.to_string(),
+        "public_key": b64(&key.public_key()),
+    })))
+}
+
+/// `GET /v1/audit/checkpoints/latest`: the newest signed checkpoint, as the signed note
+/// itself (`text/plain`), as transparency logs serve theirs.
+pub async fn latest_checkpoint(State(s): State<HttpState>) -> Result<Response, ApiError> {
+    let head = s
+        .app
+        .store
+        .latest_tree_head()
+        .await?
+        .ok_or_else(|| ApiError::new(Code::NotFound, "no checkpoint has been signed yet"))?;
+    Ok((
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        head.note,
+    )
+        .into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckpointPage {
+    /// Only checkpoints of larger sizes (the cursor).
+    after_size: Option<u64>,
+    /// At most this many (1 to 1000, default 100).
+    limit: Option<u32>,
+}
+
+/// `GET /v1/audit/checkpoints?after_size=&limit=`: the signed checkpoints, smallest first, for
+/// a witness that polls.
+pub async fn checkpoints(
+    State(s): State<HttpState>,
+    query: Result<ValidQuery<CheckpointPage>, ApiError>,
+) -> Result<Json<Value>, ApiError> {
+    let ValidQuery(page) = query?;
+    let limit = page.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::new(Code::InvalidQuery, "limit is 1 to 1000"));
+    }
+    let heads = s
+        .app
+        .store
+        .tree_heads(page.after_size.unwrap_or(0), limit)
+        .await?;
+    let next = heads.last().map(|h| h.size);
+    Ok(Json(json!({
+        "checkpoints": heads.iter().map(head_json).collect::<Vec<_>>(),
+        "next_after_size": next,
+    })))
+}
+
+/// The signed checkpoint of exactly `size`, if one was signed.
+async fn checkpoint_of(s: &HttpState, size: u64) -> Result<Option<TreeHead>, ApiError> {
+    let heads = s.app.store.tree_heads(size.saturating_sub(1), 1).await?;
+    Ok(heads.into_iter().find(|h| h.size == size))
+}
+
+/// The size a proof is asked for, or the latest checkpoint's.
+async fn size_or_latest(s: &HttpState, size: Option<u64>) -> Result<u64, ApiError> {
+    match size {
+        Some(size) => Ok(size),
+        None => Ok(s
+            .app
+            .store
+            .latest_tree_head()
+            .await?
+            .ok_or_else(|| {
+                ApiError::new(
+                    Code::NotFound,
+                    "no checkpoint has been signed yet: give the size",
+                )
+            })?
+            .size),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InclusionQuery {
+    /// The event's position as the tenant sees it (a token, or a number with plain positions).
+    position: String,
+    /// The tree size (default: the latest checkpoint's).
+    size: Option<u64>,
+}
+
+/// `GET …/audit/proof/inclusion?position=&size=`: that the tenant's event at `position` is
+/// leaf `position - 1` of the log's tree of `size` leaves (RFC 9162 §2.1.3), with what the
+/// leaf is made of, so that an auditor recomputes it: leaf = SHA-256(0x00 ‖ hash), hash =
+/// SHA-256(prev_hash ‖ payload).
+#[tracing::instrument(skip_all, fields(tenant_id = %tenant))]
+pub async fn inclusion(
+    State(s): State<HttpState>,
+    caller: Caller,
+    ValidPath(tenant): ValidPath<TenantId>,
+    query: Result<ValidQuery<InclusionQuery>, ApiError>,
+) -> Result<Json<Value>, ApiError> {
+    caller.authorize(tenant, Access::AuditProof)?;
+    let ValidQuery(q) = query?;
+    let position = s.positions.read(tenant, &q.position).map_err(|_| {
+        ApiError::new(
+            Code::InvalidQuery,
+            format!("position must be {}", s.positions.expected()),
+        )
+    })?;
+    let size = size_or_latest(&s, q.size).await?;
+    if position == 0 || position > size {
+        return Err(ApiError::new(
+            Code::InvalidQuery,
+            "the position must be within the tree's size",
+        ));
+    }
+    let row = s
+        .app
+        .store
+        .raw_events(position - 1, 1)
+        .await?
+        .into_iter()
+        .next()
+        .filter(|r| r.position == position && r.tenant_id.eq_ignore_ascii_case(&tenant.to_string()))
+        .ok_or_else(|| ApiError::new(Code::NotFound, "the tenant has no event at this position"))?;
+    let index = position - 1;
+    let mut spans = merkle::inclusion_spans(index, size);
+    spans.push(0..size);
+    let mut hashes = tree::proof(&s.app.store, spans, size).await?;
+    let root = hashes.pop().unwrap_or_else(merkle::empty_root);
+    let leaf = tree::leaf_of(&row.hash);
+    Ok(Json(json!({
+        "position": s.positions.show(tenant, position),
+        "event_id": row.event_id,
+        "leaf_index": index,
+        "tree_size": size,
+        "leaf": {
+            "prev_hash": b64(&row.prev_hash),
+            "payload": b64(&row.payload),
+            "hash": b64(&row.hash),
+            "leaf_hash": b64(&leaf),
+        },
+        "proof": hashes.iter().map(|h| b64(h)).collect::<Vec<_>>(),
+        "root": b64(&root),
+        "checkpoint": checkpoint_of(&s, size).await?.map(|h| h.note),
+    })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsistencyQuery {
+    /// The older tree's size.
+    from: u64,
+    /// The newer tree's size (default: the latest checkpoint's).
+    to: Option<u64>,
+}
+
+/// `GET …/audit/proof/consistency?from=&to=`: that the log's tree of `from` leaves is a prefix
+/// of its tree of `to` (RFC 9162 §2.1.4): nothing below `from` was rewritten or dropped.
+#[tracing::instrument(skip_all, fields(tenant_id = %tenant))]
+pub async fn consistency(
+    State(s): State<HttpState>,
+    caller: Caller,
+    ValidPath(tenant): ValidPath<TenantId>,
+    query: Result<ValidQuery<ConsistencyQuery>, ApiError>,
+) -> Result<Json<Value>, ApiError> {
+    caller.authorize(tenant, Access::AuditProof)?;
+    let ValidQuery(q) = query?;
+    let to = size_or_latest(&s, q.to).await?;
+    if q.from == 0 || q.from > to {
+        return Err(ApiError::new(
+            Code::InvalidQuery,
+            "from must be at least 1 and at most to",
+        ));
+    }
+    let mut spans = merkle::consistency_spans(q.from, to);
+    spans.push(0..q.from);
+    spans.push(0..to);
+    let mut hashes: Vec<Hash> = tree::proof(&s.app.store, spans, to).await?;
+    let to_root = hashes.pop().unwrap_or_else(merkle::empty_root);
+    let from_root = hashes.pop().unwrap_or_else(merkle::empty_root);
+    Ok(Json(json!({
+        "from": q.from,
+        "to": to,
+        "from_root": b64(&from_root),
+        "to_root": b64(&to_root),
+        "proof": hashes.iter().map(|h| b64(h)).collect::<Vec<_>>(),
+        "from_checkpoint": checkpoint_of(&s, q.from).await?.map(|h| h.note),
+        "to_checkpoint": checkpoint_of(&s, to).await?.map(|h| h.note),
+    })))
+}
