@@ -193,7 +193,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Server> {
     };
     let key_refresh = oidc.as_ref().map(Oidc::spawn_refresh);
     let mut projection_tasks = projection_tasks;
-    if config.run_projections {
+    if config.run_projections && config.checkpoints.enabled {
         let publisher = match (&live.nats, &config.publisher) {
             (Some(client), Some(p)) => Some(CheckpointPublisher {
                 client: client.clone(),

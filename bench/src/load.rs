@@ -115,7 +115,18 @@ impl Client {
     }
 }
 
-fn bearer(token: &str) -> anyhow::Result<HeaderValue> {
+impl Client {
+    /// `GET path` with `token` (an `Authorization` value): the status and the body.
+    pub async fn get(&self, path: &str, token: &HeaderValue) -> (u16, Bytes) {
+        match path.parse::<Uri>() {
+            Ok(uri) => self.request(Method::GET, uri, token, None).await,
+            Err(_) => (0, Bytes::new()),
+        }
+    }
+}
+
+/// `Bearer <token>` as a header value.
+pub fn bearer(token: &str) -> anyhow::Result<HeaderValue> {
     Ok(HeaderValue::from_str(&format!("Bearer {token}"))?)
 }
 

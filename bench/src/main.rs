@@ -14,9 +14,11 @@ mod report;
 mod sealing;
 mod seed;
 mod stats;
+mod tree;
 
 use anyhow::Context;
 use clap::Parser;
+use recovery_info::audit::checkpoints::CheckpointConfig;
 use recovery_info::http::auth::JwtKeys;
 use recovery_info::projections::runner::RunnerConfig;
 use recovery_info::publish::PublisherConfig;
@@ -54,6 +56,14 @@ struct Args {
     /// 1 is a deployment made of one large tenant.
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..))]
     seed_tenants: u16,
+    /// The events of the log the checkpoint phase builds its tree over and asks proofs of
+    /// (default: 10M, 200k with --quick).
+    #[arg(long)]
+    tree_events: Option<usize>,
+    /// Run only the command path's phase (the baseline of a command's CPU) and the checkpoint
+    /// phase.
+    #[arg(long)]
+    tree_only: bool,
 }
 
 /// How long and how big each phase is.
@@ -69,6 +79,9 @@ struct Plan {
     min_seeded: usize,
     rebuild_timeout: Duration,
     admins_per_client: usize,
+    /// The checkpoint phase's log, and its proofs asked.
+    tree_events: usize,
+    proofs: usize,
 }
 
 impl Plan {
@@ -83,6 +96,8 @@ impl Plan {
                 min_seeded: 50_000,
                 rebuild_timeout: Duration::from_secs(60),
                 admins_per_client: 16,
+                tree_events: 200_000,
+                proofs: 200,
             }
         } else {
             Plan {
@@ -94,6 +109,8 @@ impl Plan {
                 min_seeded: 500_000,
                 rebuild_timeout: Duration::from_secs(1200),
                 admins_per_client: 16,
+                tree_events: 10_000_000,
+                proofs: 1000,
             }
         }
     }
@@ -141,14 +158,18 @@ async fn main() -> ExitCode {
 }
 
 async fn run(args: &Args) -> anyhow::Result<()> {
-    let plan = Plan::new(args.quick);
+    let mut plan = Plan::new(args.quick);
+    if let Some(n) = args.tree_events {
+        plan.tree_events = n;
+    }
     let db = db::BenchDb::create(&args.pg_url).await?;
     say(&format!(
         "created database {} on PostgreSQL {}",
         db.name, db.server_version
     ));
     let result = tokio::select! {
-        r = measure(args, &plan, &db) => r,
+        r = measure(args, &plan, &db), if !args.tree_only => r,
+        r = measure_tree_only(args, &plan, &db), if args.tree_only => r,
         _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
     };
     let dropped = if args.keep_database {
@@ -211,8 +232,12 @@ fn service_config(database_url: &str, nats_url: &str, alone: bool) -> ServerConf
         plain_positions: true,
         runner: RunnerConfig::default(),
         run_projections: !alone,
-        // The service's default: the full pipeline signs checkpoints as it does in production.
-        checkpoints: Default::default(),
+        // Off here: over a bulk-seeded log the tree's building would share the cores with the
+        // publisher's and the rebuild's phases; the checkpoint phase measures it alone.
+        checkpoints: CheckpointConfig {
+            enabled: false,
+            ..Default::default()
+        },
     }
 }
 
@@ -947,6 +972,11 @@ async fn measure_with(
     };
     rows.extend(latency_row);
 
+    // The checkpoints' cost, over a log of their own.
+    let checkpoints = checkpoint_phase(args, plan, alone.cpu_us_per_op).await?;
+    details.insert("checkpoints".into(), checkpoints.detail);
+    rows.extend(checkpoints.rows);
+
     let find = |m: &str| rows.iter().find(|r| r.measure.starts_with(m));
     let goals = vec![
         Goal::ratio_at_least(
@@ -980,7 +1010,67 @@ async fn measure_with(
             50.0,
         ),
     ];
+    let mut goals = goals;
+    goals.extend(tree_goals(&rows));
     Ok((rows, goals, serde_json::Value::Object(details)))
+}
+
+/// The checkpoint phase's goals (issue 27).
+fn tree_goals(rows: &[Row]) -> Vec<Goal> {
+    let find = |m: &str| rows.iter().find(|r| r.measure.starts_with(m));
+    vec![
+        Goal::ratio_at_most(
+            "checkpointing ≤ 0.05 × a command's machine CPU (the command path alone's)",
+            find("checkpointing"),
+            0.05,
+        ),
+        Goal::below(
+            "inclusion proof p99 < 10 ms",
+            find("inclusion proof p99"),
+            10.0,
+        ),
+        Goal::below(
+            "consistency proof p99 < 10 ms",
+            find("consistency proof p99"),
+            10.0,
+        ),
+    ]
+}
+
+/// The checkpoint phase over its own database, against a command's CPU on the command path
+/// alone (`alone`, when measured).
+async fn checkpoint_phase(
+    args: &Args,
+    plan: &Plan,
+    alone: Option<f64>,
+) -> anyhow::Result<tree::TreeRun> {
+    let nats = args.nats_url.clone();
+    tree::measure(
+        &args.pg_url,
+        move |url| service_config(url, &nats, true),
+        plan.tree_events,
+        usize::from(args.seed_tenants),
+        plan.proofs,
+        alone.map(|us| ("command path alone: machine CPU per command", us)),
+    )
+    .await
+}
+
+/// `--tree-only`: the command path's phase and the checkpoint phase.
+async fn measure_tree_only(args: &Args, plan: &Plan, db: &db::BenchDb) -> anyhow::Result<Measured> {
+    let alone = commands_alone(args, plan, db).await?;
+    let run = checkpoint_phase(args, plan, alone.cpu_us_per_op).await?;
+    let mut rows = Vec::new();
+    if let Some(us) = alone.cpu_us_per_op {
+        rows.push(Row::new(
+            "command path alone: machine CPU per command",
+            us,
+            "µs",
+        ));
+    }
+    rows.extend(run.rows);
+    let goals = tree_goals(&rows);
+    Ok((rows, goals, json!({"checkpoints": run.detail})))
 }
 
 /// Waits until the projection and, with `publisher`, the publisher have reached `head`, so

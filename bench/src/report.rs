@@ -87,6 +87,18 @@ impl Goal {
         }
     }
 
+    /// `value / baseline <= max`.
+    pub fn ratio_at_most(text: &str, row: Option<&Row>, max: f64) -> Self {
+        match row.and_then(Row::ratio) {
+            Some(r) => Goal {
+                text: text.into(),
+                actual: format!("ratio {r:.3}"),
+                pass: Some(r <= max),
+            },
+            None => Goal::not_measured(text, row),
+        }
+    }
+
     /// `value < max`.
     pub fn below(text: &str, row: Option<&Row>, max: f64) -> Self {
         match row.and_then(|r| r.value) {

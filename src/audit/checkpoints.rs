@@ -13,6 +13,8 @@ use tokio::task::JoinHandle;
 /// With what key, and when, the service signs checkpoints by itself.
 #[derive(Clone, Debug)]
 pub struct CheckpointConfig {
+    /// Whether this replica builds the tree and signs (where it runs the projections).
+    pub enabled: bool,
     /// The signing key's file; none: the embedded store's data directory's, or the
     /// database's (see `tree::signer`).
     pub key_file: Option<std::path::PathBuf>,
@@ -30,6 +32,7 @@ pub struct CheckpointConfig {
 impl Default for CheckpointConfig {
     fn default() -> Self {
         CheckpointConfig {
+            enabled: true,
             key_file: None,
             log_name: DEFAULT_LOG_NAME.to_owned(),
             every_events: 10_000,

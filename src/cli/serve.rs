@@ -63,6 +63,9 @@ pub struct ServeArgs {
     pub publish: PublishArgs,
     #[command(flatten)]
     pub signing: SigningArgs,
+    /// Sign no checkpoints here (another replica does, or none is wanted).
+    #[arg(long, env = "RECOVERY_NO_CHECKPOINTS")]
+    pub no_checkpoints: bool,
     /// Sign a checkpoint after this many new events (0: by time only).
     #[arg(long, env = "RECOVERY_CHECKPOINT_EVENTS", default_value_t = 10_000)]
     pub checkpoint_events: u64,
@@ -128,6 +131,7 @@ impl fmt::Debug for ServeArgs {
             .field("no_projections", &self.no_projections)
             .field("publish", &self.publish)
             .field("signing", &self.signing)
+            .field("no_checkpoints", &self.no_checkpoints)
             .field("checkpoint_events", &self.checkpoint_events)
             .field("checkpoint_interval", &self.checkpoint_interval)
             .finish()
@@ -176,6 +180,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         run_projections: !args.no_projections,
         publisher,
         checkpoints: crate::audit::checkpoints::CheckpointConfig {
+            enabled: !args.no_checkpoints,
             key_file: args.signing.signing_key_file.clone(),
             log_name: args.signing.log_name.clone(),
             every_events: args.checkpoint_events,
