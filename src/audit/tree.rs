@@ -331,8 +331,8 @@ pub async fn sign_checkpoint(store: &Store, signer: &NoteSigner) -> Result<TreeH
         tracing::info!(size, root = %hex::encode(root), "signed a checkpoint");
         return Ok(head);
     }
-    let theirs = store.tree_heads(size - 1, 1).await?;
-    Ok(theirs.into_iter().next().unwrap_or(head))
+    let theirs = store.tree_heads(size.saturating_sub(1), 1).await?;
+    Ok(theirs.into_iter().find(|h| h.size == size).unwrap_or(head))
 }
 
 fn to_leaves(bytes: &[u8]) -> Vec<Hash> {
