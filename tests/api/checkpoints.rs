@@ -336,19 +336,25 @@ async fn checkpointed(
     assert!(out.status.success(), "{out:?}");
     let vkey = text(&out.stdout).trim().to_owned();
     assert!(vkey.starts_with("recovery-info+"), "{vkey}");
-    for round in 0..50u64 {
+    append_after_the_checkpoint(&t.store, &streams, 0..50).await;
+    (t, streams, file.to_str().unwrap().to_owned(), vkey)
+}
+
+/// One event per round, round-robin over the 4 streams, after their 100 versions of
+/// [`checkpointed`]: position 400 + r + 1 for round r.
+async fn append_after_the_checkpoint(
+    store: &recovery_info::store::Store,
+    streams: &[recovery_info::domain::StreamId],
+    rounds: std::ops::Range<u64>,
+) {
+    for round in rounds {
         let stream = streams[(round % 4) as usize];
-        t.store
-            .append(
-                stream,
-                100 + round / 4,
-                vec![crate::audit::added(round)],
-                None,
-            )
+        let event = vec![crate::audit::added(round)];
+        store
+            .append(stream, 100 + round / 4, event, None)
             .await
             .unwrap();
     }
-    (t, streams, file.to_str().unwrap().to_owned(), vkey)
 }
 
 fn verify_checkpoint(config: &StoreConfig, file: &str, vkey: &str) -> std::process::Output {
@@ -529,18 +535,7 @@ async fn a_rewrite_below_a_checkpoint_stops_the_tree_and_changes_nothing_stored(
     // rewrite at 319, then the log grows past the chunk's end: building refuses to store a
     // chunk 1 that does not begin with what was signed.
     let (t, streams, file, vkey) = checkpointed(backend).await;
-    for round in 50..120u64 {
-        let stream = streams[(round % 4) as usize];
-        t.store
-            .append(
-                stream,
-                100 + round / 4,
-                vec![crate::audit::added(round)],
-                None,
-            )
-            .await
-            .unwrap();
-    }
+    append_after_the_checkpoint(&t.store, &streams, 50..120).await;
     let head = recovery_info::store::EventLog::head(&t.store)
         .await
         .unwrap();
