@@ -96,6 +96,8 @@ codes! {
     InvalidDomain = "invalid_domain",
     TooManyDomains = "too_many_domains",
     UnknownResetPolicy = "unknown_reset_policy",
+    UnknownNoticeKind = "unknown_notice_kind",
+    UnknownLanguage = "unknown_language",
 
     // Commands.
     /// `If-Match` names another version than the stream's.

@@ -233,6 +233,7 @@ pub fn evolve(mut state: AdminState, event: &DomainEvent, meta: &EventMeta) -> A
         }
         DomainEvent::TenantDomainsSet { .. }
         | DomainEvent::ResetPolicySet { .. }
+        | DomainEvent::NotificationsSet { .. }
         | DomainEvent::PiiRevealed { .. } => return state,
     }
     state.version = meta.version;
@@ -397,6 +398,7 @@ mod tests {
             policy: ResetPolicy::default(),
             version: 1,
             last_position: 1,
+            ..TenantState::default()
         };
         let err = run(
             AdminState::default(),

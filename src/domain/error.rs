@@ -46,6 +46,12 @@ pub enum DomainError {
     InvalidDomain(String),
     #[error("unknown reset policy {0:?}; expected email_and_mobile_phone or any_two_methods")]
     UnknownResetPolicy(String),
+    #[error(
+        "unknown notice kind {0:?}; expected method_added, method_changed, method_removed or admin_offboarded"
+    )]
+    UnknownNoticeKind(String),
+    #[error("unknown language {0:?}; expected en or da")]
+    UnknownLanguage(String),
 }
 
 impl DomainError {
@@ -69,6 +75,8 @@ impl DomainError {
             DomainError::InvalidDomain(_) => Code::InvalidDomain,
             DomainError::TooManyDomains { .. } => Code::TooManyDomains,
             DomainError::UnknownResetPolicy(_) => Code::UnknownResetPolicy,
+            DomainError::UnknownNoticeKind(_) => Code::UnknownNoticeKind,
+            DomainError::UnknownLanguage(_) => Code::UnknownLanguage,
         }
     }
 }

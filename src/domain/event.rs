@@ -1,6 +1,6 @@
 //! What happened: the domain events of both stream kinds, and where they sit in the log.
 
-use super::{AdminId, MethodId, MethodKind, ResetPolicy, TenantDomain};
+use super::{AdminId, MethodId, MethodKind, NoticeSettings, ResetPolicy, TenantDomain};
 use chrono::{DateTime, Utc};
 
 /// A method as it was when it was removed (kept in the event for the audit trail).
@@ -35,6 +35,10 @@ pub enum DomainEvent {
     ResetPolicySet {
         policy: ResetPolicy,
     },
+    /// The tenant's notice settings (language, kinds turned off), whole.
+    NotificationsSet {
+        settings: NoticeSettings,
+    },
     /// An offboarded admin's contact values were erased (their data key destroyed). The
     /// events stay, their values read as erased.
     AdminErased {
@@ -54,7 +58,7 @@ pub enum DomainEvent {
 
 impl DomainEvent {
     /// Every event type name, for validating filters.
-    pub const TYPE_NAMES: [&'static str; 8] = [
+    pub const TYPE_NAMES: [&'static str; 9] = [
         "MethodAdded",
         "MethodChanged",
         "MethodRemoved",
@@ -63,6 +67,7 @@ impl DomainEvent {
         "ResetPolicySet",
         "PiiRevealed",
         "AdminErased",
+        "NotificationsSet",
     ];
 
     /// The event type name used in the API, NATS subjects and the store.
@@ -74,6 +79,7 @@ impl DomainEvent {
             DomainEvent::AdminOffboarded { .. } => "AdminOffboarded",
             DomainEvent::TenantDomainsSet { .. } => "TenantDomainsSet",
             DomainEvent::ResetPolicySet { .. } => "ResetPolicySet",
+            DomainEvent::NotificationsSet { .. } => "NotificationsSet",
             DomainEvent::PiiRevealed { .. } => "PiiRevealed",
             DomainEvent::AdminErased { .. } => "AdminErased",
         }

@@ -2,7 +2,7 @@
 //! (HTTP as JSON, with the status of the route) and that an idempotency record keeps, so that
 //! a retry is answered with the first outcome.
 
-use super::{AdminState, Method, MethodId, ResetPolicy, TenantDomain, TenantState};
+use super::{AdminState, Method, MethodId, NoticeSettings, ResetPolicy, TenantDomain, TenantState};
 use serde::{Deserialize, Serialize};
 
 /// A command's outcome: the version of the command's stream and the log position after it
@@ -72,6 +72,8 @@ enum Recorded {
     Settings {
         domains: Vec<TenantDomain>,
         reset_policy: RecordedPolicy,
+        #[serde(default, skip_serializing_if = "NoticeSettings::is_default")]
+        notifications: NoticeSettings,
         version: u64,
         position: u64,
     },
@@ -103,6 +105,7 @@ impl From<Recorded> for CommandOutcome {
             Recorded::Settings {
                 domains,
                 reset_policy,
+                notifications,
                 version,
                 position,
             } => CommandOutcome::Settings(TenantState {
@@ -110,6 +113,7 @@ impl From<Recorded> for CommandOutcome {
                 last_position: position,
                 domains,
                 policy: reset_policy.name,
+                notices: notifications,
             }),
         }
     }
@@ -130,6 +134,7 @@ impl From<CommandOutcome> for Recorded {
             CommandOutcome::Settings(s) => Recorded::Settings {
                 domains: s.domains,
                 reset_policy: RecordedPolicy { name: s.policy },
+                notifications: s.notices,
                 version: s.version,
                 position: s.last_position,
             },
@@ -187,6 +192,7 @@ mod tests {
                         TenantDomain::parse("bücher.de").unwrap(),
                     ],
                     policy: ResetPolicy::AnyTwoMethods,
+                    notices: Default::default(),
                 }),
             ),
             (

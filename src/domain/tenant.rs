@@ -1,6 +1,10 @@
-//! The tenant aggregate: the organisation's own email domains and its reset policy.
+//! The tenant aggregate: the organisation's own email domains, its reset policy and its
+//! notices to the old contact.
 
-use super::{DomainError, DomainEvent, EventMeta, ResetPolicy, TenantDomain};
+use super::{
+    DomainError, DomainEvent, EventMeta, Language, NoticeKind, NoticeSettings, ResetPolicy,
+    TenantDomain,
+};
 use serde::{Deserialize, Serialize};
 
 /// A tenant's settings as folded from its stream.
@@ -13,6 +17,9 @@ pub struct TenantState {
     /// Sorted and de-duplicated.
     pub domains: Vec<TenantDomain>,
     pub policy: ResetPolicy,
+    /// The notices to the old contact: their language, the kinds turned off.
+    #[serde(default)]
+    pub notices: NoticeSettings,
 }
 
 /// A change of tenant settings; an absent field stays as it is.
@@ -20,6 +27,10 @@ pub struct TenantState {
 pub struct SetSettings {
     pub domains: Option<Vec<String>>,
     pub reset_policy: Option<String>,
+    /// The notices' language (`en`, `da`).
+    pub notice_language: Option<String>,
+    /// The notice kinds turned off (the others are on).
+    pub notices_disabled: Option<Vec<String>>,
 }
 
 /// Bounds on a tenant's settings, configured by the operator.
@@ -66,6 +77,19 @@ pub fn decide(
             events.push(DomainEvent::ResetPolicySet { policy });
         }
     }
+    let mut notices = state.notices.clone();
+    if let Some(tag) = &command.notice_language {
+        notices.language = Language::parse(tag)?;
+    }
+    if let Some(kinds) = &command.notices_disabled {
+        notices.disabled = kinds
+            .iter()
+            .map(|k| NoticeKind::parse(k))
+            .collect::<Result<_, _>>()?;
+    }
+    if notices != state.notices {
+        events.push(DomainEvent::NotificationsSet { settings: notices });
+    }
     Ok(events)
 }
 
@@ -74,6 +98,7 @@ pub fn evolve(mut state: TenantState, event: &DomainEvent, meta: &EventMeta) -> 
     match event {
         DomainEvent::TenantDomainsSet { domains } => state.domains = domains.clone(),
         DomainEvent::ResetPolicySet { policy } => state.policy = *policy,
+        DomainEvent::NotificationsSet { settings } => state.notices = settings.clone(),
         _ => return state,
     }
     state.version = meta.version;
@@ -94,6 +119,7 @@ mod tests {
                 "fabrikam.dk".into(),
             ]),
             reset_policy: Some("email_and_mobile_phone".into()),
+            ..Default::default()
         };
         let events = decide(&cmd, &TenantState::default(), SettingsLimits::default()).unwrap();
         assert_eq!(
@@ -122,7 +148,7 @@ mod tests {
     fn bad_domains_and_unknown_policies_are_refused() {
         let bad_domain = SetSettings {
             domains: Some(vec!["not a domain".into()]),
-            reset_policy: None,
+            ..Default::default()
         };
         assert_eq!(
             decide(
@@ -135,8 +161,8 @@ mod tests {
             "invalid_domain"
         );
         let bad_policy = SetSettings {
-            domains: None,
             reset_policy: Some("anything_goes".into()),
+            ..Default::default()
         };
         assert_eq!(
             decide(
@@ -151,11 +177,67 @@ mod tests {
     }
 
     #[test]
+    fn notice_settings_are_one_event_when_they_change_and_bad_ones_are_refused() {
+        let cmd = SetSettings {
+            notice_language: Some("da".into()),
+            notices_disabled: Some(vec!["method_added".into()]),
+            ..Default::default()
+        };
+        let events = decide(&cmd, &TenantState::default(), SettingsLimits::default()).unwrap();
+        let [DomainEvent::NotificationsSet { settings }] = events.as_slice() else {
+            panic!("{events:?}");
+        };
+        assert_eq!(settings.language, Language::Da);
+        assert!(!settings.enabled(NoticeKind::MethodAdded));
+        assert!(settings.enabled(NoticeKind::MethodChanged));
+        let meta = EventMeta {
+            version: 1,
+            position: 1,
+            occurred_at: chrono::Utc::now(),
+        };
+        let state = evolve(TenantState::default(), &events[0], &meta);
+        assert!(
+            decide(&cmd, &state, SettingsLimits::default())
+                .unwrap()
+                .is_empty()
+        );
+        // The language alone keeps what is off.
+        let english = SetSettings {
+            notice_language: Some("en".into()),
+            ..Default::default()
+        };
+        let events = decide(&english, &state, SettingsLimits::default()).unwrap();
+        let [DomainEvent::NotificationsSet { settings }] = events.as_slice() else {
+            panic!("{events:?}");
+        };
+        assert!(!settings.enabled(NoticeKind::MethodAdded));
+        for (bad, code) in [
+            (
+                SetSettings {
+                    notice_language: Some("fr".into()),
+                    ..Default::default()
+                },
+                "unknown_language",
+            ),
+            (
+                SetSettings {
+                    notices_disabled: Some(vec!["everything".into()]),
+                    ..Default::default()
+                },
+                "unknown_notice_kind",
+            ),
+        ] {
+            let e = decide(&bad, &state, SettingsLimits::default()).unwrap_err();
+            assert_eq!(e.code(), code);
+        }
+    }
+
+    #[test]
     fn a_tenant_lists_at_most_the_configured_number_of_domains() {
         let limits = SettingsLimits { max_domains: 3 };
         let domains = |n: usize| SetSettings {
             domains: Some((0..n).map(|i| format!("d{i}.example.com")).collect()),
-            reset_policy: None,
+            ..Default::default()
         };
         assert_eq!(
             decide(&domains(3), &TenantState::default(), limits)

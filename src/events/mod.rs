@@ -90,7 +90,10 @@ struct FoldEnvelope {
     occurred_at_ms: i64,
     #[prost(uint32, tag = "11")]
     schema_version: u32,
-    #[prost(oneof = "pb::envelope::Event", tags = "20, 21, 22, 23, 24, 25, 26, 27")]
+    #[prost(
+        oneof = "pb::envelope::Event",
+        tags = "20, 21, 22, 23, 24, 25, 26, 27, 28"
+    )]
     event: Option<pb::envelope::Event>,
 }
 
@@ -434,6 +437,14 @@ fn shown(kind: MethodKind, value: &str, reveal: bool) -> String {
     }
 }
 
+/// A tenant's notice settings as the API shows them.
+pub fn notice_settings_json(settings: &crate::domain::NoticeSettings) -> Value {
+    json!({
+        "language": settings.language.name(),
+        "disabled": settings.disabled.iter().map(|k| k.name()).collect::<Vec<_>>(),
+    })
+}
+
 fn removed_json(r: &RemovedMethod, reveal: bool) -> Value {
     json!({"method_id": r.method_id, "kind": r.kind, "old_value": shown(r.kind, &r.old_value, reveal)})
 }
@@ -464,6 +475,7 @@ pub fn event_data_json(event: &DomainEvent, reveal: bool) -> Value {
         }
         DomainEvent::TenantDomainsSet { domains } => json!({"domains": domains}),
         DomainEvent::ResetPolicySet { policy } => json!({"policy": policy.name()}),
+        DomainEvent::NotificationsSet { settings } => notice_settings_json(settings),
         DomainEvent::AdminErased { reason } => json!({"reason": reason}),
         DomainEvent::PiiRevealed {
             scope,
@@ -553,6 +565,7 @@ pub fn pb_type_name(event: &pb::envelope::Event) -> &'static str {
         E::AdminOffboarded(_) => "AdminOffboarded",
         E::TenantDomainsSet(_) => "TenantDomainsSet",
         E::ResetPolicySet(_) => "ResetPolicySet",
+        E::NotificationsSet(_) => "NotificationsSet",
         E::PiiRevealed(_) => "PiiRevealed",
         E::AdminErased(_) => "AdminErased",
     }
@@ -603,6 +616,14 @@ fn event_to_pb(event: &DomainEvent) -> pb::envelope::Event {
         }),
         DomainEvent::ResetPolicySet { policy } => E::ResetPolicySet(pb::ResetPolicySet {
             policy: policy.name().to_owned(),
+        }),
+        DomainEvent::NotificationsSet { settings } => E::NotificationsSet(pb::NotificationsSet {
+            language: settings.language.name().to_owned(),
+            disabled: settings
+                .disabled
+                .iter()
+                .map(|k| k.name().to_owned())
+                .collect(),
         }),
         DomainEvent::AdminErased { reason } => E::AdminErased(pb::AdminErased {
             reason: reason.clone(),
@@ -678,6 +699,20 @@ fn event_from_pb(
             policy: ResetPolicy::parse(&e.policy).map_err(|err| DecodeError(err.to_string()))?,
         },
         E::AdminErased(e) => DomainEvent::AdminErased { reason: e.reason },
+        E::NotificationsSet(e) => {
+            let bad = |err: crate::domain::DomainError| DecodeError(err.to_string());
+            DomainEvent::NotificationsSet {
+                settings: crate::domain::NoticeSettings {
+                    language: crate::domain::Language::parse(&e.language).map_err(bad)?,
+                    disabled: e
+                        .disabled
+                        .iter()
+                        .map(|k| crate::domain::NoticeKind::parse(k))
+                        .collect::<Result<_, _>>()
+                        .map_err(bad)?,
+                },
+            }
+        }
         E::PiiRevealed(e) => DomainEvent::PiiRevealed {
             scope: e.scope,
             admin: if e.admin_id.is_empty() {
@@ -745,6 +780,12 @@ mod tests {
             },
             DomainEvent::ResetPolicySet {
                 policy: ResetPolicy::AnyTwoMethods,
+            },
+            DomainEvent::NotificationsSet {
+                settings: crate::domain::NoticeSettings {
+                    language: crate::domain::Language::Da,
+                    disabled: [crate::domain::NoticeKind::MethodAdded].into(),
+                },
             },
             DomainEvent::PiiRevealed {
                 scope: "admin_history".into(),

@@ -242,6 +242,7 @@ fn value_set(event: &DomainEvent) -> Option<(MethodId, &str)> {
         | DomainEvent::AdminErased { .. }
         | DomainEvent::TenantDomainsSet { .. }
         | DomainEvent::ResetPolicySet { .. }
+        | DomainEvent::NotificationsSet { .. }
         | DomainEvent::PiiRevealed { .. } => None,
     }
 }

@@ -95,7 +95,9 @@ pub fn problem(code: Code) -> (StatusCode, &'static str, Option<u32>) {
         | UnknownMethodKind
         | InvalidDomain
         | TooManyDomains
-        | UnknownResetPolicy => INVALID_VALUE,
+        | UnknownResetPolicy
+        | UnknownNoticeKind
+        | UnknownLanguage => INVALID_VALUE,
         VersionMismatch => (StatusCode::PRECONDITION_FAILED, "Precondition failed", None),
         IdempotencyKeyReused => (
             StatusCode::UNPROCESSABLE_ENTITY,

@@ -23,11 +23,25 @@ pub struct PolicyBody {
 pub struct SettingsBody {
     domains: Option<Vec<String>>,
     reset_policy: Option<PolicyBody>,
+    notifications: Option<NotificationsBody>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotificationsBody {
+    /// `en` or `da`.
+    language: Option<String>,
+    /// The notice kinds turned off.
+    disabled: Option<Vec<String>>,
 }
 
 /// The tenant's settings: domains and reset policy.
 pub(crate) fn settings_json(s: &TenantState) -> Value {
-    json!({"domains": s.domains, "reset_policy": {"name": s.policy.name()}})
+    json!({
+        "domains": s.domains,
+        "reset_policy": {"name": s.policy.name()},
+        "notifications": crate::events::notice_settings_json(&s.notices),
+    })
 }
 
 /// The settings with the tenant stream's version and `position` (the stream's, as the tenant
@@ -66,9 +80,15 @@ pub async fn put(
     let headers = headers?;
     let body = body?;
     let ctx = command_context(&caller, tenant, headers, "PUT settings", &body.raw);
+    let (notice_language, notices_disabled) = match body.value.notifications {
+        Some(n) => (n.language, n.disabled),
+        None => (None, None),
+    };
     let command = SetSettings {
         domains: body.value.domains,
         reset_policy: body.value.reset_policy.map(|p| p.name),
+        notice_language,
+        notices_disabled,
     };
     let answer = s.app.tenant_command(&ctx, command).await?;
     Ok(answer_response(
