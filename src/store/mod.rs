@@ -5,6 +5,7 @@
 
 pub mod audit;
 pub mod keys;
+pub mod notifications;
 mod place;
 pub mod postgres;
 pub mod projections;
@@ -410,6 +411,49 @@ role! {
         fn unpublished_tree_heads(&self, limit: u32) -> Vec<audit::TreeHead>;
         /// Marks a tree head published.
         fn mark_tree_head_published(&self, size: u64) -> ();
+    }
+}
+
+role! {
+    /// The outbox of notices and the notifier's checkpoint (`notify`).
+    pub trait NotificationStorage {
+        /// The position up to which the log was turned into notices.
+        fn notifier_checkpoint(&self) -> u64;
+        /// Stores `rows` (one already stored is left alone) and moves the checkpoint from
+        /// `from` to `to`, in one transaction; `false` (nothing stored) when the checkpoint was
+        /// not at `from` (another replica went first).
+        fn enqueue_notifications(
+            &self,
+            from: u64,
+            to: u64,
+            rows: Vec<notifications::Notification>,
+        ) -> bool;
+        /// Takes up to `limit` pending notices due at `now` that no sender holds, and holds
+        /// them until `now + lease`.
+        fn claim_notifications(
+            &self,
+            now: chrono::DateTime<chrono::Utc>,
+            limit: u32,
+            lease: std::time::Duration,
+        ) -> Vec<notifications::Notification>;
+        /// Records what became of a try of notice `id` (its `attempts`-th).
+        fn settle_notification(
+            &self,
+            id: uuid::Uuid,
+            attempts: u32,
+            delivery: notifications::Delivery,
+        ) -> ();
+        /// The notices of a status (all: `None`), newest first, at most `limit`.
+        fn notifications(
+            &self,
+            status: Option<notifications::Status>,
+            limit: u32,
+        ) -> Vec<notifications::Notification>;
+        /// Makes failed notices pending again with their tries reset: those of `ids`, or every
+        /// failed one when `ids` is empty; returns how many.
+        fn retry_notifications(&self, ids: Vec<uuid::Uuid>) -> u64;
+        /// How many notices are in each status.
+        fn notification_counts(&self) -> Vec<(notifications::Status, u64)>;
     }
 }
 

@@ -46,6 +46,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "merkle_tree",
         include_str!("../../../migrations/postgres/0008_merkle_tree.sql"),
     ),
+    (
+        9,
+        "notifications",
+        include_str!("../../../migrations/postgres/0009_notifications.sql"),
+    ),
 ];
 
 /// The newest migration this build knows.

@@ -12,6 +12,7 @@ pub mod projections;
 pub mod publisher;
 mod replay;
 pub mod tls;
+mod notifications;
 mod tree;
 
 use crate::domain::StreamId;

@@ -9,6 +9,7 @@
 mod legacy;
 mod projections;
 mod replay;
+mod notifications;
 mod tree;
 
 use crate::config::create_data_dir;
@@ -71,6 +72,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         7,
         "merkle_tree",
         include_str!("../../../migrations/sqlite/0007_merkle_tree.sql"),
+    ),
+    (
+        8,
+        "notifications",
+        include_str!("../../../migrations/sqlite/0008_notifications.sql"),
     ),
 ];
 
