@@ -5,7 +5,7 @@
 //!   masking;
 //! - [`events`]: the protobuf envelope of each stored event and its conversions;
 //! - [`keys`]: the sealing of contact values under per-admin data keys (erasure by
-//!   crypto-shredding; not yet wired into the log);
+//!   crypto-shredding);
 //! - [`fold`]: the pure folds of the log (each admin's view and verdict, the bulk rebuild's);
 //! - [`store`]: the event store (append with expected version and idempotency, the gap-free
 //!   global log, the hash chains) and the storage of the projection, on either backend: the
@@ -15,7 +15,10 @@
 //! - [`publish`]: live events out: the JetStream relay, eligibility over NATS, and the log
 //!   tail that feeds the Server-Sent Events;
 //! - [`app`]: command handling and queries, shared by every interface;
-//! - [`audit`]: the auditor's tools (`verify`, `export`);
+//! - [`audit`]: the auditor's tools (`verify`, `export`), the Merkle tree and its signed
+//!   checkpoints;
+//! - [`notify`]: notices to the old contact when security info changes (the outbox, SMTP and
+//!   the SMS webhook);
 //! - [`http`]: the axum API (auth, errors, routes, the SSE stream) and the metrics listener;
 //!   [`server`] starts it with everything it needs;
 //! - [`cli`]: the command line: flags, environment, subcommands, and the dispatch to the
@@ -40,6 +43,7 @@ pub mod publish;
 pub mod app;
 pub mod audit;
 pub mod http;
+pub mod notify;
 pub mod server;
 
 pub mod cli;

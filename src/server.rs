@@ -53,6 +53,8 @@ pub struct ServerConfig {
     pub publisher: Option<PublisherConfig>,
     /// The key that signs the log's checkpoints, and when (where projections run).
     pub checkpoints: CheckpointConfig,
+    /// The notices to the old contact (where projections run; none: off).
+    pub notifier: Option<crate::notify::NotifierConfig>,
 }
 
 /// A running service.
@@ -193,6 +195,9 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Server> {
     };
     let key_refresh = oidc.as_ref().map(Oidc::spawn_refresh);
     let mut projection_tasks = projection_tasks;
+    if let (true, Some(notifier)) = (config.run_projections, config.notifier.clone()) {
+        projection_tasks.push(crate::notify::spawn(app.store.clone(), notifier));
+    }
     if config.run_projections && config.checkpoints.enabled {
         let publisher = match (&live.nats, &config.publisher) {
             (Some(client), Some(p)) => Some(CheckpointPublisher {

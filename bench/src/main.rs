@@ -238,6 +238,8 @@ fn service_config(database_url: &str, nats_url: &str, alone: bool) -> ServerConf
             enabled: false,
             ..Default::default()
         },
+        // The production default: notices recorded (no channel is configured here).
+        notifier: Some(Default::default()),
     }
 }
 

@@ -7,6 +7,7 @@ pub mod audit;
 pub mod identity;
 pub mod keys;
 pub mod migrate;
+pub mod notifications;
 pub mod replay;
 pub mod serve;
 pub mod token;
@@ -53,6 +54,9 @@ pub enum Command {
     /// The key-encryption keys and the data keys they wrap.
     #[command(subcommand)]
     Keys(keys::KeysCommand),
+    /// The notices to the old contact: list them, send dead letters again.
+    #[command(subcommand)]
+    Notifications(notifications::NotificationsCommand),
 }
 
 /// Runs the binary: parses `args` (the program's name first; a usage error is one line and
@@ -138,6 +142,7 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Audit(command) => audit::run(command).await,
         Command::Replay(args) => replay::run(args).await,
         Command::Keys(command) => keys::run(command).await,
+        Command::Notifications(command) => notifications::run(command).await,
     }
 }
 

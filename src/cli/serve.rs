@@ -63,6 +63,8 @@ pub struct ServeArgs {
     pub publish: PublishArgs,
     #[command(flatten)]
     pub signing: SigningArgs,
+    #[command(flatten)]
+    pub notify: NotifyArgs,
     /// Sign no checkpoints here (another replica does, or none is wanted).
     #[arg(long, env = "RECOVERY_NO_CHECKPOINTS")]
     pub no_checkpoints: bool,
@@ -82,6 +84,102 @@ impl ServeArgs {
             .as_deref()
             .map(MetricsToken::new)
             .transpose()
+    }
+}
+
+/// Notices to the old contact (docs/notifications.md).
+#[derive(Args, Clone)]
+pub struct NotifyArgs {
+    /// Send no notices from here (another replica does, or none is wanted).
+    #[arg(long, env = "RECOVERY_NO_NOTIFICATIONS")]
+    pub no_notifications: bool,
+    /// The SMTP relay for email notices: `smtp://[user:pass@]host:587?tls=required` (STARTTLS),
+    /// `smtps://[user:pass@]host:465` (implicit TLS), `smtp://host:25` (no TLS: loopback only).
+    #[arg(
+        long,
+        env = "RECOVERY_SMTP_URL",
+        hide_env_values = true,
+        requires = "smtp_from"
+    )]
+    pub smtp_url: Option<String>,
+    /// The notices' sender address, e.g. `Security <no-reply@contoso.com>`.
+    #[arg(long, env = "RECOVERY_SMTP_FROM")]
+    pub smtp_from: Option<String>,
+    /// The webhook that sends SMS and voice notices (POST JSON, signed).
+    #[arg(
+        long,
+        env = "RECOVERY_SMS_WEBHOOK_URL",
+        requires = "sms_webhook_secret"
+    )]
+    pub sms_webhook_url: Option<String>,
+    /// The webhook's HMAC-SHA256 key (at least 16 bytes).
+    #[arg(long, env = "RECOVERY_SMS_WEBHOOK_SECRET", hide_env_values = true)]
+    pub sms_webhook_secret: Option<String>,
+    /// Where a notice tells its reader to report a change that was not theirs.
+    #[arg(
+        long,
+        env = "RECOVERY_NOTIFY_REPORT_TO",
+        default_value = "your IT help desk"
+    )]
+    pub notify_report_to: String,
+    /// Tries before a notice is a dead letter.
+    #[arg(long, env = "RECOVERY_NOTIFY_MAX_ATTEMPTS", default_value_t = 8,
+          value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub notify_max_attempts: u32,
+    /// The first retry's wait (doubling each time, at most an hour; seconds, or a number with
+    /// s, m, h or d).
+    #[arg(long, env = "RECOVERY_NOTIFY_RETRY", default_value = "30s", value_parser = parse_ttl)]
+    pub notify_retry: Duration,
+    /// How long a replica holds a notice it is sending before another may send it.
+    #[arg(long, env = "RECOVERY_NOTIFY_LEASE", default_value = "60s", value_parser = parse_ttl)]
+    pub notify_lease: Duration,
+}
+
+impl fmt::Debug for NotifyArgs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NotifyArgs")
+            .field("no_notifications", &self.no_notifications)
+            .field("smtp_url", &self.smtp_url.as_deref().map(redact_url))
+            .field("smtp_from", &self.smtp_from)
+            .field(
+                "sms_webhook_url",
+                &self.sms_webhook_url.as_deref().map(redact_url),
+            )
+            .field(
+                "sms_webhook_secret",
+                &self.sms_webhook_secret.as_ref().map(|_| "***"),
+            )
+            .field("notify_report_to", &self.notify_report_to)
+            .field("notify_max_attempts", &self.notify_max_attempts)
+            .field("notify_retry", &self.notify_retry)
+            .field("notify_lease", &self.notify_lease)
+            .finish()
+    }
+}
+
+impl NotifyArgs {
+    /// The notifier these flags describe (none with --no-notifications).
+    pub fn config(&self) -> anyhow::Result<Option<crate::notify::NotifierConfig>> {
+        use crate::notify::channels::{Channels, Smtp, Webhook};
+        if self.no_notifications {
+            return Ok(None);
+        }
+        let smtp = match (&self.smtp_url, &self.smtp_from) {
+            (Some(url), Some(from)) => Some(Smtp::new(url, from)?),
+            _ => None,
+        };
+        let webhook = match (&self.sms_webhook_url, &self.sms_webhook_secret) {
+            (Some(url), Some(secret)) => Some(Webhook::new(url, secret)?),
+            _ => None,
+        };
+        Ok(Some(crate::notify::NotifierConfig {
+            channels: Channels { smtp, webhook },
+            report_to: self.notify_report_to.clone(),
+            max_attempts: self.notify_max_attempts,
+            backoff: self.notify_retry,
+            lease: self.notify_lease,
+            ..Default::default()
+        }))
     }
 }
 
@@ -131,6 +229,7 @@ impl fmt::Debug for ServeArgs {
             .field("no_projections", &self.no_projections)
             .field("publish", &self.publish)
             .field("signing", &self.signing)
+            .field("notify", &self.notify)
             .field("no_checkpoints", &self.no_checkpoints)
             .field("checkpoint_events", &self.checkpoint_events)
             .field("checkpoint_interval", &self.checkpoint_interval)
@@ -179,6 +278,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         runner: RunnerConfig::default(),
         run_projections: !args.no_projections,
         publisher,
+        notifier: args.notify.config()?,
         checkpoints: crate::audit::checkpoints::CheckpointConfig {
             enabled: !args.no_checkpoints,
             key_file: args.signing.signing_key_file.clone(),

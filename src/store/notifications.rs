@@ -53,7 +53,12 @@ pub enum Status {
 }
 
 impl Status {
-    pub const ALL: [Status; 4] = [Status::Pending, Status::Sent, Status::Failed, Status::Skipped];
+    pub const ALL: [Status; 4] = [
+        Status::Pending,
+        Status::Sent,
+        Status::Failed,
+        Status::Skipped,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -109,9 +114,16 @@ impl Notification {
 pub enum Delivery {
     Sent,
     /// Failed; try again at `at`.
-    Retry { at: DateTime<Utc>, error: String },
+    Retry {
+        at: DateTime<Utc>,
+        error: String,
+    },
     /// Failed for the last time: the dead letter.
-    Failed { error: String },
+    Failed {
+        error: String,
+    },
     /// Not deliverable (why).
-    Skipped { reason: String },
+    Skipped {
+        reason: String,
+    },
 }

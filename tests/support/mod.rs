@@ -132,6 +132,8 @@ pub struct Options {
     pub own_tokens: bool,
     /// When the service signs checkpoints, with what key.
     pub checkpoints: recovery_info::audit::checkpoints::CheckpointConfig,
+    /// The notices to the old contact (default: on, no channel).
+    pub notifier: Option<recovery_info::notify::NotifierConfig>,
 }
 
 impl Default for Options {
@@ -147,6 +149,7 @@ impl Default for Options {
             step_up: Default::default(),
             own_tokens: true,
             checkpoints: Default::default(),
+            notifier: Some(Default::default()),
         }
     }
 }
@@ -235,6 +238,7 @@ pub async fn spawn_store(store: StoreConfig, options: Options) -> TestApp {
         run_projections: options.run_projections,
         publisher: options.publisher,
         checkpoints: options.checkpoints,
+        notifier: options.notifier,
     })
     .await
     .expect("start the service");

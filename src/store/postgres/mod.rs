@@ -8,11 +8,11 @@ mod known_rows;
 mod known_tips;
 mod legacy;
 mod migrate;
+mod notifications;
 pub mod projections;
 pub mod publisher;
 mod replay;
 pub mod tls;
-mod notifications;
 mod tree;
 
 use crate::domain::StreamId;

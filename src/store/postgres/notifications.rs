@@ -11,7 +11,9 @@ const COLUMNS: &str = "id, position, tenant_id, admin_id, event_id, kind, method
                        channel, status, attempts, next_attempt_at, last_error, created_at, sent_at";
 
 fn bad(what: &str, value: &str) -> StoreError {
-    StoreError::Config(format!("a stored notification has an unknown {what} {value:?}"))
+    StoreError::Config(format!(
+        "a stored notification has an unknown {what} {value:?}"
+    ))
 }
 
 fn row_of(r: &tokio_postgres::Row) -> Result<Notification, StoreError> {

@@ -7,9 +7,9 @@
 //! the embedded equivalent of the global append lock. Every call runs on the blocking pool.
 
 mod legacy;
+mod notifications;
 mod projections;
 mod replay;
-mod notifications;
 mod tree;
 
 use crate::config::create_data_dir;

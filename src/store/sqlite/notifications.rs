@@ -87,9 +87,8 @@ impl SqliteStore {
     /// See `NotificationStorage::notifier_checkpoint`.
     pub async fn notifier_checkpoint(&self) -> Result<u64, StoreError> {
         self.run(|c| {
-            let p: i64 = c.query_row("SELECT position FROM notifier_checkpoint", [], |r| {
-                r.get(0)
-            })?;
+            let p: i64 =
+                c.query_row("SELECT position FROM notifier_checkpoint", [], |r| r.get(0))?;
             Ok(u64_of(p))
         })
         .await
