@@ -18,6 +18,7 @@ mod errors;
 mod history;
 mod identity;
 mod methods;
+mod notifications;
 mod operations;
 mod positions;
 mod private_pg;
