@@ -23,6 +23,7 @@ crate::on_both_backends!(
     a_permanently_failing_address_ends_as_a_dead_letter,
     without_a_channel_notices_are_recorded_as_not_delivered,
     a_tenant_chooses_the_language_and_turns_kinds_off,
+    a_sender_killed_between_send_and_mark_sends_again_and_loses_nothing,
 );
 
 const WEBHOOK_SECRET: &str = "webhook-secret-for-the-tests";
@@ -365,4 +366,129 @@ async fn a_tenant_chooses_the_language_and_turns_kinds_off(backend: Backend) {
     let all = outbox(&app, None).await;
     assert_eq!(all.len(), 1, "{all:?}");
     assert_eq!(all[0].kind, NoticeKind::MethodChanged);
+}
+
+/// `serve` as a process of its own on `config`, sending through `sink`; its base URL.
+fn serve_child(
+    config: &recovery_info::store::StoreConfig,
+    sink: &SmtpSink,
+) -> (std::process::Child, String) {
+    use std::io::BufRead;
+    let mut cmd = crate::support::bin(
+        config,
+        &[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--metrics-listen",
+            "off",
+            "--no-checkpoints",
+            "--smtp-url",
+            &sink.url(),
+            "--smtp-from",
+            FROM,
+            "--notify-lease",
+            "2s",
+            "--notify-retry",
+            "1s",
+        ],
+    );
+    cmd.env("RECOVERY_JWT_SECRET", crate::support::SECRET)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null());
+    let mut child = cmd.spawn().expect("serve");
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = std::io::BufReader::new(stdout).lines();
+    let base = lines
+        .find_map(|l| {
+            l.ok()?
+                .strip_prefix("recovery-info listening on ")
+                .map(str::to_owned)
+        })
+        .expect("the banner");
+    // The rest of the banner is read (and dropped) so that the child never blocks on it.
+    std::thread::spawn(move || lines.for_each(drop));
+    (child, base)
+}
+
+async fn a_sender_killed_between_send_and_mark_sends_again_and_loses_nothing(backend: Backend) {
+    // The SMTP server takes 3 s to answer each DATA: the sender is killed in that window,
+    // after the message arrived and before the 250 (and the outbox's "sent") could.
+    let sink = SmtpSink::start(&[("SMTP_SINK_DELAY", "3")]);
+    let config = fresh_store(backend).await;
+    let _dir = crate::support::DataDirGuard::of(&config);
+    let (mut child, base) = serve_child(&config, &sink);
+    let tenant = Uuid::now_v7();
+    let admin = Uuid::now_v7();
+    let token = recovery_info::http::auth::JwtKeys::new(crate::support::SECRET.as_bytes())
+        .mint(
+            tenant,
+            "helpdesk-1",
+            &[recovery_info::http::auth::Role::AuthenticationAdmin],
+            600,
+        )
+        .unwrap();
+    let client = reqwest::Client::new();
+    let url = format!("{base}/v1/tenants/{tenant}/admins/{admin}/methods");
+    let mut ids = Vec::new();
+    for (kind, value) in [
+        ("email", "jane.private@example.org"),
+        ("mobile_phone", "+45 20 12 34 56"),
+    ] {
+        let r = client
+            .post(&url)
+            .bearer_auth(&token)
+            .json(&json!({"kind": kind, "value": value}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+        let body: serde_json::Value = r.json().await.unwrap();
+        ids.push(body["method"]["id"].as_str().unwrap().to_owned());
+    }
+    let r = client
+        .patch(format!("{url}/{}", ids[0]))
+        .bearer_auth(&token)
+        .json(&json!({"value": "jane.new@example.net"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    eventually("a message in the SMTP server's hands", async || {
+        (sink.received_pending() >= 1).then_some(())
+    })
+    .await;
+    child.kill().unwrap(); // SIGKILL, mid-send
+    child.wait().unwrap();
+    let (mut child, _) = serve_child(&config, &sink);
+
+    // Every notice arrives; one may arrive twice, with the same Message-ID, never a third
+    // time and never under another id.
+    let store = recovery_info::store::Store::open(&config).await.unwrap();
+    let sent = eventually("both notices sent", async || {
+        let sent = store.notifications(Some(Status::Sent), 10).await.unwrap();
+        (sent.len() == 2).then_some(sent)
+    })
+    .await;
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let expected: BTreeSet<String> = sent
+        .iter()
+        .map(|n| format!("<{}@contoso.example>", n.id))
+        .collect();
+    let mails = sink.messages();
+    let mut seen = std::collections::BTreeMap::<String, usize>::new();
+    for m in &mails {
+        *seen.entry(m.message_id.clone()).or_default() += 1;
+    }
+    assert_eq!(
+        seen.keys().cloned().collect::<BTreeSet<_>>(),
+        expected,
+        "{mails:?}"
+    );
+    assert!(seen.values().all(|&n| n <= 2), "{seen:?}");
+    assert!(
+        seen.values().any(|&n| n == 2),
+        "the killed send should have been sent again: {seen:?}"
+    );
 }

@@ -5,9 +5,9 @@ the Message-ID, subject, text and HTML bodies decoded by Python's email package)
     python3 smtp_sink.py DIR PORT
 
 Environment: SMTP_SINK_REJECT — recipients (comma-separated) refused with 550 at RCPT, a
-permanently failing address; SMTP_SINK_DELAY — seconds to wait after DATA before answering
-250 (a `DIR/<n>.received` marker is written first), so that a test can kill a sender between
-its send and its bookkeeping. Prints "ready" when it listens.
+permanently failing address; SMTP_SINK_DELAY — seconds to wait after keeping a message before
+answering 250 (a `DIR/<n>.received` marker says it is waiting), so that a test can kill a
+sender between its send and its bookkeeping. Prints "ready" when it listens.
 """
 
 import asyncio
@@ -38,9 +38,6 @@ class Sink:
         self.count += 1
         n = f"{self.count:05d}-{time.time_ns()}"
         path = os.path.join(self.directory, n)
-        if self.delay:
-            open(path + ".received", "w").close()
-            await asyncio.sleep(self.delay)
         msg = email.message_from_bytes(envelope.original_content, policy=email.policy.default)
         plain, html = msg.get_body(("plain",)), msg.get_body(("html",))
         with open(path + ".json", "w") as f:
@@ -55,6 +52,11 @@ class Sink:
         with open(path + ".eml.tmp", "wb") as f:
             f.write(envelope.original_content)
         os.rename(path + ".eml.tmp", path + ".eml")
+        if self.delay:
+            # Kept, and the answer late: a sender killed now has had its message delivered
+            # without learning it.
+            open(path + ".received", "w").close()
+            await asyncio.sleep(self.delay)
         return "250 Message accepted"
 
 
