@@ -45,6 +45,14 @@ fn label(kind: MethodKind, language: Language) -> &'static str {
     }
 }
 
+/// "A" or "An" before an English label.
+fn article(label: &str) -> &'static str {
+    match label.starts_with(['a', 'e', 'i', 'o', 'u']) {
+        true => "An",
+        false => "A",
+    }
+}
+
 fn escape(text: &str) -> String {
     text.replace('&', "&amp;")
         .replace('<', "&lt;")
@@ -72,8 +80,9 @@ pub fn render(c: &Context<'_>) -> Rendered {
                     c.actor
                 ),
                 NoticeKind::MethodAdded => format!(
-                    "A {what} ({new}) was added to your administrator account's security info on \
-                     {when} by {}.",
+                    "{} {what} ({new}) was added to your administrator account's security info \
+                     on {when} by {}.",
+                    article(what),
                     c.actor
                 ),
                 NoticeKind::AdminOffboarded => format!(
@@ -85,7 +94,9 @@ pub fn render(c: &Context<'_>) -> Rendered {
             let subject = match c.kind {
                 NoticeKind::MethodChanged => format!("Your {what} was changed"),
                 NoticeKind::MethodRemoved => format!("Your {what} was removed"),
-                NoticeKind::MethodAdded => format!("A {what} was added to your security info"),
+                NoticeKind::MethodAdded => {
+                    format!("{} {what} was added to your security info", article(what))
+                }
                 NoticeKind::AdminOffboarded => "Your administrator account was offboarded".into(),
             };
             let warn = format!(
@@ -198,6 +209,21 @@ mod tests {
         assert_eq!(da.subject, "Din alternative e-mail er blevet ændret");
         assert!(da.text.contains("Hvis det ikke var dig"), "{}", da.text);
         assert!(da.html.starts_with("<!DOCTYPE html><html lang=\"da\">"));
+        let mut added = context(Language::En);
+        added.kind = NoticeKind::MethodAdded;
+        added.about = MethodKind::AlternatePhone;
+        added.new_value = Some("+4540112233");
+        let r = render(&added);
+        assert_eq!(
+            r.subject,
+            "An alternate phone was added to your security info"
+        );
+        assert!(
+            r.text
+                .starts_with("An alternate phone (+45 •• •• •• 33) was added"),
+            "{}",
+            r.text
+        );
     }
 
     #[test]
