@@ -63,7 +63,8 @@ impl CommandOutcome {
 
 /// An outcome as an idempotency record keeps it: what builds before typed outcomes stored as
 /// the answer's JSON body (`{"method", "version", "position"}`, `method` absent after a
-/// removal; a settings answer `{"domains", "reset_policy": {"name"}, "version", "position"}`),
+/// removal; a settings answer `{"domains", "reset_policy": {"name"}, "version", "position"}`,
+/// and `notifications` once a tenant set them),
 /// positions plain. Told apart by their fields, so those records need no conversion. Fields may
 /// be added (with defaults), never renamed.
 #[derive(Serialize, Deserialize)]
@@ -72,6 +73,8 @@ enum Recorded {
     Settings {
         domains: Vec<TenantDomain>,
         reset_policy: RecordedPolicy,
+        /// Added with the notices (issue 21): absent in older records, and while they are the
+        /// defaults (so that a retry of an older command answers byte for byte as it did).
         #[serde(default, skip_serializing_if = "NoticeSettings::is_default")]
         notifications: NoticeSettings,
         version: u64,

@@ -27,6 +27,7 @@ use crate::store::notifications::{Channel, Delivery, Notification, Status};
 use crate::store::{EventLog, NotificationStorage, Store, StoreError};
 use channels::Channels;
 use chrono::{DateTime, Utc};
+use std::collections::HashMap;
 use std::time::Duration;
 use tokio::task::JoinHandle;
 
@@ -104,23 +105,36 @@ pub async fn enqueue_batch(store: &Store) -> Result<usize, StoreError> {
     let Some(to) = batch.last().map(|e| e.position) else {
         return Ok(0);
     };
+    // The streams the batch's notices need, in one read: each admin's, and their tenants'.
+    let telling: Vec<&RecordedEvent> = batch
+        .iter()
+        .filter(|e| NoticeKind::of(&e.event).is_some() && e.stream.admin().is_some())
+        .collect();
+    let mut wanted: Vec<(StreamId, u64)> = Vec::new();
+    for e in &telling {
+        for stream in [e.stream, StreamId::Tenant(e.stream.tenant())] {
+            if !wanted.iter().any(|(s, _)| *s == stream) {
+                wanted.push((stream, 0));
+            }
+        }
+    }
+    let mut streams: HashMap<StreamId, Vec<RecordedEvent>> = HashMap::new();
+    if !wanted.is_empty() {
+        for e in store.load_streams(&wanted).await? {
+            streams.entry(e.stream).or_default().push(e);
+        }
+    }
     let mut rows = Vec::new();
     let now = Utc::now();
-    for event in batch.iter().filter(|e| NoticeKind::of(&e.event).is_some()) {
+    for event in telling {
         let StreamId::Admin(tenant, admin) = event.stream else {
             continue;
         };
-        let streams = store
-            .load_streams(&[
-                (StreamId::Admin(tenant, admin), 0),
-                (StreamId::Tenant(tenant), 0),
-            ])
-            .await?;
-        let (admin_events, tenant_events): (Vec<_>, Vec<_>) = streams
-            .into_iter()
-            .partition(|e| matches!(e.stream, StreamId::Admin(..)));
-        let settings = settings_at(&tenant_events, event.position);
-        let (state, _) = before(&admin_events, event.position);
+        let none = Vec::new();
+        let admin_events = streams.get(&event.stream).unwrap_or(&none);
+        let tenant_events = streams.get(&StreamId::Tenant(tenant)).unwrap_or(&none);
+        let settings = settings_at(tenant_events, event.position);
+        let (state, _) = before(admin_events, event.position);
         for notice in notices(&event.event, &state) {
             if !settings.enabled(notice.kind) {
                 continue;

@@ -35,13 +35,15 @@ pub struct NotificationsBody {
     disabled: Option<Vec<String>>,
 }
 
-/// The tenant's settings: domains and reset policy.
+/// The tenant's settings: domains, reset policy, and the notices' settings once set.
 pub(crate) fn settings_json(s: &TenantState) -> Value {
-    json!({
-        "domains": s.domains,
-        "reset_policy": {"name": s.policy.name()},
-        "notifications": crate::events::notice_settings_json(&s.notices),
-    })
+    let mut body = json!({"domains": s.domains, "reset_policy": {"name": s.policy.name()}});
+    // Shown once set (absent: English, every kind on), so that the answers of older builds and
+    // of this one have the same shape for a tenant that never set them.
+    if !s.notices.is_default() {
+        body["notifications"] = crate::events::notice_settings_json(&s.notices);
+    }
+    body
 }
 
 /// The settings with the tenant stream's version and `position` (the stream's, as the tenant
