@@ -53,6 +53,9 @@ pub struct ServerConfig {
     pub publisher: Option<PublisherConfig>,
     /// The key that signs the log's checkpoints, and when (where projections run).
     pub checkpoints: CheckpointConfig,
+    /// The console's development sign-in (only without an OpenID issuer, with the service's
+    /// own secret).
+    pub dev_sign_in: bool,
     /// The notices to the old contact (where projections run; none: off).
     pub notifier: Option<crate::notify::NotifierConfig>,
 }
@@ -224,6 +227,19 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Server> {
         positions,
     )
     .with_audit_key(signer.verifier());
+    let state = match (
+        &config.jwt_secret,
+        config.oidc.is_none() && config.dev_sign_in,
+    ) {
+        (Some(secret), true) => {
+            tracing::warn!(
+                "the console's development sign-in is on: anyone who reaches this port can \
+                 mint a token (configure an OpenID issuer, or --no-dev-sign-in)"
+            );
+            state.with_dev_sign_in(JwtKeys::new(secret))
+        }
+        _ => state,
+    };
     let mut shutdown = Vec::new();
     let metrics_http = metrics_listener.map(|listener| {
         let service = http::metrics::service(state.clone());

@@ -65,6 +65,10 @@ pub struct ServeArgs {
     pub signing: SigningArgs,
     #[command(flatten)]
     pub notify: NotifyArgs,
+    /// No development sign-in on the console (it is on only on the embedded store, listening
+    /// on loopback, without an OpenID issuer).
+    #[arg(long, env = "RECOVERY_NO_DEV_SIGN_IN")]
+    pub no_dev_sign_in: bool,
     /// Sign no checkpoints here (another replica does, or none is wanted).
     #[arg(long, env = "RECOVERY_NO_CHECKPOINTS")]
     pub no_checkpoints: bool,
@@ -279,6 +283,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         run_projections: !args.no_projections,
         publisher,
         notifier: args.notify.config()?,
+        dev_sign_in: !args.no_dev_sign_in
+            && matches!(store, StoreConfig::Embedded { .. })
+            && args.listen.ip().is_loopback(),
         checkpoints: crate::audit::checkpoints::CheckpointConfig {
             enabled: !args.no_checkpoints,
             key_file: args.signing.signing_key_file.clone(),

@@ -2,6 +2,7 @@
 //! the headers every answer carries).
 
 pub mod auth;
+pub mod console;
 pub(crate) mod error;
 pub(crate) mod extract;
 pub(crate) mod listener;
@@ -53,6 +54,8 @@ pub struct Shared {
     pub positions: Positions,
     /// The key that signs the log's checkpoints (none: the server does not sign).
     pub audit_key: Option<crate::audit::note::NoteVerifier>,
+    /// The console's development sign-in mints with these (none: off).
+    pub dev_sign_in: Option<auth::JwtKeys>,
 }
 
 impl HttpState {
@@ -74,7 +77,17 @@ impl HttpState {
             stream_shutdown,
             positions,
             audit_key: None,
+            dev_sign_in: None,
         }))
+    }
+
+    /// With the console's development sign-in, minting with `keys` (before the state is
+    /// shared).
+    pub fn with_dev_sign_in(mut self, keys: auth::JwtKeys) -> Self {
+        if let Some(shared) = Arc::get_mut(&mut self.0) {
+            shared.dev_sign_in = Some(keys);
+        }
+        self
     }
 
     /// With the key that signs the log's checkpoints (before the state is shared).
@@ -205,6 +218,10 @@ fn router(state: HttpState) -> Router {
         .route(&tenant("/settings"), get(settings::get).put(settings::put))
         .route(&tenant("/audit/proof/inclusion"), get(audit::inclusion))
         .route(&tenant("/audit/proof/consistency"), get(audit::consistency))
+        .route("/", get(console::index))
+        .route("/console/config.json", get(console::config))
+        .route("/console/dev-sign-in", post(console::dev_sign_in))
+        .route("/console/{file}", get(console::file))
         .route("/v1/audit/public-key", get(audit::public_key))
         .route("/v1/audit/checkpoints", get(audit::checkpoints))
         .route(

@@ -10,6 +10,7 @@ mod checkpoints;
 mod cli;
 mod cluster;
 mod concurrency;
+mod console;
 mod deploy;
 mod eligibility;
 mod embedded;

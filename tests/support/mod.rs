@@ -135,6 +135,8 @@ pub struct Options {
     pub checkpoints: recovery_info::audit::checkpoints::CheckpointConfig,
     /// The notices to the old contact (default: on, no channel).
     pub notifier: Option<recovery_info::notify::NotifierConfig>,
+    /// The console's development sign-in.
+    pub dev_sign_in: bool,
 }
 
 impl Default for Options {
@@ -151,6 +153,7 @@ impl Default for Options {
             own_tokens: true,
             checkpoints: Default::default(),
             notifier: Some(Default::default()),
+            dev_sign_in: false,
         }
     }
 }
@@ -240,6 +243,7 @@ pub async fn spawn_store(store: StoreConfig, options: Options) -> TestApp {
         publisher: options.publisher,
         checkpoints: options.checkpoints,
         notifier: options.notifier,
+        dev_sign_in: options.dev_sign_in,
     })
     .await
     .expect("start the service");

@@ -67,7 +67,12 @@ fn view_json(
         "version": state.version,
         "position": positions.show(tenant, position),
         "offboarded": state.offboarded,
-        "methods": state.methods,
+        // The value, and its mask for a console that shows it to someone not its owner.
+        "methods": state.methods.iter().map(|m| {
+            let mut method = json!(m);
+            method["masked_value"] = json!(crate::domain::mask(m.kind, &m.value));
+            method
+        }).collect::<Vec<_>>(),
     })
 }
 

@@ -1,0 +1,414 @@
+// The console: plain ES modules served by `recovery-info serve`, no build step. The token is
+// kept in this module's memory only (never in storage or a URL); every page is drawn with DOM
+// calls and `textContent` (no HTML from data), which the Content-Security-Policy allows without
+// `unsafe-inline`.
+import { catalogues, language, preferred, setLanguage, t } from "./i18n.js";
+
+const KINDS = ["mobile_phone", "alternate_phone", "office_phone", "email"];
+const ROLES = ["self_service", "authentication_admin", "auditor", "dashboard"];
+
+const session = { token: null, claims: null, config: null };
+
+// ---------------------------------------------------------------------------------------------
+// DOM helpers
+
+function h(tag, attrs = {}, ...children) {
+  const el = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (v === false || v === null || v === undefined) continue;
+    if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
+    else if (k === "text") el.textContent = v;
+    else el.setAttribute(k, v === true ? "" : v);
+  }
+  for (const c of children.flat()) {
+    if (c !== null && c !== undefined && c !== false) el.append(c instanceof Node ? c : String(c));
+  }
+  return el;
+}
+
+function main() {
+  return document.getElementById("main");
+}
+
+function show(...nodes) {
+  main().replaceChildren(...nodes.filter((n) => n !== null && n !== undefined && n !== false));
+}
+
+function uuid() {
+  return crypto.randomUUID();
+}
+
+// ---------------------------------------------------------------------------------------------
+// The API
+
+class ApiError extends Error {
+  constructor(status, problem) {
+    super(problem?.detail || `HTTP ${status}`);
+    this.status = status;
+    this.code = problem?.code || `http_${status}`;
+  }
+}
+
+async function api(method, path, { body, ifMatch } = {}) {
+  const headers = { Accept: "application/json" };
+  if (session.token) headers.Authorization = `Bearer ${session.token}`;
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  if (ifMatch !== undefined) headers["If-Match"] = `"${ifMatch}"`;
+  const r = await fetch(path, {
+    method,
+    headers,
+    body: body === undefined ? undefined : JSON.stringify(body),
+    cache: "no-store",
+  });
+  const text = await r.text();
+  const data = text ? JSON.parse(text) : null;
+  if (!r.ok) throw new ApiError(r.status, data);
+  return data;
+}
+
+/// The words of an API error, for a person.
+function explain(e) {
+  const key = `err_${e.code}`;
+  return catalogues.en[key] ? t(key) : t("error_generic", { code: e.code });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Layout
+
+function header() {
+  const select = h(
+    "select",
+    {
+      id: "language",
+      onchange: (ev) => {
+        setLanguage(ev.target.value);
+        render();
+      },
+    },
+    ...Object.keys(catalogues).map((l) =>
+      h("option", { value: l, selected: l === language() }, l === "en" ? "English" : "Dansk"),
+    ),
+  );
+  const nav = h(
+    "nav",
+    { "aria-label": "Main" },
+    session.token ? h("a", { href: "#/security-info" }, t("nav_security_info")) : null,
+    session.token
+      ? h(
+          "button",
+          {
+            type: "button",
+            id: "sign-out",
+            onclick: () => {
+              session.token = null;
+              session.claims = null;
+              location.hash = "#/sign-in";
+            },
+          },
+          t("nav_sign_out"),
+        )
+      : h("a", { href: "#/sign-in" }, t("nav_sign_in")),
+  );
+  const who = session.claims
+    ? h("p", { class: "who" }, t("signed_in_as", { subject: session.claims.sub, role: session.claims.roles.join(", ") }))
+    : null;
+  const bar = document.getElementById("bar");
+  bar.replaceChildren(
+    ...[
+      h("span", { class: "brand" }, t("title")),
+      nav,
+      who,
+      h("label", { for: "language", class: "lang" }, t("language"), " ", select),
+    ].filter(Boolean),
+  );
+}
+
+function field(id, label, input, error) {
+  return h(
+    "div",
+    { class: "field" },
+    h("label", { for: id }, label),
+    input,
+    h("p", { id: `${id}-error`, class: "error", role: "alert", hidden: !error }, error || ""),
+  );
+}
+
+/// Shows `message` beside the field `id` and moves the focus there.
+function fieldError(id, message) {
+  const p = document.getElementById(`${id}-error`);
+  const input = document.getElementById(id);
+  p.textContent = message;
+  p.hidden = false;
+  input.setAttribute("aria-invalid", "true");
+  input.setAttribute("aria-describedby", `${id}-error`);
+  input.focus();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sign-in (development: the server mints a short-lived token)
+
+function signInPage() {
+  if (!session.config?.dev_sign_in) {
+    show(h("h1", {}, t("sign_in_heading")), h("p", {}, t("no_sign_in")));
+    return;
+  }
+  const role = h(
+    "select",
+    { id: "role", name: "role" },
+    ...ROLES.map((r) => h("option", { value: r }, t(`role_${r}`))),
+  );
+  const form = h(
+    "form",
+    {
+      id: "sign-in",
+      onsubmit: async (ev) => {
+        ev.preventDefault();
+        const data = new FormData(ev.target);
+        const chosen = data.get("role");
+        const admin = String(data.get("admin")).trim();
+        try {
+          const answer = await api("POST", "/console/dev-sign-in", {
+            body: {
+              tenant_id: String(data.get("tenant")).trim(),
+              subject: chosen === "self_service" ? admin : String(data.get("subject")).trim(),
+              roles: [chosen],
+            },
+          });
+          session.token = answer.token;
+          session.claims = answer.claims;
+          session.admin = admin;
+          location.hash = "#/security-info";
+        } catch (e) {
+          fieldError("tenant", explain(e));
+        }
+      },
+    },
+    h("p", { class: "banner dev", role: "note" }, t("dev_banner")),
+    field("tenant", t("tenant"), h("input", { id: "tenant", name: "tenant", value: uuid(), required: true, autocomplete: "off" })),
+    field("role", t("role"), role),
+    field("admin", t("admin"), h("input", { id: "admin", name: "admin", value: uuid(), required: true, autocomplete: "off" })),
+    field("subject", t("subject"), h("input", { id: "subject", name: "subject", value: "helpdesk", autocomplete: "off" })),
+    h("button", { type: "submit", class: "primary" }, t("sign_in")),
+  );
+  show(h("h1", {}, t("sign_in_heading")), form);
+  document.getElementById("tenant").focus();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Security info: the admin's methods, Add / Change / Remove, and the eligibility banner
+
+const page = { admin: null, view: null, editing: null, adding: false, notice: null, stale: false };
+
+function adminPath(rest = "") {
+  return `/v1/tenants/${session.claims.tid}/admins/${page.admin}${rest}`;
+}
+
+async function load(position) {
+  const q = position ? `?min_position=${encodeURIComponent(position)}` : "";
+  const [view, verdict] = await Promise.all([
+    api("GET", adminPath(`/methods${q}`)),
+    api("GET", adminPath(`/reset-eligibility${q}`)),
+  ]);
+  page.view = view;
+  page.verdict = verdict;
+}
+
+function kindsToAdd() {
+  const have = new Set((page.view?.methods || []).map((m) => m.kind));
+  return KINDS.filter((k) => !have.has(k) && (k !== "alternate_phone" || have.has("mobile_phone")));
+}
+
+function valueLabel(kind) {
+  return t(kind === "email" ? "value_email" : "value_phone");
+}
+
+function banner() {
+  const v = page.verdict;
+  if (!v) return null;
+  if (v.eligible) {
+    const methods = v.usable_methods.map((m) => `${t(`kind_${m.kind}`)} (${m.masked_value})`).join(t("and"));
+    return h("p", { id: "eligibility", class: "banner ok", role: "status" }, t("eligible", { methods }));
+  }
+  const missing = v.missing[0] || "another_method";
+  return h("p", { id: "eligibility", class: "banner warn", role: "status" }, t(`not_eligible_${missing}`));
+}
+
+async function command(run) {
+  try {
+    const answer = await run();
+    page.editing = null;
+    page.adding = false;
+    page.stale = false;
+    page.notice = t("saved");
+    await load(answer.position);
+    securityInfo();
+    return null;
+  } catch (e) {
+    if (e.code === "version_mismatch") {
+      page.stale = true;
+      securityInfo();
+      return null;
+    }
+    return e;
+  }
+}
+
+function methodRow(m) {
+  const owner = session.claims.sub === page.admin;
+  if (page.editing === m.id) {
+    const id = `value-${m.id}`;
+    const form = h(
+      "form",
+      {
+        class: "edit",
+        onsubmit: async (ev) => {
+          ev.preventDefault();
+          const value = document.getElementById(id).value;
+          const e = await command(() =>
+            api("PATCH", adminPath(`/methods/${m.id}`), { body: { value }, ifMatch: page.view.version }),
+          );
+          if (e) fieldError(id, explain(e));
+        },
+      },
+      field(id, valueLabel(m.kind), h("input", { id, name: "value", value: owner ? m.value : "", autocomplete: "off", required: true })),
+      h("button", { type: "submit", class: "primary" }, t("save")),
+      h("button", { type: "button", onclick: () => { page.editing = null; securityInfo(); } }, t("cancel")),
+    );
+    return h("li", { class: "method" }, h("h3", {}, t(`kind_${m.kind}`)), form);
+  }
+  return h(
+    "li",
+    { class: "method" },
+    h("h3", {}, t(`kind_${m.kind}`)),
+    h("p", { class: "value" }, owner ? m.value : m.masked_value || "•••"),
+    h("button", { type: "button", "aria-label": `${t("change")} ${t(`kind_${m.kind}`)}`, onclick: () => { page.editing = m.id; securityInfo(); document.getElementById(`value-${m.id}`).focus(); } }, t("change")),
+    h(
+      "button",
+      {
+        type: "button",
+        "aria-label": `${t("remove")} ${t(`kind_${m.kind}`)}`,
+        onclick: async () => {
+          if (!confirm(t("confirm_remove", { kind: t(`kind_${m.kind}`) }))) return;
+          const e = await command(() => api("DELETE", adminPath(`/methods/${m.id}`), { ifMatch: page.view.version }));
+          if (e) {
+            page.notice = explain(e);
+            securityInfo();
+          }
+        },
+      },
+      t("remove"),
+    ),
+  );
+}
+
+function addForm() {
+  const kinds = kindsToAdd();
+  const kind = h(
+    "select",
+    { id: "add-kind", name: "kind", onchange: (ev) => { document.querySelector('label[for="add-value"]').textContent = valueLabel(ev.target.value); } },
+    ...kinds.map((k) => h("option", { value: k }, t(`kind_${k}`))),
+  );
+  return h(
+    "form",
+    {
+      id: "add",
+      onsubmit: async (ev) => {
+        ev.preventDefault();
+        const data = new FormData(ev.target);
+        const e = await command(() =>
+          api("POST", adminPath("/methods"), {
+            body: { kind: data.get("kind"), value: data.get("value") },
+            ifMatch: page.view.version,
+          }),
+        );
+        if (e) fieldError("add-value", explain(e));
+      },
+    },
+    h("h2", {}, t("add_method")),
+    field("add-kind", t("kind"), kind),
+    field("add-value", valueLabel(kinds[0]), h("input", { id: "add-value", name: "value", autocomplete: "off", required: true })),
+    h("button", { type: "submit", class: "primary" }, t("save")),
+    h("button", { type: "button", onclick: () => { page.adding = false; securityInfo(); } }, t("cancel")),
+  );
+}
+
+function securityInfo() {
+  const chooser = session.claims.roles.includes("self_service")
+    ? null
+    : h(
+        "form",
+        {
+          id: "choose-admin",
+          onsubmit: async (ev) => {
+            ev.preventDefault();
+            page.admin = document.getElementById("which-admin").value.trim();
+            await refresh();
+          },
+        },
+        field("which-admin", t("which_admin"), h("input", { id: "which-admin", value: page.admin || "", autocomplete: "off" })),
+        h("button", { type: "submit" }, t("show")),
+      );
+  const methods = page.view?.methods || [];
+  const stale = page.stale
+    ? h("p", { class: "banner warn", role: "alert", id: "stale" }, t("changed_elsewhere"), " ",
+        h("button", { type: "button", onclick: () => refresh() }, t("reload")))
+    : null;
+  show(
+    h("h1", {}, t("security_info_heading")),
+    h("p", {}, t("security_info_intro")),
+    chooser,
+    stale,
+    banner(),
+    page.notice ? h("p", { class: "notice", role: "status" }, page.notice) : null,
+    methods.length ? h("ul", { class: "methods" }, ...methods.map(methodRow)) : h("p", {}, t("no_methods")),
+    page.adding
+      ? addForm()
+      : kindsToAdd().length
+        ? h("button", { type: "button", id: "add-method", class: "primary", onclick: () => { page.adding = true; page.notice = null; securityInfo(); document.getElementById("add-kind").focus(); } }, t("add_method"))
+        : null,
+  );
+}
+
+async function refresh() {
+  page.stale = false;
+  page.notice = null;
+  try {
+    await load();
+  } catch (e) {
+    page.notice = explain(e);
+  }
+  securityInfo();
+}
+
+async function securityInfoPage() {
+  if (!session.token) {
+    location.hash = "#/sign-in";
+    return;
+  }
+  if (!page.admin) page.admin = session.claims.roles.includes("self_service") ? session.claims.sub : session.admin;
+  show(h("p", {}, t("loading")));
+  await refresh();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Routing
+
+function render() {
+  header();
+  const route = location.hash || "#/sign-in";
+  if (route.startsWith("#/security-info")) securityInfoPage();
+  else signInPage();
+}
+
+async function start() {
+  setLanguage(preferred(navigator.languages));
+  try {
+    session.config = await api("GET", "/console/config.json");
+  } catch {
+    session.config = { dev_sign_in: false };
+  }
+  window.addEventListener("hashchange", render);
+  render();
+}
+
+start();

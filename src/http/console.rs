@@ -1,0 +1,131 @@
+//! The web console (`console/`): plain ES modules compiled into the binary and served at `/`,
+//! with a Content-Security-Policy that allows nothing inline, and — where no identity provider
+//! is configured and the service listens on loopback — a development sign-in that mints a
+//! short-lived token for the tenant, subject and role the user picks.
+//!
+//! No build step: the console is four files a browser runs as they are, so the README's two
+//! commands (run, test) stay the only ones and nothing from the npm registry ships in the
+//! binary (only the tests fetch Playwright and axe-core).
+
+use super::HttpState;
+use super::auth::{JwtKeys, Role};
+use super::error::ApiError;
+use super::extract::JsonBody;
+use crate::error::Code;
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+/// The console's files: name, content type, text.
+const FILES: &[(&str, &str, &str)] = &[
+    (
+        "app.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../console/app.js"),
+    ),
+    (
+        "i18n.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../console/i18n.js"),
+    ),
+    (
+        "style.css",
+        "text/css; charset=utf-8",
+        include_str!("../../console/style.css"),
+    ),
+];
+
+const INDEX: &str = include_str!("../../console/index.html");
+
+/// Scripts and styles from this origin only, nothing inline, no framing, requests to the API
+/// only.
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; \
+     style-src 'self'; connect-src 'self'; img-src 'self'; form-action 'self'; \
+     base-uri 'none'; frame-ancestors 'none'";
+
+/// How long a development token lasts.
+pub const DEV_TOKEN_SECONDS: i64 = 15 * 60;
+
+fn page(content_type: &'static str, body: &'static str) -> Response {
+    let mut r = body.into_response();
+    let h = r.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CONTENT_SECURITY_POLICY),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    r
+}
+
+/// `GET /`: the console's page.
+pub async fn index() -> Response {
+    page("text/html; charset=utf-8", INDEX)
+}
+
+/// `GET /console/{file}`.
+pub async fn file(Path(name): Path<String>) -> Result<Response, ApiError> {
+    FILES
+        .iter()
+        .find(|(n, _, _)| *n == name)
+        .map(|(_, ct, body)| page(ct, body))
+        .ok_or_else(|| ApiError::new(Code::NotFound, "no such file of the console"))
+}
+
+/// `GET /console/config.json`: how the console signs in.
+pub async fn config(State(s): State<HttpState>) -> Json<Value> {
+    Json(json!({"dev_sign_in": s.dev_sign_in.is_some()}))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DevSignIn {
+    tenant_id: Uuid,
+    subject: String,
+    roles: Vec<Role>,
+}
+
+/// `POST /console/dev-sign-in`: a token for the tenant, subject and roles asked for, minted
+/// with the service's own key, lasting 15 minutes; 404 where the development sign-in is off.
+pub async fn dev_sign_in(
+    State(s): State<HttpState>,
+    body: Result<JsonBody<DevSignIn>, ApiError>,
+) -> Result<Json<Value>, ApiError> {
+    let keys: &JwtKeys = s
+        .dev_sign_in
+        .as_ref()
+        .ok_or_else(|| ApiError::new(Code::NotFound, "the development sign-in is off"))?;
+    let body = body?.value;
+    let subject = body.subject.trim();
+    if subject.is_empty() || subject.len() > 200 || subject.chars().any(char::is_control) {
+        return Err(ApiError::new(
+            Code::InvalidBody,
+            "the subject is 1 to 200 characters, no control characters",
+        ));
+    }
+    if body.roles.is_empty() {
+        return Err(ApiError::new(Code::InvalidBody, "at least one role"));
+    }
+    let token = keys
+        .mint(body.tenant_id, subject, &body.roles, DEV_TOKEN_SECONDS)
+        .map_err(|e| ApiError::new(Code::InternalError, e.to_string()))?;
+    tracing::info!(tenant_id = %body.tenant_id, subject, "development sign-in");
+    Ok(Json(json!({
+        "token": token,
+        "expires_in": DEV_TOKEN_SECONDS,
+        "claims": {"tid": body.tenant_id, "sub": subject, "roles": body.roles},
+    })))
+}

@@ -1,0 +1,144 @@
+//! The web console end to end, on both stores: `tests/console/flow.mjs` drives Debian's
+//! Chromium with playwright-core through the help page's flow against the real service, checks
+//! it with axe-core and in Danish, and leaves screenshots in `target/console-screenshots/`.
+
+use crate::support::{Backend, Options, assert_problem, fresh_store, spawn_backend, spawn_store};
+use serde_json::{Value, json};
+use std::process::Command;
+
+crate::on_both_backends!(
+    the_help_pages_flow_works_in_the_browser,
+    the_console_is_served_with_a_strict_policy_and_no_sign_in_without_it,
+);
+
+async fn the_help_pages_flow_works_in_the_browser(backend: Backend) {
+    let app = spawn_store(
+        fresh_store(backend).await,
+        Options {
+            dev_sign_in: true,
+            ..Options::default()
+        },
+    )
+    .await;
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/console");
+    let shots = format!(
+        "{}/target/console-screenshots/{backend:?}",
+        env!("CARGO_MANIFEST_DIR")
+    )
+    .to_lowercase();
+    let base = app.base.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new("node")
+            .current_dir(dir)
+            .arg("flow.mjs")
+            .arg(&base)
+            .arg(&shots)
+            .output()
+            .expect("node (scripts/test installs playwright-core and chromium)")
+    })
+    .await
+    .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    let result: Value = serde_json::from_str(said.lines().last().unwrap_or("{}"))
+        .unwrap_or_else(|_| panic!("{out:?}"));
+    assert_eq!(
+        result["ok"],
+        true,
+        "{result}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // What the browser did is in the log, by the admin it signed in as.
+    let tenant = result["tenant"].as_str().unwrap();
+    let admin = result["admin"].as_str().unwrap();
+    let auditor = app.token_for(
+        tenant.parse().unwrap(),
+        "auditor",
+        &[recovery_info::http::auth::Role::Auditor],
+    );
+    let history: Value = reqwest::Client::new()
+        .get(format!(
+            "{}/v1/tenants/{tenant}/admins/{admin}/history",
+            app.base
+        ))
+        .bearer_auth(auditor)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let types: Vec<_> = history["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["type"].as_str().unwrap().to_owned(),
+                e["actor"]["subject"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let expected = [
+        ("MethodAdded", admin),
+        ("MethodAdded", admin),
+        ("MethodChanged", admin),
+        ("MethodRemoved", admin),
+        ("MethodAdded", "helpdesk-1"),
+    ];
+    assert_eq!(
+        types,
+        expected.map(|(t, s)| (t.to_owned(), s.to_owned())),
+        "{history}"
+    );
+}
+
+async fn the_console_is_served_with_a_strict_policy_and_no_sign_in_without_it(backend: Backend) {
+    let app = spawn_backend(backend).await;
+    let client = reqwest::Client::new();
+    let r = client.get(format!("{}/", app.base)).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let csp = r.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        csp.contains("default-src 'none'") && !csp.contains("unsafe"),
+        "{csp}"
+    );
+    assert_eq!(r.headers()["x-content-type-options"], "nosniff");
+    assert!(r.text().await.unwrap().contains("/console/app.js"));
+    let r = client
+        .get(format!("{}/console/app.js", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/javascript")
+    );
+    let r = client
+        .get(format!("{}/console/secrets.txt", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(r, 404, "not_found").await;
+    // Off unless asked for (the embedded default on loopback, with no issuer): no token minted.
+    let config: Value = client
+        .get(format!("{}/console/config.json", app.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(config, json!({"dev_sign_in": false}));
+    let r = client
+        .post(format!("{}/console/dev-sign-in", app.base))
+        .json(&json!({"tenant_id": app.tenant, "subject": "x", "roles": ["auditor"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(r, 404, "not_found").await;
+}

@@ -1,0 +1,170 @@
+// The help page's flow in the console, in headless Chromium (Debian's, driven by
+// playwright-core): sign in, add a phone typed as people type it, add an email in the tenant's
+// domain (the error is shown beside the field), fix it, see "eligible", change the phone,
+// remove the email, see "not eligible" with the reason; a change made elsewhere meanwhile
+// shows "changed elsewhere — reload"; axe-core finds no serious issue; the Danish page is in
+// Danish. Exits non-zero with the first failed expectation.
+//
+//   node flow.mjs BASE_URL SCREENSHOT_DIR
+import { chromium } from "playwright-core";
+import { readFileSync, mkdirSync } from "node:fs";
+import { createRequire } from "node:module";
+
+const [base, shots] = process.argv.slice(2);
+mkdirSync(shots, { recursive: true });
+const axeSource = readFileSync(createRequire(import.meta.url).resolve("axe-core/axe.min.js"), "utf8");
+
+function expect(ok, what) {
+  if (!ok) throw new Error(`expected: ${what}`);
+}
+
+const browser = await chromium.launch({
+  executablePath: "/usr/bin/chromium",
+  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+});
+const problems = [];
+const checked = [];
+
+async function newPage(locale) {
+  const context = await browser.newContext({ locale });
+  const page = await context.newPage();
+  page.on("console", (m) => {
+    // HTTP errors the page handles (422, 412, the favicon's 404) are logged by Chromium as
+    // failed loads; anything else (a CSP refusal, a script error) is a problem.
+    if (m.type() === "error" && !m.text().startsWith("Failed to load resource")) {
+      problems.push(`console error: ${m.text()}`);
+    }
+  });
+  page.on("pageerror", (e) => problems.push(`page error: ${e.message}`));
+  page.on("request", (r) => {
+    if (/eyJ[A-Za-z0-9_-]{10,}/.test(r.url())) problems.push(`a token in a URL: ${r.url()}`);
+  });
+  page.on("dialog", (d) => d.accept());
+  return page;
+}
+
+async function axe(page, name) {
+  await page.evaluate(axeSource);
+  const result = await page.evaluate(async () => await window.axe.run(document, { resultTypes: ["violations"] }));
+  const serious = result.violations.filter((v) => v.impact === "serious" || v.impact === "critical");
+  expect(serious.length === 0, `no serious accessibility issue on ${name}: ${JSON.stringify(serious.map((v) => [v.id, v.nodes.map((n) => n.target)]))}`);
+  checked.push(`axe ${name}: ${result.violations.length} minor`);
+}
+
+async function mint(tenant, role, subject) {
+  const r = await fetch(`${base}/console/dev-sign-in`, {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ tenant_id: tenant, subject, roles: [role] }),
+  });
+  expect(r.ok, `a development token (${r.status})`);
+  return (await r.json()).token;
+}
+
+async function apiCall(token, method, path, body) {
+  const r = await fetch(`${base}${path}`, {
+    method,
+    headers: { Authorization: `Bearer ${token}`, "Content-Type": "application/json" },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  expect(r.ok, `${method} ${path} succeeds (${r.status} ${await r.clone().text()})`);
+  return r.json();
+}
+
+const text = async (page, selector) => (await page.locator(selector).innerText()).trim();
+
+try {
+  // The page and its headers: a CSP without anything inline.
+  const page = await newPage("en-US");
+  const response = await page.goto(base + "/");
+  const csp = response.headers()["content-security-policy"] || "";
+  expect(csp.includes("script-src 'self'") && !csp.includes("unsafe-inline"), `a strict CSP: ${csp}`);
+  await page.locator("#sign-in").waitFor();
+  expect((await text(page, ".banner.dev")).startsWith("Development sign-in"), "the development sign-in is marked");
+  await axe(page, "sign-in");
+  await page.screenshot({ path: `${shots}/sign-in.png`, fullPage: true });
+
+  // The tenant's own domain, set by its authentication admin.
+  const tenant = await page.inputValue("#tenant");
+  const admin = await page.inputValue("#admin");
+  const helpdesk = await mint(tenant, "authentication_admin", "helpdesk-1");
+  await apiCall(helpdesk, "PUT", `/v1/tenants/${tenant}/settings`, { domains: ["contoso.com"] });
+
+  // Sign in as the admin, self-service.
+  await page.selectOption("#role", "self_service");
+  await page.click('#sign-in button[type="submit"]');
+  await page.locator("text=No methods yet.").waitFor();
+  expect((await text(page, "#eligibility")).startsWith("Add"), "not eligible at first");
+
+  // Add method: only the kinds the rules allow now (no alternate phone before a phone).
+  await page.click("#add-method");
+  const kinds = await page.locator("#add-kind option").evaluateAll((os) => os.map((o) => o.value));
+  expect(!kinds.includes("alternate_phone") && kinds.includes("mobile_phone"), `the kinds offered: ${kinds}`);
+  await page.selectOption("#add-kind", "mobile_phone");
+  await page.fill("#add-value", "+45 20 12 34 56");
+  await page.click('#add button[type="submit"]');
+  await page.locator("li.method .value", { hasText: "+4520123456" }).waitFor();
+  expect((await text(page, "#eligibility")) === "Add an alternate email to be able to reset your password.", "the reason: no email");
+
+  // An email in the tenant's domain: the rule's words beside the field, the focus on it.
+  await page.click("#add-method");
+  await page.selectOption("#add-kind", "email");
+  await page.fill("#add-value", "jane@contoso.com");
+  await page.click('#add button[type="submit"]');
+  await page.locator("#add-value-error:not([hidden])").waitFor();
+  expect((await text(page, "#add-value-error")).startsWith("Use an email address outside your organisation"), "the error in words");
+  expect(await page.evaluate(() => document.activeElement?.id === "add-value"), "the focus on the field in error");
+  await axe(page, "security info with an error");
+  await page.screenshot({ path: `${shots}/security-info-error.png`, fullPage: true });
+  await page.fill("#add-value", "jane@example.org");
+  await page.click('#add button[type="submit"]');
+  await page.locator("#eligibility.ok").waitFor();
+  const eligible = await text(page, "#eligibility");
+  expect(eligible === "You can reset your password with Phone (+45 •• •• •• 56) and Email (j•••@example.org).", `eligible: ${eligible}`);
+  expect(!(await page.locator("main").innerText()).includes("null"), "nothing drawn as null");
+  await page.screenshot({ path: `${shots}/security-info.png`, fullPage: true });
+
+  // Change the phone.
+  await page.click('button[aria-label="Change Phone"]');
+  await page.fill('li.method input[name="value"]', "+45 31 12 34 99");
+  await page.click('li.method button[type="submit"]');
+  await page.locator("li.method .value", { hasText: "+4531123499" }).waitFor();
+
+  // Remove the email: not eligible, and why.
+  await page.click('button[aria-label="Remove Email"]');
+  await page.locator("#eligibility.warn").waitFor();
+  expect((await text(page, "#eligibility")) === "Add an alternate email to be able to reset your password.", "not eligible after the removal");
+
+  // A change elsewhere meanwhile: the next write is refused, the page says so, and reloads.
+  await apiCall(helpdesk, "POST", `/v1/tenants/${tenant}/admins/${admin}/methods`, { kind: "office_phone", value: "+45 33 12 34 56" });
+  await page.click('button[aria-label="Change Phone"]');
+  await page.fill('li.method input[name="value"]', "+45 31 12 34 98");
+  await page.click('li.method button[type="submit"]');
+  await page.locator("#stale").waitFor();
+  expect((await text(page, "#stale")).startsWith("This was changed elsewhere"), "changed elsewhere");
+  await page.click("#stale button");
+  await page.locator("li.method h3", { hasText: "Office phone" }).waitFor();
+
+  // Keyboard only: the sign-out is reachable with Tab.
+  await page.keyboard.press("Tab");
+  expect(await page.evaluate(() => document.activeElement !== document.body), "the keyboard moves the focus");
+
+  // The Danish page, chosen by the browser's language.
+  const da = await newPage("da-DK");
+  await da.goto(base + "/");
+  await da.locator("#sign-in").waitFor();
+  expect((await text(da, "h1")) === "Log på", "the Danish heading");
+  expect((await text(da, ".banner.dev")).startsWith("Udviklings-login"), "the Danish banner");
+  await da.screenshot({ path: `${shots}/sign-in-da.png`, fullPage: true });
+  // And the switch back to English.
+  await da.selectOption("#language", "en");
+  expect((await text(da, "h1")) === "Sign in", "the language switch");
+
+  expect(problems.length === 0, `no errors in the browser: ${problems.join("; ")}`);
+  console.log(JSON.stringify({ ok: true, checked, tenant, admin }));
+} catch (e) {
+  console.log(JSON.stringify({ ok: false, error: String(e.message || e), problems }));
+  process.exitCode = 1;
+} finally {
+  await browser.close();
+}
