@@ -93,6 +93,7 @@ function header() {
     "nav",
     { "aria-label": "Main" },
     session.token ? h("a", { href: "#/security-info" }, t("nav_security_info")) : null,
+    session.token ? h("a", { href: "#/dashboard" }, t("nav_dashboard")) : null,
     session.token
       ? h(
           "button",
@@ -177,7 +178,7 @@ function signInPage() {
           session.token = answer.token;
           session.claims = answer.claims;
           session.admin = admin;
-          location.hash = "#/security-info";
+          location.hash = chosen === "dashboard" ? "#/dashboard" : "#/security-info";
         } catch (e) {
           fieldError("tenant", explain(e));
         }
@@ -390,13 +391,133 @@ async function securityInfoPage() {
   await refresh();
 }
 
+
+// ---------------------------------------------------------------------------------------------
+// Dashboard: the tenant's events live (SSE over fetch, so that the token goes in a header,
+// resumed with Last-Event-ID), and each admin's verdict folded from the stream's
+// EligibilityChanged events: counts, reasons, the admins who cannot reset.
+
+const board = { events: [], verdicts: new Map(), lastId: null, state: "connecting", filter: "", abort: null };
+
+/// Reads an SSE body: calls `onEvent({event, data, id})` per message.
+async function readSse(response, onEvent) {
+  const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+  let buffer = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) return;
+    buffer += value;
+    let cut;
+    while ((cut = buffer.indexOf("\n\n")) >= 0) {
+      const block = buffer.slice(0, cut);
+      buffer = buffer.slice(cut + 2);
+      const msg = { event: "message", data: "", id: null };
+      for (const line of block.split("\n")) {
+        if (line.startsWith(":")) continue;
+        const [field, ...rest] = line.split(":");
+        const v = rest.join(":").replace(/^ /, "");
+        if (field === "event") msg.event = v;
+        else if (field === "data") msg.data += v;
+        else if (field === "id") msg.id = v;
+      }
+      if (msg.data) onEvent(msg);
+    }
+  }
+}
+
+async function follow() {
+  const tenant = session.claims.tid;
+  for (;;) {
+    if (!session.token || !location.hash.startsWith("#/dashboard")) return;
+    board.abort = new AbortController();
+    const headers = { Authorization: `Bearer ${session.token}`, Accept: "text/event-stream" };
+    if (board.lastId) headers["Last-Event-ID"] = board.lastId;
+    try {
+      const r = await fetch(`/v1/tenants/${tenant}/events/stream?include=eligibility`, {
+        headers,
+        signal: board.abort.signal,
+        cache: "no-store",
+      });
+      if (r.status === 409) board.lastId = null; // the log was restored: start afresh
+      if (!r.ok) throw new Error(String(r.status));
+      setState("live");
+      await readSse(r, (m) => {
+        if (m.id) board.lastId = m.id;
+        const data = JSON.parse(m.data);
+        if (m.event === "EligibilityChanged") board.verdicts.set(data.admin_id, data);
+        else board.events.push(data);
+        drawBoard();
+      });
+    } catch (e) {
+      if (e.name === "AbortError") return;
+    }
+    setState("behind");
+    await new Promise((ok) => setTimeout(ok, 1000));
+  }
+}
+
+function setState(state) {
+  board.state = state;
+  const el = document.getElementById("stream-state");
+  if (el) {
+    el.textContent = t(`stream_${state}`);
+    el.className = `state ${state}`;
+  }
+}
+
+function drawBoard() {
+  const list = document.getElementById("board");
+  if (!list) return;
+  const verdicts = [...board.verdicts.values()];
+  const blocked = verdicts.filter((v) => !v.eligible);
+  const reasons = new Map();
+  for (const v of blocked) for (const m of v.missing) reasons.set(m, (reasons.get(m) || 0) + 1);
+  const filter = board.filter.trim().toLowerCase();
+  const shown = blocked.filter((v) => !filter || v.admin_id.includes(filter) || v.missing.some((m) => t(`missing_${m}`).toLowerCase().includes(filter)));
+  list.replaceChildren(
+    h("p", { id: "counts" }, t("counts", { eligible: verdicts.length - blocked.length, blocked: blocked.length })),
+    h("ul", { id: "reasons" }, ...[...reasons].map(([m, n]) => h("li", {}, t("reason_count", { reason: t(`missing_${m}`), n })))),
+    h("h2", {}, t("cannot_reset")),
+    h("ul", { id: "blocked" }, ...shown.map((v) => h("li", {}, `${v.admin_id}: ${v.missing.map((m) => t(`missing_${m}`)).join(", ")}`))),
+    h("h2", {}, t("feed")),
+    h("ol", { id: "feed" }, ...board.events.slice(-50).map(feedLine)),
+  );
+}
+
+/// One line of the feed: when, what, of which method, by whom (values are masked by the API).
+function feedLine(e) {
+  const kind = e.data?.kind ? ` ${t(`kind_${e.data.kind}`)}` : "";
+  return h("li", {}, `${e.occurred_at} ${e.type}${kind} — ${t("by_actor", { actor: e.actor?.subject || "" })}`);
+}
+
+function dashboardPage() {
+  if (!session.token) {
+    location.hash = "#/sign-in";
+    return;
+  }
+  const filter = h("input", { id: "filter", type: "search", value: board.filter, autocomplete: "off", oninput: (ev) => { board.filter = ev.target.value; drawBoard(); } });
+  show(
+    h("h1", {}, t("dashboard_heading")),
+    h("p", { id: "stream-state", class: `state ${board.state}`, role: "status" }, t(`stream_${board.state}`)),
+    field("filter", t("filter"), filter),
+    h("section", { id: "board", "aria-live": "polite" }),
+  );
+  drawBoard();
+  if (!board.abort) follow();
+}
+
 // ---------------------------------------------------------------------------------------------
 // Routing
 
 function render() {
   header();
   const route = location.hash || "#/sign-in";
+  if (!route.startsWith("#/dashboard") && board.abort) {
+    board.abort.abort();
+    board.abort = null;
+  }
   if (route.startsWith("#/security-info")) securityInfoPage();
+  else if (route.startsWith("#/dashboard")) dashboardPage();
   else signInPage();
 }
 

@@ -9,6 +9,7 @@
 import { chromium } from "playwright-core";
 import { readFileSync, mkdirSync } from "node:fs";
 import { createRequire } from "node:module";
+import { catalogues } from "../../console/i18n.js";
 
 const [base, shots] = process.argv.slice(2);
 mkdirSync(shots, { recursive: true });
@@ -74,6 +75,10 @@ async function apiCall(token, method, path, body) {
 const text = async (page, selector) => (await page.locator(selector).innerText()).trim();
 
 try {
+  // Every string in both catalogues.
+  const keys = (l) => JSON.stringify(Object.keys(catalogues[l]).sort());
+  expect(keys("en") === keys("da"), "the same strings in English and Danish");
+
   // The page and its headers: a CSP without anything inline.
   const page = await newPage("en-US");
   const response = await page.goto(base + "/");
@@ -89,6 +94,16 @@ try {
   const admin = await page.inputValue("#admin");
   const helpdesk = await mint(tenant, "authentication_admin", "helpdesk-1");
   await apiCall(helpdesk, "PUT", `/v1/tenants/${tenant}/settings`, { domains: ["contoso.com"] });
+
+  // A dashboard of the same tenant, open before anything happens.
+  const dash = await newPage("en-US");
+  await dash.goto(base + "/");
+  await dash.locator("#sign-in").waitFor();
+  await dash.fill("#tenant", tenant);
+  await dash.selectOption("#role", "dashboard");
+  await dash.fill("#subject", "wallboard");
+  await dash.click('#sign-in button[type="submit"]');
+  await dash.locator("#stream-state.live").waitFor();
 
   // Sign in as the admin, self-service.
   await page.selectOption("#role", "self_service");
@@ -144,6 +159,22 @@ try {
   expect((await text(page, "#stale")).startsWith("This was changed elsewhere"), "changed elsewhere");
   await page.click("#stale button");
   await page.locator("li.method h3", { hasText: "Office phone" }).waitFor();
+
+  // The dashboard saw each event live, in order, and folds the verdict: one admin, who cannot
+  // reset for want of an email.
+  await dash.locator("#feed li", { hasText: "MethodAdded" }).nth(2).waitFor();
+  const feed = await dash.locator("#feed li").evaluateAll((ls) => ls.map((l) => l.textContent.split(" ")[1]));
+  expect(
+    JSON.stringify(feed) === JSON.stringify(["TenantDomainsSet", "MethodAdded", "MethodAdded", "MethodChanged", "MethodRemoved", "MethodAdded"]),
+    `the feed in order: ${feed}`,
+  );
+  expect((await text(dash, "#counts")) === "Eligible: 0. Cannot reset: 1.", `the counts: ${await text(dash, "#counts")}`);
+  expect((await text(dash, "#blocked")).includes(`${admin}: no alternate email`), "the admin who cannot reset, and why");
+  await dash.fill("#filter", "no phone");
+  expect((await dash.locator("#blocked li").count()) === 0, "the filter");
+  await dash.fill("#filter", "");
+  await axe(dash, "dashboard");
+  await dash.screenshot({ path: `${shots}/dashboard.png`, fullPage: true });
 
   // Keyboard only: the sign-out is reachable with Tab.
   await page.keyboard.press("Tab");
