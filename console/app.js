@@ -94,6 +94,7 @@ function header() {
     { "aria-label": "Main" },
     session.token ? h("a", { href: "#/security-info" }, t("nav_security_info")) : null,
     session.token ? h("a", { href: "#/dashboard" }, t("nav_dashboard")) : null,
+    session.token ? h("a", { href: "#/audit" }, t("nav_audit")) : null,
     session.token
       ? h(
           "button",
@@ -178,7 +179,7 @@ function signInPage() {
           session.token = answer.token;
           session.claims = answer.claims;
           session.admin = admin;
-          location.hash = chosen === "dashboard" ? "#/dashboard" : "#/security-info";
+          location.hash = { dashboard: "#/dashboard", auditor: "#/audit" }[chosen] || "#/security-info";
         } catch (e) {
           fieldError("tenant", explain(e));
         }
@@ -506,6 +507,171 @@ function dashboardPage() {
   if (!board.abort) follow();
 }
 
+
+// ---------------------------------------------------------------------------------------------
+// Auditor: an admin's timeline, the view and the verdict as of any point of it, a reveal with
+// its reason (recorded by the service), and the history as a JSON Lines download.
+
+const audit = { admin: null, events: [], at: null, view: null, verdict: null, revealed: false };
+
+async function loadHistory(reveal, reason) {
+  const base = `/v1/tenants/${session.claims.tid}/admins/${audit.admin}/history`;
+  const events = [];
+  let after = null;
+  for (;;) {
+    const q = new URLSearchParams({ limit: "1000" });
+    if (after) q.set("after", after);
+    if (reveal) {
+      q.set("reveal", "true");
+      q.set("reason", reason);
+    }
+    const page = await api("GET", `${base}?${q}`);
+    events.push(...page.events);
+    if (!page.next_after) break;
+    after = page.next_after;
+  }
+  audit.events = events;
+  audit.revealed = reveal;
+}
+
+async function loadAsOf(index) {
+  const e = audit.events[index];
+  audit.at = index;
+  if (!e) return;
+  const q = `?as_of_position=${encodeURIComponent(e.position)}`;
+  const path = `/v1/tenants/${session.claims.tid}/admins/${audit.admin}`;
+  [audit.view, audit.verdict] = await Promise.all([
+    api("GET", `${path}/methods${q}`),
+    api("GET", `${path}/reset-eligibility${q}`),
+  ]);
+}
+
+function describe(e) {
+  const d = e.data || {};
+  const kind = d.kind ? t(`kind_${d.kind}`) : "";
+  const value = d.new_value ? `${d.old_value} → ${d.new_value}` : d.value || d.old_value || "";
+  return `${kind} ${value}`.trim();
+}
+
+function auditView() {
+  const n = audit.events.length;
+  const slider = n
+    ? field(
+        "as-of",
+        t("as_of"),
+        h("input", {
+          id: "as-of",
+          type: "range",
+          min: "0",
+          max: String(n - 1),
+          value: String(audit.at ?? n - 1),
+          "aria-valuetext": audit.events[audit.at ?? n - 1]?.occurred_at,
+          onchange: async (ev) => {
+            await loadAsOf(Number(ev.target.value));
+            auditView();
+            document.getElementById("as-of").focus();
+          },
+        }),
+      )
+    : null;
+  const at = audit.events[audit.at];
+  const asOf = at
+    ? h(
+        "section",
+        { id: "as-of-view", "aria-live": "polite" },
+        h("h2", {}, t("as_of_heading", { time: at.occurred_at })),
+        h("ul", {}, ...(audit.view?.methods || []).map((m) => h("li", {}, `${t(`kind_${m.kind}`)}: ${m.masked_value}`))),
+        h("p", { id: "as-of-eligibility" }, audit.verdict?.eligible ? t("as_of_eligible") : t("as_of_not_eligible")),
+      )
+    : null;
+  const reveal = h(
+    "form",
+    {
+      id: "reveal",
+      onsubmit: async (ev) => {
+        ev.preventDefault();
+        const reason = document.getElementById("reason").value.trim();
+        if (!reason) {
+          fieldError("reason", t("reason_required"));
+          return;
+        }
+        try {
+          await loadHistory(true, reason);
+          auditView();
+        } catch (e) {
+          fieldError("reason", explain(e));
+        }
+      },
+    },
+    field("reason", t("reason"), h("input", { id: "reason", autocomplete: "off" })),
+    h("button", { type: "submit" }, t("reveal")),
+  );
+  const download = h(
+    "button",
+    {
+      type: "button",
+      id: "export",
+      onclick: () => {
+        const blob = new Blob([audit.events.map((e) => JSON.stringify(e)).join("\n") + "\n"], { type: "application/x-ndjson" });
+        const a = h("a", { href: URL.createObjectURL(blob), download: `history-${audit.admin}.jsonl` });
+        document.body.append(a);
+        a.click();
+        a.remove();
+      },
+    },
+    t("export"),
+  );
+  show(
+    h("h1", {}, t("audit_heading")),
+    h(
+      "form",
+      {
+        id: "choose-audited",
+        onsubmit: async (ev) => {
+          ev.preventDefault();
+          audit.admin = document.getElementById("audited").value.trim();
+          await openAudit();
+        },
+      },
+      field("audited", t("which_admin"), h("input", { id: "audited", value: audit.admin || "", autocomplete: "off" })),
+      h("button", { type: "submit" }, t("show")),
+    ),
+    audit.revealed ? h("p", { class: "banner warn", role: "status", id: "revealed" }, t("revealed")) : null,
+    h("h2", {}, t("timeline")),
+    h(
+      "ol",
+      { id: "timeline" },
+      ...audit.events.map((e) =>
+        h("li", {}, `${e.occurred_at} ${e.type} ${describe(e)} — ${t("by_actor", { actor: e.actor?.subject || "" })}`),
+      ),
+    ),
+    slider,
+    asOf,
+    n ? reveal : null,
+    n ? download : null,
+  );
+}
+
+async function openAudit() {
+  try {
+    await loadHistory(false);
+    await loadAsOf(audit.events.length - 1);
+  } catch (e) {
+    audit.events = [];
+    audit.at = null;
+  }
+  auditView();
+}
+
+async function auditPage() {
+  if (!session.token) {
+    location.hash = "#/sign-in";
+    return;
+  }
+  if (!audit.admin) audit.admin = session.admin;
+  await openAudit();
+}
+
 // ---------------------------------------------------------------------------------------------
 // Routing
 
@@ -518,6 +684,7 @@ function render() {
   }
   if (route.startsWith("#/security-info")) securityInfoPage();
   else if (route.startsWith("#/dashboard")) dashboardPage();
+  else if (route.startsWith("#/audit")) auditPage();
   else signInPage();
 }
 

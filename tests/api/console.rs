@@ -84,11 +84,21 @@ async fn the_help_pages_flow_works_in_the_browser(backend: Backend) {
         ("MethodChanged", admin),
         ("MethodRemoved", admin),
         ("MethodAdded", "helpdesk-1"),
+        ("PiiRevealed", "auditor-1"),
     ];
     assert_eq!(
         types,
         expected.map(|(t, s)| (t.to_owned(), s.to_owned())),
         "{history}"
+    );
+    // The reveal's reason is recorded with it.
+    let reveal = &history["events"][5]["data"];
+    assert!(
+        reveal["query"]
+            .as_str()
+            .unwrap()
+            .contains("reason=ticket+42"),
+        "{reveal}"
     );
 }
 

@@ -176,6 +176,38 @@ try {
   await axe(dash, "dashboard");
   await dash.screenshot({ path: `${shots}/dashboard.png`, fullPage: true });
 
+  // The auditor: the admin's timeline, the view and verdict as of a point of it, a reveal with
+  // its reason, the download.
+  const aud = await newPage("en-US");
+  await aud.goto(base + "/");
+  await aud.locator("#sign-in").waitFor();
+  await aud.fill("#tenant", tenant);
+  await aud.selectOption("#role", "auditor");
+  await aud.fill("#admin", admin);
+  await aud.fill("#subject", "auditor-1");
+  await aud.click('#sign-in button[type="submit"]');
+  await aud.locator("#timeline li").nth(4).waitFor();
+  const timeline = await aud.locator("#timeline li").evaluateAll((ls) => ls.map((l) => l.textContent.split(" ")[1]));
+  expect(JSON.stringify(timeline) === JSON.stringify(["MethodAdded", "MethodAdded", "MethodChanged", "MethodRemoved", "MethodAdded"]), `the timeline: ${timeline}`);
+  expect(!(await text(aud, "#timeline")).includes("+4520123456"), "masked by default");
+  expect((await text(aud, "#as-of-eligibility")) === "Could not reset the password then.", "now: not eligible");
+  await aud.fill("#as-of", "1");
+  await aud.locator("#as-of-eligibility", { hasText: "Could reset the password then." }).waitFor();
+  const then = await text(aud, "#as-of-view ul");
+  expect(then.includes("Phone: +45 •• •• •• 56") && then.includes("Email: j•••@example.org"), `the view back then: ${then}`);
+  await axe(aud, "audit");
+  await aud.screenshot({ path: `${shots}/audit.png`, fullPage: true });
+  await aud.click('#reveal button[type="submit"]');
+  await aud.locator("#reason-error:not([hidden])").waitFor();
+  await aud.fill("#reason", "ticket 42");
+  await aud.click('#reveal button[type="submit"]');
+  await aud.locator("#revealed").waitFor();
+  expect((await text(aud, "#timeline")).includes("+4520123456"), "raw values after the reveal");
+  const [download] = await Promise.all([aud.waitForEvent("download"), aud.click("#export")]);
+  const exported = readFileSync(await download.path(), "utf8").trim().split("\n").map((l) => JSON.parse(l));
+  // The five changes, and the reveal just made (a read of raw values is in the history).
+  expect(exported.length === 6 && exported[0].type === "MethodAdded" && exported[5].type === "PiiRevealed", `the download: ${exported.length} lines`);
+
   // Keyboard only: the sign-out is reachable with Tab.
   await page.keyboard.press("Tab");
   expect(await page.evaluate(() => document.activeElement !== document.body), "the keyboard moves the focus");

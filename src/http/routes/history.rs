@@ -40,6 +40,9 @@ pub struct Page {
     /// Raw values instead of masked ones (auditors only; the read is recorded).
     #[serde(default)]
     reveal: bool,
+    /// Why the raw values are read (with `reveal=true`): recorded, as the whole query is, in
+    /// the `PiiRevealed` event.
+    reason: Option<String>,
     /// `/events` only: one admin's events and the reads of their values.
     admin: Option<String>,
     /// Only events at or before this log position (a token when sealed): the history as of
@@ -160,6 +163,22 @@ async fn read(
         return Err(ApiError::new(
             Code::RevealRequiresAuditor,
             "only an auditor may read raw values (reveal=true)",
+        ));
+    }
+    if page.reason.is_some() && !page.reveal {
+        return Err(ApiError::new(
+            Code::InvalidQuery,
+            "reason= says why raw values are read: it goes with reveal=true",
+        ));
+    }
+    if page
+        .reason
+        .as_ref()
+        .is_some_and(|r| r.chars().count() > 500)
+    {
+        return Err(ApiError::new(
+            Code::InvalidQuery,
+            "reason= is at most 500 characters",
         ));
     }
     let ctx = command_context(caller, tenant, headers, "", &[]);
