@@ -146,10 +146,84 @@ function fieldError(id, message) {
   input.focus();
 }
 
+
+// ---------------------------------------------------------------------------------------------
+// Sign-in at the organisation's identity provider: the authorization code with PKCE (S256),
+// as a public client. The verifier and the state wait in sessionStorage across the redirect;
+// the token itself stays in memory.
+
+function b64url(bytes) {
+  return btoa(String.fromCharCode(...new Uint8Array(bytes))).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+}
+
+async function discovery() {
+  const issuer = session.config.oidc.issuer.replace(/\/$/, "");
+  const r = await fetch(`${issuer}/.well-known/openid-configuration`);
+  return r.json();
+}
+
+/// Goes to the identity provider; `stepUp` asks for a fresh sign-in (prompt=login, max_age=0).
+async function startOidc(stepUp = false) {
+  const meta = await discovery();
+  const verifier = b64url(crypto.getRandomValues(new Uint8Array(32)));
+  const state = b64url(crypto.getRandomValues(new Uint8Array(16)));
+  const challenge = b64url(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(verifier)));
+  sessionStorage.setItem("pkce", JSON.stringify({ verifier, state, lang: language() }));
+  const q = new URLSearchParams({
+    response_type: "code",
+    client_id: session.config.oidc.client_id,
+    redirect_uri: `${location.origin}/`,
+    scope: session.config.oidc.scope || "openid",
+    code_challenge: challenge,
+    code_challenge_method: "S256",
+    state,
+  });
+  if (stepUp) {
+    q.set("prompt", "login");
+    q.set("max_age", "0");
+  }
+  location.assign(`${meta.authorization_endpoint}?${q}`);
+}
+
+/// Back from the identity provider with `?code=&state=`: the code for a token, then the page
+/// without them in its address.
+async function finishOidc(params) {
+  const saved = JSON.parse(sessionStorage.getItem("pkce") || "null");
+  sessionStorage.removeItem("pkce");
+  history.replaceState(null, "", "/#/security-info");
+  if (!saved || saved.state !== params.get("state")) throw new Error("the sign-in's state does not match");
+  setLanguage(saved.lang);
+  const meta = await discovery();
+  const r = await fetch(meta.token_endpoint, {
+    method: "POST",
+    headers: { "Content-Type": "application/x-www-form-urlencoded" },
+    body: new URLSearchParams({
+      grant_type: "authorization_code",
+      code: params.get("code"),
+      redirect_uri: `${location.origin}/`,
+      client_id: session.config.oidc.client_id,
+      code_verifier: saved.verifier,
+    }),
+  });
+  if (!r.ok) throw new Error(`the identity provider refused the code (${r.status})`);
+  const answer = await r.json();
+  session.token = answer.access_token;
+  session.claims = await api("GET", "/console/whoami");
+  session.admin = session.claims.sub;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Sign-in (development: the server mints a short-lived token)
 
 function signInPage() {
+  if (session.config?.oidc) {
+    show(
+      h("h1", {}, t("sign_in_heading")),
+      session.error ? h("p", { class: "error", role: "alert" }, session.error) : null,
+      h("button", { type: "button", id: "oidc-sign-in", class: "primary", onclick: () => startOidc() }, t("sign_in_oidc")),
+    );
+    return;
+  }
   if (!session.config?.dev_sign_in) {
     show(h("h1", {}, t("sign_in_heading")), h("p", {}, t("no_sign_in")));
     return;
@@ -248,6 +322,11 @@ async function command(run) {
   } catch (e) {
     if (e.code === "version_mismatch") {
       page.stale = true;
+      securityInfo();
+      return null;
+    }
+    if (e.code === "step_up_required" && session.config?.oidc) {
+      page.stepUp = true;
       securityInfo();
       return null;
     }
@@ -355,11 +434,16 @@ function securityInfo() {
     ? h("p", { class: "banner warn", role: "alert", id: "stale" }, t("changed_elsewhere"), " ",
         h("button", { type: "button", onclick: () => refresh() }, t("reload")))
     : null;
+  const stepUp = page.stepUp
+    ? h("p", { class: "banner warn", role: "alert", id: "step-up" }, t("err_step_up_required"), " ",
+        h("button", { type: "button", onclick: () => startOidc(true) }, t("sign_in_again")))
+    : null;
   show(
     h("h1", {}, t("security_info_heading")),
     h("p", {}, t("security_info_intro")),
     chooser,
     stale,
+    stepUp,
     banner(),
     page.notice ? h("p", { class: "notice", role: "status" }, page.notice) : null,
     methods.length ? h("ul", { class: "methods" }, ...methods.map(methodRow)) : h("p", {}, t("no_methods")),
@@ -694,6 +778,15 @@ async function start() {
     session.config = await api("GET", "/console/config.json");
   } catch {
     session.config = { dev_sign_in: false };
+  }
+  const params = new URLSearchParams(location.search);
+  if (params.has("code") && session.config.oidc) {
+    try {
+      await finishOidc(params);
+    } catch (e) {
+      session.error = e.message;
+      location.hash = "#/sign-in";
+    }
   }
   window.addEventListener("hashchange", render);
   render();

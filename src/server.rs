@@ -56,6 +56,9 @@ pub struct ServerConfig {
     /// The console's development sign-in (only without an OpenID issuer, with the service's
     /// own secret).
     pub dev_sign_in: bool,
+    /// The console's OpenID client id (a public client, PKCE; redirect URI: the service's
+    /// origin and `/`); with an issuer, the console signs in there.
+    pub console_client_id: Option<String>,
     /// The notices to the old contact (where projections run; none: off).
     pub notifier: Option<crate::notify::NotifierConfig>,
 }
@@ -237,6 +240,15 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Server> {
                  mint a token (configure an OpenID issuer, or --no-dev-sign-in)"
             );
             state.with_dev_sign_in(JwtKeys::new(secret))
+        }
+        _ => state,
+    };
+    let state = match (&config.oidc, &config.console_client_id) {
+        (Some(oidc), Some(client_id)) if !oidc.issuers.is_empty() => {
+            state.with_console_oidc(crate::http::console::ConsoleOidc {
+                issuer: oidc.issuers[0].clone(),
+                client_id: client_id.clone(),
+            })
         }
         _ => state,
     };

@@ -241,6 +241,7 @@ fn service_config(database_url: &str, nats_url: &str, alone: bool) -> ServerConf
         // The production default: notices recorded (no channel is configured here).
         notifier: Some(Default::default()),
         dev_sign_in: false,
+        console_client_id: None,
     }
 }
 

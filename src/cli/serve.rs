@@ -65,6 +65,10 @@ pub struct ServeArgs {
     pub signing: SigningArgs,
     #[command(flatten)]
     pub notify: NotifyArgs,
+    /// The console's OpenID client id at the first --oidc-issuer: a public client using the
+    /// authorization code with PKCE, its redirect URI this service's origin followed by `/`.
+    #[arg(long, env = "RECOVERY_CONSOLE_CLIENT_ID")]
+    pub console_client_id: Option<String>,
     /// No development sign-in on the console (it is on only on the embedded store, listening
     /// on loopback, without an OpenID issuer).
     #[arg(long, env = "RECOVERY_NO_DEV_SIGN_IN")]
@@ -283,6 +287,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         run_projections: !args.no_projections,
         publisher,
         notifier: args.notify.config()?,
+        console_client_id: args.console_client_id.clone(),
         dev_sign_in: !args.no_dev_sign_in
             && matches!(store, StoreConfig::Embedded { .. })
             && args.listen.ip().is_loopback(),

@@ -50,14 +50,39 @@ pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'
 /// How long a development token lasts.
 pub const DEV_TOKEN_SECONDS: i64 = 15 * 60;
 
-fn page(content_type: &'static str, body: &'static str) -> Response {
+/// The policy, with the identity provider the console signs in with allowed to be fetched.
+fn policy(s: &HttpState) -> String {
+    match &s.console_oidc {
+        Some(oidc) => CONTENT_SECURITY_POLICY.replace(
+            "connect-src 'self'",
+            &format!("connect-src 'self' {}", origin(&oidc.issuer)),
+        ),
+        None => CONTENT_SECURITY_POLICY.to_owned(),
+    }
+}
+
+/// `scheme://host[:port]` of a URL.
+fn origin(url: &str) -> String {
+    url::Url::parse(url)
+        .map(|u| u.origin().ascii_serialization())
+        .unwrap_or_default()
+}
+
+/// How the console signs in with the organisation's identity provider: authorization code
+/// with PKCE, as a public client.
+#[derive(Clone, Debug)]
+pub struct ConsoleOidc {
+    pub issuer: String,
+    pub client_id: String,
+}
+
+fn page(s: &HttpState, content_type: &'static str, body: &'static str) -> Response {
     let mut r = body.into_response();
     let h = r.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(CONTENT_SECURITY_POLICY),
-    );
+    if let Ok(csp) = HeaderValue::from_str(&policy(s)) {
+        h.insert(header::CONTENT_SECURITY_POLICY, csp);
+    }
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     h.insert(
         header::X_CONTENT_TYPE_OPTIONS,
@@ -72,22 +97,35 @@ fn page(content_type: &'static str, body: &'static str) -> Response {
 }
 
 /// `GET /`: the console's page.
-pub async fn index() -> Response {
-    page("text/html; charset=utf-8", INDEX)
+pub async fn index(State(s): State<HttpState>) -> Response {
+    page(&s, "text/html; charset=utf-8", INDEX)
 }
 
 /// `GET /console/{file}`.
-pub async fn file(Path(name): Path<String>) -> Result<Response, ApiError> {
+pub async fn file(
+    State(s): State<HttpState>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
     FILES
         .iter()
         .find(|(n, _, _)| *n == name)
-        .map(|(_, ct, body)| page(ct, body))
+        .map(|(_, ct, body)| page(&s, ct, body))
         .ok_or_else(|| ApiError::new(Code::NotFound, "no such file of the console"))
 }
 
 /// `GET /console/config.json`: how the console signs in.
 pub async fn config(State(s): State<HttpState>) -> Json<Value> {
-    Json(json!({"dev_sign_in": s.dev_sign_in.is_some()}))
+    let oidc = s
+        .console_oidc
+        .as_ref()
+        .map(|o| json!({"issuer": o.issuer, "client_id": o.client_id, "scope": "openid"}));
+    Json(json!({"dev_sign_in": s.dev_sign_in.is_some(), "oidc": oidc}))
+}
+
+/// `GET /console/whoami`: the caller as the service reads its token (tenant, subject, roles),
+/// whatever signed it.
+pub async fn whoami(caller: super::auth::Caller) -> Json<Value> {
+    Json(json!({"tid": caller.tenant, "sub": caller.subject, "roles": caller.roles}))
 }
 
 #[derive(Deserialize)]

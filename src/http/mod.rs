@@ -56,6 +56,8 @@ pub struct Shared {
     pub audit_key: Option<crate::audit::note::NoteVerifier>,
     /// The console's development sign-in mints with these (none: off).
     pub dev_sign_in: Option<auth::JwtKeys>,
+    /// The console's sign-in with the organisation's identity provider (none: off).
+    pub console_oidc: Option<console::ConsoleOidc>,
 }
 
 impl HttpState {
@@ -78,7 +80,16 @@ impl HttpState {
             positions,
             audit_key: None,
             dev_sign_in: None,
+            console_oidc: None,
         }))
+    }
+
+    /// With the console's sign-in at an identity provider (before the state is shared).
+    pub fn with_console_oidc(mut self, oidc: console::ConsoleOidc) -> Self {
+        if let Some(shared) = Arc::get_mut(&mut self.0) {
+            shared.console_oidc = Some(oidc);
+        }
+        self
     }
 
     /// With the console's development sign-in, minting with `keys` (before the state is
@@ -221,6 +232,7 @@ fn router(state: HttpState) -> Router {
         .route("/", get(console::index))
         .route("/console/config.json", get(console::config))
         .route("/console/dev-sign-in", post(console::dev_sign_in))
+        .route("/console/whoami", get(console::whoami))
         .route("/console/{file}", get(console::file))
         .route("/v1/audit/public-key", get(audit::public_key))
         .route("/v1/audit/checkpoints", get(audit::checkpoints))

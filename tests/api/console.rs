@@ -143,7 +143,7 @@ async fn the_console_is_served_with_a_strict_policy_and_no_sign_in_without_it(ba
         .json()
         .await
         .unwrap();
-    assert_eq!(config, json!({"dev_sign_in": false}));
+    assert_eq!(config, json!({"dev_sign_in": false, "oidc": null}));
     let r = client
         .post(format!("{}/console/dev-sign-in", app.base))
         .json(&json!({"tenant_id": app.tenant, "subject": "x", "roles": ["auditor"]}))
@@ -151,4 +151,103 @@ async fn the_console_is_served_with_a_strict_policy_and_no_sign_in_without_it(ba
         .await
         .unwrap();
     assert_problem(r, 404, "not_found").await;
+}
+
+/// Runs a script of `tests/console` with `args`; its last line's JSON.
+async fn node(script: &'static str, args: Vec<String>) -> Value {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/console");
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new("node")
+            .current_dir(dir)
+            .arg(script)
+            .args(args)
+            .output()
+            .expect("node")
+    })
+    .await
+    .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(said.lines().last().unwrap_or("{}")).unwrap_or_else(|_| panic!("{out:?}"))
+}
+
+#[tokio::test]
+async fn the_console_signs_in_at_the_identity_provider_with_pkce_and_steps_up() {
+    use recovery_info::http::auth::StepUp;
+    use recovery_info::http::auth::claims::{ClaimMapping, Preset};
+    use recovery_info::http::auth::oidc::OidcConfig;
+    let issuer = crate::support::oidc::TestIssuer::start().await;
+    let app = spawn_store(
+        fresh_store(Backend::Embedded).await,
+        Options {
+            oidc: Some(OidcConfig {
+                issuers: vec![issuer.url.clone()],
+                audience: "api://recovery-info".into(),
+                mapping: ClaimMapping::preset(Preset::Generic, "recovery-info"),
+                leeway: 1,
+                refresh: std::time::Duration::from_secs(3600),
+                refetch_interval: std::time::Duration::from_secs(60),
+                ca_file: None,
+            }),
+            console_client_id: Some("recovery-console".into()),
+            // A write needs a sign-in of the last 3 seconds.
+            step_up: StepUp {
+                max_age: Some(std::time::Duration::from_secs(3)),
+                ..StepUp::default()
+            },
+            dev_sign_in: true,
+            ..Options::default()
+        },
+    )
+    .await;
+    let admin = uuid::Uuid::now_v7();
+    issuer.sign_in_as(
+        "api://recovery-info",
+        json!({"tid": app.tenant.to_string(), "sub": admin.to_string(), "roles": ["self_service"]}),
+    );
+    // With an issuer, no development sign-in, and the issuer may be fetched by the page.
+    let client = reqwest::Client::new();
+    let config: Value = client
+        .get(format!("{}/console/config.json", app.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        config,
+        json!({"dev_sign_in": false, "oidc": {"issuer": issuer.url, "client_id": "recovery-console", "scope": "openid"}})
+    );
+    let r = client.get(format!("{}/", app.base)).send().await.unwrap();
+    let csp = r.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        csp.contains(&format!("connect-src 'self' {}", issuer.url)),
+        "{csp}"
+    );
+
+    let shots = format!(
+        "{}/target/console-screenshots/oidc",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let result = node("oidc.mjs", vec![app.base.clone(), "4".into(), shots]).await;
+    assert_eq!(result["ok"], true, "{result}");
+    // Two sign-ins: the first plain, the second a fresh one asked for by the step-up; both
+    // with an S256 challenge and the console's client id.
+    let asked = issuer.authorizations();
+    assert_eq!(asked.len(), 2, "{asked:?}");
+    assert!(
+        asked
+            .iter()
+            .all(|q| q.contains("code_challenge_method=S256")
+                && q.contains("client_id=recovery-console"))
+    );
+    assert!(!asked[0].contains("prompt=login"));
+    assert!(
+        asked[1].contains("prompt=login") && asked[1].contains("max_age=0"),
+        "{}",
+        asked[1]
+    );
 }

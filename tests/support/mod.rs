@@ -137,6 +137,8 @@ pub struct Options {
     pub notifier: Option<recovery_info::notify::NotifierConfig>,
     /// The console's development sign-in.
     pub dev_sign_in: bool,
+    /// The console's OpenID client id (with `oidc`).
+    pub console_client_id: Option<String>,
 }
 
 impl Default for Options {
@@ -154,6 +156,7 @@ impl Default for Options {
             checkpoints: Default::default(),
             notifier: Some(Default::default()),
             dev_sign_in: false,
+            console_client_id: None,
         }
     }
 }
@@ -244,6 +247,7 @@ pub async fn spawn_store(store: StoreConfig, options: Options) -> TestApp {
         checkpoints: options.checkpoints,
         notifier: options.notifier,
         dev_sign_in: options.dev_sign_in,
+        console_client_id: options.console_client_id,
     })
     .await
     .expect("start the service");

@@ -27,6 +27,98 @@ struct Inner {
     keys: Vec<Key>,
     /// Requests for the key set.
     jwks_fetches: usize,
+    /// The claims of whoever signs in at `/authorize` (none: it refuses), and the audience.
+    login: Option<(String, Value)>,
+    /// Codes given out: code → (PKCE challenge, client id, redirect URI, `max_age` asked).
+    codes: std::collections::HashMap<String, (String, String, String, Option<String>)>,
+    /// The `/authorize` requests' query strings, in order.
+    authorizations: Vec<String>,
+}
+
+type Shared = (String, Arc<Mutex<Inner>>);
+
+/// `GET /authorize`: signs the configured user in at once (no page) and sends the browser
+/// back with a code bound to the PKCE challenge.
+async fn authorize(
+    State((_, inner)): State<Shared>,
+    axum::extract::RawQuery(raw): axum::extract::RawQuery,
+    axum::extract::Query(q): axum::extract::Query<std::collections::HashMap<String, String>>,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let mut inner = inner.lock().unwrap();
+    inner.authorizations.push(raw.unwrap_or_default());
+    let (Some(challenge), Some("S256"), Some(redirect), Some(client)) = (
+        q.get("code_challenge"),
+        q.get("code_challenge_method").map(String::as_str),
+        q.get("redirect_uri"),
+        q.get("client_id"),
+    ) else {
+        return (axum::http::StatusCode::BAD_REQUEST, "PKCE S256 required").into_response();
+    };
+    let code = Uuid::new_v4().simple().to_string();
+    inner.codes.insert(
+        code.clone(),
+        (
+            challenge.clone(),
+            client.clone(),
+            redirect.clone(),
+            q.get("max_age").cloned(),
+        ),
+    );
+    let state = q.get("state").cloned().unwrap_or_default();
+    axum::response::Redirect::to(&format!("{redirect}?code={code}&state={state}")).into_response()
+}
+
+/// `POST /token`: the code for a token, if the verifier matches the challenge.
+async fn token(
+    State((url, inner)): State<Shared>,
+    axum::Form(form): axum::Form<std::collections::HashMap<String, String>>,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    use base64::Engine;
+    use sha2::Digest;
+    let cors = [(axum::http::header::ACCESS_CONTROL_ALLOW_ORIGIN, "*")];
+    let inner_ref = inner.clone();
+    let mut inner = inner_ref.lock().unwrap();
+    let Some((challenge, client, redirect, _)) =
+        form.get("code").and_then(|c| inner.codes.remove(c))
+    else {
+        return (axum::http::StatusCode::BAD_REQUEST, cors, "unknown code").into_response();
+    };
+    let verifier = form.get("code_verifier").cloned().unwrap_or_default();
+    let computed = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(sha2::Sha256::digest(verifier.as_bytes()));
+    if computed != challenge
+        || form.get("client_id") != Some(&client)
+        || form.get("redirect_uri") != Some(&redirect)
+    {
+        return (
+            axum::http::StatusCode::BAD_REQUEST,
+            cors,
+            "PKCE or client mismatch",
+        )
+            .into_response();
+    }
+    let Some((audience, more)) = inner.login.clone() else {
+        return (axum::http::StatusCode::FORBIDDEN, cors, "nobody signs in").into_response();
+    };
+    let now = chrono::Utc::now().timestamp();
+    let mut claims = json!({
+        "iss": url, "aud": audience, "iat": now, "nbf": now, "exp": now + 3600,
+        "auth_time": now, "jti": Uuid::new_v4().to_string(),
+    });
+    if let (Some(c), Value::Object(more)) = (claims.as_object_mut(), more) {
+        c.extend(more);
+    }
+    let key = &inner.keys[0];
+    let mut header = Header::new(key.alg);
+    header.kid = Some(key.kid.clone());
+    let access = jsonwebtoken::encode(&header, &claims, &key.encoding).unwrap();
+    (
+        cors,
+        axum::Json(json!({"access_token": access, "token_type": "Bearer", "expires_in": 3600})),
+    )
+        .into_response()
 }
 
 /// See the module documentation.
@@ -38,14 +130,24 @@ pub struct TestIssuer {
     dir: std::path::PathBuf,
 }
 
-async fn discovery(State((url, _)): State<(String, Arc<Mutex<Inner>>)>) -> axum::Json<Value> {
-    axum::Json(json!({
-        "issuer": url,
-        "jwks_uri": format!("{url}/jwks"),
-        "authorization_endpoint": format!("{url}/authorize"),
-        "token_endpoint": format!("{url}/token"),
-        "id_token_signing_alg_values_supported": ["RS256", "PS256", "ES256"],
-    }))
+async fn discovery(
+    State((url, _)): State<(String, Arc<Mutex<Inner>>)>,
+) -> (
+    [(axum::http::HeaderName, &'static str); 1],
+    axum::Json<Value>,
+) {
+    // Read by browsers too (the console's sign-in): any origin.
+    (
+        [(axum::http::header::ACCESS_CONTROL_ALLOW_ORIGIN, "*")],
+        axum::Json(json!({
+            "issuer": url,
+            "jwks_uri": format!("{url}/jwks"),
+            "authorization_endpoint": format!("{url}/authorize"),
+            "token_endpoint": format!("{url}/token"),
+            "id_token_signing_alg_values_supported": ["RS256", "PS256", "ES256"],
+            "code_challenge_methods_supported": ["S256"],
+        })),
+    )
 }
 
 async fn jwks(State((_, inner)): State<(String, Arc<Mutex<Inner>>)>) -> axum::Json<JwkSet> {
@@ -79,10 +181,22 @@ impl TestIssuer {
         let app = Router::new()
             .route("/.well-known/openid-configuration", get(discovery))
             .route("/jwks", get(jwks))
+            .route("/authorize", get(authorize))
+            .route("/token", axum::routing::post(token))
             .with_state((self.url.clone(), self.inner.clone()));
         self.server = Some(tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         }));
+    }
+
+    /// Who signs in at `/authorize` from now on: a token for `audience` with `claims` more.
+    pub fn sign_in_as(&self, audience: &str, claims: Value) {
+        self.inner.lock().unwrap().login = Some((audience.to_owned(), claims));
+    }
+
+    /// The query strings `/authorize` was asked with, in order.
+    pub fn authorizations(&self) -> Vec<String> {
+        self.inner.lock().unwrap().authorizations.clone()
     }
 
     /// Stops answering: connections to its port are refused.
