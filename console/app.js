@@ -618,7 +618,21 @@ async function loadHistory(reveal, reason) {
   audit.revealed = reveal;
 }
 
+/// The view and the verdict as of an instant (the log's longest prefix stamped at or before it).
+async function loadAsOfTime(iso) {
+  const q = `?as_of=${encodeURIComponent(iso)}`;
+  const path = `/v1/tenants/${session.claims.tid}/admins/${audit.admin}`;
+  [audit.view, audit.verdict] = await Promise.all([
+    api("GET", `${path}/methods${q}`),
+    api("GET", `${path}/reset-eligibility${q}`),
+  ]);
+  const before = audit.events.filter((e) => e.occurred_at <= iso).length;
+  audit.at = before - 1;
+  audit.atTime = iso;
+}
+
 async function loadAsOf(index) {
+  audit.atTime = null;
   const e = audit.events[index];
   audit.at = index;
   if (!e) return;
@@ -658,12 +672,29 @@ function auditView() {
         }),
       )
     : null;
+  const picker = n
+    ? h(
+        "form",
+        {
+          id: "as-of-time",
+          onsubmit: async (ev) => {
+            ev.preventDefault();
+            const local = document.getElementById("as-of-instant").value;
+            if (!local) return fieldError("as-of-instant", t("instant_required"));
+            await loadAsOfTime(new Date(local).toISOString());
+            auditView();
+          },
+        },
+        field("as-of-instant", t("as_of_instant"), h("input", { id: "as-of-instant", type: "datetime-local", step: "0.001" })),
+        h("button", { type: "submit" }, t("show")),
+      )
+    : null;
   const at = audit.events[audit.at];
   const asOf = at
     ? h(
         "section",
         { id: "as-of-view", "aria-live": "polite" },
-        h("h2", {}, t("as_of_heading", { time: at.occurred_at })),
+        h("h2", {}, t("as_of_heading", { time: audit.atTime || at.occurred_at })),
         h("ul", {}, ...(audit.view?.methods || []).map((m) => h("li", {}, `${t(`kind_${m.kind}`)}: ${m.masked_value}`))),
         h("p", { id: "as-of-eligibility" }, audit.verdict?.eligible ? t("as_of_eligible") : t("as_of_not_eligible")),
       )
@@ -730,6 +761,7 @@ function auditView() {
       ),
     ),
     slider,
+    picker,
     asOf,
     n ? reveal : null,
     n ? download : null,

@@ -195,6 +195,14 @@ try {
   await aud.locator("#as-of-eligibility", { hasText: "Could reset the password then." }).waitFor();
   const then = await text(aud, "#as-of-view ul");
   expect(then.includes("Phone: +45 •• •• •• 56") && then.includes("Email: j•••@example.org"), `the view back then: ${then}`);
+  // The same by an instant: just after the email was added (the browser's local time).
+  const addedAt = new Date(Date.parse(JSON.parse(await aud.evaluate(() => JSON.stringify(document.querySelectorAll("#timeline li")[1].textContent.split(" ")[0])))) + 1);
+  const local = new Date(addedAt.getTime() - addedAt.getTimezoneOffset() * 60000).toISOString().slice(0, 23);
+  await aud.fill("#as-of", "4");
+  await aud.locator("#as-of-eligibility", { hasText: "Could not reset" }).waitFor();
+  await aud.fill("#as-of-instant", local);
+  await aud.click('#as-of-time button[type="submit"]');
+  await aud.locator("#as-of-eligibility", { hasText: "Could reset the password then." }).waitFor();
   await axe(aud, "audit");
   await aud.screenshot({ path: `${shots}/audit.png`, fullPage: true });
   await aud.click('#reveal button[type="submit"]');
