@@ -251,3 +251,72 @@ async fn the_console_signs_in_at_the_identity_provider_with_pkce_and_steps_up() 
         asked[1]
     );
 }
+
+/// `serve` as a process on the embedded store of `config`, on `port`; returns when it listens.
+fn serve_on(config: &recovery_info::store::StoreConfig, port: u16) -> std::process::Child {
+    use std::io::BufRead;
+    let listen = format!("127.0.0.1:{port}");
+    let mut child = crate::support::bin(
+        config,
+        &[
+            "serve",
+            "--listen",
+            &listen,
+            "--metrics-listen",
+            "off",
+            "--no-checkpoints",
+        ],
+    )
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::null())
+    .spawn()
+    .expect("serve");
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    assert!(
+        lines.any(|l| l.is_ok_and(|l| l.starts_with("recovery-info listening on "))),
+        "serve did not start"
+    );
+    std::thread::spawn(move || lines.for_each(drop));
+    child
+}
+
+#[tokio::test]
+async fn the_dashboard_recovers_after_the_service_restarts() {
+    use std::io::{BufRead, Write};
+    let config = fresh_store(Backend::Embedded).await;
+    let _dir = crate::support::DataDirGuard::of(&config);
+    let port = crate::support::mail::free_port();
+    let mut service = serve_on(&config, port);
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/console");
+    let mut browser = Command::new("node")
+        .current_dir(dir)
+        .arg("restart.mjs")
+        .arg(format!("http://127.0.0.1:{port}"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("node");
+    let mut stdin = browser.stdin.take().unwrap();
+    let result = tokio::task::spawn_blocking(move || {
+        let mut lines = std::io::BufReader::new(browser.stdout.take().unwrap()).lines();
+        let first = lines.next().unwrap().unwrap();
+        if first != "ready" {
+            return first;
+        }
+        // The service goes (SIGKILL), stays away a moment, and comes back on its port.
+        service.kill().unwrap();
+        service.wait().unwrap();
+        std::thread::sleep(std::time::Duration::from_secs(3));
+        let mut service = serve_on(&config, port);
+        writeln!(stdin, "restarted").unwrap();
+        let last = lines.last().unwrap().unwrap();
+        let _ = browser.wait();
+        service.kill().unwrap();
+        let _ = service.wait();
+        last
+    })
+    .await
+    .unwrap();
+    let result: Value = serde_json::from_str(&result).unwrap_or_else(|_| panic!("{result}"));
+    assert_eq!(result["ok"], true, "{result}");
+}
