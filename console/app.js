@@ -765,7 +765,22 @@ function auditView() {
     asOf,
     n ? reveal : null,
     n ? download : null,
+    h("h2", {}, t("verify_heading")),
+    h("button", { type: "button", id: "verify", onclick: verifyTenant }, t("verify")),
+    h("p", { id: "verify-result", role: "status" }, audit.verified || ""),
   );
+}
+
+async function verifyTenant() {
+  try {
+    const r = await api("GET", `/v1/tenants/${session.claims.tid}/audit/verify`);
+    audit.verified = r.intact
+      ? t("verify_intact", { events: r.events, streams: r.streams })
+      : t("verify_broken", { stream: r.broken.stream || "", version: r.broken.version ?? "", problem: r.broken.problem });
+  } catch (e) {
+    audit.verified = explain(e);
+  }
+  auditView();
 }
 
 async function openAudit() {

@@ -229,6 +229,7 @@ fn router(state: HttpState) -> Router {
         .route(&tenant("/settings"), get(settings::get).put(settings::put))
         .route(&tenant("/audit/proof/inclusion"), get(audit::inclusion))
         .route(&tenant("/audit/proof/consistency"), get(audit::consistency))
+        .route(&tenant("/audit/verify"), get(audit::verify))
         .route("/", get(console::index))
         .route("/console/config.json", get(console::config))
         .route("/console/dev-sign-in", post(console::dev_sign_in))

@@ -376,6 +376,13 @@ role! {
     pub trait AuditReads {
         /// Raw rows of the log after a position, as stored.
         fn raw_events(&self, after: u64, limit: u32) -> Vec<audit::RawEvent>;
+        /// Raw rows of one tenant's events after a position, as stored.
+        fn tenant_raw_events(
+            &self,
+            tenant: TenantId,
+            after: u64,
+            limit: u32,
+        ) -> Vec<audit::RawEvent>;
         /// The rewrites of hash chains the store recorded (the sealing of legacy values).
         fn reanchors(&self) -> Vec<audit::Reanchor>;
     }

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use uuid::Uuid;
 
 crate::on_both_backends!(
+    a_tenants_auditor_verifies_the_tenants_chains,
     a_rewrite_below_a_checkpoint_stops_the_tree_and_changes_nothing_stored,
     the_service_signs_checkpoints_and_its_proofs_verify_independently,
     verify_with_a_checkpoint_names_the_first_position_of_a_rewrite_or_a_truncation,
@@ -648,4 +649,69 @@ async fn seed_round(
             .unwrap();
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
+}
+
+async fn a_tenants_auditor_verifies_the_tenants_chains(backend: Backend) {
+    let app = crate::support::spawn_backend(backend).await;
+    let admin = Uuid::now_v7();
+    app.add_ok(admin, "mobile_phone", "+45 20 12 34 56").await;
+    app.add_ok(admin, "email", "jane@example.org").await;
+    // Another tenant's events sit between this tenant's positions.
+    let other = Uuid::now_v7();
+    let r = app
+        .send(
+            reqwest::Method::POST,
+            &format!(
+                "{}/v1/tenants/{other}/admins/{}/methods",
+                app.base,
+                Uuid::now_v7()
+            ),
+            &app.token_for(other, "helpdesk", &[Role::AuthenticationAdmin]),
+            Some(json!({"kind": "email", "value": "x@example.org"})),
+        )
+        .await;
+    assert_eq!(r.status(), 201);
+    app.add_ok(Uuid::now_v7(), "email", "john@example.org")
+        .await;
+    let url = app.url("/audit/verify");
+    let auditor = app.token("auditor", &[Role::Auditor]);
+    let verdict: Value = app
+        .send(reqwest::Method::GET, &url, &auditor, None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(verdict["intact"], true, "{verdict}");
+    assert_eq!(verdict["events"], 3);
+    assert_eq!(verdict["streams"], 2);
+    let r = app
+        .send(
+            reqwest::Method::GET,
+            &url,
+            &app.token("dash", &[Role::Dashboard]),
+            None,
+        )
+        .await;
+    assert_problem(r, 403, "forbidden").await;
+    // An edited payload of this tenant's: the first broken link, named.
+    let db = Db::open(&app.store_config).await;
+    let mut env = pb::Envelope::decode(db.bytes("payload", 2).await.as_slice()).unwrap();
+    env.actor.as_mut().unwrap().subject = "mallory".into();
+    db.set_bytes("payload", 2, env.encode_to_vec()).await;
+    let verdict: Value = app
+        .send(reqwest::Method::GET, &url, &auditor, None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(verdict["intact"], false, "{verdict}");
+    assert_eq!(verdict["broken"]["position"], 2);
+    assert_eq!(verdict["broken"]["version"], 2);
+    assert!(
+        verdict["broken"]["problem"]
+            .as_str()
+            .unwrap()
+            .contains("the hash is not"),
+        "{verdict}"
+    );
 }

@@ -203,6 +203,9 @@ try {
   await aud.fill("#as-of-instant", local);
   await aud.click('#as-of-time button[type="submit"]');
   await aud.locator("#as-of-eligibility", { hasText: "Could reset the password then." }).waitFor();
+  await aud.click("#verify");
+  await aud.locator("#verify-result", { hasText: "Intact" }).waitFor();
+  expect((await text(aud, "#verify-result")).startsWith("Intact: the hash chains of 6 events in 2 streams"), `the verification: ${await text(aud, "#verify-result")}`);
   await axe(aud, "audit");
   await aud.screenshot({ path: `${shots}/audit.png`, fullPage: true });
   await aud.click('#reveal button[type="submit"]');

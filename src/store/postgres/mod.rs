@@ -460,20 +460,57 @@ impl PgStore {
         after: u64,
         limit: u32,
     ) -> Result<Vec<crate::store::audit::RawEvent>, StoreError> {
+        self.raw_rows(None, after, limit).await
+    }
+
+    /// See `AuditReads::tenant_raw_events`.
+    pub async fn tenant_raw_events(
+        &self,
+        tenant: crate::domain::TenantId,
+        after: u64,
+        limit: u32,
+    ) -> Result<Vec<crate::store::audit::RawEvent>, StoreError> {
+        self.raw_rows(Some(tenant), after, limit).await
+    }
+
+    async fn raw_rows(
+        &self,
+        tenant: Option<crate::domain::TenantId>,
+        after: u64,
+        limit: u32,
+    ) -> Result<Vec<crate::store::audit::RawEvent>, StoreError> {
         let client = self.pool().get().await?;
         // `extract(epoch …)` is numeric (exact) since PostgreSQL 14; times are whole ms.
-        let stmt = client
-            .prepare_cached(
-                "SELECT position, stream_id, stream_version, event_id::text, event_type,
-                        tenant_id::text, admin_id::text,
-                        (extract(epoch FROM occurred_at) * 1000)::bigint,
-                        payload, prev_hash, hash
-                 FROM events WHERE position > $1 ORDER BY position LIMIT $2",
-            )
-            .await?;
-        let rows = client
-            .query(&stmt, &[&to_i64(after), &i64::from(limit)])
-            .await?;
+        const COLUMNS: &str = "SELECT position, stream_id, stream_version, event_id::text,
+                event_type, tenant_id::text, admin_id::text,
+                (extract(epoch FROM occurred_at) * 1000)::bigint, payload, prev_hash, hash
+             FROM events";
+        let rows = match tenant {
+            None => {
+                let stmt = client
+                    .prepare_cached(&format!(
+                        "{COLUMNS} WHERE position > $1 ORDER BY position LIMIT $2"
+                    ))
+                    .await?;
+                client
+                    .query(&stmt, &[&to_i64(after), &i64::from(limit)])
+                    .await?
+            }
+            Some(tenant) => {
+                let stmt = client
+                    .prepare_cached(&format!(
+                        "{COLUMNS} WHERE tenant_id = $3 AND position > $1 ORDER BY position
+                         LIMIT $2"
+                    ))
+                    .await?;
+                client
+                    .query(
+                        &stmt,
+                        &[&to_i64(after), &i64::from(limit), &tenant.as_uuid()],
+                    )
+                    .await?
+            }
+        };
         Ok(rows
             .iter()
             .map(|r| crate::store::audit::RawEvent {

@@ -872,13 +872,30 @@ impl SqliteStore {
         after: u64,
         limit: u32,
     ) -> Result<Vec<crate::store::audit::RawEvent>, StoreError> {
+        self.raw_rows(None, after, limit).await
+    }
+
+    /// See `AuditReads::tenant_raw_events`.
+    pub async fn tenant_raw_events(
+        &self,
+        tenant: crate::domain::TenantId,
+        after: u64,
+        limit: u32,
+    ) -> Result<Vec<crate::store::audit::RawEvent>, StoreError> {
+        self.raw_rows(Some(tenant), after, limit).await
+    }
+
+    async fn raw_rows(
+        &self,
+        tenant: Option<crate::domain::TenantId>,
+        after: u64,
+        limit: u32,
+    ) -> Result<Vec<crate::store::audit::RawEvent>, StoreError> {
         self.run(move |c| {
-            let mut stmt = c.prepare_cached(
-                "SELECT position, stream_id, stream_version, event_id, event_type, tenant_id,
-                        admin_id, occurred_at_ms, payload, prev_hash, hash
-                 FROM events WHERE position > ?1 ORDER BY position LIMIT ?2",
-            )?;
-            let rows = stmt.query_map(params![i64_of(after), limit], |r| {
+            const COLUMNS: &str = "SELECT position, stream_id, stream_version, event_id,
+                    event_type, tenant_id, admin_id, occurred_at_ms, payload, prev_hash, hash
+                 FROM events";
+            let row = |r: &Row<'_>| {
                 Ok(crate::store::audit::RawEvent {
                     position: u64_of(r.get(0)?),
                     stream_id: r.get(1)?,
@@ -892,8 +909,26 @@ impl SqliteStore {
                     prev_hash: r.get(9)?,
                     hash: r.get(10)?,
                 })
-            })?;
-            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+            };
+            let rows = match tenant {
+                None => c
+                    .prepare_cached(&format!(
+                        "{COLUMNS} WHERE position > ?1 ORDER BY position LIMIT ?2"
+                    ))?
+                    .query_map(params![i64_of(after), limit], row)?
+                    .collect::<Result<Vec<_>, _>>()?,
+                Some(tenant) => c
+                    .prepare_cached(&format!(
+                        "{COLUMNS} WHERE tenant_id = ?3 AND position > ?1 ORDER BY position
+                         LIMIT ?2"
+                    ))?
+                    .query_map(
+                        params![i64_of(after), limit, tenant.as_uuid().to_string()],
+                        row,
+                    )?
+                    .collect::<Result<Vec<_>, _>>()?,
+            };
+            Ok(rows)
         })
         .await
     }
