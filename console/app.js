@@ -135,6 +135,22 @@ function field(id, label, input, error) {
   );
 }
 
+/// A form that picks the administrator a page is about (its input `id`), calling `choose`.
+function adminChooser(id, value, choose) {
+  return h(
+    "form",
+    {
+      id: `choose-${id}`,
+      onsubmit: async (ev) => {
+        ev.preventDefault();
+        await choose(document.getElementById(id).value.trim());
+      },
+    },
+    field(id, t("which_admin"), h("input", { id, value: value || "", autocomplete: "off" })),
+    h("button", { type: "submit" }, t("show")),
+  );
+}
+
 /// Shows `message` beside the field `id` and moves the focus there.
 function fieldError(id, message) {
   const p = document.getElementById(`${id}-error`);
@@ -416,19 +432,10 @@ function addForm() {
 function securityInfo() {
   const chooser = session.claims.roles.includes("self_service")
     ? null
-    : h(
-        "form",
-        {
-          id: "choose-admin",
-          onsubmit: async (ev) => {
-            ev.preventDefault();
-            page.admin = document.getElementById("which-admin").value.trim();
-            await refresh();
-          },
-        },
-        field("which-admin", t("which_admin"), h("input", { id: "which-admin", value: page.admin || "", autocomplete: "off" })),
-        h("button", { type: "submit" }, t("show")),
-      );
+    : adminChooser("which-admin", page.admin, async (admin) => {
+        page.admin = admin;
+        await refresh();
+      });
   const methods = page.view?.methods || [];
   const stale = page.stale
     ? h("p", { class: "banner warn", role: "alert", id: "stale" }, t("changed_elsewhere"), " ",
@@ -620,12 +627,7 @@ async function loadHistory(reveal, reason) {
 
 /// The view and the verdict as of an instant (the log's longest prefix stamped at or before it).
 async function loadAsOfTime(iso) {
-  const q = `?as_of=${encodeURIComponent(iso)}`;
-  const path = `/v1/tenants/${session.claims.tid}/admins/${audit.admin}`;
-  [audit.view, audit.verdict] = await Promise.all([
-    api("GET", `${path}/methods${q}`),
-    api("GET", `${path}/reset-eligibility${q}`),
-  ]);
+  await loadPast(`as_of=${encodeURIComponent(iso)}`);
   const before = audit.events.filter((e) => e.occurred_at <= iso).length;
   audit.at = before - 1;
   audit.atTime = iso;
@@ -636,11 +638,15 @@ async function loadAsOf(index) {
   const e = audit.events[index];
   audit.at = index;
   if (!e) return;
-  const q = `?as_of_position=${encodeURIComponent(e.position)}`;
+  await loadPast(`as_of_position=${encodeURIComponent(e.position)}`);
+}
+
+/// The view and the verdict at a past point (`query`: as_of or as_of_position).
+async function loadPast(query) {
   const path = `/v1/tenants/${session.claims.tid}/admins/${audit.admin}`;
   [audit.view, audit.verdict] = await Promise.all([
-    api("GET", `${path}/methods${q}`),
-    api("GET", `${path}/reset-eligibility${q}`),
+    api("GET", `${path}/methods?${query}`),
+    api("GET", `${path}/reset-eligibility?${query}`),
   ]);
 }
 
@@ -738,19 +744,10 @@ function auditView() {
   );
   show(
     h("h1", {}, t("audit_heading")),
-    h(
-      "form",
-      {
-        id: "choose-audited",
-        onsubmit: async (ev) => {
-          ev.preventDefault();
-          audit.admin = document.getElementById("audited").value.trim();
-          await openAudit();
-        },
-      },
-      field("audited", t("which_admin"), h("input", { id: "audited", value: audit.admin || "", autocomplete: "off" })),
-      h("button", { type: "submit" }, t("show")),
-    ),
+    adminChooser("audited", audit.admin, async (admin) => {
+      audit.admin = admin;
+      await openAudit();
+    }),
     audit.revealed ? h("p", { class: "banner warn", role: "status", id: "revealed" }, t("revealed")) : null,
     h("h2", {}, t("timeline")),
     h(
