@@ -106,6 +106,9 @@ codes! {
     IdempotencyKeyReused = "idempotency_key_reused",
     /// Too many concurrent writers on one stream; retry.
     WriteContention = "write_contention",
+    /// Too many requests of a token or a source address, or streams of a tenant; retry after
+    /// `Retry-After`.
+    RateLimited = "rate_limited",
 
     // The service.
     /// A projection has not reached the asked position yet; retry.

@@ -59,6 +59,8 @@ pub struct ServerConfig {
     /// The console's OpenID client id (a public client, PKCE; redirect URI: the service's
     /// origin and `/`); with an issuer, the console signs in there.
     pub console_client_id: Option<String>,
+    /// Rates per token and source address, and the cap of streams per tenant.
+    pub limits: crate::http::limits::LimitsConfig,
     /// The notices to the old contact (where projections run; none: off).
     pub notifier: Option<crate::notify::NotifierConfig>,
 }
@@ -243,6 +245,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Server> {
         }
         _ => state,
     };
+    let state = state.with_limits(&config.limits);
     let state = match (&config.oidc, &config.console_client_id) {
         (Some(oidc), Some(client_id)) if !oidc.issuers.is_empty() => {
             state.with_console_oidc(crate::http::console::ConsoleOidc {
@@ -252,6 +255,15 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Server> {
         }
         _ => state,
     };
+    // The rate buckets of keys gone quiet are dropped now and then: memory follows the
+    // active tokens and addresses, not every one ever seen.
+    let limits = state.limits.clone();
+    projection_tasks.push(tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            limits.shrink();
+        }
+    }));
     let mut shutdown = Vec::new();
     let metrics_http = metrics_listener.map(|listener| {
         let service = http::metrics::service(state.clone());
@@ -294,15 +306,44 @@ where
     let (tx, rx) = oneshot::channel::<()>();
     shutdown.push(tx);
     tokio::spawn(async move {
-        axum::serve(
-            http::listener::ApiListener(listener),
-            tower::make::Shared::new(service),
-        )
-        .with_graceful_shutdown(async {
-            let _ = rx.await;
-        })
-        .await
+        axum::serve(http::listener::ApiListener(listener), WithPeer(service))
+            .with_graceful_shutdown(async {
+                let _ = rx.await;
+            })
+            .await
     })
+}
+
+/// Makes a connection's service: `service`, with the peer's address as `ConnectInfo` in every
+/// request's extensions (the limits per source address read it).
+#[derive(Clone)]
+struct WithPeer<S>(S);
+
+impl<'a, S: Clone> Service<axum::serve::IncomingStream<'a, http::listener::ApiListener>>
+    for WithPeer<S>
+{
+    type Response =
+        tower_http::add_extension::AddExtension<S, axum::extract::ConnectInfo<SocketAddr>>;
+    type Error = Infallible;
+    type Future = std::future::Ready<Result<Self::Response, Infallible>>;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Infallible>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(
+        &mut self,
+        stream: axum::serve::IncomingStream<'a, http::listener::ApiListener>,
+    ) -> Self::Future {
+        let peer = axum::extract::ConnectInfo(*stream.remote_addr());
+        std::future::ready(Ok(tower_http::add_extension::AddExtension::new(
+            self.0.clone(),
+            peer,
+        )))
+    }
 }
 
 impl Server {

@@ -65,6 +65,8 @@ pub struct ServeArgs {
     pub signing: SigningArgs,
     #[command(flatten)]
     pub notify: NotifyArgs,
+    #[command(flatten)]
+    pub limits: LimitsArgs,
     /// The console's OpenID client id at the first --oidc-issuer: a public client using the
     /// authorization code with PKCE, its redirect URI this service's origin followed by `/`.
     #[arg(long, env = "RECOVERY_CONSOLE_CLIENT_ID")]
@@ -92,6 +94,45 @@ impl ServeArgs {
             .as_deref()
             .map(MetricsToken::new)
             .transpose()
+    }
+}
+
+/// Limits against abuse (rates per token and per source address, 429 `rate_limited`).
+#[derive(Args, Clone, Debug)]
+pub struct LimitsArgs {
+    /// Writes per token: `<per second>[/<burst>]`, or `off`.
+    #[arg(long, env = "RECOVERY_WRITES_PER_TOKEN", default_value = "20/40", value_parser = parse_rate)]
+    pub writes_per_token: Option<crate::http::limits::Rate>,
+    /// Writes per source address.
+    #[arg(long, env = "RECOVERY_WRITES_PER_ADDRESS", default_value = "200/400", value_parser = parse_rate)]
+    pub writes_per_address: Option<crate::http::limits::Rate>,
+    /// Eligibility queries per token.
+    #[arg(long, env = "RECOVERY_QUERIES_PER_TOKEN", default_value = "200/400", value_parser = parse_rate)]
+    pub queries_per_token: Option<crate::http::limits::Rate>,
+    /// Eligibility queries per source address.
+    #[arg(long, env = "RECOVERY_QUERIES_PER_ADDRESS", default_value = "2000/4000", value_parser = parse_rate)]
+    pub queries_per_address: Option<crate::http::limits::Rate>,
+    /// Open event streams per tenant (0: no cap).
+    #[arg(long, env = "RECOVERY_STREAMS_PER_TENANT", default_value_t = 100)]
+    pub streams_per_tenant: usize,
+}
+
+fn parse_rate(s: &str) -> Result<Option<crate::http::limits::Rate>, String> {
+    match s.trim() {
+        "off" => Ok(None),
+        other => other.parse().map(Some),
+    }
+}
+
+impl LimitsArgs {
+    pub fn config(&self) -> crate::http::limits::LimitsConfig {
+        crate::http::limits::LimitsConfig {
+            writes_per_token: self.writes_per_token,
+            writes_per_address: self.writes_per_address,
+            queries_per_token: self.queries_per_token,
+            queries_per_address: self.queries_per_address,
+            streams_per_tenant: (self.streams_per_tenant > 0).then_some(self.streams_per_tenant),
+        }
     }
 }
 
@@ -288,6 +329,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         publisher,
         notifier: args.notify.config()?,
         console_client_id: args.console_client_id.clone(),
+        limits: args.limits.config(),
         dev_sign_in: !args.no_dev_sign_in
             && matches!(store, StoreConfig::Embedded { .. })
             && args.listen.ip().is_loopback(),

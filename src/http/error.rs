@@ -104,6 +104,7 @@ pub fn problem(code: Code) -> (StatusCode, &'static str, Option<u32>) {
             "Idempotency key reused",
             None,
         ),
+        RateLimited => (StatusCode::TOO_MANY_REQUESTS, "Too many requests", Some(1)),
         WriteContention => (
             StatusCode::SERVICE_UNAVAILABLE,
             "Too many concurrent writers",
@@ -141,6 +142,12 @@ impl ApiError {
             retry_after,
             www_authenticate: None,
         }
+    }
+
+    /// With a `Retry-After` of `seconds`.
+    pub fn with_retry_after(mut self, seconds: u32) -> Self {
+        self.retry_after = Some(seconds);
+        self
     }
 
     /// With the `WWW-Authenticate` challenge of a 401.

@@ -5,6 +5,7 @@ pub mod auth;
 pub mod console;
 pub(crate) mod error;
 pub(crate) mod extract;
+pub mod limits;
 pub(crate) mod listener;
 pub mod metrics;
 pub(crate) mod positions;
@@ -58,6 +59,8 @@ pub struct Shared {
     pub dev_sign_in: Option<auth::JwtKeys>,
     /// The console's sign-in with the organisation's identity provider (none: off).
     pub console_oidc: Option<console::ConsoleOidc>,
+    /// Rates and caps (`limits`).
+    pub limits: Arc<limits::Limits>,
 }
 
 impl HttpState {
@@ -81,7 +84,16 @@ impl HttpState {
             audit_key: None,
             dev_sign_in: None,
             console_oidc: None,
+            limits: limits::Limits::new(&Default::default()),
         }))
+    }
+
+    /// With these limits (before the state is shared).
+    pub fn with_limits(mut self, config: &limits::LimitsConfig) -> Self {
+        if let Some(shared) = Arc::get_mut(&mut self.0) {
+            shared.limits = limits::Limits::new(config);
+        }
+        self
     }
 
     /// With the console's sign-in at an identity provider (before the state is shared).
@@ -251,6 +263,10 @@ fn router(state: HttpState) -> Router {
     routes
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(
+            state.limits.clone(),
+            limits::limit,
+        ))
         .layer(middleware::from_fn(record_metrics))
         .with_state(state)
 }

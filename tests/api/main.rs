@@ -18,6 +18,7 @@ mod erasure;
 mod errors;
 mod history;
 mod identity;
+mod limits;
 mod methods;
 mod notifications;
 mod operations;

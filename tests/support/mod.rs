@@ -139,6 +139,8 @@ pub struct Options {
     pub dev_sign_in: bool,
     /// The console's OpenID client id (with `oidc`).
     pub console_client_id: Option<String>,
+    /// Rates and caps (default: none).
+    pub limits: recovery_info::http::limits::LimitsConfig,
 }
 
 impl Default for Options {
@@ -157,6 +159,7 @@ impl Default for Options {
             notifier: Some(Default::default()),
             dev_sign_in: false,
             console_client_id: None,
+            limits: Default::default(),
         }
     }
 }
@@ -248,6 +251,7 @@ pub async fn spawn_store(store: StoreConfig, options: Options) -> TestApp {
         notifier: options.notifier,
         dev_sign_in: options.dev_sign_in,
         console_client_id: options.console_client_id,
+        limits: options.limits,
     })
     .await
     .expect("start the service");

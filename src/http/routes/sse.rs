@@ -65,6 +65,8 @@ struct Cursor {
     eligibility: Option<AdminFold>,
     /// Messages of the last position read, not sent yet.
     pending: VecDeque<Event>,
+    /// Counted against the tenant's cap of open streams while the stream lives.
+    _open: crate::http::limits::StreamGuard,
 }
 
 /// The name of the eligibility message (`include=eligibility`).
@@ -314,6 +316,7 @@ pub async fn stream(
     metrics::gauge!("recovery_sse_streams").increment(1.0);
     let live = s.live.clone();
     let cursor = Cursor {
+        _open: s.limits.open_stream(tenant)?,
         rx: live.subscribe(),
         live,
         positions: s.positions.clone(),

@@ -1,0 +1,168 @@
+//! Limits against abuse, on both stores: writes and eligibility queries per token and per
+//! source address answered 429 `rate_limited` with `Retry-After` before anything is done (the
+//! accepted writes are all in the log, the refused ones nowhere), and a cap on a tenant's open
+//! event streams.
+
+use crate::support::{Backend, Options, assert_problem, fresh_store, spawn_store};
+use recovery_info::http::auth::Role;
+use recovery_info::http::limits::{LimitsConfig, Rate};
+use reqwest::Method;
+use serde_json::json;
+use uuid::Uuid;
+
+crate::on_both_backends!(
+    writes_beyond_a_tokens_rate_are_refused_and_lose_nothing,
+    a_source_address_is_limited_across_tokens,
+    eligibility_queries_and_event_streams_have_their_limits,
+);
+
+fn rate(per_second: u32, burst: u32) -> Option<Rate> {
+    Some(Rate { per_second, burst })
+}
+
+async fn writes_beyond_a_tokens_rate_are_refused_and_lose_nothing(backend: Backend) {
+    let app = spawn_store(
+        fresh_store(backend).await,
+        Options {
+            limits: LimitsConfig {
+                writes_per_token: rate(1, 3),
+                ..Default::default()
+            },
+            ..Options::default()
+        },
+    )
+    .await;
+    let token = app.admin_token();
+    let mut statuses = Vec::new();
+    let mut refused = None;
+    for i in 0..5 {
+        let r = app
+            .send(
+                Method::POST,
+                &app.admin_path(Uuid::now_v7(), "/methods"),
+                &token,
+                Some(json!({"kind": "email", "value": format!("u{i}@example.org")})),
+            )
+            .await;
+        statuses.push(r.status().as_u16());
+        if r.status() == 429 && refused.is_none() {
+            refused = Some(r);
+        }
+    }
+    assert_eq!(statuses, [201, 201, 201, 429, 429]);
+    let r = refused.unwrap();
+    let retry: u64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=2).contains(&retry), "{retry}");
+    let body = assert_problem(r, 429, "rate_limited").await;
+    assert!(
+        body["detail"].as_str().unwrap().contains("too many writes"),
+        "{body}"
+    );
+    // The three accepted writes are in the log, the refused ones nowhere.
+    let feed = app.get_json(&app.url("/events")).await;
+    assert_eq!(feed["events"].as_array().unwrap().len(), 3, "{feed}");
+    // Another token is not held back; the same one is after the wait.
+    let other = app.token("helpdesk-2", &[Role::AuthenticationAdmin]);
+    let r = app
+        .send(
+            Method::POST,
+            &app.admin_path(Uuid::now_v7(), "/methods"),
+            &other,
+            Some(json!({"kind": "email", "value": "v@example.org"})),
+        )
+        .await;
+    assert_eq!(r.status(), 201);
+    tokio::time::sleep(std::time::Duration::from_secs(retry)).await;
+    let r = app
+        .send(
+            Method::POST,
+            &app.admin_path(Uuid::now_v7(), "/methods"),
+            &token,
+            Some(json!({"kind": "email", "value": "w@example.org"})),
+        )
+        .await;
+    assert_eq!(r.status(), 201);
+    // Reads are not writes.
+    let r = app
+        .send(Method::GET, &app.url("/settings"), &token, None)
+        .await;
+    assert_eq!(r.status(), 200);
+}
+
+async fn a_source_address_is_limited_across_tokens(backend: Backend) {
+    let app = spawn_store(
+        fresh_store(backend).await,
+        Options {
+            limits: LimitsConfig {
+                writes_per_address: rate(1, 2),
+                ..Default::default()
+            },
+            ..Options::default()
+        },
+    )
+    .await;
+    let mut statuses = Vec::new();
+    for i in 0..3 {
+        let token = app.token(&format!("helpdesk-{i}"), &[Role::AuthenticationAdmin]);
+        let r = app
+            .send(
+                Method::POST,
+                &app.admin_path(Uuid::now_v7(), "/methods"),
+                &token,
+                Some(json!({"kind": "email", "value": format!("u{i}@example.org")})),
+            )
+            .await;
+        statuses.push(r.status().as_u16());
+    }
+    assert_eq!(statuses, [201, 201, 429]);
+}
+
+async fn eligibility_queries_and_event_streams_have_their_limits(backend: Backend) {
+    let app = spawn_store(
+        fresh_store(backend).await,
+        Options {
+            limits: LimitsConfig {
+                queries_per_token: rate(1, 2),
+                streams_per_tenant: Some(1),
+                ..Default::default()
+            },
+            ..Options::default()
+        },
+    )
+    .await;
+    let reset = app.token("reset-flow", &[Role::ResetService]);
+    let url = app.admin_path(Uuid::now_v7(), "/reset-eligibility");
+    let mut statuses = Vec::new();
+    for _ in 0..3 {
+        statuses.push(
+            app.send(Method::GET, &url, &reset, None)
+                .await
+                .status()
+                .as_u16(),
+        );
+    }
+    assert_eq!(statuses, [200, 200, 429]);
+    // One open stream per tenant: a second is refused until the first closes.
+    let dash = app.token("wallboard", &[Role::Dashboard]);
+    let stream = app.url("/events/stream");
+    let first = app.send(Method::GET, &stream, &dash, None).await;
+    assert_eq!(first.status(), 200);
+    let second = app.send(Method::GET, &stream, &dash, None).await;
+    assert!(second.headers().contains_key("retry-after"));
+    assert_problem(second, 429, "rate_limited").await;
+    drop(first);
+    let mut again = 0;
+    for _ in 0..50 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let r = app.send(Method::GET, &stream, &dash, None).await;
+        again = r.status().as_u16();
+        if again == 200 {
+            break;
+        }
+    }
+    assert_eq!(again, 200, "the cap frees up when a stream closes");
+}
