@@ -102,35 +102,40 @@ impl ServeArgs {
 pub struct LimitsArgs {
     /// Writes per token: `<per second>[/<burst>]`, or `off`.
     #[arg(long, env = "RECOVERY_WRITES_PER_TOKEN", default_value = "20/40", value_parser = parse_rate)]
-    pub writes_per_token: Option<crate::http::limits::Rate>,
+    pub writes_per_token: RateSetting,
     /// Writes per source address.
     #[arg(long, env = "RECOVERY_WRITES_PER_ADDRESS", default_value = "200/400", value_parser = parse_rate)]
-    pub writes_per_address: Option<crate::http::limits::Rate>,
+    pub writes_per_address: RateSetting,
     /// Eligibility queries per token.
     #[arg(long, env = "RECOVERY_QUERIES_PER_TOKEN", default_value = "200/400", value_parser = parse_rate)]
-    pub queries_per_token: Option<crate::http::limits::Rate>,
+    pub queries_per_token: RateSetting,
     /// Eligibility queries per source address.
     #[arg(long, env = "RECOVERY_QUERIES_PER_ADDRESS", default_value = "2000/4000", value_parser = parse_rate)]
-    pub queries_per_address: Option<crate::http::limits::Rate>,
+    pub queries_per_address: RateSetting,
     /// Open event streams per tenant (0: no cap).
     #[arg(long, env = "RECOVERY_STREAMS_PER_TENANT", default_value_t = 100)]
     pub streams_per_tenant: usize,
 }
 
-fn parse_rate(s: &str) -> Result<Option<crate::http::limits::Rate>, String> {
+/// A rate, or `off` (a type of its own: clap reads an `Option` field as a flag that may be
+/// absent, not as a value that may be `off`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RateSetting(pub Option<crate::http::limits::Rate>);
+
+fn parse_rate(s: &str) -> Result<RateSetting, String> {
     match s.trim() {
-        "off" => Ok(None),
-        other => other.parse().map(Some),
+        "off" => Ok(RateSetting(None)),
+        other => other.parse().map(|r| RateSetting(Some(r))),
     }
 }
 
 impl LimitsArgs {
     pub fn config(&self) -> crate::http::limits::LimitsConfig {
         crate::http::limits::LimitsConfig {
-            writes_per_token: self.writes_per_token,
-            writes_per_address: self.writes_per_address,
-            queries_per_token: self.queries_per_token,
-            queries_per_address: self.queries_per_address,
+            writes_per_token: self.writes_per_token.0,
+            writes_per_address: self.writes_per_address.0,
+            queries_per_token: self.queries_per_token.0,
+            queries_per_address: self.queries_per_address.0,
             streams_per_tenant: (self.streams_per_tenant > 0).then_some(self.streams_per_tenant),
         }
     }

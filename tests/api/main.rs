@@ -19,6 +19,7 @@ mod errors;
 mod history;
 mod identity;
 mod limits;
+mod matrix;
 mod methods;
 mod notifications;
 mod operations;
