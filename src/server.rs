@@ -61,6 +61,8 @@ pub struct ServerConfig {
     pub console_client_id: Option<String>,
     /// Rates per token and source address, and the cap of streams per tenant.
     pub limits: crate::http::limits::LimitsConfig,
+    /// HSTS and CORS.
+    pub edge: crate::http::Edge,
     /// The notices to the old contact (where projections run; none: off).
     pub notifier: Option<crate::notify::NotifierConfig>,
 }
@@ -245,7 +247,9 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Server> {
         }
         _ => state,
     };
-    let state = state.with_limits(&config.limits);
+    let state = state
+        .with_limits(&config.limits)
+        .with_edge(config.edge.clone());
     let state = match (&config.oidc, &config.console_client_id) {
         (Some(oidc), Some(client_id)) if !oidc.issuers.is_empty() => {
             state.with_console_oidc(crate::http::console::ConsoleOidc {

@@ -244,6 +244,7 @@ fn service_config(database_url: &str, nats_url: &str, alone: bool) -> ServerConf
         console_client_id: None,
         // The bench's clients write and ask far beyond a person's pace, from one address.
         limits: Default::default(),
+        edge: Default::default(),
     }
 }
 

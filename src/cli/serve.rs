@@ -67,6 +67,14 @@ pub struct ServeArgs {
     pub notify: NotifyArgs,
     #[command(flatten)]
     pub limits: LimitsArgs,
+    /// Send `Strict-Transport-Security` (the service is reached over TLS, through a
+    /// terminating proxy, and never over plain HTTP).
+    #[arg(long, env = "RECOVERY_HSTS")]
+    pub hsts: bool,
+    /// An origin whose pages may call the API from a browser (CORS), e.g.
+    /// `https://admin.contoso.com`; repeatable or comma-separated. None: no CORS.
+    #[arg(long, env = "RECOVERY_CORS_ORIGINS", value_delimiter = ',')]
+    pub cors_origin: Vec<String>,
     /// The console's OpenID client id at the first --oidc-issuer: a public client using the
     /// authorization code with PKCE, its redirect URI this service's origin followed by `/`.
     #[arg(long, env = "RECOVERY_CONSOLE_CLIENT_ID")]
@@ -335,6 +343,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         notifier: args.notify.config()?,
         console_client_id: args.console_client_id.clone(),
         limits: args.limits.config(),
+        edge: crate::http::Edge {
+            hsts: args.hsts,
+            cors_origins: args.cors_origin.clone(),
+        },
         dev_sign_in: !args.no_dev_sign_in
             && matches!(store, StoreConfig::Embedded { .. })
             && args.listen.ip().is_loopback(),

@@ -36,7 +36,7 @@ pub fn service(
 + Send
 + Sync
 + 'static {
-    super::with_middleware(router(state))
+    super::with_middleware(router(state), super::Edge::default())
 }
 
 fn router(state: HttpState) -> Router {

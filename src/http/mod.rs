@@ -61,6 +61,67 @@ pub struct Shared {
     pub console_oidc: Option<console::ConsoleOidc>,
     /// Rates and caps (`limits`).
     pub limits: Arc<limits::Limits>,
+    /// HSTS and CORS.
+    pub edge: Edge,
+}
+
+/// What the API's answers say to browsers about where they come from.
+#[derive(Clone, Debug, Default)]
+pub struct Edge {
+    /// `Strict-Transport-Security` on every answer (the service is reached over TLS only,
+    /// through a terminating proxy).
+    pub hsts: bool,
+    /// The origins whose pages may call the API from a browser (CORS); none: no CORS headers,
+    /// so browsers refuse cross-origin reads.
+    pub cors_origins: Vec<String>,
+}
+
+impl Edge {
+    fn cors(&self) -> Option<tower_http::cors::CorsLayer> {
+        use tower_http::cors::{AllowOrigin, CorsLayer};
+        if self.cors_origins.is_empty() {
+            return None;
+        }
+        let origins: Vec<HeaderValue> = self
+            .cors_origins
+            .iter()
+            .filter_map(|o| HeaderValue::from_str(o.trim_end_matches('/')).ok())
+            .collect();
+        Some(
+            CorsLayer::new()
+                .allow_origin(AllowOrigin::list(origins))
+                .allow_methods([
+                    axum::http::Method::GET,
+                    axum::http::Method::POST,
+                    axum::http::Method::PUT,
+                    axum::http::Method::PATCH,
+                    axum::http::Method::DELETE,
+                ])
+                .allow_headers([
+                    header::AUTHORIZATION,
+                    header::CONTENT_TYPE,
+                    header::IF_MATCH,
+                    HeaderName::from_static("idempotency-key"),
+                    HeaderName::from_static("last-event-id"),
+                ])
+                .expose_headers([
+                    header::ETAG,
+                    header::LOCATION,
+                    header::RETRY_AFTER,
+                    HeaderName::from_static("idempotent-replayed"),
+                ])
+                .max_age(std::time::Duration::from_secs(600)),
+        )
+    }
+
+    fn hsts(&self) -> Option<SetResponseHeaderLayer<HeaderValue>> {
+        self.hsts.then(|| {
+            SetResponseHeaderLayer::overriding(
+                header::STRICT_TRANSPORT_SECURITY,
+                HeaderValue::from_static("max-age=31536000; includeSubDomains"),
+            )
+        })
+    }
 }
 
 impl HttpState {
@@ -85,7 +146,16 @@ impl HttpState {
             dev_sign_in: None,
             console_oidc: None,
             limits: limits::Limits::new(&Default::default()),
+            edge: Edge::default(),
         }))
+    }
+
+    /// With HSTS and CORS as `edge` says (before the state is shared).
+    pub fn with_edge(mut self, edge: Edge) -> Self {
+        if let Some(shared) = Arc::get_mut(&mut self.0) {
+            shared.edge = edge;
+        }
+        self
     }
 
     /// With these limits (before the state is shared).
@@ -157,7 +227,8 @@ pub fn service(
 + Send
 + Sync
 + 'static {
-    with_middleware(router(state))
+    let edge = state.edge.clone();
+    with_middleware(router(state), edge)
 }
 
 /// `router` with the middleware of every listener.
@@ -176,15 +247,20 @@ pub fn service(
 /// browser or proxy keeps a copy. The whole API is no-store because nearly all of it carries
 /// contact values, a token's view of an admin or a history, and the rest (health, counters)
 /// loses nothing by it; versions still travel as `ETag` for `If-Match`. It replaces the
-/// event stream's own `no-cache`, which allows storing.
+/// event stream's own `no-cache`, which allows storing. With `edge`: `Strict-Transport-Security`
+/// and CORS for the configured origins only (neither by default).
 fn with_middleware(
     router: Router,
+    edge: Edge,
 ) -> impl Service<Request, Response = Response, Error = Infallible, Future: Send + 'static>
 + Clone
 + Send
 + Sync
 + 'static {
     ServiceBuilder::new()
+        .map_response(IntoResponse::into_response)
+        .option_layer(edge.hsts())
+        .option_layer(edge.cors())
         .map_response(IntoResponse::into_response)
         .layer(SetResponseHeaderLayer::overriding(
             header::X_CONTENT_TYPE_OPTIONS,

@@ -166,3 +166,56 @@ async fn eligibility_queries_and_event_streams_have_their_limits(backend: Backen
     }
     assert_eq!(again, 200, "the cap frees up when a stream closes");
 }
+
+#[tokio::test]
+async fn cors_is_off_unless_configured_and_strict_when_it_is_and_hsts_when_asked() {
+    let plain = crate::support::spawn_app().await;
+    let r = plain
+        .client
+        .request(Method::OPTIONS, plain.url("/settings"))
+        .header("origin", "https://evil.example")
+        .header("access-control-request-method", "GET")
+        .send()
+        .await
+        .unwrap();
+    assert!(!r.headers().contains_key("access-control-allow-origin"));
+    assert!(!r.headers().contains_key("strict-transport-security"));
+
+    let app = crate::support::spawn_app_with(Options {
+        edge: recovery_info::http::Edge {
+            hsts: true,
+            cors_origins: vec!["https://admin.contoso.example".into()],
+        },
+        ..Options::default()
+    })
+    .await;
+    let preflight = |origin: &'static str| {
+        app.client
+            .request(Method::OPTIONS, app.url("/settings"))
+            .header("origin", origin)
+            .header("access-control-request-method", "PUT")
+            .header("access-control-request-headers", "authorization, if-match")
+            .send()
+    };
+    let r = preflight("https://admin.contoso.example").await.unwrap();
+    assert_eq!(
+        r.headers()["access-control-allow-origin"],
+        "https://admin.contoso.example"
+    );
+    let methods = r.headers()["access-control-allow-methods"]
+        .to_str()
+        .unwrap()
+        .to_lowercase();
+    assert!(methods.contains("put"), "{methods}");
+    let r = preflight("https://evil.example").await.unwrap();
+    assert!(!r.headers().contains_key("access-control-allow-origin"));
+    let r = app
+        .send(Method::GET, &app.url("/settings"), &app.admin_token(), None)
+        .await;
+    assert_eq!(
+        r.headers()["strict-transport-security"],
+        "max-age=31536000; includeSubDomains"
+    );
+    assert_eq!(r.headers()["x-content-type-options"], "nosniff");
+    assert_eq!(r.headers()["cache-control"], "no-store");
+}

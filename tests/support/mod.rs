@@ -141,6 +141,8 @@ pub struct Options {
     pub console_client_id: Option<String>,
     /// Rates and caps (default: none).
     pub limits: recovery_info::http::limits::LimitsConfig,
+    /// HSTS and CORS (default: neither).
+    pub edge: recovery_info::http::Edge,
 }
 
 impl Default for Options {
@@ -160,6 +162,7 @@ impl Default for Options {
             dev_sign_in: false,
             console_client_id: None,
             limits: Default::default(),
+            edge: Default::default(),
         }
     }
 }
@@ -252,6 +255,7 @@ pub async fn spawn_store(store: StoreConfig, options: Options) -> TestApp {
         dev_sign_in: options.dev_sign_in,
         console_client_id: options.console_client_id,
         limits: options.limits,
+        edge: options.edge,
     })
     .await
     .expect("start the service");
