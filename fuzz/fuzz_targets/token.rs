@@ -15,7 +15,9 @@ fuzz_target!(|text: &str| {
             StepUp::default(),
         );
     }
-    RUNTIME.with(|rt| AUTH.with(|auth| {
-        let _ = rt.block_on(auth.caller(text));
-    }));
+    RUNTIME.with(|rt| {
+        AUTH.with(|auth| {
+            let _ = rt.block_on(auth.caller(text));
+        })
+    });
 });
