@@ -99,6 +99,13 @@ impl AlternateEmail {
             email_address::Options::default().without_display_text(),
         )
         .map_err(invalid)?;
+        // The stored form (the domain as A-labels) may be longer than the input: it must fit
+        // too, so that what is stored parses again (found by fuzzing).
+        if ascii_domain.chars().count() > 254 {
+            return Err(invalid(
+                "longer than 254 characters once its domain is in ASCII",
+            ));
+        }
         Ok(AlternateEmail {
             local: parsed.local_part().to_owned(),
             domain: domain.0,
@@ -278,5 +285,15 @@ mod tests {
         assert!(TenantDomain::parse("localhost").is_err());
         assert!(TenantDomain::parse("-bad-.com").is_err());
         assert!(TenantDomain::parse("con\u{200B}toso.com").is_err());
+    }
+
+    #[test]
+    fn an_address_whose_ascii_form_is_too_long_is_refused() {
+        // fuzz/artifacts/email/crash-06406036…: 254 characters or fewer as typed, longer once
+        // an internationalised label is in Punycode; stored, it would not parse again.
+        let input = "f@f.kf.Qf.kf.b.kf.Qf.kf.b.Acf.kf.Upfc.Afc.kpfsc.Afc.k444\u{2b9}.Upfc.Afc.kpfc.Afc.kf.Uppfc.Afc.kfc.AAfc.kfc.Afc.kf.Upfc.Afc.kpfc.Afc.kf.U.Acf.kf.Upfc.Afckfc.Afc.kf.Upfc.Afc.kpfc.Afc.kf.U.Acf.kf.Upfc.Afc.kpfsc.Afc.k.Afc.kf.Upfc.Afc.kpfc.Afc.kf.Upfc.Afc.kf.";
+        assert!(input.chars().count() <= 254);
+        let e = AlternateEmail::parse(input).unwrap_err();
+        assert!(e.to_string().contains("once its domain is in ASCII"), "{e}");
     }
 }
