@@ -42,6 +42,21 @@ fn check_name(name: &str) -> Result<(), NoteError> {
     Ok(())
 }
 
+/// A key's name, its hash (hex) and its 32 bytes.
+type KeyParts<'a> = (&'a str, &'a str, [u8; 32]);
+
+/// `<name>+<hash>+<base64(0x01 ‖ 32 bytes)>` in its parts (`None`: not of that shape; an
+/// error: a key of another algorithm).
+fn key_parts<'a>(text: &'a str, what: &str) -> Option<Result<KeyParts<'a>, NoteError>> {
+    let mut parts = text.splitn(3, '+');
+    let (name, hash, data) = (parts.next()?, parts.next()?, parts.next()?);
+    let data = B64.decode(data).ok()?;
+    Some(match data.split_first() {
+        Some((&ALG_ED25519, key)) => Ok((name, hash, key.try_into().ok()?)),
+        _ => Err(bad(format!("the {what} is not an Ed25519 key"))),
+    })
+}
+
 fn key_hash(name: &str, public: &VerifyingKey) -> [u8; 4] {
     let mut h = Sha256::new();
     h.update(name.as_bytes());
@@ -91,16 +106,7 @@ impl NoteSigner {
             .trim()
             .strip_prefix("PRIVATE+KEY+")
             .ok_or_else(refuse)?;
-        let mut parts = rest.splitn(3, '+');
-        let (Some(name), Some(hash), Some(data)) = (parts.next(), parts.next(), parts.next())
-        else {
-            return Err(refuse());
-        };
-        let data = B64.decode(data).map_err(|_| refuse())?;
-        let seed: [u8; 32] = match data.split_first() {
-            Some((&ALG_ED25519, seed)) => seed.try_into().map_err(|_| refuse())?,
-            _ => return Err(bad("the signing key is not an Ed25519 key")),
-        };
+        let (name, hash, seed) = key_parts(rest, "signing key").ok_or_else(refuse)??;
         let signer = Self::from_seed(name, &seed)?;
         if hex::encode(key_hash(name, &signer.key.verifying_key())) != hash {
             return Err(bad(
@@ -175,17 +181,8 @@ impl std::str::FromStr for NoteVerifier {
 
     fn from_str(text: &str) -> Result<Self, NoteError> {
         let refuse = || bad("not a verifier key like <name>+<8 hex>+<base64>");
-        let mut parts = text.trim().splitn(3, '+');
-        let (Some(name), Some(hash), Some(data)) = (parts.next(), parts.next(), parts.next())
-        else {
-            return Err(refuse());
-        };
+        let (name, hash, public) = key_parts(text.trim(), "verifier key").ok_or_else(refuse)??;
         check_name(name)?;
-        let data = B64.decode(data).map_err(|_| refuse())?;
-        let public: [u8; 32] = match data.split_first() {
-            Some((&ALG_ED25519, key)) => key.try_into().map_err(|_| refuse())?,
-            _ => return Err(bad("the verifier key is not an Ed25519 key")),
-        };
         let key = VerifyingKey::from_bytes(&public).map_err(|_| refuse())?;
         if hex::encode(key_hash(name, &key)) != hash {
             return Err(bad(

@@ -331,8 +331,13 @@ pub async fn sign_checkpoint(store: &Store, signer: &NoteSigner) -> Result<TreeH
         tracing::info!(size, root = %hex::encode(root), "signed a checkpoint");
         return Ok(head);
     }
-    let theirs = store.tree_heads(size.saturating_sub(1), 1).await?;
-    Ok(theirs.into_iter().find(|h| h.size == size).unwrap_or(head))
+    Ok(head_of_size(store, size).await?.unwrap_or(head))
+}
+
+/// The signed tree head of exactly `size`, if one was recorded.
+pub async fn head_of_size(store: &Store, size: u64) -> Result<Option<TreeHead>, StoreError> {
+    let heads = store.tree_heads(size.saturating_sub(1), 1).await?;
+    Ok(heads.into_iter().find(|h| h.size == size))
 }
 
 fn to_leaves(bytes: &[u8]) -> Vec<Hash> {

@@ -83,11 +83,7 @@ fn page(s: &HttpState, content_type: &'static str, body: &'static str) -> Respon
     if let Ok(csp) = HeaderValue::from_str(&policy(s)) {
         h.insert(header::CONTENT_SECURITY_POLICY, csp);
     }
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    h.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
+    // `nosniff` and `Cache-Control: no-store` are the API middleware's, on every answer.
     h.insert(
         header::REFERRER_POLICY,
         HeaderValue::from_static("no-referrer"),

@@ -66,6 +66,8 @@ impl Default for NotifierConfig {
 const BATCH: u32 = 500;
 /// Notices claimed per send round.
 const CLAIM: u32 = 20;
+/// How often the gauges of notices by status are read again when nothing changed.
+const COUNTS_EVERY: Duration = Duration::from_secs(5);
 
 /// The wait before try `attempt + 1` after `attempt` failed: `backoff × 2^(attempt − 1)`, at
 /// most `max_backoff`, less up to a fifth at random (so that notices that failed together do
@@ -98,6 +100,22 @@ fn before(admin_events: &[RecordedEvent], at: u64) -> (AdminState, Option<&Recor
     (state, admin_events.iter().find(|e| e.position == at))
 }
 
+/// The events of `streams`, whole, each stream's in log order (one read).
+async fn load_by_stream(
+    store: &Store,
+    streams: Vec<StreamId>,
+) -> Result<HashMap<StreamId, Vec<RecordedEvent>>, StoreError> {
+    let mut by_stream: HashMap<StreamId, Vec<RecordedEvent>> = HashMap::new();
+    if streams.is_empty() {
+        return Ok(by_stream);
+    }
+    let wanted: Vec<(StreamId, u64)> = streams.into_iter().map(|s| (s, 0)).collect();
+    for e in store.load_streams(&wanted).await? {
+        by_stream.entry(e.stream).or_default().push(e);
+    }
+    Ok(by_stream)
+}
+
 /// Turns the next batch of the log into notices; returns the events read (0: none new).
 pub async fn enqueue_batch(store: &Store) -> Result<usize, StoreError> {
     let from = store.notifier_checkpoint().await?;
@@ -110,20 +128,15 @@ pub async fn enqueue_batch(store: &Store) -> Result<usize, StoreError> {
         .iter()
         .filter(|e| NoticeKind::of(&e.event).is_some() && e.stream.admin().is_some())
         .collect();
-    let mut wanted: Vec<(StreamId, u64)> = Vec::new();
+    let mut wanted: Vec<StreamId> = Vec::new();
     for e in &telling {
         for stream in [e.stream, StreamId::Tenant(e.stream.tenant())] {
-            if !wanted.iter().any(|(s, _)| *s == stream) {
-                wanted.push((stream, 0));
+            if !wanted.contains(&stream) {
+                wanted.push(stream);
             }
         }
     }
-    let mut streams: HashMap<StreamId, Vec<RecordedEvent>> = HashMap::new();
-    if !wanted.is_empty() {
-        for e in store.load_streams(&wanted).await? {
-            streams.entry(e.stream).or_default().push(e);
-        }
-    }
+    let streams = load_by_stream(store, wanted).await?;
     let mut rows = Vec::new();
     let now = Utc::now();
     for event in telling {
@@ -180,15 +193,11 @@ async fn prepare(
     config: &NotifierConfig,
     n: &Notification,
 ) -> Result<Prepared, StoreError> {
-    let streams = store
-        .load_streams(&[
-            (StreamId::Admin(n.tenant, n.admin), 0),
-            (StreamId::Tenant(n.tenant), 0),
-        ])
-        .await?;
-    let (admin_events, tenant_events): (Vec<_>, Vec<_>) = streams
-        .into_iter()
-        .partition(|e| matches!(e.stream, StreamId::Admin(..)));
+    let admin_stream = StreamId::Admin(n.tenant, n.admin);
+    let tenant_stream = StreamId::Tenant(n.tenant);
+    let mut streams = load_by_stream(store, vec![admin_stream, tenant_stream]).await?;
+    let admin_events = streams.remove(&admin_stream).unwrap_or_default();
+    let tenant_events = streams.remove(&tenant_stream).unwrap_or_default();
     let (state, event) = before(&admin_events, n.position);
     let Some(event) = event else {
         return Ok(Prepared::Skip("its event is not in the log".into()));
@@ -303,13 +312,20 @@ fn record(n: &Notification, delivery: &Delivery) {
 pub fn spawn(store: Store, config: NotifierConfig) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut failing = false;
+        // The counts by status are a scan of the outbox: read again when a round changed the
+        // outbox, and every few seconds (a `notifications retry` of another process), not on
+        // every idle poll.
+        let mut counted = std::time::Instant::now() - COUNTS_EVERY;
         loop {
             let round = async {
                 let queued = enqueue_batch(&store).await?;
                 let sent = send_due(&store, &config).await?;
-                for (status, n) in store.notification_counts().await? {
-                    metrics::gauge!("recovery_notifications", "status" => status.name())
-                        .set(n as f64);
+                if queued + sent > 0 || counted.elapsed() >= COUNTS_EVERY {
+                    counted = std::time::Instant::now();
+                    for (status, n) in store.notification_counts().await? {
+                        metrics::gauge!("recovery_notifications", "status" => status.name())
+                            .set(n as f64);
+                    }
                 }
                 Ok::<_, StoreError>(queued + sent)
             }

@@ -100,8 +100,7 @@ pub async fn checkpoints(
 
 /// The signed checkpoint of exactly `size`, if one was signed.
 async fn checkpoint_of(s: &HttpState, size: u64) -> Result<Option<TreeHead>, ApiError> {
-    let heads = s.app.store.tree_heads(size.saturating_sub(1), 1).await?;
-    Ok(heads.into_iter().find(|h| h.size == size))
+    Ok(tree::head_of_size(&s.app.store, size).await?)
 }
 
 /// The size a proof is asked for, or the latest checkpoint's.
