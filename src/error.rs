@@ -109,6 +109,9 @@ codes! {
     /// Too many requests of a token or a source address, or streams of a tenant; retry after
     /// `Retry-After`.
     RateLimited = "rate_limited",
+    /// The request did not finish within the request timeout; a write may or may not have been
+    /// made: repeat it with the same `Idempotency-Key` to learn which.
+    RequestTimeout = "request_timeout",
 
     // The service.
     /// A projection has not reached the asked position yet; retry.

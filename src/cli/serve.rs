@@ -123,12 +123,25 @@ pub struct LimitsArgs {
     /// Open event streams per tenant (0: no cap).
     #[arg(long, env = "RECOVERY_STREAMS_PER_TENANT", default_value_t = 100)]
     pub streams_per_tenant: usize,
+    /// How long a request may take to be answered: seconds, or a number with s or m; `off`
+    /// for none. Beyond: 503 `request_timeout` (a write: repeat it with its
+    /// Idempotency-Key). Event streams' bodies and `…/audit/verify` are not bounded.
+    #[arg(long, env = "RECOVERY_REQUEST_TIMEOUT", default_value = "30s", value_parser = parse_timeout)]
+    pub request_timeout: Duration,
 }
 
 /// A rate, or `off` (a type of its own: clap reads an `Option` field as a flag that may be
 /// absent, not as a value that may be `off`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RateSetting(pub Option<crate::http::limits::Rate>);
+
+/// A duration (see `parse_ttl`), or `off` (zero).
+fn parse_timeout(s: &str) -> Result<Duration, String> {
+    match s.trim() {
+        "off" => Ok(Duration::ZERO),
+        other => parse_ttl(other),
+    }
+}
 
 fn parse_rate(s: &str) -> Result<RateSetting, String> {
     match s.trim() {
@@ -145,6 +158,7 @@ impl LimitsArgs {
             queries_per_token: self.queries_per_token.0,
             queries_per_address: self.queries_per_address.0,
             streams_per_tenant: (self.streams_per_tenant > 0).then_some(self.streams_per_tenant),
+            request_timeout: (!self.request_timeout.is_zero()).then_some(self.request_timeout),
         }
     }
 }

@@ -105,6 +105,11 @@ pub fn problem(code: Code) -> (StatusCode, &'static str, Option<u32>) {
             None,
         ),
         RateLimited => (StatusCode::TOO_MANY_REQUESTS, "Too many requests", Some(1)),
+        RequestTimeout => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "The request took too long",
+            Some(1),
+        ),
         WriteContention => (
             StatusCode::SERVICE_UNAVAILABLE,
             "Too many concurrent writers",

@@ -23,6 +23,7 @@ use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 /// One rate: sustained per second, and the burst allowed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -61,6 +62,9 @@ pub struct LimitsConfig {
     pub queries_per_address: Option<Rate>,
     /// Open event streams per tenant.
     pub streams_per_tenant: Option<usize>,
+    /// How long a request may take to be answered (not an event stream's body, nor an
+    /// auditor's whole-tenant verification).
+    pub request_timeout: Option<Duration>,
 }
 
 type ByToken = DefaultKeyedRateLimiter<[u8; 16]>;
@@ -81,6 +85,7 @@ pub struct Limits {
     queries: (Option<ByToken>, Option<ByAddress>),
     streams_per_tenant: Option<usize>,
     streams: Mutex<HashMap<TenantId, usize>>,
+    request_timeout: Option<Duration>,
 }
 
 impl Limits {
@@ -96,6 +101,7 @@ impl Limits {
             ),
             streams_per_tenant: config.streams_per_tenant,
             streams: Mutex::default(),
+            request_timeout: config.request_timeout,
         })
     }
 
@@ -195,6 +201,38 @@ pub async fn limit(State(limits): State<Arc<Limits>>, req: Request, next: Next) 
         return refused(kind, not_until.wait_time_from(clock.now()));
     }
     next.run(req).await
+}
+
+/// The request timeout: an answer not ready in time is 503 `request_timeout`, its work
+/// dropped. A write dropped so may have committed (the append runs on in the store's own task)
+/// or not; its `Idempotency-Key` tells which on a retry, and nothing acknowledged is undone.
+/// An event stream's body is not bounded (only the handler that opens it), nor an auditor's
+/// verification of a whole tenant.
+pub async fn deadline(State(limits): State<Arc<Limits>>, req: Request, next: Next) -> Response {
+    let Some(timeout) = limits.request_timeout else {
+        return next.run(req).await;
+    };
+    if req.uri().path().ends_with("/audit/verify") {
+        return next.run(req).await;
+    }
+    let write = req.method() != Method::GET && req.method() != Method::HEAD;
+    match tokio::time::timeout(timeout, next.run(req)).await {
+        Ok(response) => response,
+        Err(_) => {
+            metrics::counter!("recovery_http_timeouts_total").increment(1);
+            let seconds = timeout.as_secs_f64();
+            let detail = if write {
+                format!(
+                    "the request was not answered within {seconds} s; the write may or may not \
+                     have been made: repeat it with the same Idempotency-Key to learn which"
+                )
+            } else {
+                format!("the request was not answered within {seconds} s; retry shortly")
+            };
+            tracing::warn!(seconds, write, "request timed out");
+            ApiError::new(Code::RequestTimeout, detail).into_response()
+        }
+    }
 }
 
 #[cfg(test)]

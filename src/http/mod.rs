@@ -341,6 +341,10 @@ fn router(state: HttpState) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(
             state.limits.clone(),
+            limits::deadline,
+        ))
+        .layer(middleware::from_fn_with_state(
+            state.limits.clone(),
             limits::limit,
         ))
         .layer(middleware::from_fn(record_metrics))

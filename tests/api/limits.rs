@@ -14,7 +14,101 @@ crate::on_both_backends!(
     writes_beyond_a_tokens_rate_are_refused_and_lose_nothing,
     a_source_address_is_limited_across_tokens,
     eligibility_queries_and_event_streams_have_their_limits,
+    a_request_not_answered_in_time_is_a_503_request_timeout,
 );
+
+/// A view asked at a position no projection reaches (none runs) waits for its freshness
+/// timeout (10 s); the request timeout (1 s) answers first.
+async fn a_request_not_answered_in_time_is_a_503_request_timeout(backend: Backend) {
+    let app = spawn_store(
+        fresh_store(backend).await,
+        Options {
+            run_projections: false,
+            freshness_timeout: std::time::Duration::from_secs(10),
+            limits: LimitsConfig {
+                request_timeout: Some(std::time::Duration::from_secs(1)),
+                ..Default::default()
+            },
+            ..Options::default()
+        },
+    )
+    .await;
+    let admin = Uuid::now_v7();
+    let r = app.add(admin, "email", "late@example.org").await;
+    assert_eq!(r.status(), 201);
+    let position = r.json::<serde_json::Value>().await.unwrap()["position"].clone();
+    let started = std::time::Instant::now();
+    let r = app
+        .send(
+            Method::GET,
+            &format!(
+                "{}?min_position={position}",
+                app.admin_path(admin, "/methods")
+            ),
+            &app.admin_token(),
+            None,
+        )
+        .await;
+    let waited = started.elapsed();
+    assert_eq!(r.headers()["retry-after"], "1");
+    let body = assert_problem(r, 503, "request_timeout").await;
+    assert!(body["detail"].as_str().unwrap().contains("retry"), "{body}");
+    assert!(
+        waited >= std::time::Duration::from_millis(900)
+            && waited < std::time::Duration::from_secs(5),
+        "{waited:?}"
+    );
+    // Quick answers are not touched, and the service answers on.
+    let r = app
+        .send(Method::GET, &app.url("/settings"), &app.admin_token(), None)
+        .await;
+    assert_eq!(r.status(), 200);
+}
+
+/// A write held up in the database past the request timeout is answered 503
+/// `request_timeout`; its outcome is learnt with its Idempotency-Key, and nothing is written
+/// twice or lost: the log has it once.
+#[tokio::test]
+async fn a_write_that_times_out_is_settled_by_its_idempotency_key() {
+    let app = spawn_store(
+        fresh_store(Backend::Postgres).await,
+        Options {
+            limits: LimitsConfig {
+                request_timeout: Some(std::time::Duration::from_secs(1)),
+                ..Default::default()
+            },
+            ..Options::default()
+        },
+    )
+    .await;
+    let admin = Uuid::now_v7();
+    let locker = crate::support::pg_client(&app.database_url()).await;
+    locker
+        .batch_execute("BEGIN; LOCK TABLE events IN EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    let write = || {
+        app.client
+            .post(app.admin_path(admin, "/methods"))
+            .bearer_auth(app.admin_token())
+            .header("idempotency-key", "held-up-write-1")
+            .json(&json!({"kind": "email", "value": "held@example.org"}))
+            .send()
+    };
+    let r = write().await.unwrap();
+    let body = assert_problem(r, 503, "request_timeout").await;
+    assert!(
+        body["detail"].as_str().unwrap().contains("Idempotency-Key"),
+        "{body}"
+    );
+    locker.batch_execute("COMMIT").await.unwrap();
+    let r = write().await.unwrap();
+    assert_eq!(r.status(), 201);
+    let feed = app.get_json(&app.url("/events")).await;
+    assert_eq!(feed["events"].as_array().unwrap().len(), 1, "{feed}");
+    let view = app.get_json(&app.admin_path(admin, "/methods")).await;
+    assert_eq!(view["methods"].as_array().unwrap().len(), 1, "{view}");
+}
 
 fn rate(per_second: u32, burst: u32) -> Option<Rate> {
     Some(Rate { per_second, burst })
