@@ -13,6 +13,7 @@ mod raw_pg;
 mod report;
 mod sealing;
 mod seed;
+mod soak;
 mod stats;
 mod tree;
 
@@ -64,6 +65,22 @@ struct Args {
     /// phase.
     #[arg(long)]
     tree_only: bool,
+    /// Instead of the benchmark, a soak of this long (e.g. 30m): the `recovery-info serve`
+    /// binary under a steady load, its memory and latencies reported over time.
+    #[arg(long, value_parser = recovery_info::cli::args::parse_ttl)]
+    soak: Option<Duration>,
+    /// The soak's commands per second (and half as many eligibility queries).
+    #[arg(long, default_value_t = 500)]
+    soak_rate: u32,
+    /// The soak's store(s).
+    #[arg(long, value_enum, default_value = "both")]
+    soak_store: soak::SoakStore,
+    /// How often the soak reports (a line and a row of its table).
+    #[arg(long, default_value = "60s", value_parser = recovery_info::cli::args::parse_ttl)]
+    soak_every: Duration,
+    /// The service binary the soak runs.
+    #[arg(long, default_value = "target/release/recovery-info")]
+    soak_binary: std::path::PathBuf,
 }
 
 /// How long and how big each phase is.
@@ -158,6 +175,19 @@ async fn main() -> ExitCode {
 }
 
 async fn run(args: &Args) -> anyhow::Result<()> {
+    if let Some(duration) = args.soak {
+        let plan = soak::SoakPlan {
+            duration,
+            rate: args.soak_rate,
+            report_every: args.soak_every,
+            binary: args.soak_binary.clone(),
+            pg_url: args.pg_url.clone(),
+        };
+        return match soak::run(args.soak_store, &plan).await? {
+            true => Ok(()),
+            false => anyhow::bail!("the soak failed (see the FAIL lines)"),
+        };
+    }
     let mut plan = Plan::new(args.quick);
     if let Some(n) = args.tree_events {
         plan.tree_events = n;
