@@ -65,10 +65,21 @@ struct Shared {
 }
 
 impl Shared {
-    fn error(&self, label: String) {
-        let mut w = self.window.lock().unwrap_or_else(|p| p.into_inner());
-        *w.errors.entry(label).or_insert(0) += 1;
+    fn window(&self) -> std::sync::MutexGuard<'_, Window> {
+        self.window.lock().unwrap_or_else(|p| p.into_inner())
     }
+
+    fn error(&self, label: String) {
+        *self.window().errors.entry(label).or_insert(0) += 1;
+    }
+}
+
+/// A client's schedule: a tick every `period`, late ticks sent at once (open loop: a late
+/// answer does not delay the next request's schedule; latencies count from the tick).
+fn pacer(period: Duration) -> tokio::time::Interval {
+    let mut ticker = tokio::time::interval(period);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    ticker
 }
 
 /// One line of the report.
@@ -268,7 +279,7 @@ async fn drive(
     );
     loop {
         ticker.tick().await;
-        let w = std::mem::take(&mut *shared.window.lock().unwrap_or_else(|p| p.into_inner()));
+        let w = std::mem::take(&mut *shared.window());
         let errors: usize = w.errors.values().sum();
         for (label, n) in &w.errors {
             say(&format!("{store:?}: {n} × {label}"));
@@ -413,8 +424,7 @@ async fn wait_ready(service: &Service) -> anyhow::Result<()> {
     bail!("the service did not become ready in 30 s")
 }
 
-/// A command client: one command every `period` (open loop: a late answer does not delay the
-/// next one's schedule; latencies count from the scheduled time), over its own admins.
+/// A command client: one command every `period` (see [`pacer`]), over its own admins.
 async fn commands(
     service: Arc<Service>,
     mut admins: Vec<AdminSim>,
@@ -425,8 +435,7 @@ async fn commands(
 ) {
     let client = service.client();
     let mut rng = Rng::new(seed * 131 + 7);
-    let mut ticker = tokio::time::interval(period);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let mut ticker = pacer(period);
     let mut i = 0;
     while Instant::now() < end {
         let scheduled = ticker.tick().await.into_std();
@@ -436,12 +445,7 @@ async fn commands(
         let outcome = service.command(&client, admin, &mut rng).await;
         if outcome.ok() {
             shared.accepted[admin.tenant].fetch_add(1, Ordering::Relaxed);
-            shared
-                .window
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .commands
-                .record(scheduled.elapsed());
+            shared.window().commands.record(scheduled.elapsed());
         } else {
             shared.error(format!("command {}", outcome.label()));
         }
@@ -459,8 +463,7 @@ async fn queries(
 ) {
     let client = service.client();
     let mut rng = Rng::new(seed * 17 + 3);
-    let mut ticker = tokio::time::interval(period);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let mut ticker = pacer(period);
     while Instant::now() < end {
         let scheduled = ticker.tick().await.into_std();
         let admin = &admins[rng.below(admins.len() as u64) as usize];
@@ -468,12 +471,7 @@ async fn queries(
             continue;
         };
         match service.eligibility(&client, admin, url).await {
-            200 => shared
-                .window
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .queries
-                .record(scheduled.elapsed()),
+            200 => shared.window().queries.record(scheduled.elapsed()),
             status => shared.error(format!("query {status}")),
         }
     }

@@ -17,18 +17,23 @@ crate::on_both_backends!(
     a_request_not_answered_in_time_is_a_503_request_timeout,
 );
 
+/// The service on a fresh store of `backend` with `options` and a request timeout of 1 s.
+async fn timing_out_after_1s(backend: Backend, options: Options) -> crate::support::TestApp {
+    let limits = LimitsConfig {
+        request_timeout: Some(std::time::Duration::from_secs(1)),
+        ..Default::default()
+    };
+    spawn_store(fresh_store(backend).await, Options { limits, ..options }).await
+}
+
 /// A view asked at a position no projection reaches (none runs) waits for its freshness
 /// timeout (10 s); the request timeout (1 s) answers first.
 async fn a_request_not_answered_in_time_is_a_503_request_timeout(backend: Backend) {
-    let app = spawn_store(
-        fresh_store(backend).await,
+    let app = timing_out_after_1s(
+        backend,
         Options {
             run_projections: false,
             freshness_timeout: std::time::Duration::from_secs(10),
-            limits: LimitsConfig {
-                request_timeout: Some(std::time::Duration::from_secs(1)),
-                ..Default::default()
-            },
             ..Options::default()
         },
     )
@@ -70,17 +75,7 @@ async fn a_request_not_answered_in_time_is_a_503_request_timeout(backend: Backen
 /// twice or lost: the log has it once.
 #[tokio::test]
 async fn a_write_that_times_out_is_settled_by_its_idempotency_key() {
-    let app = spawn_store(
-        fresh_store(Backend::Postgres).await,
-        Options {
-            limits: LimitsConfig {
-                request_timeout: Some(std::time::Duration::from_secs(1)),
-                ..Default::default()
-            },
-            ..Options::default()
-        },
-    )
-    .await;
+    let app = timing_out_after_1s(Backend::Postgres, Options::default()).await;
     let admin = Uuid::now_v7();
     let locker = crate::support::pg_client(&app.database_url()).await;
     locker
