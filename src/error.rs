@@ -132,6 +132,13 @@ impl fmt::Display for Code {
     }
 }
 
+/// As clients see it: the text.
+impl serde::Serialize for Code {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
 /// So that a test reads `assert_eq!(err.code(), "invalid_email")`.
 impl PartialEq<&str> for Code {
     fn eq(&self, other: &&str) -> bool {

@@ -5,7 +5,7 @@ use super::{Method, MethodKind, TenantDomain, mask};
 use serde::{Deserialize, Serialize};
 
 /// When an admin may reset their own password.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ResetPolicy {
     /// The default admin policy: an alternate email **and** a mobile phone that count.
@@ -34,7 +34,7 @@ impl ResetPolicy {
 }
 
 /// A method a reset flow may use, with its value masked.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct UsableMethod {
     pub id: MethodId,
     pub kind: MethodKind,
@@ -42,7 +42,7 @@ pub struct UsableMethod {
 }
 
 /// What a policy still needs before an admin may reset (the stable names of the API).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Missing {
     Email,
@@ -63,7 +63,7 @@ impl Missing {
 }
 
 /// Whether an admin may reset now, what is missing, and with which methods.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Verdict {
     pub eligible: bool,
     pub policy: ResetPolicy,

@@ -32,7 +32,7 @@ pub const PLAIN_SCHEMA_VERSION: u32 = 2;
 
 /// Who caused an event: the token's subject and the roles it acted with, and the sign-in the
 /// token came from, when it said (`auth_time`, `acr`, `amr`: RFC 9470's step-up).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Actor {
     pub subject: String,
     pub roles: Vec<String>,

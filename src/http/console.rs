@@ -8,16 +8,18 @@
 //! binary (only the tests fetch Playwright and axe-core).
 
 use super::HttpState;
+use super::auth::Caller;
 use super::auth::{JwtKeys, Role};
 use super::error::ApiError;
 use super::extract::JsonBody;
+use super::openapi::{PublicProblems, ReadProblems};
 use crate::error::Code;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 /// The console's files: name, content type, text.
@@ -93,11 +95,30 @@ fn page(s: &HttpState, content_type: &'static str, body: &'static str) -> Respon
 }
 
 /// `GET /`: the console's page.
+#[utoipa::path(
+    get,
+    path = "/",
+    tag = "console",
+    responses((status = 200, description = "The console's page", content_type = "text/html", body = String))
+)]
 pub async fn index(State(s): State<HttpState>) -> Response {
     page(&s, "text/html; charset=utf-8", INDEX)
 }
 
 /// `GET /console/{file}`.
+#[utoipa::path(
+    get,
+    path = "/console/{file}",
+    tag = "console",
+    params(("file" = String, Path, description = "`app.js`, `i18n.js` or `style.css`")),
+    responses(
+        (status = 200, description = "A script or the style sheet", content(
+            (String = "text/javascript"),
+            (String = "text/css"),
+        )),
+        PublicProblems,
+    )
+)]
 pub async fn file(
     State(s): State<HttpState>,
     Path(name): Path<String>,
@@ -109,22 +130,70 @@ pub async fn file(
         .ok_or_else(|| ApiError::new(Code::NotFound, "no such file of the console"))
 }
 
+/// How the console signs in.
+#[derive(Serialize, ToSchema)]
+pub struct ConsoleConfig {
+    /// Whether `POST /console/dev-sign-in` mints tokens here.
+    dev_sign_in: bool,
+    /// The identity provider to sign in with, if one is configured.
+    oidc: Option<ConsoleOidcConfig>,
+}
+
+/// The identity provider the console signs in with (authorization code with PKCE).
+#[derive(Serialize, ToSchema)]
+pub struct ConsoleOidcConfig {
+    issuer: String,
+    client_id: String,
+    scope: &'static str,
+}
+
 /// `GET /console/config.json`: how the console signs in.
-pub async fn config(State(s): State<HttpState>) -> Json<Value> {
-    let oidc = s
-        .console_oidc
-        .as_ref()
-        .map(|o| json!({"issuer": o.issuer, "client_id": o.client_id, "scope": "openid"}));
-    Json(json!({"dev_sign_in": s.dev_sign_in.is_some(), "oidc": oidc}))
+#[utoipa::path(
+    get,
+    path = "/console/config.json",
+    tag = "console",
+    responses((status = 200, description = "How the console signs in", body = ConsoleConfig), PublicProblems)
+)]
+pub async fn config(State(s): State<HttpState>) -> Json<ConsoleConfig> {
+    let oidc = s.console_oidc.as_ref().map(|o| ConsoleOidcConfig {
+        issuer: o.issuer.clone(),
+        client_id: o.client_id.clone(),
+        scope: "openid",
+    });
+    Json(ConsoleConfig {
+        dev_sign_in: s.dev_sign_in.is_some(),
+        oidc,
+    })
+}
+
+/// A token's tenant, subject and roles, as the service reads them.
+#[derive(Serialize, ToSchema)]
+pub struct WhoAmI {
+    #[schema(value_type = String, format = Uuid)]
+    tid: crate::domain::TenantId,
+    sub: String,
+    roles: Vec<Role>,
 }
 
 /// `GET /console/whoami`: the caller as the service reads its token (tenant, subject, roles),
 /// whatever signed it.
-pub async fn whoami(caller: super::auth::Caller) -> Json<Value> {
-    Json(json!({"tid": caller.tenant, "sub": caller.subject, "roles": caller.roles}))
+#[utoipa::path(
+    get,
+    path = "/console/whoami",
+    tag = "console",
+    security(("bearer" = [])),
+    responses((status = 200, description = "The caller", body = WhoAmI), ReadProblems)
+)]
+pub async fn whoami(caller: Caller) -> Json<WhoAmI> {
+    Json(WhoAmI {
+        tid: caller.tenant,
+        sub: caller.subject.clone(),
+        roles: caller.roles.clone(),
+    })
 }
 
-#[derive(Deserialize)]
+/// What a development token is for.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DevSignIn {
     tenant_id: Uuid,
@@ -134,10 +203,23 @@ pub struct DevSignIn {
 
 /// `POST /console/dev-sign-in`: a token for the tenant, subject and roles asked for, minted
 /// with the service's own key, lasting 15 minutes; 404 where the development sign-in is off.
+#[utoipa::path(
+    post,
+    path = "/console/dev-sign-in",
+    tag = "console",
+    request_body = DevSignIn,
+    responses(
+        (status = 200, description = "A token", body = DevToken),
+        (status = 413, description = "The body is too large", content_type = "application/problem+json", body = super::openapi::Problem),
+        (status = 415, description = "The body is not JSON", content_type = "application/problem+json", body = super::openapi::Problem),
+        (status = 422, description = "An invalid body (`invalid_body`)", content_type = "application/problem+json", body = super::openapi::Problem),
+        PublicProblems,
+    )
+)]
 pub async fn dev_sign_in(
     State(s): State<HttpState>,
     body: Result<JsonBody<DevSignIn>, ApiError>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<DevToken>, ApiError> {
     let keys: &JwtKeys = s
         .dev_sign_in
         .as_ref()
@@ -157,9 +239,30 @@ pub async fn dev_sign_in(
         .mint(body.tenant_id, subject, &body.roles, DEV_TOKEN_SECONDS)
         .map_err(|e| ApiError::new(Code::InternalError, e.to_string()))?;
     tracing::info!(tenant_id = %body.tenant_id, subject, "development sign-in");
-    Ok(Json(json!({
-        "token": token,
-        "expires_in": DEV_TOKEN_SECONDS,
-        "claims": {"tid": body.tenant_id, "sub": subject, "roles": body.roles},
-    })))
+    Ok(Json(DevToken {
+        token,
+        expires_in: DEV_TOKEN_SECONDS,
+        claims: DevClaims {
+            tid: body.tenant_id,
+            sub: subject.to_owned(),
+            roles: body.roles,
+        },
+    }))
+}
+
+/// A development token and what it says.
+#[derive(Serialize, ToSchema)]
+pub struct DevToken {
+    token: String,
+    /// Seconds.
+    expires_in: i64,
+    claims: DevClaims,
+}
+
+/// The claims of a development token.
+#[derive(Serialize, ToSchema)]
+pub struct DevClaims {
+    tid: Uuid,
+    sub: String,
+    roles: Vec<Role>,
 }

@@ -2,13 +2,13 @@
 //! The mapping from the service's codes to HTTP statuses ([`problem`]) lives here and nowhere
 //! else.
 
+use super::openapi::Problem;
 use crate::app::AppError;
 use crate::domain::DomainError;
 use crate::error::Code;
 use crate::store::StoreError;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
 
 /// An error answer of the API.
 #[derive(Debug)]
@@ -164,14 +164,16 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = json!({
-            "type": format!("urn:recovery-info:problem:{}", self.code),
-            "title": self.title,
-            "status": self.status.as_u16(),
-            "code": self.code.as_str(),
-            "detail": self.detail,
-        });
-        let mut response = (self.status, body.to_string()).into_response();
+        let body = Problem {
+            kind: format!("urn:recovery-info:problem:{}", self.code),
+            title: self.title,
+            status: self.status.as_u16(),
+            code: self.code,
+            detail: &self.detail,
+        };
+        // A struct of strings and numbers always serializes.
+        let body = serde_json::to_string(&body).unwrap_or_default();
+        let mut response = (self.status, body).into_response();
         let headers = response.headers_mut();
         headers.insert(
             header::CONTENT_TYPE,

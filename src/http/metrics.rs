@@ -52,6 +52,16 @@ fn router(state: HttpState) -> Router {
 /// `GET /metrics` on the API's listener, routed only when a [`MetricsToken`] is set: the
 /// counters for `Authorization: Bearer <the token>`, 401 `unauthorized` for anything else (no
 /// header, another scheme, another token, an API token).
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "ops",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Prometheus text format", content_type = "text/plain", body = String),
+        super::openapi::ReadProblems,
+    )
+)]
 pub(super) async fn behind_token(
     State(s): State<HttpState>,
     headers: HeaderMap,

@@ -8,6 +8,7 @@ pub(crate) mod extract;
 pub mod limits;
 pub(crate) mod listener;
 pub mod metrics;
+pub mod openapi;
 pub(crate) mod positions;
 pub(crate) mod routes;
 
@@ -16,11 +17,10 @@ use crate::domain::CommandOutcome;
 use crate::error::Code;
 use crate::publish::tail::{LiveLog, StreamShutdown};
 use auth::{Authenticator, Caller};
-use axum::extract::{FromRef, MatchedPath, Request};
+use axum::extract::{FromRef, MatchedPath, Request, State};
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, patch, post};
 use axum::{Json, Router};
 use error::ApiError;
 use extract::{CommandHeaders, MAX_BODY_BYTES, etag};
@@ -215,9 +215,6 @@ impl FromRef<HttpState> for Authenticator {
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// The routes of the API under `/v1/tenants/{tenant_id}`.
-const TENANT: &str = "/v1/tenants/{tenant_id}";
-
 /// The whole API with its middleware, as `serve` runs it on its listener (the metrics
 /// listener runs [`metrics::service`]).
 pub fn service(
@@ -288,54 +285,66 @@ fn with_middleware(
         .service(router)
 }
 
-/// The routes, each with its request metrics. `/metrics` is among them only with a metrics
-/// token (see [`metrics`]); without, it is a path like any other that matches nothing.
-fn router(state: HttpState) -> Router {
+/// The routes with their contract ([`openapi`]), each with its request metrics: every route
+/// is declared by its handler's `#[utoipa::path]`, and `routes!` makes both the axum route and
+/// the document's path of it, so `/openapi.json` describes exactly what is served. `/metrics`
+/// is among them only with a metrics token (see [`metrics`]); without, it is a path like any
+/// other that matches nothing.
+pub fn routes(metrics_token: bool) -> (Router<HttpState>, utoipa::openapi::OpenApi) {
     use routes::{audit, eligibility, history, methods, ops, settings, sse};
-    let tenant = |path: &str| format!("{TENANT}{path}");
-    let routes = Router::new()
-        .route(
-            &tenant("/admins/{admin_id}/methods"),
-            get(methods::list).post(methods::add),
-        )
-        .route(
-            &tenant("/admins/{admin_id}/methods/{method_id}"),
-            patch(methods::change).delete(methods::remove),
-        )
-        .route(
-            &tenant("/admins/{admin_id}/offboard"),
-            post(methods::offboard),
-        )
-        .route(&tenant("/admins/{admin_id}/erase"), post(methods::erase))
-        .route(
-            &tenant("/admins/{admin_id}/reset-eligibility"),
-            get(eligibility::get),
-        )
-        .route(&tenant("/admins/{admin_id}/history"), get(history::admin))
-        .route(&tenant("/events"), get(history::tenant))
-        .route(&tenant("/events/stream"), get(sse::stream))
-        .route(&tenant("/settings"), get(settings::get).put(settings::put))
-        .route(&tenant("/audit/proof/inclusion"), get(audit::inclusion))
-        .route(&tenant("/audit/proof/consistency"), get(audit::consistency))
-        .route(&tenant("/audit/verify"), get(audit::verify))
-        .route("/", get(console::index))
-        .route("/console/config.json", get(console::config))
-        .route("/console/dev-sign-in", post(console::dev_sign_in))
-        .route("/console/whoami", get(console::whoami))
-        .route("/console/{file}", get(console::file))
-        .route("/v1/audit/public-key", get(audit::public_key))
-        .route("/v1/audit/checkpoints", get(audit::checkpoints))
-        .route(
-            "/v1/audit/checkpoints/latest",
-            get(audit::latest_checkpoint),
-        )
-        .route("/healthz", get(ops::healthz))
-        .route("/readyz", get(ops::readyz));
-    let routes = if state.metrics_token.is_some() {
-        routes.route("/metrics", get(metrics::behind_token))
+    use utoipa::OpenApi;
+    use utoipa_axum::routes;
+    let routes = utoipa_axum::router::OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .routes(routes!(methods::list, methods::add))
+        .routes(routes!(methods::change, methods::remove))
+        .routes(routes!(methods::offboard))
+        .routes(routes!(methods::erase))
+        .routes(routes!(eligibility::get))
+        .routes(routes!(history::admin))
+        .routes(routes!(history::tenant))
+        .routes(routes!(sse::stream))
+        .routes(routes!(settings::get, settings::put))
+        .routes(routes!(audit::inclusion))
+        .routes(routes!(audit::consistency))
+        .routes(routes!(audit::verify))
+        .routes(routes!(console::index))
+        .routes(routes!(console::config))
+        .routes(routes!(console::dev_sign_in))
+        .routes(routes!(console::whoami))
+        .routes(routes!(console::file))
+        .routes(routes!(audit::public_key))
+        .routes(routes!(audit::checkpoints))
+        .routes(routes!(audit::latest_checkpoint))
+        .routes(routes!(ops::healthz))
+        .routes(routes!(ops::readyz))
+        .routes(routes!(openapi_json));
+    let routes = if metrics_token {
+        routes.routes(routes!(metrics::behind_token))
     } else {
         routes
     };
+    routes.split_for_parts()
+}
+
+/// `GET /openapi.json`: this document.
+#[utoipa::path(
+    get,
+    path = "/openapi.json",
+    tag = "ops",
+    responses((status = 200, description = "The API's contract, OpenAPI 3.1", content_type = "application/json", body = Object))
+)]
+async fn openapi_json(State(s): State<HttpState>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        openapi::served(s.metrics_token.is_some()),
+    )
+}
+
+fn router(state: HttpState) -> Router {
+    let (routes, _) = routes(state.metrics_token.is_some());
     routes
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -418,15 +427,24 @@ pub(crate) fn answer_response(
 ) -> Response {
     let outcome = &answer.outcome;
     let position = positions.show(tenant, outcome.position());
-    let body = match outcome {
+    let mut response = match outcome {
         CommandOutcome::Admin {
             version, method, ..
-        } => routes::methods::answer_json(method.as_ref(), *version, position),
-        CommandOutcome::Settings(settings) => {
-            routes::settings::versioned_settings_json(settings, position)
-        }
+        } => (
+            status,
+            Json(routes::methods::CommandAnswer::new(
+                method.as_ref(),
+                *version,
+                position,
+            )),
+        )
+            .into_response(),
+        CommandOutcome::Settings(settings) => (
+            status,
+            Json(routes::settings::VersionedSettings::new(settings, position)),
+        )
+            .into_response(),
     };
-    let mut response = (status, Json(body)).into_response();
     let headers = response.headers_mut();
     if let Ok(v) = HeaderValue::from_str(&etag(outcome.version())) {
         headers.insert(header::ETAG, v);

@@ -27,3 +27,4 @@ mod positions;
 mod private_pg;
 mod publish;
 mod schema;
+mod schemathesis;

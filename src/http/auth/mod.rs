@@ -29,7 +29,7 @@ use uuid::Uuid;
 use verified::VerifiedTokens;
 
 /// The roles a token can carry.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     /// An admin managing their own security info (`sub` is their admin id).

@@ -10,29 +10,35 @@ use crate::http::auth::{Access, Caller, Role};
 use crate::http::command_context;
 use crate::http::error::ApiError;
 use crate::http::extract::{CommandHeaders, ValidPath, ValidQuery, query_instant};
+use crate::http::openapi::{AdminPath, EventEntry, Position, ReadProblems, TenantPath};
 use crate::http::positions::Positions;
 use crate::store::HistoryQuery;
 use axum::Json;
 use axum::extract::{RawQuery, State};
 use chrono::{DateTime, Utc};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
 
 const DEFAULT_LIMIT: u32 = 100;
 const MAX_LIMIT: u32 = 1000;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct Page {
     /// Only events after this log position (the cursor: `next_after` of the previous page).
     after: Option<String>,
     /// At most this many events (1 to 1000, default 100).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<u32>,
     /// Only events that occurred at or after this instant (RFC 3339).
     #[serde(default, deserialize_with = "query_instant")]
+    #[param(value_type = Option<String>, format = DateTime)]
     since: Option<DateTime<Utc>>,
     /// Only events that occurred before this instant (RFC 3339).
     #[serde(default, deserialize_with = "query_instant")]
+    #[param(value_type = Option<String>, format = DateTime)]
     until: Option<DateTime<Utc>>,
     /// Only these event types, comma-separated (e.g. `MethodChanged,MethodRemoved`).
     #[serde(rename = "type")]
@@ -43,7 +49,8 @@ pub struct Page {
     /// Why the raw values are read (with `reveal=true`): recorded, as the whole query is, in
     /// the `PiiRevealed` event.
     reason: Option<String>,
-    /// `/events` only: one admin's events and the reads of their values.
+    /// `/events` only: one admin's events and the reads of their values (documented there).
+    #[param(ignore)]
     admin: Option<String>,
     /// Only events at or before this log position (a token when sealed): the history as of
     /// that position.
@@ -117,22 +124,38 @@ pub(crate) fn event_types(filter: Option<&str>) -> Result<Vec<String>, ApiError>
     Ok(types)
 }
 
-/// A page of entries; `next_after` is the cursor for the next page, `null` at the end.
-fn page_json(
-    positions: &Positions,
-    tenant: TenantId,
-    events: &[RecordedEvent],
-    limit: u32,
-    reveal: bool,
-) -> Value {
-    let next = (events.len() == limit as usize)
-        .then(|| events.last().map(|e| positions.show(tenant, e.position)))
-        .flatten();
-    json!({
-        "events": events.iter().map(|e| entry_json(positions, tenant, e, reveal)).collect::<Vec<_>>(),
-        "next_after": next,
-        "revealed": reveal,
-    })
+/// A page of entries, oldest first.
+#[derive(Serialize, ToSchema)]
+pub struct HistoryPage {
+    #[schema(value_type = Vec<EventEntry>)]
+    events: Vec<Value>,
+    /// The cursor for the next page (`after=`), `null` at the end.
+    #[schema(value_type = Option<Position>)]
+    next_after: Option<Value>,
+    /// Whether the values are raw (`reveal=true`) rather than masked.
+    revealed: bool,
+}
+
+impl HistoryPage {
+    fn new(
+        positions: &Positions,
+        tenant: TenantId,
+        events: &[RecordedEvent],
+        limit: u32,
+        reveal: bool,
+    ) -> Self {
+        let next_after = (events.len() == limit as usize)
+            .then(|| events.last().map(|e| positions.show(tenant, e.position)))
+            .flatten();
+        HistoryPage {
+            events: events
+                .iter()
+                .map(|e| entry_json(positions, tenant, e, reveal))
+                .collect(),
+            next_after,
+            revealed: reveal,
+        }
+    }
 }
 
 /// An entry of the history or the feed, its position as the tenant sees it.
@@ -157,7 +180,7 @@ async fn read(
     headers: CommandHeaders,
     raw_query: Option<String>,
     scope: &str,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<HistoryPage>, ApiError> {
     let query = page.query(&s.positions, tenant, admin)?;
     if page.reveal && !caller.roles.contains(&Role::Auditor) {
         return Err(ApiError::new(
@@ -185,7 +208,7 @@ async fn read(
     let filters = raw_query.unwrap_or_default();
     let reveal = page.reveal.then_some((&ctx, scope, filters.as_str()));
     let events = s.app.history(&query, reveal).await?;
-    Ok(Json(page_json(
+    Ok(Json(HistoryPage::new(
         &s.positions,
         tenant,
         &events,
@@ -195,6 +218,17 @@ async fn read(
 }
 
 /// `GET …/admins/{admin_id}/history`: one admin's events.
+#[utoipa::path(
+    get,
+    path = "/v1/tenants/{tenant_id}/admins/{admin_id}/history",
+    tag = "history",
+    params(AdminPath, Page),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "A page of the admin's events", body = HistoryPage),
+        ReadProblems,
+    )
+)]
 #[tracing::instrument(skip_all, fields(tenant_id = %tenant, admin_id = %admin))]
 pub async fn admin(
     State(s): State<HttpState>,
@@ -203,7 +237,7 @@ pub async fn admin(
     query: Result<ValidQuery<Page>, ApiError>,
     headers: Result<CommandHeaders, ApiError>,
     RawQuery(raw): RawQuery,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<HistoryPage>, ApiError> {
     caller.authorize(tenant, Access::ReadHistory(admin))?;
     let ValidQuery(page) = query?;
     if page.admin.is_some() {
@@ -228,6 +262,21 @@ pub async fn admin(
 
 /// `GET …/events`: the tenant's feed (admin, tenant and audit events); `?admin=` narrows it to
 /// one admin's events and the reads of their values.
+#[utoipa::path(
+    get,
+    path = "/v1/tenants/{tenant_id}/events",
+    tag = "history",
+    params(
+        TenantPath,
+        Page,
+        ("admin" = Option<uuid::Uuid>, Query, description = "One admin's events and the reads of their values"),
+    ),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "A page of the tenant's feed", body = HistoryPage),
+        ReadProblems,
+    )
+)]
 #[tracing::instrument(skip_all, fields(tenant_id = %tenant))]
 pub async fn tenant(
     State(s): State<HttpState>,
@@ -236,7 +285,7 @@ pub async fn tenant(
     query: Result<ValidQuery<Page>, ApiError>,
     headers: Result<CommandHeaders, ApiError>,
     RawQuery(raw): RawQuery,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<HistoryPage>, ApiError> {
     caller.authorize(tenant, Access::ReadFeed)?;
     let ValidQuery(page) = query?;
     let admin = admin_filter("admin", page.admin.as_deref())?;

@@ -1,6 +1,6 @@
 //! `/admins/{admin_id}/methods`: an admin's security methods, offboarding and erasure.
 
-use super::settings::settings_json;
+use super::settings::Settings;
 use crate::app::PastPoint;
 use crate::domain::{
     AdminCommand, AdminId, AdminState, Method, MethodId, MethodInput, MethodKind, TenantId,
@@ -10,6 +10,9 @@ use crate::http::error::ApiError;
 use crate::http::extract::{
     CommandHeaders, JsonBody, ValidPath, ValidQuery, etag, past_point, query_instant,
 };
+use crate::http::openapi::{
+    AdminPath, CommandHeaderParams, MethodPath, Position, ReadProblems, WriteProblems,
+};
 use crate::http::positions::Positions;
 use crate::http::{HttpState, answer_response, command_context};
 use axum::Json;
@@ -17,34 +20,46 @@ use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
 
-#[derive(Deserialize)]
+/// A method to add.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AddBody {
+    /// `mobile_phone`, `alternate_phone`, `office_phone` or `email` (another is a 422,
+    /// `unknown_method_kind`).
+    #[schema(value_type = crate::domain::MethodKind)]
     kind: String,
+    /// A phone number (E.164, or national with the tenant's region) or an email address.
+    #[schema(example = "+45 20 12 34 56")]
     value: String,
 }
 
-#[derive(Deserialize)]
+/// A method's new value.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChangeBody {
     value: String,
 }
 
-#[derive(Deserialize)]
+/// Why an offboarded admin's values are erased.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EraseBody {
     /// Why (a ticket, the request's reference): 1 to 500 characters.
+    #[schema(min_length = 1, max_length = 500)]
     reason: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ViewQuery {
     /// The view as it was at this instant (RFC 3339).
     #[serde(default, deserialize_with = "query_instant")]
+    #[param(value_type = Option<String>, format = DateTime)]
     as_of: Option<DateTime<Utc>>,
     /// The view as it was at this log position (a token when sealed): exact, whatever the
     /// writers' clocks.
@@ -53,40 +68,101 @@ pub struct ViewQuery {
     min_position: Option<String>,
 }
 
-/// The contact view's JSON.
-fn view_json(
-    positions: &Positions,
-    tenant: TenantId,
-    admin: AdminId,
-    position: u64,
-    state: &AdminState,
-) -> Value {
-    json!({
-        "tenant_id": tenant,
-        "admin_id": admin,
-        "version": state.version,
-        "position": positions.show(tenant, position),
-        "offboarded": state.offboarded,
-        // The value, and its mask for a console that shows it to someone not its owner.
-        "methods": state.methods.iter().map(|m| {
-            let mut method = json!(m);
-            method["masked_value"] = json!(crate::domain::mask(m.kind, &m.value));
-            method
-        }).collect::<Vec<_>>(),
-    })
+/// An admin's contact view: their methods now, or as they were (`as_of`, `as_of_position`,
+/// with the tenant's settings then).
+#[derive(Serialize, ToSchema)]
+pub struct ContactView {
+    tenant_id: TenantId,
+    admin_id: AdminId,
+    /// The stream's version (the `ETag`).
+    version: u64,
+    /// The log position the view reflects.
+    #[schema(value_type = Position)]
+    position: Value,
+    offboarded: bool,
+    methods: Vec<ViewMethod>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    as_of: Option<DateTime<Utc>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Position>)]
+    as_of_position: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tenant_settings: Option<Settings>,
+}
+
+/// A method of the view: its value, and its mask for a console that shows it to someone not
+/// its owner.
+#[derive(Serialize, ToSchema)]
+pub struct ViewMethod {
+    #[serde(flatten)]
+    method: Method,
+    masked_value: String,
+}
+
+impl ContactView {
+    fn new(
+        positions: &Positions,
+        tenant: TenantId,
+        admin: AdminId,
+        position: u64,
+        state: &AdminState,
+    ) -> Self {
+        ContactView {
+            tenant_id: tenant,
+            admin_id: admin,
+            version: state.version,
+            position: positions.show(tenant, position),
+            offboarded: state.offboarded,
+            methods: state
+                .methods
+                .iter()
+                .map(|m| ViewMethod {
+                    masked_value: crate::domain::mask(m.kind, &m.value),
+                    method: m.clone(),
+                })
+                .collect(),
+            as_of: None,
+            as_of_position: None,
+            tenant_settings: None,
+        }
+    }
 }
 
 /// A command's answer: the method it left in place (none after a removal or an offboarding),
 /// the stream's version and `position` (as the tenant sees it).
-pub(crate) fn answer_json(method: Option<&Method>, version: u64, position: Value) -> Value {
-    let mut body = json!({"version": version, "position": position});
-    if let Some(method) = method {
-        body["method"] = json!(method);
+#[derive(Serialize, ToSchema)]
+pub struct CommandAnswer<'a> {
+    /// The stream's new version (the `ETag`).
+    version: u64,
+    /// The command's position in the log: ask a read for `min_position` of it to see it.
+    #[schema(value_type = Position)]
+    position: Value,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    method: Option<&'a Method>,
+}
+
+impl<'a> CommandAnswer<'a> {
+    pub(crate) fn new(method: Option<&'a Method>, version: u64, position: Value) -> Self {
+        CommandAnswer {
+            version,
+            position,
+            method,
+        }
     }
-    body
 }
 
 /// `GET …/methods`: the current view (`?min_position=`) or the view at `?as_of=`.
+#[utoipa::path(
+    get,
+    path = "/v1/tenants/{tenant_id}/admins/{admin_id}/methods",
+    tag = "methods",
+    params(AdminPath, ViewQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The contact view; `ETag` is its version", body = ContactView),
+        ReadProblems,
+    )
+)]
 #[tracing::instrument(skip_all, fields(tenant_id = %tenant, admin_id = %admin))]
 pub async fn list(
     State(s): State<HttpState>,
@@ -105,20 +181,26 @@ pub async fn list(
     )?;
     if let Some(point) = point {
         let then = s.app.as_of(tenant, admin, point).await?;
-        let mut body = view_json(&s.positions, tenant, admin, then.position, &then.admin);
+        let mut body = ContactView::new(&s.positions, tenant, admin, then.position, &then.admin);
         match point {
-            PastPoint::Instant(at) => body["as_of"] = json!(at),
-            PastPoint::Position(n) => body["as_of_position"] = s.positions.show(tenant, n),
+            PastPoint::Instant(at) => body.as_of = Some(at),
+            PastPoint::Position(n) => body.as_of_position = Some(s.positions.show(tenant, n)),
         }
-        body["tenant_settings"] = settings_json(&then.tenant);
+        body.tenant_settings = Some(Settings::of(&then.tenant));
         return Ok(Json(body).into_response());
     }
     let min_position = s
         .positions
         .query(tenant, "min_position", q.min_position.as_deref())?;
     let (position, state) = s.app.contact_view(tenant, admin, min_position).await?;
-    let mut response =
-        Json(view_json(&s.positions, tenant, admin, position, &state)).into_response();
+    let mut response = Json(ContactView::new(
+        &s.positions,
+        tenant,
+        admin,
+        position,
+        &state,
+    ))
+    .into_response();
     if let Ok(v) = HeaderValue::from_str(&etag(state.version)) {
         response.headers_mut().insert(header::ETAG, v);
     }
@@ -126,6 +208,18 @@ pub async fn list(
 }
 
 /// `POST …/methods`: adds a method → 201.
+#[utoipa::path(
+    post,
+    path = "/v1/tenants/{tenant_id}/admins/{admin_id}/methods",
+    tag = "methods",
+    params(AdminPath, CommandHeaderParams),
+    request_body = AddBody,
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "Added; `Location` names the method, `ETag` is the new version", body = CommandAnswer),
+        WriteProblems,
+    )
+)]
 #[tracing::instrument(skip_all, fields(tenant_id = %tenant, admin_id = %admin))]
 pub async fn add(
     State(s): State<HttpState>,
@@ -166,6 +260,18 @@ pub async fn add(
 }
 
 /// `PATCH …/methods/{method_id}`: changes a method's value.
+#[utoipa::path(
+    patch,
+    path = "/v1/tenants/{tenant_id}/admins/{admin_id}/methods/{method_id}",
+    tag = "methods",
+    params(MethodPath, CommandHeaderParams),
+    request_body = ChangeBody,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Changed", body = CommandAnswer),
+        WriteProblems,
+    )
+)]
 #[tracing::instrument(skip_all, fields(tenant_id = %tenant, admin_id = %admin, method_id = %method))]
 pub async fn change(
     State(s): State<HttpState>,
@@ -199,6 +305,17 @@ pub async fn change(
 }
 
 /// `DELETE …/methods/{method_id}`: removes a method.
+#[utoipa::path(
+    delete,
+    path = "/v1/tenants/{tenant_id}/admins/{admin_id}/methods/{method_id}",
+    tag = "methods",
+    params(MethodPath, CommandHeaderParams),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Removed", body = CommandAnswer),
+        WriteProblems,
+    )
+)]
 #[tracing::instrument(skip_all, fields(tenant_id = %tenant, admin_id = %admin, method_id = %method))]
 pub async fn remove(
     State(s): State<HttpState>,
@@ -227,6 +344,17 @@ pub async fn remove(
 }
 
 /// `POST …/offboard`: removes every method of a former employee; the history stays.
+#[utoipa::path(
+    post,
+    path = "/v1/tenants/{tenant_id}/admins/{admin_id}/offboard",
+    tag = "methods",
+    params(AdminPath, CommandHeaderParams),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Offboarded", body = CommandAnswer),
+        WriteProblems,
+    )
+)]
 #[tracing::instrument(skip_all, fields(tenant_id = %tenant, admin_id = %admin))]
 pub async fn offboard(
     State(s): State<HttpState>,
@@ -258,6 +386,18 @@ pub async fn offboard(
 
 /// `POST …/erase {"reason"}`: erases an offboarded admin's contact values (their data key is
 /// destroyed with the `AdminErased` event; the history stays, its values read as erased).
+#[utoipa::path(
+    post,
+    path = "/v1/tenants/{tenant_id}/admins/{admin_id}/erase",
+    tag = "methods",
+    params(AdminPath, CommandHeaderParams),
+    request_body = EraseBody,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Erased", body = CommandAnswer),
+        WriteProblems,
+    )
+)]
 #[tracing::instrument(skip_all, fields(tenant_id = %tenant, admin_id = %admin))]
 pub async fn erase(
     State(s): State<HttpState>,

@@ -3,26 +3,47 @@
 use crate::error::Code;
 use crate::http::HttpState;
 use crate::http::error::ApiError;
+use crate::http::openapi::PublicProblems;
 use crate::store::projections::Projection;
 use crate::store::{EventLog, Maintenance, ProjectionStorage};
 use axum::Json;
 use axum::extract::State;
-use serde_json::{Value, json};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// A probe's answer.
+#[derive(Serialize, ToSchema)]
+pub struct Status {
+    /// `ok` (healthz) or `ready` (readyz).
+    status: &'static str,
+}
 
 /// The process is up.
-pub async fn healthz() -> Json<Value> {
-    Json(json!({"status": "ok"}))
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "ops",
+    responses((status = 200, description = "Up", body = Status), PublicProblems)
+)]
+pub async fn healthz() -> Json<Status> {
+    Json(Status { status: "ok" })
 }
 
 /// The process can serve: the database answers (PostgreSQL), or answers and, after a write
 /// failed because it could not be written, writes again (the embedded store).
-pub async fn readyz(State(s): State<HttpState>) -> Result<Json<Value>, ApiError> {
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "ops",
+    responses((status = 200, description = "Ready", body = Status), PublicProblems)
+)]
+pub async fn readyz(State(s): State<HttpState>) -> Result<Json<Status>, ApiError> {
     s.app
         .store
         .ping()
         .await
         .map_err(|e| ApiError::new(Code::NotReady, format!("the database is not ready: {e}")))?;
-    Ok(Json(json!({"status": "ready"})))
+    Ok(Json(Status { status: "ready" }))
 }
 
 /// Prometheus text format. The log head and each projection's lag are read at scrape time,

@@ -73,7 +73,8 @@ struct Cursor {
 const ELIGIBILITY_CHANGED: &str = "EligibilityChanged";
 
 /// `GET …/events/stream`'s query: any other parameter is a 400, never ignored.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct StreamQuery {
     /// Only these event types, comma-separated (e.g. `MethodChanged,MethodRemoved`).
@@ -244,6 +245,22 @@ fn eligibility_json(
 }
 
 /// `GET …/events/stream` (roles `dashboard`, `auditor`).
+#[utoipa::path(
+    get,
+    path = "/v1/tenants/{tenant_id}/events/stream",
+    tag = "history",
+    params(
+        crate::http::openapi::TenantPath,
+        StreamQuery,
+        ("Last-Event-ID" = Option<String>, Header, description = "Resume after this event (the `id` of the last one received)"),
+    ),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Server-sent events: each `data` is an entry of the feed (`EventEntry`), its `id` the position; with `include=eligibility`, `EligibilityChanged` messages too. The stream does not end.", content_type = "text/event-stream", body = String),
+        (status = 409, description = "The Last-Event-ID is beyond the log (`last_event_id_beyond_log`): restart without it", content_type = "application/problem+json", body = crate::http::openapi::Problem),
+        crate::http::openapi::ReadProblems,
+    )
+)]
 #[tracing::instrument(skip_all, fields(tenant_id = %tenant))]
 pub async fn stream(
     State(s): State<HttpState>,
