@@ -105,11 +105,11 @@ pub(crate) struct MethodPath {
 pub(crate) struct CommandHeaderParams {
     /// The stream version the command expects, as an ETag of this API (`"3"`), or `*`: a
     /// mismatch is a 412 and nothing is written.
-    #[param(rename = "If-Match")]
+    #[param(rename = "If-Match", pattern = r#"^(\*|(W/)?"[0-9]{1,19}")$"#)]
     if_match: Option<String>,
     /// 1 to 255 visible ASCII characters: a repeat of the same request gets the first answer
     /// (`Idempotent-Replayed: true`) and writes nothing; another request with it is a 422.
-    #[param(rename = "Idempotency-Key")]
+    #[param(rename = "Idempotency-Key", pattern = "^[!-~]{1,255}$")]
     idempotency_key: Option<String>,
     /// A UUID that the events of the command carry (default: the request id).
     #[param(rename = "X-Correlation-Id")]

@@ -69,14 +69,7 @@ async fn schemathesis_finds_no_answer_outside_the_contract(backend: Backend) {
     let token = app.token(&admin.to_string(), &roles);
     let dir = tempdir();
     let config = dir.join("schemathesis.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[parameters]\ntenant_id = \"{}\"\nadmin_id = \"{admin}\"\nfile = \"app.js\"\n",
-            app.tenant
-        ),
-    )
-    .unwrap();
+    std::fs::write(&config, config_toml(app.tenant, admin)).unwrap();
     // Not `std::process`: the service answers on this test's runtime while schemathesis runs.
     let out = tokio::process::Command::new(schemathesis())
         .arg("--config-file")
@@ -103,6 +96,8 @@ async fn schemathesis_finds_no_answer_outside_the_contract(backend: Backend) {
         .await
         .expect("run schemathesis");
     let stdout = String::from_utf8_lossy(&out.stdout);
+    // Its summary, for `--nocapture`.
+    eprintln!("{}", tail(&stdout, 6_000));
     let _ = std::fs::remove_dir_all(&dir);
     assert!(
         out.status.success(),
@@ -134,6 +129,56 @@ async fn schemathesis_finds_no_answer_outside_the_contract(backend: Backend) {
         .and_then(|n| n.trim().parse::<u64>().ok())
         .unwrap_or(0);
     assert!(passed >= 500, "only {passed} cases passed:\n{stdout}");
+}
+
+/// The tenant under test; admins drawn from the seeded one and fresh ones (so that adds
+/// succeed and their `Location`s lead to changes and removals); values that parse (phone
+/// numbers of each line type, addresses) beside the generator's own; the console's files.
+fn config_toml(tenant: Uuid, admin: Uuid) -> String {
+    let admins: Vec<String> = std::iter::once(admin)
+        .chain((0..40).map(|_| Uuid::now_v7()))
+        .map(|a| format!("\"{a}\""))
+        .collect();
+    format!(
+        r#"
+[dictionaries.admins]
+values = [{admins}]
+
+[dictionaries.values]
+values = ["+45 20 12 34 56", "+4531234567", "+45 33 12 34 56", "+1 202 555 0143", "someone@example.org", "ops@contoso.net"]
+
+[dictionaries.reasons]
+values = ["ticket 4711", "GDPR request"]
+
+[dictionaries.domains]
+values = ["contoso.com", "example.net"]
+
+[dictionaries.files]
+values = ["app.js", "i18n.js", "style.css"]
+
+[parameters]
+tenant_id = "{tenant}"
+"path.file" = {{ dictionary = "files", probability = 0.9 }}
+"body.value" = {{ dictionary = "values", probability = 0.8 }}
+"body.reason" = {{ dictionary = "reasons", probability = 0.8 }}
+"body.domains[*]" = {{ dictionary = "domains", probability = 0.8 }}
+
+# Not on a method's routes (there, the admin is the one whose add's `Location` led there), nor
+# on offboarding and erasure (an offboarded admin takes no more changes).
+[[operations]]
+include-path-regex = "/admins/\\{{admin_id\\}}/(methods|reset-eligibility|history)$"
+parameters = {{ "path.admin_id" = {{ dictionary = "admins", probability = 0.9 }} }}
+
+# Sequences of valid requests (the other phases send invalid ones too): adds that succeed, and
+# the changes and removals their `Location` leads to.
+[phases.stateful.generation]
+mode = "positive"
+
+[phases.stateful.inference]
+algorithms = ["location-headers", "dependency-analysis"]
+"#,
+        admins = admins.join(", ")
+    )
 }
 
 /// The last `n` bytes of `text` or so (its report ends with the failures' summary).
