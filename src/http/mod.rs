@@ -5,6 +5,8 @@ pub mod auth;
 pub mod console;
 pub(crate) mod error;
 pub(crate) mod extract;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod limits;
 pub(crate) mod listener;
 pub mod metrics;

@@ -118,10 +118,10 @@ pub async fn latest_checkpoint(State(s): State<HttpState>) -> Result<Response, A
 #[serde(deny_unknown_fields)]
 pub struct CheckpointPage {
     /// Only checkpoints of larger sizes (the cursor).
-    after_size: Option<u64>,
+    pub(crate) after_size: Option<u64>,
     /// At most this many (1 to 1000, default 100).
     #[param(minimum = 1, maximum = 1000)]
-    limit: Option<u32>,
+    pub(crate) limit: Option<u32>,
 }
 
 /// A page of checkpoints, smallest first.
@@ -193,9 +193,9 @@ async fn size_or_latest(s: &HttpState, size: Option<u64>) -> Result<u64, ApiErro
 #[serde(deny_unknown_fields)]
 pub struct InclusionQuery {
     /// The event's position as the tenant sees it (a token, or a number with plain positions).
-    position: String,
+    pub(crate) position: String,
     /// The tree size (default: the latest checkpoint's).
-    size: Option<u64>,
+    pub(crate) size: Option<u64>,
 }
 
 /// `GET …/audit/proof/inclusion?position=&size=`: that the tenant's event at `position` is
@@ -298,9 +298,9 @@ pub struct Leaf {
 #[serde(deny_unknown_fields)]
 pub struct ConsistencyQuery {
     /// The older tree's size.
-    from: u64,
+    pub(crate) from: u64,
     /// The newer tree's size (default: the latest checkpoint's).
-    to: Option<u64>,
+    pub(crate) to: Option<u64>,
 }
 
 /// `GET …/audit/proof/consistency?from=&to=`: that the log's tree of `from` leaves is a prefix

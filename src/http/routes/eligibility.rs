@@ -22,13 +22,13 @@ use utoipa::{IntoParams, ToSchema};
 pub struct EligibilityQuery {
     /// Answer from a view that reflects at least this log position (read-your-writes; a
     /// token when sealed).
-    min_position: Option<String>,
+    pub(crate) min_position: Option<String>,
     /// The verdict as it was at this instant (RFC 3339), under the tenant's policy then.
     #[serde(default, deserialize_with = "query_instant")]
     #[param(value_type = Option<String>, format = DateTime)]
-    as_of: Option<DateTime<Utc>>,
+    pub(crate) as_of: Option<DateTime<Utc>>,
     /// The verdict as it was at this log position (a token when sealed).
-    as_of_position: Option<String>,
+    pub(crate) as_of_position: Option<String>,
 }
 
 /// `GET …/reset-eligibility`.

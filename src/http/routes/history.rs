@@ -51,14 +51,14 @@ pub struct Page {
     reason: Option<String>,
     /// `/events` only: one admin's events and the reads of their values (documented there).
     #[param(ignore)]
-    admin: Option<String>,
+    pub(crate) admin: Option<String>,
     /// Only events at or before this log position (a token when sealed): the history as of
     /// that position.
     as_of_position: Option<String>,
 }
 
 impl Page {
-    fn query(
+    pub(crate) fn query(
         &self,
         positions: &Positions,
         tenant: TenantId,

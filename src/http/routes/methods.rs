@@ -60,12 +60,12 @@ pub struct ViewQuery {
     /// The view as it was at this instant (RFC 3339).
     #[serde(default, deserialize_with = "query_instant")]
     #[param(value_type = Option<String>, format = DateTime)]
-    as_of: Option<DateTime<Utc>>,
+    pub(crate) as_of: Option<DateTime<Utc>>,
     /// The view as it was at this log position (a token when sealed): exact, whatever the
     /// writers' clocks.
-    as_of_position: Option<String>,
+    pub(crate) as_of_position: Option<String>,
     /// Answer from a view that reflects at least this log position (a token when sealed).
-    min_position: Option<String>,
+    pub(crate) min_position: Option<String>,
 }
 
 /// An admin's contact view: their methods now, or as they were (`as_of`, `as_of_position`,

@@ -79,11 +79,11 @@ const ELIGIBILITY_CHANGED: &str = "EligibilityChanged";
 pub struct StreamQuery {
     /// Only these event types, comma-separated (e.g. `MethodChanged,MethodRemoved`).
     #[serde(rename = "type")]
-    types: Option<String>,
+    pub(crate) types: Option<String>,
     /// Only this admin's events.
-    admin_id: Option<String>,
+    pub(crate) admin_id: Option<String>,
     /// `eligibility`: carry `EligibilityChanged` too.
-    include: Option<String>,
+    pub(crate) include: Option<String>,
 }
 
 /// Which of the tenant's events a stream carries.
