@@ -142,8 +142,8 @@ pub struct ConsoleConfig {
 /// The identity provider the console signs in with (authorization code with PKCE).
 #[derive(Serialize, ToSchema)]
 pub struct ConsoleOidcConfig {
-    issuer: String,
     client_id: String,
+    issuer: String,
     scope: &'static str,
 }
 
@@ -169,10 +169,10 @@ pub async fn config(State(s): State<HttpState>) -> Json<ConsoleConfig> {
 /// A token's tenant, subject and roles, as the service reads them.
 #[derive(Serialize, ToSchema)]
 pub struct WhoAmI {
+    roles: Vec<Role>,
+    sub: String,
     #[schema(value_type = String, format = Uuid)]
     tid: crate::domain::TenantId,
-    sub: String,
-    roles: Vec<Role>,
 }
 
 /// `GET /console/whoami`: the caller as the service reads its token (tenant, subject, roles),
@@ -253,16 +253,16 @@ pub async fn dev_sign_in(
 /// A development token and what it says.
 #[derive(Serialize, ToSchema)]
 pub struct DevToken {
-    token: String,
+    claims: DevClaims,
     /// Seconds.
     expires_in: i64,
-    claims: DevClaims,
+    token: String,
 }
 
 /// The claims of a development token.
 #[derive(Serialize, ToSchema)]
 pub struct DevClaims {
-    tid: Uuid,
-    sub: String,
     roles: Vec<Role>,
+    sub: String,
+    tid: Uuid,
 }

@@ -165,13 +165,13 @@ impl ToSchema for Code {
 /// The body of every error answer (RFC 9457), `application/problem+json`.
 #[derive(Serialize, ToSchema)]
 pub struct Problem<'a> {
+    pub code: Code,
+    pub detail: &'a str,
+    pub status: u16,
+    pub title: &'a str,
     /// `urn:recovery-info:problem:{code}`.
     #[serde(rename = "type")]
     pub kind: String,
-    pub title: &'a str,
-    pub status: u16,
-    pub code: Code,
-    pub detail: &'a str,
 }
 
 /// Declares an enum of problem answers by status, for `responses(...)`.

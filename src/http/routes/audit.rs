@@ -34,14 +34,14 @@ fn b64(hash: &[u8]) -> String {
 /// A signed checkpoint: the tree's size and root, and the signed note that says so.
 #[derive(Serialize, ToSchema)]
 pub struct Checkpoint {
-    size: u64,
-    /// The root hash (base64).
-    root: String,
-    signed_at: chrono::DateTime<chrono::Utc>,
     /// The signer's verifier key (`<name>+<hash>+<base64>`).
     key: String,
     /// The signed note (C2SP tlog-checkpoint), as published.
     note: String,
+    /// The root hash (base64).
+    root: String,
+    signed_at: chrono::DateTime<chrono::Utc>,
+    size: u64,
 }
 
 impl Checkpoint {
@@ -59,13 +59,13 @@ impl Checkpoint {
 /// The key that signs the checkpoints.
 #[derive(Serialize, ToSchema)]
 pub struct PublicKey {
-    name: String,
     /// `Ed25519`.
     algorithm: &'static str,
-    /// The C2SP signed-note verifier key.
-    verifier_key: String,
+    name: String,
     /// The raw public key (base64).
     public_key: String,
+    /// The C2SP signed-note verifier key.
+    verifier_key: String,
 }
 
 /// `GET /v1/audit/public-key`: the key that signs the checkpoints.
@@ -270,27 +270,27 @@ pub async fn inclusion(
 /// That an event is a leaf of the log's tree (RFC 9162 §2.1.3); hashes in base64.
 #[derive(Serialize, ToSchema)]
 pub struct InclusionProof {
-    #[schema(value_type = Position)]
-    position: Value,
-    #[schema(value_type = String)]
-    event_id: String,
-    leaf_index: u64,
-    tree_size: u64,
-    leaf: Leaf,
-    proof: Vec<String>,
-    root: String,
     /// The signed checkpoint of `tree_size`, if one was signed.
     checkpoint: Option<String>,
+    #[schema(value_type = String)]
+    event_id: String,
+    leaf: Leaf,
+    leaf_index: u64,
+    #[schema(value_type = Position)]
+    position: Value,
+    proof: Vec<String>,
+    root: String,
+    tree_size: u64,
 }
 
 /// What a leaf is made of: leaf_hash = SHA-256(0x00 ‖ hash), hash = SHA-256(prev_hash ‖
 /// payload).
 #[derive(Serialize, ToSchema)]
 pub struct Leaf {
-    prev_hash: String,
-    payload: String,
     hash: String,
     leaf_hash: String,
+    payload: String,
+    prev_hash: String,
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -353,29 +353,29 @@ pub async fn consistency(
 #[derive(Serialize, ToSchema)]
 pub struct ConsistencyProof {
     from: u64,
-    to: u64,
-    from_root: String,
-    to_root: String,
-    proof: Vec<String>,
     /// The signed checkpoints of the two sizes, where signed.
     from_checkpoint: Option<String>,
+    from_root: String,
+    proof: Vec<String>,
+    to: u64,
     to_checkpoint: Option<String>,
+    to_root: String,
 }
 
 /// The tenant's hash chains recomputed: intact (how much was checked), or the first broken
 /// link.
 #[derive(Serialize, ToSchema)]
 pub struct Verification {
-    intact: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
-    events: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    streams: Option<u64>,
+    broken: Option<Broken>,
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Position>)]
     checked_up_to: Option<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    broken: Option<Broken>,
+    events: Option<u64>,
+    intact: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    streams: Option<u64>,
 }
 
 /// The first link of a chain that does not hold.
@@ -383,9 +383,9 @@ pub struct Verification {
 pub struct Broken {
     #[schema(value_type = Position)]
     position: Value,
+    problem: String,
     stream: Option<String>,
     version: Option<u64>,
-    problem: String,
 }
 
 /// `GET …/audit/verify`: the hash chains of every stream of the tenant, recomputed from the

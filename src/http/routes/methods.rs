@@ -72,31 +72,64 @@ pub struct ViewQuery {
 /// with the tenant's settings then).
 #[derive(Serialize, ToSchema)]
 pub struct ContactView {
-    tenant_id: TenantId,
     admin_id: AdminId,
-    /// The stream's version (the `ETag`).
-    version: u64,
-    /// The log position the view reflects.
-    #[schema(value_type = Position)]
-    position: Value,
-    offboarded: bool,
-    methods: Vec<ViewMethod>,
     #[serde(skip_serializing_if = "Option::is_none")]
     as_of: Option<DateTime<Utc>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Position>)]
     as_of_position: Option<Value>,
+    methods: Vec<MethodBody<'static>>,
+    offboarded: bool,
+    /// The log position the view reflects.
+    #[schema(value_type = Position)]
+    position: Value,
+    tenant_id: TenantId,
     #[serde(skip_serializing_if = "Option::is_none")]
     tenant_settings: Option<Settings>,
+    /// The stream's version (the `ETag`).
+    version: u64,
 }
 
-/// A method of the view: its value, and its mask for a console that shows it to someone not
-/// its owner.
+/// A method. The fields of this and of every answer built as a `serde_json::Value` before these
+/// types are in alphabetical order, so that answers keep their bytes (a retry's answer is the
+/// first one's, byte for byte, whichever build stored it: `concurrency.rs`).
 #[derive(Serialize, ToSchema)]
-pub struct ViewMethod {
-    #[serde(flatten)]
-    method: Method,
-    masked_value: String,
+pub struct MethodBody<'a> {
+    added_at: DateTime<Utc>,
+    changed_at: DateTime<Utc>,
+    id: MethodId,
+    kind: MethodKind,
+    /// In a view: the value masked, for a console that shows it to someone not its owner.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    masked_value: Option<String>,
+    /// Canonical: E.164 for a phone number (with `x` and the extension), the address for an
+    /// email.
+    #[schema(value_type = String)]
+    value: std::borrow::Cow<'a, str>,
+}
+
+impl MethodBody<'_> {
+    fn of(m: &Method) -> MethodBody<'_> {
+        MethodBody {
+            added_at: m.added_at,
+            changed_at: m.changed_at,
+            id: m.id,
+            kind: m.kind,
+            masked_value: None,
+            value: std::borrow::Cow::Borrowed(&m.value),
+        }
+    }
+
+    fn masked(m: &Method) -> MethodBody<'static> {
+        MethodBody {
+            added_at: m.added_at,
+            changed_at: m.changed_at,
+            id: m.id,
+            kind: m.kind,
+            masked_value: Some(crate::domain::mask(m.kind, &m.value)),
+            value: std::borrow::Cow::Owned(m.value.clone()),
+        }
+    }
 }
 
 impl ContactView {
@@ -113,14 +146,7 @@ impl ContactView {
             version: state.version,
             position: positions.show(tenant, position),
             offboarded: state.offboarded,
-            methods: state
-                .methods
-                .iter()
-                .map(|m| ViewMethod {
-                    masked_value: crate::domain::mask(m.kind, &m.value),
-                    method: m.clone(),
-                })
-                .collect(),
+            methods: state.methods.iter().map(MethodBody::masked).collect(),
             as_of: None,
             as_of_position: None,
             tenant_settings: None,
@@ -132,21 +158,21 @@ impl ContactView {
 /// the stream's version and `position` (as the tenant sees it).
 #[derive(Serialize, ToSchema)]
 pub struct CommandAnswer<'a> {
-    /// The stream's new version (the `ETag`).
-    version: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    method: Option<MethodBody<'a>>,
     /// The command's position in the log: ask a read for `min_position` of it to see it.
     #[schema(value_type = Position)]
     position: Value,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    method: Option<&'a Method>,
+    /// The stream's new version (the `ETag`).
+    version: u64,
 }
 
 impl<'a> CommandAnswer<'a> {
     pub(crate) fn new(method: Option<&'a Method>, version: u64, position: Value) -> Self {
         CommandAnswer {
-            version,
+            method: method.map(MethodBody::of),
             position,
-            method,
+            version,
         }
     }
 }

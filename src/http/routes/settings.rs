@@ -51,12 +51,12 @@ pub struct NotificationsBody {
 pub struct Settings {
     #[schema(value_type = Vec<String>)]
     domains: Vec<crate::domain::TenantDomain>,
-    reset_policy: PolicyBody,
     /// Shown once set (absent: English, every kind on), so that the answers of older builds
     /// and of this one have the same shape for a tenant that never set them.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
     notifications: Option<Value>,
+    reset_policy: PolicyBody,
 }
 
 impl Settings {
@@ -73,23 +73,35 @@ impl Settings {
 }
 
 /// The settings with the tenant stream's version and `position` (the stream's, as the tenant
-/// sees it): a read, or a command's answer.
+/// sees it): a read, or a command's answer. Its fields in alphabetical order (see
+/// `methods::MethodBody`), so not the flattened [`Settings`].
 #[derive(Serialize, ToSchema)]
 pub struct VersionedSettings {
-    #[serde(flatten)]
-    settings: Settings,
-    /// The tenant stream's version (the `ETag`).
-    version: u64,
+    #[schema(value_type = Vec<String>)]
+    domains: Vec<crate::domain::TenantDomain>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    notifications: Option<Value>,
     #[schema(value_type = Position)]
     position: Value,
+    reset_policy: PolicyBody,
+    /// The tenant stream's version (the `ETag`).
+    version: u64,
 }
 
 impl VersionedSettings {
     pub(crate) fn new(s: &TenantState, position: Value) -> Self {
+        let Settings {
+            domains,
+            notifications,
+            reset_policy,
+        } = Settings::of(s);
         VersionedSettings {
-            settings: Settings::of(s),
-            version: s.version,
+            domains,
+            notifications,
             position,
+            reset_policy,
+            version: s.version,
         }
     }
 }
