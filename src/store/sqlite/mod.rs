@@ -26,8 +26,9 @@ use crate::store::{
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use tokio::sync::Mutex;
 use uuid::Uuid;
 
 /// The database file inside the data directory.
@@ -234,16 +235,21 @@ impl SqliteStore {
     }
 
     /// Runs `f` with the connection on the blocking pool.
+    ///
+    /// The connection is taken before the blocking task is spawned, not inside it: callers
+    /// wait for it as tasks, and at most one blocking thread works for the store at a time.
+    /// Taken inside, every waiting call held a blocking thread of its own, parked on the lock;
+    /// under load tokio grew its blocking pool towards its 512 threads and let them go again,
+    /// and the process's memory rose and fell with them (the soak's embedded-store RSS,
+    /// docs/benchmarks.md). A panic inside `f` rolls its transaction back as it unwinds and
+    /// releases the lock: the connection stays consistent.
     pub(super) async fn run<T: Send + 'static>(
         &self,
         f: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
-        let conn = self.conn.clone();
+        let mut guard = self.conn.clone().lock_owned().await;
         let failing = self.failing.clone();
         tokio::task::spawn_blocking(move || {
-            // A panic inside `f` rolled its transaction back when it unwound: the connection
-            // is still consistent, so a poisoned lock is taken over.
-            let mut guard = conn.lock().unwrap_or_else(|p| p.into_inner());
             let result = f(&mut guard);
             if let Err(e) = &result
                 && e.is_unavailable()
