@@ -29,30 +29,23 @@ pub fn query_string(query: &str) -> usize {
     let mut accepted = 0;
     for positions in [Positions::Plain, Positions::Sealed(Arc::new([7; 32]))] {
         let position = |name, text: Option<&str>| positions.query(tenant, name, text).is_ok();
+        // A view's and a verdict's point in time, as `methods::list` and `eligibility::get` read it.
+        let past = |as_of, as_of_position: &Option<String>, min_position: &Option<String>| {
+            past_point(
+                &positions,
+                tenant,
+                as_of,
+                as_of_position.as_deref(),
+                min_position,
+            )
+            .is_ok()
+                && position("min_position", min_position.as_deref())
+        };
         if let Ok(Query(q)) = Query::<ViewQuery>::try_from_uri(&uri) {
-            accepted += usize::from(
-                past_point(
-                    &positions,
-                    tenant,
-                    q.as_of,
-                    q.as_of_position.as_deref(),
-                    &q.min_position,
-                )
-                .is_ok(),
-            );
-            accepted += usize::from(position("min_position", q.min_position.as_deref()));
+            accepted += usize::from(past(q.as_of, &q.as_of_position, &q.min_position));
         }
         if let Ok(Query(q)) = Query::<EligibilityQuery>::try_from_uri(&uri) {
-            accepted += usize::from(
-                past_point(
-                    &positions,
-                    tenant,
-                    q.as_of,
-                    q.as_of_position.as_deref(),
-                    &q.min_position,
-                )
-                .is_ok(),
-            );
+            accepted += usize::from(past(q.as_of, &q.as_of_position, &q.min_position));
         }
         if let Ok(Query(page)) = Query::<Page>::try_from_uri(&uri) {
             accepted += usize::from(page.query(&positions, tenant, Some(admin)).is_ok());
