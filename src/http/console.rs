@@ -210,10 +210,7 @@ pub struct DevSignIn {
     request_body = DevSignIn,
     responses(
         (status = 200, description = "A token", body = DevToken),
-        (status = 413, description = "The body is too large", content_type = "application/problem+json", body = super::openapi::Problem),
-        (status = 415, description = "The body is not JSON", content_type = "application/problem+json", body = super::openapi::Problem),
-        (status = 422, description = "An invalid body (`invalid_body`)", content_type = "application/problem+json", body = super::openapi::Problem),
-        PublicProblems,
+        super::openapi::SignInProblems,
     )
 )]
 pub async fn dev_sign_in(

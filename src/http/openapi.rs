@@ -8,11 +8,15 @@
 //! parameters, the command headers, the position, and the problem answers by status.
 //! `tests/api/schemathesis.rs` runs schemathesis against it on both stores.
 
+use super::error::problem;
 use crate::error::Code;
 use serde::Serialize;
 use std::borrow::Cow;
+use std::collections::BTreeMap;
 use std::sync::OnceLock;
-use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Schema, SchemaType, Type};
+use utoipa::openapi::ContentBuilder;
+use utoipa::openapi::response::{Response, ResponseBuilder};
+use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Ref, Schema, SchemaType, Type};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::openapi::{OpenApi as Document, RefOr};
 use utoipa::{IntoParams, IntoResponses, Modify, OpenApi, PartialSchema, ToSchema};
@@ -174,60 +178,113 @@ pub struct Problem<'a> {
     pub kind: String,
 }
 
-/// Declares an enum of problem answers by status, for `responses(...)`.
+/// The problem answers of a route that can give `codes`, by status: each code's status from
+/// [`problem`] (the one mapping of codes to statuses), each status's description naming its
+/// codes. A route's document lists exactly the statuses its codes map to.
+fn problem_responses(codes: &[Code]) -> BTreeMap<String, RefOr<Response>> {
+    let mut by_status: BTreeMap<u16, Vec<&str>> = BTreeMap::new();
+    for &code in codes {
+        by_status
+            .entry(problem(code).0.as_u16())
+            .or_default()
+            .push(code.as_str());
+    }
+    by_status
+        .into_iter()
+        .map(|(status, names)| {
+            let content = ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("Problem")))
+                .build();
+            let response = ResponseBuilder::new()
+                .description(format!("`{}`", names.join("`, `")))
+                .content("application/problem+json", content)
+                .build();
+            (status.to_string(), RefOr::T(response))
+        })
+        .collect()
+}
+
+/// Declares a set of problem answers for `responses(...)`: the codes a kind of route can give.
 macro_rules! problems {
-    ($(#[$doc:meta])* $name:ident { $($variant:ident = $status:literal: $what:literal,)* }) => {
+    ($(#[$doc:meta])* $name:ident = [$($code:ident),* $(,)?] $(+ $base:ident)?) => {
         $(#[$doc])*
-        #[derive(IntoResponses)]
-        #[allow(dead_code)]
-        pub(crate) enum $name {
-            $(
-                #[response(status = $status, description = $what, content_type = "application/problem+json")]
-                $variant(#[to_schema] Problem<'static>),
-            )*
+        pub(crate) struct $name;
+
+        impl $name {
+            pub(crate) const CODES: &[Code] = &{
+                const BASE: &[Code] = problems!(@base $($base)?);
+                const OWN: &[Code] = &[$(Code::$code),*];
+                let mut all = [Code::InternalError; BASE.len() + OWN.len()];
+                let mut i = 0;
+                while i < BASE.len() {
+                    all[i] = BASE[i];
+                    i += 1;
+                }
+                while i < all.len() {
+                    all[i] = OWN[i - BASE.len()];
+                    i += 1;
+                }
+                all
+            };
+        }
+
+        impl IntoResponses for $name {
+            fn responses() -> BTreeMap<String, RefOr<Response>> {
+                problem_responses(Self::CODES)
+            }
         }
     };
+    (@base) => { &[] };
+    (@base $base:ident) => { $base::CODES };
 }
 
 problems! {
-    /// What any route of a tenant may answer besides its own.
-    ReadProblems {
-        BadRequest = 400: "A malformed path, query or header (`invalid_path`, `invalid_query`, …)",
-        Unauthorized = 401: "No valid bearer token (`unauthorized`)",
-        Forbidden = 403: "The token's roles or tenant do not allow it (`forbidden`, `tenant_mismatch`, …)",
-        NotFound = 404: "No such resource (`not_found`, `method_not_found`)",
-        RateLimited = 429: "Too many requests of the token or address (`rate_limited`, with Retry-After)",
-        Internal = 500: "A failure of the service's own (`internal_error`, `log_diverged`)",
-        Unavailable = 503: "Retry shortly: the database, a projection's freshness or the request timeout (with Retry-After)",
-    }
-}
-
-problems! {
-    /// What a command may answer besides its own.
-    WriteProblems {
-        BadRequest = 400: "A malformed path, body or header (`malformed_json`, `invalid_if_match`, …)",
-        Unauthorized = 401: "No valid bearer token, or a sign-in not recent or strong enough (`step_up_required`)",
-        Forbidden = 403: "The token's roles or tenant do not allow it (`forbidden`, `tenant_mismatch`)",
-        NotFound = 404: "No such resource (`not_found`, `method_not_found`)",
-        Conflict = 409: "The security info does not allow the change (`method_kind_exists`, `admin_offboarded`, …)",
-        PreconditionFailed = 412: "If-Match names another version (`version_mismatch`)",
-        PayloadTooLarge = 413: "The body is too large (`payload_too_large`)",
-        UnsupportedMediaType = 415: "The body is not `application/json` (`unsupported_media_type`)",
-        Unprocessable = 422: "An invalid value or body, or an Idempotency-Key reused (`invalid_phone_number`, `invalid_body`, …)",
-        RateLimited = 429: "Too many writes of the token or address (`rate_limited`, with Retry-After)",
-        Internal = 500: "A failure of the service's own (`internal_error`)",
-        Unavailable = 503: "Retry (with the same Idempotency-Key): the database, contention or the request timeout",
-    }
+    /// What any route may answer: the listener's refusals, an unknown resource, the request
+    /// timeout, a failure of the service's own.
+    AnyProblems = [
+        MalformedRequest, UriTooLong, HeadersTooLarge, NotFound, RequestTimeout, InternalError,
+    ]
 }
 
 problems! {
     /// What a public route (no token) may answer besides its own.
-    PublicProblems {
-        BadRequest = 400: "A malformed query (`invalid_query`)",
-        NotFound = 404: "Nothing of the kind here (`not_found`)",
-        Internal = 500: "A failure of the service's own (`internal_error`)",
-        Unavailable = 503: "Retry shortly (`database_unavailable`, `not_ready`, `request_timeout`)",
-    }
+    PublicProblems = [InvalidQuery, DatabaseUnavailable, NotReady] + AnyProblems
+}
+
+problems! {
+    /// What the console's development sign-in may answer besides a token.
+    SignInProblems = [
+        MalformedJson, UnreadableBody, PayloadTooLarge, UnsupportedMediaType, InvalidBody,
+    ] + PublicProblems
+}
+
+problems! {
+    /// What any route of a tenant may answer besides its own.
+    ReadProblems = [
+        InvalidPath, InvalidQuery, AsOfWithMinPosition, DuplicateAuthorization, PositionBeyondLog,
+        Unauthorized, Forbidden, TenantMismatch, RevealRequiresAuditor, MethodNotFound,
+        RateLimited, ViewNotFresh, DatabaseUnavailable, LogDiverged,
+    ] + AnyProblems
+}
+
+problems! {
+    /// What the tenant's event stream may answer besides the stream.
+    StreamProblems = [InvalidLastEventId, LastEventIdBeyondLog] + ReadProblems
+}
+
+problems! {
+    /// What a command may answer besides its own.
+    WriteProblems = [
+        InvalidPath, DuplicateAuthorization, MalformedJson, UnreadableBody, PayloadTooLarge,
+        UnsupportedMediaType, InvalidBody, InvalidIfMatch, InvalidIdempotencyKey, Unauthorized,
+        StepUpRequired, Forbidden, TenantMismatch, MethodNotFound, MethodKindExists,
+        AlternatePhoneRequiresMobile, MobilePhoneHasAlternate, AdminOffboarded,
+        AdminNotOffboarded, AdminErased, InvalidEraseReason, InvalidPhoneNumber,
+        PhoneNumberTypeNotAllowed, InvalidEmail, EmailInTenantDomain, ExtensionNotAllowed,
+        UnknownMethodKind, InvalidDomain, TooManyDomains, UnknownResetPolicy,
+        UnknownNoticeKind, UnknownLanguage, VersionMismatch, IdempotencyKeyReused,
+        WriteContention, RateLimited, DatabaseUnavailable,
+    ] + AnyProblems
 }
 
 /// An entry of a history, of the tenant's feed and of its stream: the event and where it is
@@ -258,6 +315,32 @@ pub(crate) struct EventEntry {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_code_is_documented_where_it_can_occur_at_the_status_it_is_answered_with() {
+        let mut documented: Vec<Code> = [
+            ReadProblems::CODES,
+            WriteProblems::CODES,
+            StreamProblems::CODES,
+            SignInProblems::CODES,
+        ]
+        .concat();
+        documented.sort_by_key(|c| c.as_str());
+        documented.dedup();
+        // Only the 405 of an undocumented method is not a route's answer.
+        let missing: Vec<&str> = Code::ALL
+            .iter()
+            .filter(|c| !documented.contains(c) && **c != Code::MethodNotAllowed)
+            .map(|c| c.as_str())
+            .collect();
+        assert!(missing.is_empty(), "no route documents {missing:?}");
+        let responses = WriteProblems::responses();
+        let RefOr::T(conflict) = &responses["409"] else {
+            panic!("409 is inline");
+        };
+        assert!(conflict.description.contains("`method_kind_exists`"));
+        assert!(!responses.contains_key("200"));
+    }
 
     #[test]
     fn every_code_is_in_the_problem_schema() {

@@ -257,8 +257,7 @@ fn eligibility_json(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "Server-sent events: each `data` is an entry of the feed (`EventEntry`), its `id` the position; with `include=eligibility`, `EligibilityChanged` messages too. The stream does not end.", content_type = "text/event-stream", body = String),
-        (status = 409, description = "The Last-Event-ID is beyond the log (`last_event_id_beyond_log`): restart without it", content_type = "application/problem+json", body = crate::http::openapi::Problem),
-        crate::http::openapi::ReadProblems,
+        crate::http::openapi::StreamProblems,
     )
 )]
 #[tracing::instrument(skip_all, fields(tenant_id = %tenant))]
