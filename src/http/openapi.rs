@@ -211,31 +211,21 @@ macro_rules! problems {
         pub(crate) struct $name;
 
         impl $name {
-            pub(crate) const CODES: &[Code] = &{
-                const BASE: &[Code] = problems!(@base $($base)?);
-                const OWN: &[Code] = &[$(Code::$code),*];
-                let mut all = [Code::InternalError; BASE.len() + OWN.len()];
-                let mut i = 0;
-                while i < BASE.len() {
-                    all[i] = BASE[i];
-                    i += 1;
-                }
-                while i < all.len() {
-                    all[i] = OWN[i - BASE.len()];
-                    i += 1;
-                }
-                all
-            };
+            /// Its codes, with those of the set it extends.
+            pub(crate) fn codes() -> Vec<Code> {
+                let own: &[Code] = &[$(Code::$code),*];
+                [problems!(@base $($base)?), own.to_vec()].concat()
+            }
         }
 
         impl IntoResponses for $name {
             fn responses() -> BTreeMap<String, RefOr<Response>> {
-                problem_responses(Self::CODES)
+                problem_responses(&Self::codes())
             }
         }
     };
-    (@base) => { &[] };
-    (@base $base:ident) => { $base::CODES };
+    (@base) => { Vec::new() };
+    (@base $base:ident) => { $base::codes() };
 }
 
 problems! {
@@ -319,10 +309,10 @@ mod tests {
     #[test]
     fn every_code_is_documented_where_it_can_occur_at_the_status_it_is_answered_with() {
         let mut documented: Vec<Code> = [
-            ReadProblems::CODES,
-            WriteProblems::CODES,
-            StreamProblems::CODES,
-            SignInProblems::CODES,
+            ReadProblems::codes(),
+            WriteProblems::codes(),
+            StreamProblems::codes(),
+            SignInProblems::codes(),
         ]
         .concat();
         documented.sort_by_key(|c| c.as_str());
