@@ -473,23 +473,51 @@ pub async fn eligibility(
     Ok(Rate::new(lat.len(), elapsed, lat, errors))
 }
 
-/// The reset flow right after a change: one client sends a command for one of its admins, then
-/// asks for that admin's eligibility at least as fresh as the command (`min_position` = the
-/// answer's position), which the service answers once its eligibility projection has folded
-/// the command. Measures the eligibility queries only; a query answered below the position
-/// (or not 200) is an error.
+/// The reset flow right after a change: each of `clients` clients sends a command for one of
+/// its admins, then asks for that admin's eligibility at least as fresh as the command
+/// (`min_position` = the answer's position). Measures the eligibility queries only; a query
+/// answered below the position (or not 200) is an error.
 pub async fn read_your_writes(
     service: &Arc<Service>,
+    clients: usize,
     admins_per_client: usize,
     warmup: Duration,
     duration: Duration,
 ) -> anyhow::Result<Rate> {
     let (measure_from, deadline) = window(warmup, duration);
+    let tasks: Vec<_> = (0..clients)
+        .map(|c| {
+            let service = service.clone();
+            tokio::spawn(async move {
+                read_your_writes_client(&service, c, admins_per_client, measure_from, deadline)
+                    .await
+            })
+        })
+        .collect();
+    let mut lat = Latencies::with_capacity(8192 * clients);
+    let mut errors = 0;
+    for task in tasks {
+        let (l, e) = task.await??;
+        lat.merge(l);
+        errors += e;
+    }
+    let elapsed = Instant::now().saturating_duration_since(measure_from);
+    Ok(Rate::new(lat.len(), elapsed, lat, errors))
+}
+
+/// One client of [`read_your_writes`]: its latencies and its errors.
+async fn read_your_writes_client(
+    service: &Service,
+    c: usize,
+    admins_per_client: usize,
+    measure_from: Instant,
+    deadline: Instant,
+) -> anyhow::Result<(Latencies, usize)> {
     let client = service.client();
     let mut admins: Vec<AdminSim> = (0..admins_per_client)
-        .map(|i| AdminSim::new(i % service.tenants.len()))
+        .map(|i| AdminSim::new((c + i) % service.tenants.len()))
         .collect();
-    let mut rng = Rng::new(7);
+    let mut rng = Rng::new(7 + c as u64);
     let mut lat = Latencies::with_capacity(8192);
     let mut errors = 0;
     let mut i = 0;
@@ -521,6 +549,5 @@ pub async fn read_your_writes(
             errors += 1;
         }
     }
-    let elapsed = Instant::now().saturating_duration_since(measure_from);
-    Ok(Rate::new(lat.len(), elapsed, lat, errors))
+    Ok((lat, errors))
 }

@@ -706,11 +706,23 @@ async fn measure_with(
         );
     }
     // The reset flow's read-your-writes: an admin's eligibility asked for right after a change,
-    // at the change's position (the eligibility projection must have folded it first).
-    if let Some((_, base)) = raw_pk.iter().find(|(c, _)| *c == 1) {
-        say("service eligibility right after a command, at its position (min_position), 1 client");
-        let r = load::read_your_writes(&service, plan.admins_per_client, plan.warmup, plan.phase)
-            .await?;
+    // at the change's position (answered from what the command left until the eligibility
+    // projection has folded it: `app::written`).
+    for clients in [1, 16] {
+        let Some((_, base)) = raw_pk.iter().find(|(c, _)| *c == clients) else {
+            continue;
+        };
+        say(&format!(
+            "service eligibility right after a command, at its position (min_position), {clients} clients"
+        ));
+        let r = load::read_your_writes(
+            &service,
+            clients,
+            plan.admins_per_client,
+            plan.warmup,
+            plan.phase,
+        )
+        .await?;
         say(&format!(
             "  {:.0} queries/s, p50 {:.2} ms, p99 {:.2} ms, errors {}",
             r.per_second, r.latency.p50_ms, r.latency.p99_ms, r.errors
@@ -725,15 +737,15 @@ async fn measure_with(
         ] {
             rows.push(
                 Row::new(
-                    format!("eligibility after own command {name}, 1 client"),
+                    format!("eligibility after own command {name}, {clients} clients"),
                     value,
                     "ms",
                 )
-                .against(format!("raw PK {name}, 1 conns"), Some(base))
+                .against(format!("raw PK {name}, {clients} conns"), Some(base))
                 .note(errors.clone()),
             );
         }
-        details.insert("service_read_your_writes_1".into(), r.to_json());
+        details.insert(format!("service_read_your_writes_{clients}"), r.to_json());
     }
     // What one operation costs the whole machine (service, PostgreSQL, NATS, load generator).
     for (measure, baseline, (raw_us, service_us)) in [
@@ -1045,6 +1057,17 @@ async fn measure_with(
             "commit → subscriber p99 < 50 ms",
             find("commit → subscriber p99"),
             50.0,
+        ),
+        // Issue 24: read-your-writes without waiting.
+        Goal::at_most(
+            "eligibility after own command p99 at 1 client ≤ 1 ms",
+            find("eligibility after own command p99, 1 clients"),
+            1.0,
+        ),
+        Goal::at_most(
+            "eligibility after own command p99 at 16 clients ≤ 3 ms",
+            find("eligibility after own command p99, 16 clients"),
+            3.0,
         ),
     ];
     let mut goals = goals;

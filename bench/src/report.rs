@@ -99,6 +99,18 @@ impl Goal {
         }
     }
 
+    /// `value <= max`.
+    pub fn at_most(text: &str, row: Option<&Row>, max: f64) -> Self {
+        match row.and_then(|r| r.value) {
+            Some(v) => Goal {
+                text: text.into(),
+                actual: format!("{v:.2}"),
+                pass: Some(v <= max),
+            },
+            None => Goal::not_measured(text, row),
+        }
+    }
+
     /// `value < max`.
     pub fn below(text: &str, row: Option<&Row>, max: f64) -> Self {
         match row.and_then(|r| r.value) {

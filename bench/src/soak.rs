@@ -86,6 +86,8 @@ fn pacer(period: Duration) -> tokio::time::Interval {
 struct Sample {
     at: Duration,
     rss_mib: f64,
+    /// Of it, anonymous memory (`RssAnon`: the heap and the stacks, not file pages).
+    anon_mib: f64,
     /// The service's threads (tokio's workers and its blocking pool, which grows under load).
     threads: u64,
     commands: Summary,
@@ -172,7 +174,7 @@ impl Running {
     }
 }
 
-/// A field of a process's `/proc/{pid}/status` (`VmRSS`, `Threads`), as a number.
+/// A field of a process's `/proc/{pid}/status` (`VmRSS`, `RssAnon`, `Threads`), as a number.
 fn proc_status(pid: u32, field: &str) -> Option<f64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status
@@ -293,15 +295,17 @@ async fn drive(
         let sample = Sample {
             at: started.elapsed(),
             rss_mib: rss_mib(running.pid).context("the service is gone")?,
+            anon_mib: proc_status(running.pid, "RssAnon").unwrap_or(0.0) / 1024.0,
             threads: proc_status(running.pid, "Threads").unwrap_or(0.0) as u64,
             commands: w.commands.summary(),
             queries: w.queries.summary(),
             errors,
         };
         say(&format!(
-            "{store:?} {:>5.0} s  RSS {:6.1} MiB  threads {:3}  commands {:5.0}/s p50 {:.2} p99 {:.2} max {:.1} ms  queries {:5.0}/s p99 {:.2} ms  errors {}",
+            "{store:?} {:>5.0} s  RSS {:6.1} MiB (anon {:6.1})  threads {:3}  commands {:5.0}/s p50 {:.2} p99 {:.2} max {:.1} ms  queries {:5.0}/s p99 {:.2} ms  errors {}",
             sample.at.as_secs_f64(),
             sample.rss_mib,
+            sample.anon_mib,
             sample.threads,
             sample.commands.count as f64 / plan.report_every.as_secs_f64(),
             sample.commands.p50_ms,
@@ -344,14 +348,15 @@ fn verdict(
     shared: &Shared,
 ) -> (bool, String) {
     let mut table = String::from(
-        "| at | RSS MiB | threads | commands/s | p50 ms | p99 ms | max ms | queries/s | p99 ms | errors |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n",
+        "| at | RSS MiB | anon MiB | threads | commands/s | p50 ms | p99 ms | max ms | queries/s | p99 ms | errors |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n",
     );
     let secs = plan.report_every.as_secs_f64();
     for s in samples {
         table.push_str(&format!(
-            "| {:.0} s | {:.1} | {} | {:.0} | {:.2} | {:.2} | {:.1} | {:.0} | {:.2} | {} |\n",
+            "| {:.0} s | {:.1} | {:.1} | {} | {:.0} | {:.2} | {:.2} | {:.1} | {:.0} | {:.2} | {} |\n",
             s.at.as_secs_f64(),
             s.rss_mib,
+            s.anon_mib,
             s.threads,
             s.commands.count as f64 / secs,
             s.commands.p50_ms,

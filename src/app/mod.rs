@@ -34,7 +34,9 @@ use tokio::sync::{Mutex, watch};
 use uuid::Uuid;
 
 mod folded;
+mod written;
 use folded::FoldedStates;
+use written::Written;
 
 /// How often a command without `If-Match` is decided again after losing a race to a writer
 /// in another process (writers in this process queue on the stream's lock instead).
@@ -141,6 +143,9 @@ pub struct App {
     appended: watch::Sender<u64>,
     /// The admin and tenant states last folded by a command (see `folded`).
     folded: Arc<FoldedStates>,
+    /// What this process's commands left each admin with, exact at their positions (see
+    /// `written`).
+    written: Arc<Written>,
 }
 
 fn fold_admin(events: &[RecordedEvent], state: AdminState) -> AdminState {
@@ -168,6 +173,7 @@ impl App {
             stream_locks: Arc::new((0..LOCK_STRIPES).map(|_| Mutex::new(())).collect()),
             appended: watch::channel(0).0,
             folded: Arc::default(),
+            written: Arc::default(),
         }
     }
 
@@ -263,9 +269,15 @@ impl App {
                 .await
             {
                 Ok((answer, recorded)) => {
-                    if !recorded.is_empty() {
-                        self.folded
-                            .remember_admin(stream, fold_admin(&recorded, after));
+                    if let Some(last) = recorded.last() {
+                        let after = fold_admin(&recorded, after);
+                        self.written.record(
+                            (ctx.tenant, admin),
+                            last.position,
+                            after.clone(),
+                            &tenant,
+                        );
+                        self.folded.remember_admin(stream, after);
                     }
                     return Ok(answer);
                 }
@@ -445,6 +457,14 @@ impl App {
         let cache = self.projections.verdicts();
         if let Some(hit) = cache.and_then(|c| c.get(tenant, admin, min_position)) {
             return Ok(hit);
+        }
+        // Right after this process's own command on the admin, before the projection has
+        // folded it: the verdict the command left, exact at its position (see `written`).
+        if let Some(wanted) = min_position
+            && !self.projections.reached(Projection::Admins, wanted)
+            && let Some((position, verdict)) = self.written.verdict(tenant, admin, wanted)
+        {
+            return Ok((position, Arc::new(verdict)));
         }
         self.ensure_fresh(Projection::Admins, min_position).await?;
         if let Some(hit) = cache.and_then(|c| c.get(tenant, admin, min_position)) {

@@ -102,6 +102,12 @@ impl Projections {
         }
     }
 
+    /// Whether this process has seen `projection` fold every event up to `position` (without
+    /// asking the store: another replica's progress is not seen here).
+    pub fn reached(&self, projection: Projection, position: u64) -> bool {
+        *self.progress[&projection].borrow() >= position
+    }
+
     /// Waits until `projection` has folded every event up to `position`; `false` on timeout.
     pub async fn wait_for(
         &self,

@@ -1,10 +1,14 @@
 //! Reset eligibility: the default policy, tenant domains and policies, read-your-writes.
 
 use crate::support::{
-    Backend, Options, assert_problem, method_id, spawn_app, spawn_app_with, spawn_backend,
-    two_replicas,
+    Backend, Options, assert_problem, fresh_store, method_id, spawn_app, spawn_app_with,
+    spawn_backend, spawn_store, two_replicas,
 };
+use recovery_info::domain::{AdminId, TenantId};
 use recovery_info::http::auth::Role;
+use recovery_info::projections::runner::{Projections, RunnerConfig};
+use recovery_info::store::ProjectionStorage;
+use recovery_info::store::projections::Projection;
 use reqwest::Method;
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -161,8 +165,10 @@ async fn a_view_that_cannot_catch_up_in_time_says_so() {
         .json()
         .await
         .unwrap();
+    // Another admin's: the command's own admin is answered from what the command left
+    // (`eligibility_after_own_command_is_the_projections_answer`).
     let url = app.admin_path(
-        admin,
+        Uuid::now_v7(),
         &format!("/reset-eligibility?min_position={}", r["position"]),
     );
     let r = app.send(Method::GET, &url, &app.all_roles(), None).await;
@@ -170,10 +176,123 @@ async fn a_view_that_cannot_catch_up_in_time_says_so() {
     assert_problem(r, 503, "view_not_fresh").await;
 }
 
+/// Eligibility asked right after an own command, before any projection has folded it, is
+/// answered from what the command left (`app::written`): the answer must be the projection's
+/// once it has folded exactly that far. The service runs no projection, so only the command's
+/// own states can answer; a runner started here beside it then folds the log to the
+/// command's position, and its verdict (in memory and in the table) is compared.
+async fn eligibility_after_own_command_is_the_projections_answer(backend: Backend) {
+    let app = spawn_store(
+        fresh_store(backend).await,
+        Options {
+            run_projections: false,
+            freshness_timeout: Duration::from_millis(200),
+            ..Options::default()
+        },
+    )
+    .await;
+    let store = app.store().clone();
+    let (projections, tasks) = Projections::spawn(store.clone(), RunnerConfig::default());
+    let reset = app.token("reset-flow", &[Role::ResetService]);
+    let tenant = TenantId::from_uuid(app.tenant);
+    let admins: Vec<Uuid> = (0..4).map(|_| Uuid::now_v7()).collect();
+    let mut methods: Vec<[Option<String>; 4]> = vec![Default::default(); admins.len()];
+    let kinds = ["mobile_phone", "alternate_phone", "office_phone", "email"];
+    let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+    let mut next = |n: u64| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed % n
+    };
+    let (mut compared, mut settings, mut head) = (0, 0, 0);
+    for step in 0..120 {
+        if step % 30 == 29 {
+            // The tenant's settings change under the admins: a policy, a domain that makes
+            // the contoso addresses stop counting.
+            let body = match settings % 3 {
+                0 => json!({"domains": ["contoso.com"]}),
+                1 => json!({"reset_policy": {"name": "any_two_methods"}}),
+                _ => json!({"domains": [], "reset_policy": {"name": "email_and_mobile_phone"}}),
+            };
+            settings += 1;
+            app.put_settings_ok(body).await;
+            continue;
+        }
+        let i = next(admins.len() as u64) as usize;
+        let k = next(4) as usize;
+        let value = if kinds[k] == "email" {
+            let domain = ["example.com", "contoso.com"][next(2) as usize];
+            format!("a{}@{domain}", next(1000))
+        } else {
+            format!("+45 20 12 {:02} {:02}", next(100), next(100))
+        };
+        let (admin, slot) = (admins[i], &mut methods[i][k]);
+        let r = match slot.clone() {
+            None => app.add(admin, kinds[k], &value).await,
+            Some(id) if next(3) == 0 => app.remove(admin, &id).await,
+            Some(id) => app.change(admin, &id, &value).await,
+        };
+        let status = r.status().as_u16();
+        let body: Value = r.json().await.unwrap();
+        match status {
+            // A removal's answer shows no method.
+            200 | 201 => *slot = body["method"]["id"].as_str().map(str::to_owned),
+            // A change the rules refuse (an email inside the tenant's domain, an alternate
+            // phone before a mobile one): nothing was appended.
+            409 | 422 => {
+                assert!(body["code"].is_string(), "{body}");
+                continue;
+            }
+            _ => panic!("step {step}: {status} {body}"),
+        }
+        let position = body["position"].as_u64().unwrap();
+        if position <= head {
+            // A change to the value it had: nothing appended, nothing to compare.
+            continue;
+        }
+        head = position;
+        let url = app.admin_path(
+            admin,
+            &format!("/reset-eligibility?min_position={position}"),
+        );
+        let r = app.send(Method::GET, &url, &reset, None).await;
+        assert_eq!(r.status(), 200, "step {step}");
+        let own: Value = r.json().await.unwrap();
+        assert_eq!(own["position"], position, "step {step}: {own}");
+
+        assert!(
+            projections
+                .wait_for(Projection::Admins, position, Duration::from_secs(10))
+                .await
+                .unwrap(),
+            "step {step}: the runner did not reach {position}"
+        );
+        let admin_id = AdminId::from_uuid(admin);
+        let (at, table) = store.eligibility(tenant, admin_id).await.unwrap();
+        assert_eq!(at, position, "step {step}: nothing else was appended");
+        let (_, memory) = projections
+            .verdicts()
+            .and_then(|v| v.get(tenant, admin_id, Some(position)))
+            .expect("the runner holds the verdict it just folded");
+        assert_eq!(*memory, table, "step {step}");
+        let folded = serde_json::to_value(&table).unwrap();
+        for (field, value) in folded.as_object().unwrap() {
+            assert_eq!(&own[field], value, "step {step}: {field} in {own}");
+        }
+        compared += 1;
+    }
+    for t in tasks {
+        t.abort();
+    }
+    assert!(compared >= 80, "only {compared} answers compared");
+}
+
 crate::on_both_backends!(
     an_email_inside_a_newly_added_tenant_domain_stops_counting,
     a_policy_change_re_evaluates_every_admin_of_the_tenant,
     a_command_answer_position_gives_read_your_writes,
+    eligibility_after_own_command_is_the_projections_answer,
 );
 
 /// Verdicts answered from memory must follow the log even when another replica projects it:

@@ -568,6 +568,9 @@ fn create_database_file(path: &Path) -> Result<(), StoreError> {
     }
 }
 
+/// The bound on the connection's page cache, in KiB (`PRAGMA cache_size`).
+const PAGE_CACHE_KIB: i64 = 64 * 1024;
+
 fn open_connection(dir: &Path) -> Result<Connection, StoreError> {
     create_data_dir(dir).map_err(|e| {
         StoreError::Config(format!(
@@ -609,6 +612,12 @@ fn open_connection(dir: &Path) -> Result<Connection, StoreError> {
     // Deleted rows are overwritten, not left in free pages: an erasure's destroyed data key
     // and deleted answers leave no bytes behind in the file (docs/privacy.md).
     conn.pragma_update(None, "secure_delete", "ON")?;
+    // A bounded page cache, sized for the store's working set: the last pages of the log, the
+    // index leaves of the admins' streams and the projections. SQLite's default (2 MiB) is
+    // smaller than that, and then every append reads its index pages back through the kernel;
+    // the 30 min soak grew slower as the file grew (docs/benchmarks.md, "Soak"). A negative
+    // value is KiB; the memory is taken as pages are touched, up to this bound.
+    conn.pragma_update(None, "cache_size", -PAGE_CACHE_KIB)?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     Ok(conn)
 }
