@@ -81,6 +81,10 @@ struct Args {
     /// The service binary the soak runs.
     #[arg(long, default_value = "target/release/recovery-info")]
     soak_binary: std::path::PathBuf,
+    /// One more argument for the soak's `recovery-info serve` (repeat it): to measure the
+    /// service with a part turned off, say `--soak-serve-arg=--no-notifications`.
+    #[arg(long, allow_hyphen_values = true)]
+    soak_serve_arg: Vec<String>,
 }
 
 /// How long and how big each phase is.
@@ -182,6 +186,7 @@ async fn run(args: &Args) -> anyhow::Result<()> {
             report_every: args.soak_every,
             binary: args.soak_binary.clone(),
             pg_url: args.pg_url.clone(),
+            serve_args: args.soak_serve_arg.clone(),
         };
         return match soak::run(args.soak_store, &plan).await? {
             true => Ok(()),

@@ -46,6 +46,8 @@ pub struct SoakPlan {
     pub report_every: Duration,
     pub binary: PathBuf,
     pub pg_url: String,
+    /// More arguments for `serve`.
+    pub serve_args: Vec<String>,
 }
 
 /// What the clients measured since the last report.
@@ -126,6 +128,7 @@ async fn start(store: SoakStore, plan: &SoakPlan) -> anyhow::Result<Running> {
             "--no-checkpoints",
             "--no-dev-sign-in",
         ])
+        .args(&plan.serve_args)
         .env_remove("NATS_URL")
         .env_remove("DATABASE_URL")
         .env("RUST_LOG", "warn")

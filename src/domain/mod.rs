@@ -23,7 +23,7 @@ pub use event::{DomainEvent, EventMeta, RemovedMethod};
 pub use ids::{AdminId, MethodId, StreamId, TenantId};
 pub use mask::{mask, masks_alike};
 pub use method::{MethodInput, MethodKind, MethodValue};
-pub use notice::{Language, Notice, NoticeKind, NoticeSettings, Recipient, notices};
+pub use notice::{Language, Notice, NoticeKind, NoticeSettings, Recipient, needs_state, notices};
 pub use outcome::CommandOutcome;
 pub use phone::{LineType, PhoneNumber, load_phone_metadata};
 pub use policy::{

@@ -140,7 +140,14 @@ pub struct Notice {
     pub about: MethodKind,
 }
 
-/// The notices of `event`, given the admin's state just before it.
+/// Whether the notices of `event` depend on the admin's state before it: an addition tells
+/// the admin's other methods; every other event carries the values it tells.
+pub fn needs_state(event: &DomainEvent) -> bool {
+    matches!(event, DomainEvent::MethodAdded { .. })
+}
+
+/// The notices of `event`, given the admin's state just before it ([`needs_state`]: only an
+/// addition reads it).
 pub fn notices(event: &DomainEvent, before: &AdminState) -> Vec<Notice> {
     match event {
         DomainEvent::MethodChanged {
@@ -258,6 +265,45 @@ mod tests {
         // The first method of an admin has nobody to tell.
         assert!(notices(&added, &AdminState::default()).is_empty());
         assert!(NoticeKind::of(&DomainEvent::AdminErased { reason: "x".into() }).is_none());
+    }
+
+    /// The notifier reads an admin's state only for the events that need one: every other
+    /// event's notices must come out the same whatever the state.
+    #[test]
+    fn only_an_addition_reads_the_state_before_it() {
+        let email = method(MethodKind::Email, "jane@example.org");
+        let mobile = method(MethodKind::MobilePhone, "+4520123456");
+        let full = AdminState {
+            methods: vec![mobile.clone(), email.clone()],
+            ..AdminState::default()
+        };
+        let removed = RemovedMethod {
+            method_id: mobile.id,
+            kind: MethodKind::MobilePhone,
+            old_value: "+4520123456".into(),
+        };
+        let events = [
+            DomainEvent::MethodChanged {
+                method_id: email.id,
+                kind: MethodKind::Email,
+                old_value: "jane@example.org".into(),
+                new_value: "joe@example.org".into(),
+            },
+            DomainEvent::MethodRemoved(removed.clone()),
+            DomainEvent::AdminOffboarded {
+                removed: vec![removed],
+            },
+            DomainEvent::MethodAdded {
+                method_id: MethodId::from_uuid(Uuid::now_v7()),
+                kind: MethodKind::OfficePhone,
+                value: "+4533123456".into(),
+            },
+        ];
+        for event in &events {
+            let same = notices(event, &full) == notices(event, &AdminState::default());
+            assert_eq!(same, !needs_state(event), "{event:?}");
+            assert!(!notices(event, &full).is_empty(), "{event:?}");
+        }
     }
 
     #[test]

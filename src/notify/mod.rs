@@ -17,9 +17,13 @@
 
 pub mod channels;
 pub mod templates;
+mod warm;
+
+pub use warm::Warm;
 
 use crate::domain::{
-    AdminState, NoticeKind, NoticeSettings, StreamId, admin_decider, notices, tenant_decider,
+    AdminState, NoticeKind, NoticeSettings, StreamId, admin_decider, needs_state, notices,
+    tenant_decider,
 };
 use crate::events::RecordedEvent;
 use crate::keys::ERASED;
@@ -68,6 +72,8 @@ const BATCH: u32 = 500;
 const CLAIM: u32 = 20;
 /// How often the gauges of notices by status are read again when nothing changed.
 const COUNTS_EVERY: Duration = Duration::from_secs(5);
+/// How often they are read again, at most, while the notices change.
+const COUNTS_BUSY: Duration = Duration::from_secs(1);
 
 /// The wait before try `attempt + 1` after `attempt` failed: `backoff × 2^(attempt − 1)`, at
 /// most `max_backoff`, less up to a fifth at random (so that notices that failed together do
@@ -89,15 +95,14 @@ fn settings_at(tenant_events: &[RecordedEvent], at: u64) -> NoticeSettings {
         .notices
 }
 
-/// The admin's state just before position `at`, and the event there.
-fn before(admin_events: &[RecordedEvent], at: u64) -> (AdminState, Option<&RecordedEvent>) {
-    let state = admin_events
+/// The admin's state just before position `at`, folded from the admin's events read.
+fn before_state(admin_events: &[RecordedEvent], at: u64) -> AdminState {
+    admin_events
         .iter()
         .take_while(|e| e.position < at)
         .fold(AdminState::default(), |s, e| {
             admin_decider::evolve(s, &e.event, &e.meta())
-        });
-    (state, admin_events.iter().find(|e| e.position == at))
+        })
 }
 
 /// The events of `streams`, whole, each stream's in log order (one read).
@@ -117,62 +122,60 @@ async fn load_by_stream(
 }
 
 /// Turns the next batch of the log into notices; returns the events read (0: none new).
-pub async fn enqueue_batch(store: &Store) -> Result<usize, StoreError> {
+/// `warm` holds what earlier batches folded (see `warm`).
+pub async fn enqueue_batch(store: &Store, warm: &mut Warm) -> Result<usize, StoreError> {
     let from = store.notifier_checkpoint().await?;
     let batch = store.read_log(from, BATCH).await?;
     let Some(to) = batch.last().map(|e| e.position) else {
         return Ok(0);
     };
-    // The streams the batch's notices need, in one read: each admin's, and their tenants'.
-    let telling: Vec<&RecordedEvent> = batch
-        .iter()
-        .filter(|e| NoticeKind::of(&e.event).is_some() && e.stream.admin().is_some())
-        .collect();
-    let mut wanted: Vec<StreamId> = Vec::new();
-    for e in &telling {
-        for stream in [e.stream, StreamId::Tenant(e.stream.tenant())] {
-            if !wanted.contains(&stream) {
-                wanted.push(stream);
-            }
-        }
-    }
-    let streams = load_by_stream(store, wanted).await?;
+    warm.begin(from);
+    let telling =
+        |e: &RecordedEvent| NoticeKind::of(&e.event).is_some() && e.stream.admin().is_some();
+    // What the batch's notices need and is not held, in one read: the tenants' settings, and
+    // the admins' states where a notice depends on one (an addition tells the other methods).
+    let wanted = batch.iter().filter(|e| telling(e)).flat_map(|e| {
+        let admin = needs_state(&e.event).then_some(e.stream);
+        admin
+            .into_iter()
+            .chain(std::iter::once(StreamId::Tenant(e.stream.tenant())))
+    });
+    let missing = warm.missing(wanted);
+    warm.load(&load_by_stream(store, missing).await?, from);
     let mut rows = Vec::new();
     let now = Utc::now();
-    for event in telling {
-        let StreamId::Admin(tenant, admin) = event.stream else {
-            continue;
-        };
-        let none = Vec::new();
-        let admin_events = streams.get(&event.stream).unwrap_or(&none);
-        let tenant_events = streams.get(&StreamId::Tenant(tenant)).unwrap_or(&none);
-        let settings = settings_at(tenant_events, event.position);
-        let (state, _) = before(admin_events, event.position);
-        for notice in notices(&event.event, &state) {
-            if !settings.enabled(notice.kind) {
-                continue;
+    for event in &batch {
+        if let (true, StreamId::Admin(tenant, admin)) = (telling(event), event.stream) {
+            let settings = warm.settings(event.stream);
+            let state = warm.admin(event.stream);
+            for notice in notices(&event.event, &state) {
+                if !settings.enabled(notice.kind) {
+                    continue;
+                }
+                rows.push(Notification {
+                    id: Notification::id_of(event.event_id, notice.method_id, notice.recipient),
+                    position: event.position,
+                    tenant,
+                    admin,
+                    event_id: event.event_id,
+                    kind: notice.kind,
+                    method_id: notice.method_id,
+                    recipient: notice.recipient,
+                    channel: Channel::for_kind(notice.to_kind),
+                    status: Status::Pending,
+                    attempts: 0,
+                    next_attempt_at: now,
+                    last_error: None,
+                    created_at: now,
+                    sent_at: None,
+                });
             }
-            rows.push(Notification {
-                id: Notification::id_of(event.event_id, notice.method_id, notice.recipient),
-                position: event.position,
-                tenant,
-                admin,
-                event_id: event.event_id,
-                kind: notice.kind,
-                method_id: notice.method_id,
-                recipient: notice.recipient,
-                channel: Channel::for_kind(notice.to_kind),
-                status: Status::Pending,
-                attempts: 0,
-                next_attempt_at: now,
-                last_error: None,
-                created_at: now,
-                sent_at: None,
-            });
         }
+        warm.apply(event);
     }
     let queued = rows.len();
     if store.enqueue_notifications(from, to, rows).await? {
+        warm.stored(to);
         metrics::counter!("recovery_notifications_queued_total").increment(queued as u64);
     }
     Ok(batch.len())
@@ -195,13 +198,34 @@ async fn prepare(
 ) -> Result<Prepared, StoreError> {
     let admin_stream = StreamId::Admin(n.tenant, n.admin);
     let tenant_stream = StreamId::Tenant(n.tenant);
-    let mut streams = load_by_stream(store, vec![admin_stream, tenant_stream]).await?;
-    let admin_events = streams.remove(&admin_stream).unwrap_or_default();
-    let tenant_events = streams.remove(&tenant_stream).unwrap_or_default();
-    let (state, event) = before(&admin_events, n.position);
+    let event = store
+        .read_log(n.position.saturating_sub(1), 1)
+        .await?
+        .into_iter()
+        .find(|e| e.position == n.position && e.stream == admin_stream);
     let Some(event) = event else {
         return Ok(Prepared::Skip("its event is not in the log".into()));
     };
+    // One read: the tenant's stream (its settings), and of the admin's the events after this
+    // one (an erasure since) or, for a notice that depends on the state before it, the whole.
+    let after = if needs_state(&event.event) {
+        0
+    } else {
+        event.version
+    };
+    let mut admin_events = Vec::new();
+    let mut tenant_events = Vec::new();
+    for e in store
+        .load_streams(&[(admin_stream, after), (tenant_stream, 0)])
+        .await?
+    {
+        if e.stream == admin_stream {
+            admin_events.push(e);
+        } else {
+            tenant_events.push(e);
+        }
+    }
+    let state = before_state(&admin_events, n.position);
     let Some(notice) = notices(&event.event, &state)
         .into_iter()
         .find(|x| x.method_id == n.method_id && x.recipient == n.recipient)
@@ -211,7 +235,7 @@ async fn prepare(
     if notice.to == ERASED
         || admin_events
             .iter()
-            .any(|e| e.event.type_name() == "AdminErased")
+            .any(|e| e.position > n.position && e.event.type_name() == "AdminErased")
     {
         return Ok(Prepared::Skip(
             "not delivered: the admin's values were erased".into(),
@@ -312,15 +336,22 @@ fn record(n: &Notification, delivery: &Delivery) {
 pub fn spawn(store: Store, config: NotifierConfig) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut failing = false;
-        // The counts by status are a scan of the outbox: read again when a round changed the
-        // outbox, and every few seconds (a `notifications retry` of another process), not on
-        // every idle poll.
+        // The counts by status are a scan of the outbox, which keeps every notice: read again
+        // at most every second while rounds change the outbox, and every few seconds
+        // otherwise (a `notifications retry` of another process), not on every round (under
+        // a steady load every round changes it, and the scan grows with the outbox).
         let mut counted = std::time::Instant::now() - COUNTS_EVERY;
+        let mut warm = Warm::default();
         loop {
             let round = async {
-                let queued = enqueue_batch(&store).await?;
+                let queued = enqueue_batch(&store, &mut warm).await?;
                 let sent = send_due(&store, &config).await?;
-                if queued + sent > 0 || counted.elapsed() >= COUNTS_EVERY {
+                let due = if queued + sent > 0 {
+                    COUNTS_BUSY
+                } else {
+                    COUNTS_EVERY
+                };
+                if counted.elapsed() >= due {
                     counted = std::time::Instant::now();
                     for (status, n) in store.notification_counts().await? {
                         metrics::gauge!("recovery_notifications", "status" => status.name())

@@ -281,11 +281,14 @@ async fn a_permanently_failing_address_ends_as_a_dead_letter(backend: Backend) {
         listed.starts_with(&format!("{} failed email method_added tries=3", dead.id)),
         "{listed}"
     );
-    let metrics = app.metrics().await;
-    assert!(
-        metrics.contains("recovery_notifications{status=\"failed\"} 1"),
-        "{metrics}"
-    );
+    // The gauges are read again at most every second while the outbox changes.
+    eventually("the dead letter on /metrics", async || {
+        let metrics = app.metrics().await;
+        metrics
+            .contains("recovery_notifications{status=\"failed\"} 1")
+            .then_some(())
+    })
+    .await;
     let out = run(
         &app.store_config,
         &["notifications", "retry", "--all-failed"],
