@@ -101,13 +101,20 @@ pub async fn probe(
 
 /// The number of messages in the JetStream stream that captures the service's events.
 pub async fn stream_messages(nats: &async_nats::Client) -> anyhow::Result<u64> {
+    Ok(stream_state(nats).await?.0)
+}
+
+/// The messages and the bytes stored in the JetStream stream that captures the service's
+/// events (what a deployment's stream grows by: docs/scaling.md).
+pub async fn stream_state(nats: &async_nats::Client) -> anyhow::Result<(u64, u64)> {
     let js = async_nats::jetstream::new(nats.clone());
     let name = js
         .stream_by_subject(format!("{}.events.probe.probe.Probe", prefix()))
         .await
         .context("no JetStream stream captures the service's events")?;
     let mut stream = js.get_stream(name).await?;
-    Ok(stream.info().await?.state.messages)
+    let state = stream.info().await?.state;
+    Ok((state.messages, state.bytes))
 }
 
 /// Waits until the publisher's checkpoint (moved only after every PubAck of a batch) reaches
