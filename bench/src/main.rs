@@ -719,7 +719,7 @@ async fn measure_with(
     }
     // The reset flow's read-your-writes: an admin's eligibility asked for right after a change,
     // at the change's position (answered from what the command left until the eligibility
-    // projection has folded it: `app::written`).
+    // projection has folded it: `app::folded`).
     for clients in [1, 16] {
         let Some((_, base)) = raw_pk.iter().find(|(c, _)| *c == clients) else {
             continue;

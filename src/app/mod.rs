@@ -34,9 +34,7 @@ use tokio::sync::{Mutex, watch};
 use uuid::Uuid;
 
 mod folded;
-mod written;
 use folded::FoldedStates;
-use written::Written;
 
 /// How often a command without `If-Match` is decided again after losing a race to a writer
 /// in another process (writers in this process queue on the stream's lock instead).
@@ -141,11 +139,9 @@ pub struct App {
     /// Bumped after every append in this process (and, with PostgreSQL, on every NOTIFY
     /// from other replicas): wakes the followers of the log.
     appended: watch::Sender<u64>,
-    /// The admin and tenant states last folded by a command (see `folded`).
+    /// The admin and tenant states last folded by a command, and where this process's
+    /// commands left each admin (see `folded`).
     folded: Arc<FoldedStates>,
-    /// What this process's commands left each admin with, exact at their positions (see
-    /// `written`).
-    written: Arc<Written>,
 }
 
 fn fold_admin(events: &[RecordedEvent], state: AdminState) -> AdminState {
@@ -173,7 +169,6 @@ impl App {
             stream_locks: Arc::new((0..LOCK_STRIPES).map(|_| Mutex::new(())).collect()),
             appended: watch::channel(0).0,
             folded: Arc::default(),
-            written: Arc::default(),
         }
     }
 
@@ -270,14 +265,12 @@ impl App {
             {
                 Ok((answer, recorded)) => {
                     if let Some(last) = recorded.last() {
-                        let after = fold_admin(&recorded, after);
-                        self.written.record(
-                            (ctx.tenant, admin),
+                        self.folded.remember_written(
+                            stream,
+                            fold_admin(&recorded, after),
                             last.position,
-                            after.clone(),
-                            &tenant,
+                            tenant.version,
                         );
-                        self.folded.remember_admin(stream, after);
                     }
                     return Ok(answer);
                 }
@@ -459,10 +452,14 @@ impl App {
             return Ok(hit);
         }
         // Right after this process's own command on the admin, before the projection has
-        // folded it: the verdict the command left, exact at its position (see `written`).
+        // folded it: the verdict the command left, exact at its position (see `folded`).
         if let Some(wanted) = min_position
             && !self.projections.reached(Projection::Admins, wanted)
-            && let Some((position, verdict)) = self.written.verdict(tenant, admin, wanted)
+            && let Some((position, verdict)) = self.folded.written_verdict(
+                StreamId::Admin(tenant, admin),
+                StreamId::Tenant(tenant),
+                wanted,
+            )
         {
             return Ok((position, Arc::new(verdict)));
         }

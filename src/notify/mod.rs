@@ -22,7 +22,7 @@ mod warm;
 pub use warm::Warm;
 
 use crate::domain::{
-    AdminState, NoticeKind, NoticeSettings, StreamId, admin_decider, needs_state, notices,
+    AdminState, NoticeKind, StreamId, TenantState, admin_decider, needs_state, notices,
     tenant_decider,
 };
 use crate::events::RecordedEvent;
@@ -84,15 +84,14 @@ pub fn backoff(config: &NotifierConfig, attempt: u32, random: f64) -> Duration {
     Duration::from_secs_f64(full * (1.0 - 0.2 * random.clamp(0.0, 1.0)))
 }
 
-/// A tenant's notice settings as of position `at` (exclusive).
-fn settings_at(tenant_events: &[RecordedEvent], at: u64) -> NoticeSettings {
+/// A tenant's state as of position `at` (exclusive), folded from the tenant's events read.
+fn tenant_before(tenant_events: &[RecordedEvent], at: u64) -> TenantState {
     tenant_events
         .iter()
         .take_while(|e| e.position < at)
         .fold(Default::default(), |s, e| {
             tenant_decider::evolve(s, &e.event, &e.meta())
         })
-        .notices
 }
 
 /// The admin's state just before position `at`, folded from the admin's events read.
@@ -213,18 +212,11 @@ async fn prepare(
     } else {
         event.version
     };
-    let mut admin_events = Vec::new();
-    let mut tenant_events = Vec::new();
-    for e in store
+    let (admin_events, tenant_events): (Vec<_>, Vec<_>) = store
         .load_streams(&[(admin_stream, after), (tenant_stream, 0)])
         .await?
-    {
-        if e.stream == admin_stream {
-            admin_events.push(e);
-        } else {
-            tenant_events.push(e);
-        }
-    }
+        .into_iter()
+        .partition(|e| e.stream == admin_stream);
     let state = before_state(&admin_events, n.position);
     let Some(notice) = notices(&event.event, &state)
         .into_iter()
@@ -241,7 +233,7 @@ async fn prepare(
             "not delivered: the admin's values were erased".into(),
         ));
     }
-    let settings = settings_at(&tenant_events, n.position);
+    let settings = tenant_before(&tenant_events, n.position).notices;
     let new_value = match &event.event {
         crate::domain::DomainEvent::MethodChanged { new_value, .. } => Some(new_value.as_str()),
         crate::domain::DomainEvent::MethodAdded { value, .. } => Some(value.as_str()),

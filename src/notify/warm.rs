@@ -13,11 +13,13 @@
 //! is not `at` (another replica enqueued, or this batch failed), everything is dropped and read
 //! again. It is dropped whole, too, when it holds [`CAPACITY`] streams.
 
+use super::{before_state, tenant_before};
 use crate::domain::{
     AdminState, NoticeSettings, StreamId, TenantState, admin_decider, tenant_decider,
 };
 use crate::events::RecordedEvent;
 use std::collections::HashMap;
+use std::mem::take;
 
 /// Streams held at most (admins and tenants); beyond it, the fold is dropped and read again.
 const CAPACITY: usize = 100_000;
@@ -60,19 +62,13 @@ impl Warm {
     /// Holds `streams` (each read whole) folded up to `from`, the batch's start.
     pub(super) fn load(&mut self, streams: &HashMap<StreamId, Vec<RecordedEvent>>, from: u64) {
         for (stream, events) in streams {
-            let before = events.iter().take_while(|e| e.position <= from);
             match stream {
                 StreamId::Admin(..) => {
-                    let state = before.fold(AdminState::default(), |s, e| {
-                        admin_decider::evolve(s, &e.event, &e.meta())
-                    });
-                    self.admins.insert(*stream, state);
+                    self.admins.insert(*stream, before_state(events, from + 1));
                 }
                 StreamId::Tenant(..) => {
-                    let state = before.fold(TenantState::default(), |s, e| {
-                        tenant_decider::evolve(s, &e.event, &e.meta())
-                    });
-                    self.tenants.insert(*stream, state);
+                    self.tenants
+                        .insert(*stream, tenant_before(events, from + 1));
                 }
                 StreamId::Audit(..) => {}
             }
@@ -97,15 +93,13 @@ impl Warm {
     pub(super) fn apply(&mut self, event: &RecordedEvent) {
         match event.stream {
             StreamId::Admin(..) => {
-                if let Some(state) = self.admins.remove(&event.stream) {
-                    let state = admin_decider::evolve(state, &event.event, &event.meta());
-                    self.admins.insert(event.stream, state);
+                if let Some(state) = self.admins.get_mut(&event.stream) {
+                    *state = admin_decider::evolve(take(state), &event.event, &event.meta());
                 }
             }
             StreamId::Tenant(..) => {
-                if let Some(state) = self.tenants.remove(&event.stream) {
-                    let state = tenant_decider::evolve(state, &event.event, &event.meta());
-                    self.tenants.insert(event.stream, state);
+                if let Some(state) = self.tenants.get_mut(&event.stream) {
+                    *state = tenant_decider::evolve(take(state), &event.event, &event.meta());
                 }
             }
             StreamId::Audit(..) => {}

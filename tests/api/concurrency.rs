@@ -731,7 +731,7 @@ async fn a_failing_admin_projection_stalls_loudly_and_a_rebuild_repairs_it() {
 
     app.add_ok(admin, "email", "jane@example.com").await;
     // Another admin's command takes the log past the admin's own: eligibility at the admin's
-    // own command is answered from what it left (`app::written`), not from the projection.
+    // own command is answered from what it left (`app::folded`), not from the projection.
     app.add_ok(Uuid::now_v7(), "mobile_phone", "+45 20 12 34 57")
         .await;
     let head = app.store().head().await.unwrap();

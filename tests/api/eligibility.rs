@@ -177,7 +177,7 @@ async fn a_view_that_cannot_catch_up_in_time_says_so() {
 }
 
 /// Eligibility asked right after an own command, before any projection has folded it, is
-/// answered from what the command left (`app::written`): the answer must be the projection's
+/// answered from what the command left (`app::folded`): the answer must be the projection's
 /// once it has folded exactly that far. The service runs no projection, so only the command's
 /// own states can answer; a runner started here beside it then folds the log to the
 /// command's position, and its verdict (in memory and in the table) is compared.
@@ -271,10 +271,22 @@ async fn eligibility_after_own_command_is_the_projections_answer(backend: Backen
         let admin_id = AdminId::from_uuid(admin);
         let (at, table) = store.eligibility(tenant, admin_id).await.unwrap();
         assert_eq!(at, position, "step {step}: nothing else was appended");
-        let (_, memory) = projections
-            .verdicts()
-            .and_then(|v| v.get(tenant, admin_id, Some(position)))
-            .expect("the runner holds the verdict it just folded");
+        // `wait_for` may see the checkpoint in the store a moment before the runner has moved
+        // its verdicts in memory to it.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        let memory = loop {
+            if let Some((_, v)) = projections
+                .verdicts()
+                .and_then(|v| v.get(tenant, admin_id, Some(position)))
+            {
+                break v;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "step {step}: the runner holds no verdict at {position}"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        };
         assert_eq!(*memory, table, "step {step}");
         let folded = serde_json::to_value(&table).unwrap();
         for (field, value) in folded.as_object().unwrap() {
