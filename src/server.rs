@@ -130,6 +130,10 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Server> {
         .await
         .with_context(|| format!("cannot open the store ({})", config.store.describe()))?;
     store
+        .cache_for_serving()
+        .await
+        .context("cannot size the store's cache")?;
+    store
         .migrate()
         .await
         .context("cannot migrate the database")?;

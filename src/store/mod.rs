@@ -272,6 +272,16 @@ impl Store {
 }
 
 impl Store {
+    /// Sizes the store's caches in this process for a service that runs for long (the
+    /// embedded store's page cache: `SqliteStore::cache_for_serving`; PostgreSQL's cache is the
+    /// server's).
+    pub async fn cache_for_serving(&self) -> Result<(), StoreError> {
+        match self {
+            Store::Postgres(_) => Ok(()),
+            Store::Embedded(s) => s.cache_for_serving().await,
+        }
+    }
+
     /// The keyring (see `store::keys`): loads and checks the KEKs at the first call, which
     /// needs the migrated schema.
     pub async fn keyring(&self) -> Result<std::sync::Arc<crate::keys::Keyring>, StoreError> {

@@ -262,6 +262,22 @@ impl SqliteStore {
         .map_err(|e| StoreError::Config(format!("embedded store task failed: {e}")))?
     }
 
+    /// Sizes the connection's page cache for a service that runs for long: the store's working
+    /// set (the last pages of the log, the index leaves of the admins' streams, the
+    /// projections). SQLite's default (2 MiB) is smaller than that, and then every append reads
+    /// its index pages back through the kernel: the 30 min soak grew slower as the file grew
+    /// (docs/benchmarks.md, "Soak"). The memory is taken as pages are touched, up to the bound.
+    /// The one-pass commands (`audit export`, `verify`, `replay`) read each page once and keep
+    /// SQLite's default, which bounds their memory.
+    pub async fn cache_for_serving(&self) -> Result<(), StoreError> {
+        self.run(|c| {
+            // A negative value is KiB.
+            c.pragma_update(None, "cache_size", -PAGE_CACHE_KIB)?;
+            Ok(())
+        })
+        .await
+    }
+
     /// Applies pending migrations; returns how many ran.
     pub async fn migrate(&self) -> Result<usize, StoreError> {
         self.run(migrate).await
@@ -568,7 +584,7 @@ fn create_database_file(path: &Path) -> Result<(), StoreError> {
     }
 }
 
-/// The bound on the connection's page cache, in KiB (`PRAGMA cache_size`).
+/// The bound on the serving connection's page cache, in KiB (`PRAGMA cache_size`).
 const PAGE_CACHE_KIB: i64 = 64 * 1024;
 
 fn open_connection(dir: &Path) -> Result<Connection, StoreError> {
@@ -612,12 +628,6 @@ fn open_connection(dir: &Path) -> Result<Connection, StoreError> {
     // Deleted rows are overwritten, not left in free pages: an erasure's destroyed data key
     // and deleted answers leave no bytes behind in the file (docs/privacy.md).
     conn.pragma_update(None, "secure_delete", "ON")?;
-    // A bounded page cache, sized for the store's working set: the last pages of the log, the
-    // index leaves of the admins' streams and the projections. SQLite's default (2 MiB) is
-    // smaller than that, and then every append reads its index pages back through the kernel;
-    // the 30 min soak grew slower as the file grew (docs/benchmarks.md, "Soak"). A negative
-    // value is KiB; the memory is taken as pages are touched, up to this bound.
-    conn.pragma_update(None, "cache_size", -PAGE_CACHE_KIB)?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     Ok(conn)
 }
@@ -946,5 +956,31 @@ impl SqliteStore {
             Ok(rows)
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn only_a_serving_store_takes_the_large_page_cache() {
+        let dir = std::env::temp_dir().join(format!("ri_cache_{}", uuid::Uuid::now_v7().simple()));
+        let store = SqliteStore::open(&dir).await.unwrap();
+        let cache = |store: &SqliteStore| {
+            let store = store.clone();
+            async move {
+                store
+                    .run(|c| Ok(c.query_row("PRAGMA cache_size", [], |r| r.get::<_, i64>(0))?))
+                    .await
+                    .unwrap()
+            }
+        };
+        // A one-pass command keeps SQLite's default (-2000: about 2 MiB).
+        assert!(cache(&store).await > -PAGE_CACHE_KIB);
+        store.cache_for_serving().await.unwrap();
+        assert_eq!(cache(&store).await, -PAGE_CACHE_KIB);
+        drop(store);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
