@@ -4,7 +4,9 @@ use std::process::ExitCode;
 
 /// mimalloc instead of the system allocator: the service allocates per request, per event and
 /// per row, and glibc's malloc took a tenth of the process's time in the profiles
-/// (docs/benchmarks.md).
+/// (docs/benchmarks.md). Built without the `mimalloc` feature, the binary keeps the system
+/// allocator, which heap profilers can follow.
+#[cfg(feature = "mimalloc")]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

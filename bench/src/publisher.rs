@@ -113,7 +113,7 @@ pub async fn stream_state(nats: &async_nats::Client) -> anyhow::Result<(u64, u64
         .await
         .context("no JetStream stream captures the service's events")?;
     let mut stream = js.get_stream(name).await?;
-    let state = stream.info().await?.state;
+    let state = &stream.info().await?.state;
     Ok((state.messages, state.bytes))
 }
 
