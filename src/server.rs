@@ -88,6 +88,7 @@ pub struct Server {
 
 /// Binds, connects, migrates, starts the projections and serves the API and the metrics.
 pub async fn start(config: ServerConfig) -> anyhow::Result<Server> {
+    no_transparent_huge_pages();
     // Refuse a configuration that cannot work before anything is started.
     crate::publish::check_store(config.publisher.as_ref(), &config.store)?;
     // Bound before anything starts that a failure would have to tear down: a port in use is
@@ -302,6 +303,19 @@ const RPC_ERRORS: rpc::ErrorMapping = rpc::ErrorMapping {
 
 /// Serves `service` on `listener` until the sender it adds to `shutdown` fires (or goes), then
 /// lets the requests in flight finish.
+/// Turns transparent huge pages off for this process (`prctl(PR_SET_THP_DISABLE)`, the whole
+/// process and its mappings, whatever the machine's THP setting). mimalloc asks for huge pages
+/// on its 1 GiB arena (`MADV_HUGEPAGE`), and the kernel's khugepaged then collapses any 2 MiB of
+/// it that holds one page in use into a whole huge page, some minutes into a run, at its own
+/// pace: the serving process's RSS stepped up by ≈ 15 MiB with no more memory in use
+/// (docs/benchmarks.md, "Soak"). A kernel without the flag keeps its setting.
+fn no_transparent_huge_pages() {
+    #[cfg(target_os = "linux")]
+    if let Err(e) = rustix::thread::disable_transparent_huge_pages(true) {
+        tracing::warn!(error = %e, "cannot turn transparent huge pages off");
+    }
+}
+
 fn serve<S>(
     listener: TcpListener,
     service: S,

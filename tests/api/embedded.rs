@@ -147,6 +147,34 @@ async fn metrics_listen_off_binds_nothing_but_the_api() {
     let _ = std::fs::remove_dir_all(&data_dir);
 }
 
+/// The serving process turns transparent huge pages off (`server::no_transparent_huge_pages`):
+/// with them on, khugepaged inflated mimalloc's arena some minutes into a soak.
+#[tokio::test]
+async fn the_serving_process_has_transparent_huge_pages_off() {
+    let thp_enabled = |pid: u32| {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("THP_enabled:"))
+            .map(|v| v.trim().to_owned())
+    };
+    // A kernel older than 5.0 shows no such line: nothing to check there.
+    let Some(ours) = thp_enabled(std::process::id()) else {
+        return;
+    };
+    let data_dir = temp_dir();
+    let (mut child, _, _) = serve_with_metrics(&data_dir, "off");
+    let theirs = thp_enabled(child.id());
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let _ = std::fs::remove_dir_all(&data_dir);
+    assert_eq!(
+        theirs.as_deref(),
+        Some("0"),
+        "the test process shows {ours}"
+    );
+}
+
 fn token(data_dir: &Path, tenant: Uuid, subject: &str, role: &str) -> String {
     let out = binary()
         .args([
