@@ -301,8 +301,6 @@ const RPC_ERRORS: rpc::ErrorMapping = rpc::ErrorMapping {
     status_of: |code| http::error::problem(code).0.as_u16(),
 };
 
-/// Serves `service` on `listener` until the sender it adds to `shutdown` fires (or goes), then
-/// lets the requests in flight finish.
 /// Turns transparent huge pages off for this process (`prctl(PR_SET_THP_DISABLE)`, the whole
 /// process and its mappings, whatever the machine's THP setting). mimalloc asks for huge pages
 /// on its 1 GiB arena (`MADV_HUGEPAGE`), and the kernel's khugepaged then collapses any 2 MiB of
@@ -316,6 +314,8 @@ fn no_transparent_huge_pages() {
     }
 }
 
+/// Serves `service` on `listener` until the sender it adds to `shutdown` fires (or goes), then
+/// lets the requests in flight finish.
 fn serve<S>(
     listener: TcpListener,
     service: S,
