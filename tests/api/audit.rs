@@ -425,14 +425,10 @@ fn peak_rss_kib(mut cmd: Command) -> (Output, u64) {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let status_file = format!("/proc/{}/status", child.id());
     let mut peak = 0;
     while child.try_wait().unwrap().is_none() {
-        if let Ok(status) = std::fs::read_to_string(&status_file)
-            && let Some(kib) = status
-                .lines()
-                .find_map(|l| l.strip_prefix("VmHWM:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        if let Some(kib) = crate::support::proc_status(child.id(), "VmHWM")
+            .and_then(|v| v.trim_end_matches("kB").trim().parse::<u64>().ok())
         {
             peak = peak.max(kib);
         }

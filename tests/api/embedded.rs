@@ -1,7 +1,7 @@
 //! The zero-setup default: the binary on an embedded store, through a crash, a full disk, and
 //! bad starts.
 
-use crate::support::{Options, assert_problem, each, spawn_store, succeeds};
+use crate::support::{Options, assert_problem, each, proc_status, spawn_store, succeeds};
 use recovery_info::store::StoreConfig;
 use recovery_info::store::sqlite::DB_FILE;
 use serde_json::{Value, json};
@@ -151,13 +151,7 @@ async fn metrics_listen_off_binds_nothing_but_the_api() {
 /// with them on, khugepaged inflated mimalloc's arena some minutes into a soak.
 #[tokio::test]
 async fn the_serving_process_has_transparent_huge_pages_off() {
-    let thp_enabled = |pid: u32| {
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("THP_enabled:"))
-            .map(|v| v.trim().to_owned())
-    };
+    let thp_enabled = |pid: u32| proc_status(pid, "THP_enabled");
     // A kernel older than 5.0 shows no such line: nothing to check there.
     let Some(ours) = thp_enabled(std::process::id()) else {
         return;

@@ -41,6 +41,16 @@ pub async fn pg_client(url: &str) -> tokio_postgres::Client {
 }
 
 /// A port nothing listens on now, for a server a test starts itself.
+/// A field of a process's `/proc/{pid}/status` (`VmHWM`, `THP_enabled`, ...), trimmed; `None`
+/// when the process or the field is not there.
+pub fn proc_status(pid: u32, field: &str) -> Option<String> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .map(|v| v.trim().to_owned())
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
